@@ -1,0 +1,43 @@
+//! Python exception types raised by the engine.
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyConnectionError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+// A value of a type outside the closed set: the caller keeps it in L1 only.
+create_exception!(
+    _native,
+    EncodeError,
+    PyTypeError,
+    "A value (or key) cannot be encoded by the safe codec."
+);
+// Bytes that are not a valid encoding: callers of the cache see a miss.
+create_exception!(
+    _native,
+    DecodeError,
+    PyValueError,
+    "Bytes are not a valid ormcache_redis encoding."
+);
+// Redis could not be reached or answered an error within the timeouts.
+create_exception!(
+    _native,
+    RedisUnavailable,
+    PyConnectionError,
+    "Redis is unreachable, timed out, or the circuit breaker is open."
+);
+// A configuration value (URL, timeout, size) is invalid.
+create_exception!(
+    _native,
+    ConfigError,
+    PyValueError,
+    "An ormcache_redis configuration value is invalid."
+);
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("EncodeError", py.get_type::<EncodeError>())?;
+    m.add("DecodeError", py.get_type::<DecodeError>())?;
+    m.add("RedisUnavailable", py.get_type::<RedisUnavailable>())?;
+    m.add("ConfigError", py.get_type::<ConfigError>())?;
+    Ok(())
+}

@@ -1,0 +1,27 @@
+//! `ormcache_redis._native`: the Rust engine behind ormcache_redis.
+//!
+//! This file only registers; each concern lives in its own module.
+
+use pyo3::prelude::*;
+
+pub mod codec;
+pub mod errors;
+pub mod fork;
+pub mod keys;
+pub mod lru;
+pub mod redis;
+pub mod stats;
+pub mod two_tier;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    fork::install_atfork_handler();
+    errors::register(m)?;
+    codec::register(m)?;
+    keys::register(m)?;
+    lru::register(m)?;
+    redis::register(m)?;
+    two_tier::register(m)?;
+    Ok(())
+}
