@@ -25,6 +25,13 @@ create_exception!(
     PyConnectionError,
     "Redis is unreachable, timed out, or the circuit breaker is open."
 );
+// Redis answered with an error reply (wrong type, unknown command...).
+create_exception!(
+    _native,
+    RedisReplyError,
+    pyo3::exceptions::PyException,
+    "Redis answered a command with an error reply."
+);
 // A configuration value (URL, timeout, size) is invalid.
 create_exception!(
     _native,
@@ -38,6 +45,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EncodeError", py.get_type::<EncodeError>())?;
     m.add("DecodeError", py.get_type::<DecodeError>())?;
     m.add("RedisUnavailable", py.get_type::<RedisUnavailable>())?;
+    m.add("RedisReplyError", py.get_type::<RedisReplyError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     Ok(())
 }

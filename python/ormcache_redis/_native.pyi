@@ -1,0 +1,191 @@
+"""Type stubs for the Rust engine, ``ormcache_redis._native``."""
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Generic, TypeVar, final
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+__version__: str
+
+class EncodeError(TypeError):
+    """A value (or key) is outside the codec's closed set of types."""
+
+class DecodeError(ValueError):
+    """Bytes are not a valid encoding (garbage, truncated, other format version)."""
+
+class RedisUnavailable(ConnectionError):
+    """Redis is unreachable, timed out, or the circuit breaker is open."""
+
+class RedisReplyError(Exception):
+    """Redis answered a command with an error reply."""
+
+class ConfigError(ValueError):
+    """A configuration value (URL, timeout, size) is invalid."""
+
+# --------------------------------------------------------------------------- codec
+
+@final
+class Codec:
+    """Safe closed-type codec: Python value <-> bytes. Never pickle."""
+
+    def __init__(
+        self,
+        compress_threshold: int = 4096,
+        max_depth: int = 128,
+        max_decoded_bytes: int = 64 * 1024 * 1024,
+    ) -> None: ...
+    def dumps(self, obj: object) -> bytes: ...
+    def loads(self, data: bytes) -> Any: ...
+    def register_type(
+        self,
+        cls: type,
+        tag: str,
+        to_state: Callable[[Any], object],
+        from_state: Callable[[Any], object],
+    ) -> None:
+        """Make ``cls`` (exact type) encodable as ``to_state(obj)``, decoded by ``from_state``."""
+    def registered_tags(self) -> list[str]: ...
+
+def canonical_key(key: object) -> bytes:
+    """Deterministic encoding of a cache key, equal across processes and runs."""
+
+def key_digest(namespace: bytes, canonical: bytes) -> bytes:
+    """SHA-256 of the namespace and the canonical key (32 bytes)."""
+
+# --------------------------------------------------------------------------- L1
+
+class LRU(Generic[K, V]):
+    """Thread-safe LRU mapping with Odoo's LRU protocol (17, 18 and 19)."""
+
+    def __init__(
+        self,
+        count: int,
+        pairs: Iterable[tuple[K, V]] | None = None,
+        *,
+        max_bytes: int = 0,
+        ttl: float | None = None,
+    ) -> None: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def max_bytes(self) -> int: ...
+    @property
+    def total_bytes(self) -> int: ...
+    def __getitem__(self, key: K) -> V: ...
+    def __setitem__(self, key: K, value: V) -> None: ...
+    def __delitem__(self, key: K) -> None: ...
+    def __contains__(self, key: object) -> bool: ...
+    def __len__(self) -> int: ...
+    def __bool__(self) -> bool: ...
+    def __iter__(self) -> Iterator[K]: ...
+    def set(self, key: K, value: V, ttl: float | None = None) -> None: ...
+    def get(self, key: K, default: V | None = None) -> V | None: ...
+    def pop(self, key: K, *default: V) -> V: ...
+    def clear(self) -> None: ...
+    def keys(self) -> list[K]: ...
+    def values(self) -> list[V]: ...
+    def items(self) -> list[tuple[K, V]]: ...
+    @property
+    def snapshot(self) -> dict[K, V]:
+        """A copy, least recently used first (Odoo 19)."""
+    @property
+    def d(self) -> dict[K, V]:
+        """Same as ``snapshot``; Odoo 17/18 read ``cache.d``."""
+    def stats(self) -> dict[str, int]: ...
+    def reset_stats(self) -> None: ...
+
+# --------------------------------------------------------------------------- Redis
+
+@final
+class RedisClient:
+    """Per-process Redis connection pool: timeouts, circuit breaker, fork safety,
+    and a background writer (write-behind) with a bounded queue."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 1.0,
+        socket_timeout: float = 0.25,
+        max_idle: int = 8,
+        write_queue: int = 10000,
+        failure_threshold: int = 2,
+        retry_initial: float = 0.5,
+        retry_max: float = 30.0,
+    ) -> None: ...
+    @property
+    def address(self) -> str:
+        """Server address without credentials."""
+    @property
+    def healthy(self) -> bool:
+        """False while the circuit breaker is open."""
+    @property
+    def state(self) -> str:
+        """Breaker state: 'closed', 'open' or 'half-open'."""
+    def execute(self, *args: bytes | str | int | float) -> Any:
+        """Run one command synchronously (GIL released). Replies: None, int,
+        bytes, str (status), list, float, bool. Raises RedisUnavailable or
+        RedisReplyError."""
+    def pipeline(
+        self, commands: Sequence[Sequence[bytes | str | int | float]], *, transaction: bool = False
+    ) -> list[Any]:
+        """Run several commands in one round trip (MULTI/EXEC when transaction)."""
+    def enqueue(self, *args: bytes | str | int | float) -> bool:
+        """Queue a write for the background writer; False when dropped."""
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued write was sent (or dropped)."""
+    def ping(self) -> float:
+        """Round-trip time in seconds."""
+    def stats(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+# --------------------------------------------------------------------------- L1 + L2
+
+class TwoTierCache(LRU[K, V]):
+    """L1 (this process) in front of L2 (Redis, shared by every process).
+
+    Lookup: L1, then (when shared and Redis healthy) Redis, else KeyError.
+    Store: L1, plus a queued Redis write when the value is encodable.
+
+    ``gate`` (optional) is called on every L2 access: it returns False/None
+    (this access stays local), True (read and write Redis now), or a list
+    (read Redis; writes are appended to the list as ``(redis_key, payload,
+    ttl)`` tuples for the caller to send later with ``commit_writes``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        count: int,
+        *,
+        client: RedisClient | None,
+        codec: Codec,
+        namespace: bytes = b"",
+        prefix: str = "ormcache:",
+        ttl: int = 3600,
+        local_methods: Iterable[str] = (),
+        gate: Callable[[], bool | list[tuple[bytes, bytes, int]] | None] | None = None,
+        max_bytes: int = 0,
+    ) -> None: ...
+    @property
+    def name(self) -> str: ...
+    namespace: bytes
+    """Part of every Redis key (e.g. database, registry and cache generation);
+    changing it is the O(1) clear of the shared tier."""
+    shared: bool
+    """Master switch of the shared tier for this cache."""
+    ttl: int
+    local_methods: frozenset[str]
+    """Qualified names (``module.Class.method``) whose entries never leave the process."""
+    def clear_method(self, method: Callable[..., Any] | str) -> int:
+        """Drop the method's entries here and bump its generation in Redis
+        (one HINCRBY), so every process misses its old shared entries.
+        Returns the number of local entries dropped."""
+    def evict_method(self, method: Callable[..., Any] | str) -> int:
+        """Drop the method's entries from L1 only."""
+    def method_generations(self) -> dict[str, int]:
+        """The per-method generations stored in Redis (for cross-process L1 sync)."""
+    def commit_writes(self, writes: Sequence[tuple[bytes, bytes, int]]) -> int:
+        """Queue deferred writes collected by a gate list; returns how many were queued."""
+    def stats(self) -> dict[str, Any]: ...  # type: ignore[override]

@@ -1,0 +1,146 @@
+//! Redis connection settings, validated once at construction.
+
+use std::time::Duration;
+
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
+
+/// Everything needed to open and supervise connections to one Redis server.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    pub info: ConnectionInfo,
+    pub connect_timeout: Duration,
+    pub io_timeout: Duration,
+    /// Idle connections kept per process for request threads.
+    pub max_idle: usize,
+    /// Capacity of the write-behind queue; a full queue drops (and counts).
+    pub write_queue: usize,
+    /// Consecutive failures that open the circuit breaker.
+    pub failure_threshold: u32,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+}
+
+fn positive_duration(option: &str, seconds: f64) -> Result<Duration, String> {
+    if seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0 {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(format!(
+            "{option} must be a number of seconds between 0 and 3600, got {seconds}"
+        ))
+    }
+}
+
+impl RedisConfig {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        url: &str,
+        connect_timeout: f64,
+        io_timeout: f64,
+        max_idle: usize,
+        write_queue: usize,
+        failure_threshold: u32,
+        retry_initial: f64,
+        retry_max: f64,
+    ) -> Result<Self, String> {
+        let scheme = url.split("://").next().unwrap_or("");
+        if !url.contains("://")
+            || !matches!(
+                scheme,
+                "redis" | "rediss" | "unix" | "redis+unix" | "valkey" | "valkeys"
+            )
+        {
+            return Err(format!(
+                "Redis URL must start with redis://, rediss://, unix:// or valkey://, got {}",
+                redact_url(url)
+            ));
+        }
+        let info = url
+            .into_connection_info()
+            .map_err(|err| format!("invalid Redis URL {}: {}", redact_url(url), err))?;
+        let retry_initial = positive_duration("retry_initial", retry_initial)?;
+        let retry_max = positive_duration("retry_max", retry_max)?;
+        if retry_max < retry_initial {
+            return Err("retry_max must not be smaller than retry_initial".to_string());
+        }
+        if failure_threshold == 0 {
+            return Err("failure_threshold must be at least 1".to_string());
+        }
+        if write_queue == 0 {
+            return Err("write_queue must be at least 1".to_string());
+        }
+        Ok(RedisConfig {
+            info,
+            connect_timeout: positive_duration("connect_timeout", connect_timeout)?,
+            io_timeout: positive_duration("socket_timeout", io_timeout)?,
+            max_idle,
+            write_queue,
+            failure_threshold,
+            retry_initial,
+            retry_max,
+        })
+    }
+
+    /// The server address without credentials, for logs and reprs.
+    pub fn display_address(&self) -> String {
+        let db = self.info.redis_settings().db();
+        match self.info.addr() {
+            ConnectionAddr::Tcp(host, port) => format!("redis://{host}:{port}/{db}"),
+            ConnectionAddr::TcpTls { host, port, .. } => format!("rediss://{host}:{port}/{db}"),
+            ConnectionAddr::Unix(path) => format!("unix://{}?db={db}", path.display()),
+            _ => "redis://?".to_string(),
+        }
+    }
+}
+
+/// A URL with its user info removed: passwords never reach logs or errors.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => format!("{scheme}://{rest}"),
+        },
+        None => "<not a URL>".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str) -> Result<RedisConfig, String> {
+        RedisConfig::new(url, 1.0, 0.25, 8, 100, 2, 0.5, 30.0)
+    }
+
+    #[test]
+    fn accepts_the_documented_schemes() {
+        for url in [
+            "redis://127.0.0.1:6379/0",
+            "redis://user:secret@host:6380/3",
+            "rediss://host:6380/1",
+            "unix:///var/run/redis.sock",
+            "valkey://host/2",
+        ] {
+            assert!(config(url).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn rejects_other_schemes_without_leaking_the_password() {
+        let err = config("http://user:hunter2@host").unwrap_err();
+        assert!(err.contains("redis://"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn display_address_has_no_credentials() {
+        let cfg = config("redis://user:hunter2@example.org:6390/4").unwrap();
+        assert_eq!(cfg.display_address(), "redis://example.org:6390/4");
+    }
+
+    #[test]
+    fn rejects_bad_timeouts() {
+        assert!(RedisConfig::new("redis://h", 0.0, 0.25, 8, 100, 2, 0.5, 30.0).is_err());
+        assert!(RedisConfig::new("redis://h", 1.0, f64::NAN, 8, 100, 2, 0.5, 30.0).is_err());
+        assert!(RedisConfig::new("redis://h", 1.0, 0.25, 8, 100, 2, 5.0, 1.0).is_err());
+    }
+}
