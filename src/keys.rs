@@ -14,3 +14,13 @@ pub fn canonical_key(_key: &Bound<'_, PyAny>, _out: &mut Vec<u8>) -> PyResult<()
 pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
+
+/// SHA-256 over (u32-LE length of namespace, namespace, canonical).
+pub fn key_digest(namespace: &[u8], canonical: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update((namespace.len() as u32).to_le_bytes());
+    hasher.update(namespace);
+    hasher.update(canonical);
+    hasher.finalize().into()
+}
