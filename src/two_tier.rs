@@ -174,7 +174,7 @@ impl TwoTierCache {
         let Some(client) = &self.client else {
             return Ok(Access::Local);
         };
-        if !client.get().pool().looks_healthy() {
+        if !client.get().pool().would_attempt() {
             // The breaker is open: do not even build the key.
             self.counters.l2_skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(Access::Local);

@@ -22,6 +22,7 @@ from ormcache_redis._native import (
     RedisReplyError,
     RedisUnavailable,
     TwoTierCache,
+    canonical_key,
     __version__,
 )
 from ormcache_redis.decorator import ormcache
@@ -42,5 +43,6 @@ __all__ = [
     "TwoTierCache",
     "__version__",
     "cache_stats",
+    "canonical_key",
     "ormcache",
 ]
