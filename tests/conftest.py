@@ -7,70 +7,15 @@ one) so tests can stop and restart it. Nothing here mocks Redis.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from ormcache_redis import RedisClient
+from ormcache_redis import RedisClient, testing
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A throwaway redis-server process that tests may stop and start."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: run `make install` (scripts/setup.sh)")
-        self.binary = binary
-        self.workdir = workdir
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
+class RedisServer(testing.RedisServer):
+    """The suite's server, with a helper that talks to it on its own client."""
 
     def command(self, *args: str | bytes) -> object:
         """Runs a command on a fresh client that shares no state with tests."""
@@ -79,19 +24,21 @@ class RedisServer:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    with tempfile.TemporaryDirectory(prefix="ormcache-redis-test-") as workdir:
-        server = RedisServer(Path(workdir))
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    try:
+        server = RedisServer()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """The URL of a running, empty test server."""
-    if redis_server.process is None or redis_server.process.poll() is not None:
+    if not redis_server.running:
         redis_server.start()
     redis_server.command("FLUSHALL")
     return redis_server.url
