@@ -374,3 +374,67 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CODEC_FORMAT_VERSION", FORMAT_VERSION)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyo3::types::{PyList, PyTuple};
+
+    fn codec() -> Codec {
+        Codec::new(
+            DEFAULT_COMPRESS_THRESHOLD,
+            DEFAULT_MAX_DEPTH,
+            DEFAULT_MAX_DECODED_BYTES,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn encode_into_appends_and_restores_on_error() {
+        Python::with_gil(|py| {
+            let c = codec();
+            let mut out = b"prefix".to_vec();
+            let value = PyTuple::new(py, [1, 2, 3]).unwrap();
+            c.encode_into(value.as_any(), &mut out).unwrap();
+            assert_eq!(&out[..6], b"prefix");
+            assert_eq!(&out[6..10], &[0xC0, 0xDE, FORMAT_VERSION, 0]);
+            let decoded = c.decode(py, &out[6..]).unwrap();
+            assert!(decoded.bind(py).eq(value).unwrap());
+
+            let before = out.clone();
+            let bad = PyList::new(
+                py,
+                [
+                    py.None(),
+                    py.eval(c"object()", None, None).unwrap().unbind(),
+                ],
+            )
+            .unwrap();
+            let err = c.encode_into(bad.as_any(), &mut out).unwrap_err();
+            assert!(err.is_instance_of::<EncodeError>(py));
+            assert_eq!(out, before);
+        });
+    }
+
+    #[test]
+    fn pseudo_random_garbage_is_decode_error_or_value() {
+        Python::with_gil(|py| {
+            let c = codec();
+            let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            for _ in 0..20_000 {
+                let len = (next() % 40) as usize;
+                let mut data = vec![0xC0, 0xDE, FORMAT_VERSION, (next() % 2) as u8];
+                data.extend((0..len).map(|_| next() as u8));
+                if let Err(e) = c.decode(py, &data) {
+                    assert!(e.is_instance_of::<DecodeError>(py), "{e}");
+                }
+            }
+        });
+    }
+}
