@@ -493,6 +493,33 @@ def test_max_depth_both_ways():
         deep.dumps([nested])
 
 
+def test_max_depth_limit_fits_a_small_thread_stack():
+    # 1000 levels (the maximum) on a 1 MiB thread stack: a fat recursion
+    # frame would crash the process here instead of failing the test.
+    codec = _native.Codec(max_depth=1000)
+    nested = 1
+    for _ in range(999):
+        nested = [nested]
+    data = codec.dumps(nested)
+    results = []
+
+    def run():
+        results.append(codec.dumps(nested) == data)
+        out = codec.loads(data)
+        for _ in range(999):
+            out = out[0]
+        results.append(out == 1)
+
+    old = threading.stack_size(1 << 20)
+    try:
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old)
+    assert results == [True, True]
+
+
 def test_constructor_validation():
     with pytest.raises(ValueError):
         _native.Codec(max_depth=0)
