@@ -201,7 +201,14 @@ impl Codec {
                 "declared uncompressed size is impossible for the compressed input",
             ));
         }
-        let mut buf = vec![0u8; declared as usize];
+        // A failed allocation is a DecodeError (a miss), not an abort.
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(declared as usize).map_err(|_| {
+            DecodeError::new_err(format!(
+                "cannot allocate {declared} bytes for the uncompressed payload"
+            ))
+        })?;
+        buf.resize(declared as usize, 0);
         match lz4_flex::block::decompress_into(compressed, &mut buf) {
             Ok(n) if n == buf.len() => {}
             Ok(_) => {
