@@ -200,6 +200,19 @@ def test_unsupported_keys(key):
         canonical_key(key)
 
 
+def test_errors_inside_key_encoding_are_encode_errors():
+    class Meta(type):
+        def __getattribute__(cls, name):
+            if name == "__qualname__":
+                raise RuntimeError("no name")
+            return super().__getattribute__(name)
+
+    weird = Meta("Weird", (), {})
+    with pytest.raises(EncodeError) as info:
+        canonical_key(("k", weird))
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
 def test_local_function_refused():
     def local():
         pass
