@@ -113,8 +113,9 @@ def ormcache(
 
     ``exprs`` are Python expressions over the method's parameters (e.g.
     ``'self.env.uid'``, ``'frozenset(groups)'``); ``ttl`` (seconds) bounds the
-    life of the entry in both tiers. ``method.clear_cache(record)`` (or
-    ``record.method.clear_cache()``) invalidates that method's entries only.
+    life of the entry in both tiers. ``self.method.clear_cache(self)`` (or
+    ``Model.method.clear_cache(record)``) invalidates that method's entries
+    only, in this process and, through Redis, in every other one.
     """
     if skiparg is not None:
         raise TypeError("skiparg is not supported: name the key expressions instead")
