@@ -169,7 +169,11 @@ def test_shared_through_redis_and_clear_everywhere(redis_url: str) -> None:
     def two_tier_pool() -> Pool:
         client = RedisClient(redis_url)
         return Pool(
-            {"default": TwoTierCache("default", 100, client=client, codec=Codec(), namespace=b"db:1")}
+            {
+                "default": TwoTierCache(
+                    "default", 100, client=client, codec=Codec(), namespace=b"db:1"
+                )
+            }
         )
 
     first = SharedUsers(7, two_tier_pool())

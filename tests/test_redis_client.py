@@ -150,9 +150,7 @@ def test_unresponsive_server_times_out() -> None:
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        client = RedisClient(
-            f"redis://127.0.0.1:{port}/0", socket_timeout=0.1, connect_timeout=0.5
-        )
+        client = RedisClient(f"redis://127.0.0.1:{port}/0", socket_timeout=0.1, connect_timeout=0.5)
         started = time.monotonic()
         with pytest.raises(RedisUnavailable):
             client.execute("GET", "x")

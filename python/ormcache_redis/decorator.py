@@ -61,7 +61,7 @@ def build_key_function(method: Callable[..., Any], exprs: tuple[str, ...]) -> Ca
         f"lambda {arguments[1:-1]}: ({first}._name, __method__, {values})"
     )
     try:
-        factory = eval(source, method.__globals__)  # noqa: S307 - decorator source, not data
+        factory = eval(source, method.__globals__)
     except SyntaxError as exc:
         raise SyntaxError(f"@ormcache{exprs!r} on {method.__qualname__}: {exc.msg}") from None
     return factory(defaults, method)
