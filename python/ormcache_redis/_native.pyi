@@ -152,6 +152,9 @@ class RedisClient:
     def stats(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
+def flush_all_writers(timeout: float = 2.0) -> bool:
+    """Flush every write-behind queue of this process (registered with atexit)."""
+
 # --------------------------------------------------------------------------- L1 + L2
 
 class TwoTierCache(LRU[K, V]):
