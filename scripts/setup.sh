@@ -8,17 +8,17 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
-if ! command -v redis-server >/dev/null 2>&1; then
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-        echo "setup: installing redis-server with apt-get"
+        echo "setup: installing redis-server and openssl with apt-get"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server openssl >/dev/null
     elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then
-        echo "setup: installing redis-server with sudo apt-get"
+        echo "setup: installing redis-server and openssl with sudo apt-get"
         sudo apt-get update -qq
-        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server openssl >/dev/null
     else
-        echo "setup: redis-server is missing; install it (e.g. 'apt-get install redis-server') and run this again." >&2
+        echo "setup: redis-server or openssl is missing; install them (e.g. 'apt-get install redis-server openssl') and run this again." >&2
         exit 1
     fi
 fi

@@ -1,5 +1,6 @@
 """Type stubs for the Rust engine, ``ormcache_redis._native``."""
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar, final
 
@@ -125,7 +126,12 @@ class RedisClient:
         failure_threshold: int = 2,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
-    ) -> None: ...
+        tls_ca_file: str | os.PathLike[str] | None = None,
+        tls_cert_file: str | os.PathLike[str] | None = None,
+        tls_key_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """``rediss://`` trusts the system store (and ``SSL_CERT_FILE``) unless
+        ``tls_ca_file`` names a private CA; cert and key files enable mutual TLS."""
     @property
     def address(self) -> str:
         """Server address without credentials."""

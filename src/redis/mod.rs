@@ -198,6 +198,39 @@ pub fn reply_to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
     })
 }
 
+/// PEM files for TLS: a private CA, and a client certificate for mutual TLS.
+fn tls_files(
+    ca_file: Option<std::path::PathBuf>,
+    cert_file: Option<std::path::PathBuf>,
+    key_file: Option<std::path::PathBuf>,
+) -> PyResult<Option<redis::TlsCertificates>> {
+    let read = |option: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|err| {
+            ConfigError::new_err(format!("{option}: cannot read {}: {err}", path.display()))
+        })
+    };
+    let client_tls = match (&cert_file, &key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read("tls_cert_file", cert)?,
+            client_key: read("tls_key_file", key)?,
+        }),
+        _ => {
+            return Err(ConfigError::new_err(
+                "tls_cert_file and tls_key_file go together (mutual TLS needs both)",
+            ))
+        }
+    };
+    let root_cert = ca_file.map(|path| read("tls_ca_file", &path)).transpose()?;
+    if client_tls.is_none() && root_cert.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(redis::TlsCertificates {
+        client_tls,
+        root_cert,
+    }))
+}
+
 /// Per-process Redis connections with timeouts, a circuit breaker, fork
 /// safety and a background writer.
 #[pyclass(module = "ormcache_redis._native", frozen)]
@@ -237,7 +270,8 @@ impl RedisClient {
     #[new]
     #[pyo3(signature = (
         url, *, connect_timeout = 1.0, socket_timeout = 0.25, max_idle = 8,
-        write_queue = 10000, failure_threshold = 2, retry_initial = 0.5, retry_max = 30.0
+        write_queue = 10000, failure_threshold = 2, retry_initial = 0.5, retry_max = 30.0,
+        tls_ca_file = None, tls_cert_file = None, tls_key_file = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn py_new(
@@ -249,6 +283,9 @@ impl RedisClient {
         failure_threshold: u32,
         retry_initial: f64,
         retry_max: f64,
+        tls_ca_file: Option<std::path::PathBuf>,
+        tls_cert_file: Option<std::path::PathBuf>,
+        tls_key_file: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
         let config = RedisConfig::new(
             url,
@@ -261,7 +298,12 @@ impl RedisClient {
             retry_max,
         )
         .map_err(ConfigError::new_err)?;
-        let client = redis::Client::open(config.info.clone()).map_err(|err| {
+        let tls = tls_files(tls_ca_file, tls_cert_file, tls_key_file)?;
+        let client = match tls {
+            None => redis::Client::open(config.info.clone()),
+            Some(certificates) => redis::Client::build_with_tls(config.info.clone(), certificates),
+        }
+        .map_err(|err| {
             ConfigError::new_err(format!(
                 "cannot use Redis at {}: {err}",
                 config.display_address()
