@@ -49,3 +49,19 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     Ok(())
 }
+
+/// Shown in tracebacks and reprs: the public module (`ormcache_redis`), where
+/// the package re-exports them, not the extension's file name.
+pub fn set_public_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    for name in [
+        "EncodeError",
+        "DecodeError",
+        "FormatVersionError",
+        "RedisUnavailable",
+        "RedisReplyError",
+        "ConfigError",
+    ] {
+        m.getattr(name)?.setattr("__module__", "ormcache_redis")?;
+    }
+    Ok(())
+}

@@ -25,5 +25,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     redis::register(m)?;
     two_tier::register(m)?;
     decorator::register(m)?;
+    errors::set_public_module(m)?;
     Ok(())
 }

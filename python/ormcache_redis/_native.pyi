@@ -148,7 +148,8 @@ class RedisClient:
     def pipeline(
         self, commands: Sequence[Sequence[bytes | str | int | float]], *, transaction: bool = False
     ) -> list[Any]:
-        """Run several commands in one round trip (MULTI/EXEC when transaction)."""
+        """Run several commands in one round trip (MULTI/EXEC when transaction).
+        An error reply to any command raises RedisReplyError for the whole batch."""
     def enqueue(self, *args: bytes | str | int | float) -> bool:
         """Queue a write for the background writer; False when dropped."""
     def flush(self, timeout: float = 5.0) -> bool:

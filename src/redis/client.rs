@@ -159,7 +159,15 @@ impl Pool {
             Err(err) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 let transition = self.breaker.lock().on_failure(Instant::now());
-                let reason = err.to_string();
+                // A read timeout surfaces as EAGAIN: say what happened.
+                let reason = if err.is_timeout() {
+                    format!(
+                        "no answer within {:.2} s",
+                        self.config.io_timeout.as_secs_f64()
+                    )
+                } else {
+                    err.to_string()
+                };
                 if let Some(transition) = transition {
                     (self.log_transition)(&self.config.display_address(), transition, &reason);
                 }
