@@ -10,11 +10,14 @@ MutableMapping with the same slots; 18/19 round-trip values through JSON,
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import hmac
 import importlib.util
 import json
 import logging
+import os
+import pickle
 import shutil
 import socket
 import subprocess
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ormcache_redis import session_migrate
 from ormcache_redis._native import RedisClient
 from ormcache_redis.config import ConfigError, OptionSource
 from ormcache_redis.session_records import (
@@ -806,3 +810,125 @@ def test_bad_settings_are_one_sentence_errors(environ: dict[str, str], message: 
 def test_unsupported_odoo_version_is_refused(redis_url: str) -> None:
     with pytest.raises(ConfigError, match=r"17\.0, 18\.0 and 19\.0"):
         make_store(redis_url, 16)
+
+
+# --------------------------------------------------------------------------- migration
+
+
+def write_odoo_file(session_dir: Path, sid: str, data: dict[str, Any], age: float = 0) -> Path:
+    """A session file as Odoo's FilesystemSessionStore writes it."""
+    directory = session_dir / sid[:2]
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / sid
+    if len(sid) == 40:
+        path.write_bytes(pickle.dumps(data, pickle.HIGHEST_PROTOCOL))
+    else:
+        path.write_text(json.dumps(data), encoding="utf-8")
+    stamp = time.time() - age
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def migrate(*argv: str) -> int:
+    return session_migrate.main(list(argv))
+
+
+def user_data(uid: int = 2) -> dict[str, Any]:
+    return {"db": "db1", "uid": uid, "login": "admin", "session_token": "t",
+            "context": {"lang": "en_US"}, "debug": ""}  # fmt: skip
+
+
+@pytest.mark.parametrize("odoo_major", VERSIONS)
+def test_to_redis_copies_files_with_their_remaining_lifetime(
+    redis_url: str, raw: RedisClient, tmp_path: Path, odoo_major: int
+) -> None:
+    store = make_store(redis_url, odoo_major)
+    fresh, old, ancient, empty = (store.generate_key() for _ in range(4))
+    write_odoo_file(tmp_path, fresh, user_data())
+    write_odoo_file(tmp_path, old, user_data(7), age=3 * 86400)
+    write_odoo_file(tmp_path, ancient, user_data(), age=8 * 86400)
+    write_odoo_file(tmp_path, empty, {"db": None, "context": {}, "uid": None, "debug": ""})
+
+    assert migrate("to-redis", "--session-dir", str(tmp_path), "--url", redis_url,
+                   "--prefix", "test:session:") == 0  # fmt: skip
+
+    # The copy keeps what was left of the file's 7 days (a read then slides it).
+    old_ttl = raw.execute("TTL", hash_key("test:session:", old[:42]))
+    assert 4 * 86400 - 60 <= old_ttl <= 4 * 86400
+    assert dict(store.get(fresh)) == user_data()
+    assert store.get(old)["uid"] == 7
+    assert store.get(ancient).is_new and store.get(empty).is_new
+    # Idempotent: a second run finds them there and overwrites nothing.
+    session = store.get(fresh)
+    session["debug"] = "1"
+    store.save(session)
+    assert migrate("to-redis", "--session-dir", str(tmp_path), "--url", redis_url,
+                   "--prefix", "test:session:") == 0  # fmt: skip
+    assert store.get(fresh)["debug"] == "1"
+
+
+class _Exploit:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, ("touch exploited",))
+
+
+def test_to_redis_reads_odoo17_pickles_without_running_code(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = make_store(redis_url, 17)
+    good, evil = store.generate_key(), store.generate_key()
+    data = {**user_data(), "tags": {"a"}, "seen": datetime.datetime(2024, 5, 1, 12, 0)}
+    sessions = tmp_path / "sessions"
+    write_odoo_file(sessions, good, data)
+    (sessions / evil[:2]).mkdir(exist_ok=True)
+    (sessions / evil[:2] / evil).write_bytes(pickle.dumps({"uid": 2, "x": _Exploit()}))
+
+    code = migrate("to-redis", "--session-dir", str(sessions), "--url", redis_url,
+                   "--prefix", "test:session:")  # fmt: skip
+    assert code == 1  # one unreadable file is reported
+    assert not (tmp_path / "exploited").exists()
+    loaded = store.get(good)
+    assert loaded["tags"] == {"a"} and loaded["seen"] == data["seen"]
+    assert store.get(evil).is_new
+
+
+@pytest.mark.parametrize("odoo_major", VERSIONS)
+def test_to_files_and_back(
+    redis_url: str, raw: RedisClient, tmp_path: Path, odoo_major: int
+) -> None:
+    store = make_store(redis_url, odoo_major, secret="s3cret", lifetime=lambda: 86400)
+    sessions = [logged_in(store, uid) for uid in (2, 3)]
+    for session in sessions:
+        store.save(session)
+
+    assert migrate("to-files", "--session-dir", str(tmp_path), "--url", redis_url,
+                   "--prefix", "test:session:") == 2  # no secret: refused  # fmt: skip
+    assert migrate("to-files", "--session-dir", str(tmp_path), "--url", redis_url,
+                   "--prefix", "test:session:", "--secret", "s3cret") == 0  # fmt: skip
+    for session in sessions:
+        path = tmp_path / session.sid[:2] / session.sid
+        content = path.read_bytes()
+        loaded = (
+            session_migrate.load_session_pickle(content)
+            if odoo_major == 17
+            else json.loads(content)
+        )
+        assert loaded == dict(session)
+        assert time.time() - path.stat().st_mtime < 120
+
+    raw.execute("FLUSHALL")
+    assert migrate("to-redis", "--session-dir", str(tmp_path), "--url", redis_url,
+                   "--prefix", "test:session:", "--secret", "s3cret") == 0  # fmt: skip
+    for session in sessions:
+        assert dict(store.get(session.sid)) == dict(session)
+
+
+def test_migration_cli_runs_as_a_command(redis_url: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ormcache_redis.session_migrate", "to-redis",
+         "--session-dir", str(tmp_path), "--url", redis_url, "--dry-run"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("to-redis: would copy 0")

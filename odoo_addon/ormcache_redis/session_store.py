@@ -40,6 +40,9 @@ from ormcache_redis.config import (
     redact_url,
 )
 from ormcache_redis.session_records import (
+    DEFAULT_ANONYMOUS_TTL,
+    DEFAULT_PREFIX,
+    DEFAULT_SESSION_LIFETIME,
     FORMAT_CODEC,
     FORMAT_JSON,
     IDENTIFIER_LENGTH,
@@ -47,11 +50,13 @@ from ormcache_redis.session_records import (
     SID_PATTERN_B64_84,
     SID_PATTERN_HEX40,
     RecordError,
+    carries_nothing,
     decode_record,
     encode_record,
     field_of,
     hash_key,
     identifier_of,
+    record_ttl,
     secret_key,
 )
 from werkzeug.exceptions import ServiceUnavailable
@@ -59,10 +64,6 @@ from werkzeug.exceptions import ServiceUnavailable
 _logger = logging.getLogger(__name__)
 
 SUPPORTED_ODOO_VERSIONS = (17, 18, 19)
-DEFAULT_PREFIX = "odoo:session:"
-DEFAULT_ANONYMOUS_TTL = 4 * 3600
-DEFAULT_SESSION_LIFETIME = 7 * 24 * 3600
-"""Odoo's ``SESSION_LIFETIME``; used when the lifetime cannot be read."""
 DEFAULT_TIMEOUT = 1.0
 SESSION_DELETION_TIMER = 120
 """Odoo 19's grace period for requests still carrying a soft-rotated-away id."""
@@ -70,17 +71,6 @@ RETRY_AFTER_SECONDS = 5
 MISSING_IDENTIFIERS_BATCH = 500
 """EXISTS per round trip in get_missing_session_identifiers (the autovacuum
 cron sends up to 100 000 identifiers at once)."""
-
-# Keys that get_default_session() fills on every request: a session holding
-# only these, at their defaults, carries nothing the next request would miss.
-_DEFAULT_SESSION_VALUES: dict[str, Any] = {
-    "db": None,
-    "debug": "",
-    "login": None,
-    "uid": None,
-    "session_token": None,
-    "_trace": [],
-}
 
 
 class SessionLike(Protocol):
@@ -312,26 +302,7 @@ class RedisSessionStore:
         except Exception:
             _logger.warning("Could not read the session lifetime; using 7 days.", exc_info=True)
             lifetime = DEFAULT_SESSION_LIFETIME
-        lifetime = max(1, lifetime)
-        if data.get("uid"):
-            return lifetime
-        return max(1, min(self.anonymous_ttl, lifetime))
-
-    @staticmethod
-    def _carries_nothing(data: dict[str, Any]) -> bool:
-        """True for an anonymous session holding only what Odoo rebuilds on
-        every request (defaults, the language, 19's create_time): storing it
-        would cost a write and memory for nothing."""
-        for name, value in data.items():
-            if name == "create_time":
-                continue
-            if name == "context":
-                if not isinstance(value, dict) or set(value) - {"lang"}:
-                    return False
-                continue
-            if name not in _DEFAULT_SESSION_VALUES or value != _DEFAULT_SESSION_VALUES[name]:
-                return False
-        return True
+        return record_ttl(data, lifetime, self.anonymous_ttl)
 
     def _encode(self, sid: str, data: dict[str, Any], ttl: int) -> bytes:
         try:
@@ -375,7 +346,7 @@ class RedisSessionStore:
     def save(self, session: SessionLike) -> None:
         sid = self._checked_sid(session.sid)
         data = dict(session)
-        if self._carries_nothing(data):
+        if carries_nothing(data):
             if not session.is_new:
                 key, field = self._address(sid)
                 with self._redis("delete a session"):
@@ -430,7 +401,7 @@ class RedisSessionStore:
         if self.odoo_major >= 19:
             session["create_time"] = time.time()
         data = dict(session)
-        if not self._carries_nothing(data):
+        if not carries_nothing(data):
             commands += self._write_commands(session.sid, data)
         self._transaction(commands, "rotate a session")
 

@@ -48,6 +48,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+DEFAULT_PREFIX = "odoo:session:"
+DEFAULT_SESSION_LIFETIME = 7 * 24 * 3600
+"""Odoo's ``SESSION_LIFETIME`` (default ``sessions.max_inactivity_seconds``)."""
+DEFAULT_ANONYMOUS_TTL = 4 * 3600
+
 MAGIC = b"OCRS"
 RECORD_VERSION = 1
 FORMAT_JSON = b"J"
@@ -78,6 +83,44 @@ class PayloadCodec(Protocol):
 
 class RecordError(ValueError):
     """Bytes found in Redis are not a session record this code can read."""
+
+
+# Keys that Odoo's get_default_session() fills on every request: a session
+# holding only these, at their defaults, carries nothing the next request
+# would miss.
+_DEFAULT_SESSION_VALUES: dict[str, Any] = {
+    "db": None,
+    "debug": "",
+    "login": None,
+    "uid": None,
+    "session_token": None,
+    "_trace": [],
+}
+
+
+def carries_nothing(data: Mapping[str, Any]) -> bool:
+    """True for an anonymous session holding only what Odoo rebuilds on every
+    request (defaults, the language, 19's ``create_time``): storing it would
+    cost a write and memory for nothing."""
+    for name, value in data.items():
+        if name == "create_time":
+            continue
+        if name == "context":
+            if not isinstance(value, dict) or set(value) - {"lang"}:
+                return False
+            continue
+        if name not in _DEFAULT_SESSION_VALUES or value != _DEFAULT_SESSION_VALUES[name]:
+            return False
+    return True
+
+
+def record_ttl(data: Mapping[str, Any], lifetime: int, anonymous_ttl: int) -> int:
+    """Seconds a session lives without activity: Odoo's lifetime once logged
+    in, the shorter anonymous TTL (never above the lifetime) before."""
+    lifetime = max(1, int(lifetime))
+    if data.get("uid"):
+        return lifetime
+    return max(1, min(int(anonymous_ttl), lifetime))
 
 
 def identifier_of(sid: str) -> str:
@@ -168,6 +211,7 @@ class Record:
     """Seconds of inactivity the session was written for."""
     sid: str | None
     """The session id, when it was sealed in and the key is known."""
+    fmt: bytes
 
 
 def encode_record(
@@ -202,20 +246,21 @@ def decode_record(
     raw: bytes,
     sid: str | None,
     *,
-    fmt: bytes,
+    fmt: bytes | None,
     codec: PayloadCodec | None = None,
     sid_key: bytes | None = None,
 ) -> Record:
     """Parse a record written by :func:`encode_record`; raises
     :class:`RecordError` for anything else (garbage, foreign data, another
-    format). ``sid`` is the id it was looked up by (``None`` when scanning:
-    then the sealed id is needed to open ``next_sid``)."""
+    format). ``fmt`` None accepts either format. ``sid`` is the id it was
+    looked up by (``None`` when scanning: then the sealed id, if any, opens
+    ``next_sid``)."""
     if not isinstance(raw, bytes) or len(raw) < _HEADER.size:
         raise RecordError("too short to be a session record")
     magic, version, record_fmt, ttl, sealed_len = _HEADER.unpack_from(raw)
     if magic != MAGIC or version != RECORD_VERSION:
         raise RecordError("not a session record of this format version")
-    if record_fmt != fmt:
+    if record_fmt not in (FORMAT_JSON, FORMAT_CODEC) or fmt not in (None, record_fmt):
         raise RecordError(f"record format {record_fmt!r} where {fmt!r} is expected")
     body_start = _HEADER.size + sealed_len
     if len(raw) < body_start:
@@ -228,7 +273,7 @@ def decode_record(
         if opened is not None:
             stored_sid = opened.decode("ascii", "replace")
     try:
-        if fmt == FORMAT_JSON:
+        if record_fmt == FORMAT_JSON:
             data = json.loads(payload)
         else:
             if codec is None:
@@ -244,4 +289,4 @@ def decode_record(
         data = open_next_sid(data, opener_sid)
     else:
         data.pop("next_sid", None)
-    return Record(data=data, ttl=ttl, sid=stored_sid)
+    return Record(data=data, ttl=ttl, sid=stored_sid, fmt=record_fmt)
