@@ -4,7 +4,7 @@ The store module lives in the Odoo addon; it is loaded here from its file
 (the addon package itself imports Odoo). Sessions are instances of
 ``StandInSession``, written to behave like ``odoo.http.Session`` (a
 MutableMapping with the same slots; 18/19 round-trip values through JSON,
-17 copies them). Redis is real: each test gets its own, flushed.
+17 copies them). Redis is real: the suite's redis-server (tests/conftest.py), flushed per test.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import json
 import logging
 import os
 import pickle
-import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -61,11 +59,6 @@ RedisSessionStore = store_module.RedisSessionStore
 SessionStoreUnavailable = store_module.SessionStoreUnavailable
 SessionStoreSettings = store_module.SessionStoreSettings
 SessionValueError = store_module.SessionValueError
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="redis-server is not installed"
-)
-
 
 # --------------------------------------------------------------------------- stand-ins
 
@@ -120,62 +113,6 @@ def stand_in_session_token(session: Any, env: Any) -> str:
 
 
 # --------------------------------------------------------------------------- redis
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A private redis-server the tests can stop and start again."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(_free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    if redis_server.process is None:
-        redis_server.start()
-    probe = RedisClient(redis_server.url)
-    probe.execute("FLUSHALL")
-    probe.close()
-    return redis_server.url
 
 
 @pytest.fixture
@@ -682,7 +619,7 @@ def test_records_roundtrip_and_seal(redis_url: str) -> None:
 
 
 def test_redis_down_fails_fast_with_503_and_recovers(
-    redis_server: RedisServer, redis_url: str, caplog: pytest.LogCaptureFixture
+    redis_server: Any, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = make_store(redis_url, 18)
     session = logged_in(store)

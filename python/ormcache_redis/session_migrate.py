@@ -272,7 +272,12 @@ def to_files(args: argparse.Namespace, client: RedisClient) -> Report:
     args.session_dir.mkdir(parents=True, exist_ok=True)
     now = time.time()
     for key in _scan(client, args.prefix):
-        fields, remaining_ms = client.pipeline([("HGETALL", key), ("PTTL", key)])
+        try:
+            fields, remaining_ms = client.pipeline([("HGETALL", key), ("PTTL", key)])
+        except RedisReplyError:
+            report.unreadable += 1  # not a hash: something else uses the prefix
+            report.problems.append(f"{key!r} is not a session hash")
+            continue
         if not fields:
             continue  # expired between SCAN and now
         for fld, raw in zip(fields[0::2], fields[1::2], strict=True):
