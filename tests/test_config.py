@@ -62,15 +62,15 @@ def test_numbers_and_booleans() -> None:
     assert parse_seconds("ormcache_redis_expire", None, 3600) == 3600
     assert parse_seconds("ormcache_redis_expire", "90", 3600) == 90
     for bad in ("abc", "-1", "0", "nan", "inf"):
-        with pytest.raises(ConfigError, match="^ormcache_redis_expire must be"):
+        with pytest.raises(ConfigError, match=r"^ormcache_redis_expire must be"):
             parse_seconds("ormcache_redis_expire", bad, 3600)
     assert parse_int("n", "5", 1, minimum=1) == 5
-    with pytest.raises(ConfigError, match="^n must be"):
+    with pytest.raises(ConfigError, match=r"^n must be"):
         parse_int("n", "five", 1)
     with pytest.raises(ConfigError, match="between"):
         parse_int("n", "0", 1, minimum=1)
     assert parse_bool("b", "Yes", False) is True and parse_bool("b", "off", True) is False
-    with pytest.raises(ConfigError, match="^b must be true or false"):
+    with pytest.raises(ConfigError, match=r"^b must be true or false"):
         parse_bool("b", "maybe", False)
 
 

@@ -80,6 +80,7 @@ def test_wrapper_metadata(local_model: type) -> None:
     assert local_model.param.cache_name == "stable" and local_model.param.ttl == 0.05
     bound = local_model(1).has_groups
     assert bound.__self__.uid == 1 and bound.__func__ is local_model.has_groups
+    assert bound.__name__ == "has_groups" and bound.cache_name == "default"
 
 
 def test_unbound_call(local_model: type) -> None:
@@ -92,7 +93,7 @@ def test_clear_cache_drops_only_that_method(local_model: type) -> None:
     user.has_groups([1])
     user.constant()
     assert local_model.has_groups.clear_cache(user) == 1
-    assert user.has_groups.clear_cache() == 0  # bound form
+    assert user.has_groups.clear_cache(user) == 0  # through the bound method
     user.has_groups([1])
     user.constant()
     assert user.calls == 3
@@ -168,7 +169,11 @@ def test_shared_through_redis_and_clear_everywhere(redis_url: str) -> None:
     def two_tier_pool() -> Pool:
         client = RedisClient(redis_url)
         return Pool(
-            {"default": TwoTierCache("default", 100, client=client, codec=Codec(), namespace=b"db:1")}
+            {
+                "default": TwoTierCache(
+                    "default", 100, client=client, codec=Codec(), namespace=b"db:1"
+                )
+            }
         )
 
     first = SharedUsers(7, two_tier_pool())

@@ -150,9 +150,7 @@ def test_unresponsive_server_times_out() -> None:
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        client = RedisClient(
-            f"redis://127.0.0.1:{port}/0", socket_timeout=0.1, connect_timeout=0.5
-        )
+        client = RedisClient(f"redis://127.0.0.1:{port}/0", socket_timeout=0.1, connect_timeout=0.5)
         started = time.monotonic()
         with pytest.raises(RedisUnavailable):
             client.execute("GET", "x")
@@ -234,3 +232,15 @@ def test_threads_share_the_pool(client: RedisClient) -> None:
         thread.join()
     assert not errors
     assert client.stats()["connects"] <= 8
+
+
+def test_queued_writes_are_flushed_at_clean_exit(redis_url: str, client: RedisClient) -> None:
+    # Enough writes that the writer thread is still busy when the script ends
+    # (without the exit flush about a third of them are lost on this machine).
+    code = (
+        "from ormcache_redis import RedisClient;"
+        f"c = RedisClient({redis_url!r}, write_queue=100000);"
+        "assert all([c.enqueue('SET', f'exit:{i}', 'x' * 1000) for i in range(50000)])"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert client.execute("DBSIZE") == 50000

@@ -28,9 +28,7 @@ def make_cache(
     url: str, *, namespace: bytes = b"db1:1:default:0", **kwargs: object
 ) -> TwoTierCache:
     client = RedisClient(url, retry_initial=0.05, retry_max=0.2)
-    return TwoTierCache(
-        "default", 100, client=client, codec=Codec(), namespace=namespace, **kwargs
-    )
+    return TwoTierCache("default", 100, client=client, codec=Codec(), namespace=namespace, **kwargs)
 
 
 def key(*args: object, method: Callable[..., object] = users_group_ids) -> tuple:
@@ -160,7 +158,7 @@ def test_garbage_in_redis_is_a_miss(redis_url: str, redis_server, garbage: bytes
     reader = make_cache(redis_url)
     with pytest.raises(KeyError):
         reader[key(5)]
-    assert reader.stats()["rejected_entries"] == (1 if garbage else 1)
+    assert reader.stats()["rejected_entries"] == 1
 
 
 def test_entry_copied_under_another_name_is_a_miss(redis_url: str, redis_server) -> None:

@@ -22,8 +22,8 @@ from ormcache_redis._native import (
     RedisReplyError,
     RedisUnavailable,
     TwoTierCache,
-    canonical_key,
     __version__,
+    canonical_key,
 )
 from ormcache_redis.decorator import ormcache
 from ormcache_redis.stats import cache_stats
