@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ormcache_redis import session_migrate
 from ormcache_redis._native import RedisClient
 from ormcache_redis.config import ConfigError, OptionSource

@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from werkzeug.exceptions import ServiceUnavailable
+
 from ormcache_redis._native import (
     Codec,
     EncodeError,
@@ -59,7 +61,6 @@ from ormcache_redis.session_records import (
     record_ttl,
     secret_key,
 )
-from werkzeug.exceptions import ServiceUnavailable
 
 _logger = logging.getLogger(__name__)
 
