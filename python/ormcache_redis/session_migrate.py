@@ -1,0 +1,399 @@
+"""``ormcache-redis-sessions``: copy Odoo HTTP sessions between files and Redis.
+
+Switching ``session_store`` logs nobody out when the sessions are copied
+first (and back, to return to files)::
+
+    ormcache-redis-sessions to-redis --session-dir ~/.local/share/Odoo/sessions \\
+        --url redis://localhost:6379/0
+    ormcache-redis-sessions to-files --session-dir ~/.local/share/Odoo/sessions \\
+        --url redis://localhost:6379/0 --secret "$SESSION_STORE_SECRET"
+
+The copy is what the Redis store itself writes and reads (same layout, same
+records: ``ormcache_redis.session_records``), and keeps each session's
+remaining lifetime. Session ids are never printed.
+
+File formats: Odoo 18/19 write JSON files named by their 84-character id;
+Odoo 17 writes pickles named by a 40-hex id. Pickles are read with the same
+restricted unpickler rules Odoo 17 applies to them (``odoo.tools.misc``:
+only ``set`` and ``datetime``/``date``/``time`` may be looked up, plus pytz's
+UTC/timezone constructors; every other global is refused). Anything this
+reader refuses, Odoo 17 would have refused too (and served an empty session),
+so nothing loadable is lost, and no code in a session file can run. It needs
+neither Odoo nor its configuration importable.
+
+Going back (``to-files``) needs the session ids, which Redis never holds in
+clear: the store seals them into each record only when a
+``session_store_secret`` is configured, and this command needs the same
+secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import io
+import json
+import os
+import pickle
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ormcache_redis._native import (
+    Codec,
+    EncodeError,
+    RedisClient,
+    RedisReplyError,
+    RedisUnavailable,
+)
+from ormcache_redis.config import ConfigError, OptionSource, parse_redis_url, redact_url
+from ormcache_redis.session_records import (
+    DEFAULT_ANONYMOUS_TTL,
+    DEFAULT_PREFIX,
+    DEFAULT_SESSION_LIFETIME,
+    FORMAT_CODEC,
+    FORMAT_JSON,
+    SID_PATTERN_B64_84,
+    SID_PATTERN_HEX40,
+    RecordError,
+    carries_nothing,
+    decode_record,
+    encode_record,
+    field_of,
+    hash_key,
+    identifier_of,
+    record_ttl,
+    secret_key,
+)
+
+BATCH = 200
+_LEGACY_PREFIX, _LEGACY_SUFFIX = "werkzeug_", ".sess"
+
+
+class SessionPickleRefused(pickle.UnpicklingError):
+    """A session pickle names a global outside Odoo 17's allow-list."""
+
+
+_PICKLE_ALLOWED = {
+    ("builtins", "set"),
+    ("datetime", "datetime"),
+    ("datetime", "date"),
+    ("datetime", "time"),
+    ("pytz", "_p"),
+    ("pytz", "_UTC"),
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Odoo 17's ``odoo.tools.misc.Unpickler`` rules, without importing Odoo."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _PICKLE_ALLOWED:
+            raise SessionPickleRefused(f"global {module}.{name} is not allowed in a session")
+        return super().find_class(module, name)
+
+
+def load_session_pickle(data: bytes) -> dict[str, Any]:
+    loaded = RestrictedUnpickler(io.BytesIO(data), encoding="ASCII").load()
+    if not isinstance(loaded, dict):
+        raise pickle.UnpicklingError("a session file holds a dict")
+    return loaded
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class Report:
+    copied: int = 0
+    existing: int = 0
+    expired: int = 0
+    empty: int = 0
+    unreadable: int = 0
+    no_id: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def line(self, direction: str, dry_run: bool) -> str:
+        verb = "would copy" if dry_run else "copied"
+        parts = [
+            f"{verb} {self.copied}",
+            f"already there {self.existing}",
+            f"expired {self.expired}",
+            f"empty anonymous {self.empty}",
+            f"unreadable {self.unreadable}",
+        ]
+        if direction == "to-files":
+            parts.append(f"without a recoverable id {self.no_id}")
+        return f"{direction}: " + ", ".join(parts) + "."
+
+
+def _sid_format(sid: str) -> bytes | None:
+    if SID_PATTERN_B64_84.match(sid):
+        return FORMAT_JSON
+    if SID_PATTERN_HEX40.match(sid):
+        return FORMAT_CODEC
+    return None
+
+
+def session_files(session_dir: Path) -> Iterator[tuple[str, Path]]:
+    """(sid, path) of every session file: ``<dir>/<2 chars>/<sid>`` (Odoo
+    17+) and the older ``<dir>/werkzeug_<sid>.sess``."""
+    for entry in sorted(session_dir.iterdir()):
+        if entry.is_dir() and len(entry.name) == 2:
+            for path in sorted(entry.iterdir()):
+                if path.is_file() and _sid_format(path.name) and path.name[:2] == entry.name:
+                    yield path.name, path
+        elif entry.is_file() and entry.name.startswith(_LEGACY_PREFIX):
+            sid = entry.name[len(_LEGACY_PREFIX) :].removesuffix(_LEGACY_SUFFIX)
+            if entry.name.endswith(_LEGACY_SUFFIX) and _sid_format(sid):
+                yield sid, entry
+
+
+def read_session_file(path: Path, fmt: bytes) -> dict[str, Any]:
+    raw = path.read_bytes()
+    if fmt == FORMAT_JSON:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("a session file holds a JSON object")
+        return data
+    return load_session_pickle(raw)
+
+
+def write_session_file(session_dir: Path, sid: str, data: dict[str, Any], mtime: float) -> None:
+    """Write like Odoo's FilesystemSessionStore: temp file, then rename."""
+    directory = session_dir / sid[:2]
+    directory.mkdir(mode=0o755, exist_ok=True)
+    if _sid_format(sid) == FORMAT_JSON:
+        content = json.dumps(data).encode()
+    else:
+        content = pickle.dumps(data, pickle.HIGHEST_PROTOCOL)
+        load_session_pickle(content)  # Odoo 17 must be able to read it back
+    fd, tmp = tempfile.mkstemp(suffix=".__wz_sess", dir=session_dir)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        os.chmod(tmp, 0o644)
+        os.utime(tmp, (mtime, mtime))
+        os.replace(tmp, directory / sid)
+    except BaseException:
+        with_suppressed_unlink(tmp)
+        raise
+
+
+def with_suppressed_unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def to_redis(args: argparse.Namespace, client: RedisClient) -> Report:
+    report = Report()
+    codec = Codec()
+    sid_key = secret_key(args.secret) if args.secret else None
+    now = time.time()
+    pending: list[tuple[str, Sequence[Any]]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        exists = client.pipeline([("HEXISTS", key, fld) for key, (fld, *_r) in pending])
+        commands: list[tuple[Any, ...]] = []
+        for (key, (fld, record, ttl_ms)), present in zip(pending, exists, strict=True):
+            if present and not args.overwrite:
+                report.existing += 1
+                continue
+            report.copied += 1
+            commands += [("HSET", key, fld, record), ("PEXPIRE", key, ttl_ms)]
+        if commands and not args.dry_run:
+            # PEXPIRE only ever follows its HSET in the same MULTI/EXEC.
+            client.pipeline(commands, transaction=True)
+        pending.clear()
+
+    for sid, path in session_files(args.session_dir):
+        fmt = _sid_format(sid)
+        assert fmt is not None
+        try:
+            data = read_session_file(path, fmt)
+            age = max(0.0, now - path.stat().st_mtime)
+        except (OSError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+            report.unreadable += 1
+            report.problems.append(f"{path.parent.name}/…: {type(exc).__name__}: {exc}")
+            continue
+        if carries_nothing(data):
+            report.empty += 1
+            continue
+        ttl = record_ttl(data, args.lifetime, args.anonymous_ttl)
+        remaining = min(ttl, args.lifetime - age)
+        if remaining <= 0:
+            report.expired += 1
+            continue
+        try:
+            record = encode_record(data, sid, fmt=fmt, ttl=ttl, codec=codec, sid_key=sid_key)
+        except (EncodeError, TypeError, ValueError) as exc:
+            report.unreadable += 1
+            report.problems.append(f"{path.parent.name}/…: cannot be stored safely: {exc}")
+            continue
+        key = hash_key(args.prefix, identifier_of(sid))
+        pending.append((key, (field_of(sid), record, max(1, int(remaining * 1000)))))
+        if len(pending) >= BATCH:
+            flush()
+    flush()
+    return report
+
+
+def _scan(client: RedisClient, prefix: str) -> Iterator[bytes]:
+    # A one-off migration may SCAN; the store itself never does.
+    cursor: bytes | str | int = 0
+    pattern = prefix.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?") + "*"
+    while True:
+        cursor, keys = client.execute("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+        yield from keys
+        if int(cursor) == 0:
+            return
+
+
+def to_files(args: argparse.Namespace, client: RedisClient) -> Report:
+    report = Report()
+    if not args.secret:
+        raise ConfigError(
+            "to-files needs --secret (or SESSION_STORE_SECRET): the session_store_secret the "
+            "store ran with. Without it Redis holds no session id to name the files by."
+        )
+    codec = Codec()
+    sid_key = secret_key(args.secret)
+    args.session_dir.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for key in _scan(client, args.prefix):
+        try:
+            fields, remaining_ms = client.pipeline([("HGETALL", key), ("PTTL", key)])
+        except RedisReplyError:
+            report.unreadable += 1  # not a hash: something else uses the prefix
+            report.problems.append(f"{key!r} is not a session hash")
+            continue
+        if not fields:
+            continue  # expired between SCAN and now
+        for fld, raw in zip(fields[0::2], fields[1::2], strict=True):
+            try:
+                record = decode_record(raw, None, fmt=None, codec=codec, sid_key=sid_key)
+            except RecordError as exc:
+                report.unreadable += 1
+                report.problems.append(f"a record under {key!r}: {exc}")
+                continue
+            sid = record.sid
+            if sid is None or _sid_format(sid) != record.fmt:
+                report.no_id += 1
+                continue
+            field_name = fld.decode() if isinstance(fld, bytes) else fld
+            key_name = key.decode() if isinstance(key, bytes) else key
+            if field_of(sid) != field_name or hash_key(args.prefix, identifier_of(sid)) != key_name:
+                report.unreadable += 1
+                report.problems.append(f"a record under {key!r} is filed under another id")
+                continue
+            if (args.session_dir / sid[:2] / sid).exists() and not args.overwrite:
+                report.existing += 1
+                continue
+            # Backdate the file so Odoo's vacuum removes it about when Redis would have.
+            left = remaining_ms / 1000 if isinstance(remaining_ms, int) and remaining_ms > 0 else 0
+            mtime = now - max(0.0, record.ttl - left) if left else now
+            if not args.dry_run:
+                try:
+                    write_session_file(args.session_dir, sid, record.data, mtime)
+                except (OSError, TypeError, ValueError, pickle.PicklingError) as exc:
+                    report.unreadable += 1
+                    report.problems.append(f"a session cannot be written as a file: {exc}")
+                    continue
+            report.copied += 1
+    return report
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _odoo_conf_options(path: Path | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    parser = configparser.RawConfigParser()
+    if not parser.read(path):
+        raise ConfigError(f"--config {path} cannot be read.")
+    return dict(parser.items("options")) if parser.has_section("options") else {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ormcache-redis-sessions",
+        description="Copy Odoo HTTP sessions between the filesystem store and Redis.",
+    )
+    sub = parser.add_subparsers(dest="direction", required=True)
+    for name, help_text in (
+        ("to-redis", "copy session files into Redis (before switching session_store to redis)"),
+        ("to-files", "copy Redis sessions back into files (before switching back)"),
+    ):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--session-dir", type=Path, help="Odoo's session directory "
+                         "(default: <data_dir>/sessions from --config)")  # fmt: skip
+        cmd.add_argument("--url", help="Redis URL (default: session_store_url / SESSION_STORE_URL)")
+        cmd.add_argument("-c", "--config", type=Path, help="odoo.conf to read session_store_* from")
+        cmd.add_argument("--prefix", help=f"key prefix (default: {DEFAULT_PREFIX!r})")
+        cmd.add_argument("--secret", help="session_store_secret (default: SESSION_STORE_SECRET)")
+        cmd.add_argument("--lifetime", type=int, default=DEFAULT_SESSION_LIFETIME,
+                         help="sessions.max_inactivity_seconds (default: 7 days)")  # fmt: skip
+        cmd.add_argument("--anonymous-ttl", type=int, default=None,
+                         help="session_store_anonymous_ttl (default: 4 hours)")  # fmt: skip
+        cmd.add_argument("--overwrite", action="store_true",
+                         help="replace sessions already at the destination")  # fmt: skip
+        cmd.add_argument("--dry-run", action="store_true", help="count, write nothing")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        conf = _odoo_conf_options(args.config)
+        options = OptionSource(conf.get)
+        args.url = parse_redis_url("--url", args.url or options.raw("session_store_url"))
+        if args.url is None:
+            raise ConfigError("--url (or session_store_url / SESSION_STORE_URL) is required.")
+        args.prefix = args.prefix or options.raw("session_store_prefix") or DEFAULT_PREFIX
+        args.secret = args.secret or options.raw("session_store_secret")
+        if args.anonymous_ttl is None:
+            args.anonymous_ttl = int(
+                options.raw("session_store_anonymous_ttl") or DEFAULT_ANONYMOUS_TTL
+            )
+        if args.session_dir is None:
+            data_dir = conf.get("data_dir")
+            if not data_dir:
+                raise ConfigError("--session-dir (or --config with data_dir) is required.")
+            args.session_dir = Path(data_dir).expanduser() / "sessions"
+        if args.direction == "to-redis" and not args.session_dir.is_dir():
+            raise ConfigError(f"--session-dir {args.session_dir} is not a directory.")
+        if args.lifetime <= 0 or args.anonymous_ttl <= 0:
+            raise ConfigError("--lifetime and --anonymous-ttl must be positive seconds.")
+        client = RedisClient(args.url, connect_timeout=5.0, socket_timeout=10.0)
+        client.ping()
+        run = to_redis if args.direction == "to-redis" else to_files
+        report = run(args, client)
+    except (ConfigError, ValueError) as exc:
+        print(f"ormcache-redis-sessions: {exc}", file=sys.stderr)
+        return 2
+    except (RedisUnavailable, RedisReplyError) as exc:
+        print(
+            f"ormcache-redis-sessions: Redis at {redact_url(args.url or '')} failed: {exc}",
+            file=sys.stderr,
+        )
+        return 3
+    for problem in report.problems[:20]:
+        print(f"  skipped {problem}", file=sys.stderr)
+    print(report.line(args.direction, args.dry_run))
+    return 1 if report.unreadable else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
