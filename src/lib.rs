@@ -5,6 +5,7 @@
 use pyo3::prelude::*;
 
 pub mod codec;
+pub mod decorator;
 pub mod errors;
 pub mod fork;
 pub mod keys;
@@ -23,5 +24,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     lru::register(m)?;
     redis::register(m)?;
     two_tier::register(m)?;
+    decorator::register(m)?;
     Ok(())
 }

@@ -1,6 +1,804 @@
-//! (stub)
-use pyo3::prelude::*;
+//! The two-tier cache: L1 (this process's LRU) in front of L2 (Redis,
+//! shared by every worker and server).
+//!
+//! Lookup: L1, then Redis when this access may be shared, else `KeyError`.
+//! Store: L1, plus a queued Redis write when the value is encodable.
+//!
+//! A Redis entry is named `prefix + "c:" + hex(digest[..16])`, where the
+//! digest is SHA-256 over the caller's namespace (database, registry,
+//! cache, generation) and the canonical key, so key material never appears
+//! in Redis in clear text. Its value is framed as
+//!
+//! ```text
+//! b"OCE1" | digest (32 bytes) | method generation (u64 LE) | codec bytes
+//! ```
+//!
+//! and a read accepts it only when the whole digest and the method's current
+//! generation match: a truncated-digest collision, a stale generation or a
+//! foreign value is a miss, never a wrong answer.
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::codec::Codec;
+use crate::keys::{canonical_key, key_digest};
+use crate::lru::{deadline_after, lru_stats_dict, Bounds, Lru, PyLru};
+use crate::redis::{call_error_to_py, RedisClient};
+use crate::stats::LatencyHistogram;
+
+const ENTRY_MAGIC: &[u8; 4] = b"OCE1";
+const DIGEST_LEN: usize = 32;
+const HEADER_LEN: usize = 4 + DIGEST_LEN + 8;
+
+/// What the gate allows for one access of the shared tier.
+enum Access {
+    Local,
+    Shared,
+    /// Read Redis; collect writes in this list for the caller to send later.
+    Deferred(Py<PyList>),
+}
+
+/// Mutable settings, changed rarely (registry reload, cache clear).
+struct Settings {
+    namespace: Vec<u8>,
+    prefix: String,
+    ttl: u64,
+    shared: bool,
+    local_methods: HashSet<String>,
+}
+
+#[derive(Default)]
+struct MethodCounters {
+    l1_hits: u64,
+    l2_hits: u64,
+    misses: u64,
+    local_only: u64,
+    bytes_read: u64,
+    bytes_written: u64,
+}
+
+struct MethodEntry {
+    /// Kept alive so its address cannot be reused by another function.
+    func: Py<PyAny>,
+    counters: MethodCounters,
+}
+
+#[derive(Default)]
+struct SharedCounters {
+    l2_hits: AtomicU64,
+    l2_misses: AtomicU64,
+    l2_errors: AtomicU64,
+    l2_skipped: AtomicU64,
+    gated: AtomicU64,
+    rejected_entries: AtomicU64,
+    unencodable_values: AtomicU64,
+    unencodable_keys: AtomicU64,
+    writes_queued: AtomicU64,
+    writes_deferred: AtomicU64,
+    writes_dropped: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+/// `module.qualname` of a function, bound method or class.
+fn qualified_name(func: &Bound<'_, PyAny>) -> Option<String> {
+    let func = match func.getattr("__func__") {
+        Ok(inner) => inner,
+        Err(_) => func.clone(),
+    };
+    let module: String = func.getattr("__module__").ok()?.extract().ok()?;
+    let qualname: String = func.getattr("__qualname__").ok()?.extract().ok()?;
+    Some(format!("{module}.{qualname}"))
+}
+
+/// The method element of an Odoo cache key `(model_name, method, *args)`.
+fn method_of<'py>(key: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    let tuple = key.downcast::<PyTuple>().ok()?;
+    if tuple.len() < 2 {
+        return None;
+    }
+    let item = tuple.get_item(1).ok()?;
+    if item.is_callable() && !item.is_instance_of::<PyString>() {
+        Some(item)
+    } else {
+        None
+    }
+}
+
+fn method_name_arg(method: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(name) = method.extract::<String>() {
+        return Ok(name);
+    }
+    qualified_name(method)
+        .ok_or_else(|| PyValueError::new_err("expected a function or its 'module.qualname' string"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
+/// One shared-tier address: everything needed to read or write an entry.
+struct Address {
+    digest: [u8; 32],
+    redis_key: Vec<u8>,
+    method_name: Option<String>,
+}
+
+#[pyclass(module = "ormcache_redis._native", name = "TwoTierCache", extends = PyLru, frozen)]
+pub struct TwoTierCache {
+    name: String,
+    client: Option<Py<RedisClient>>,
+    codec: Py<Codec>,
+    gate: RwLock<Option<Py<PyAny>>>,
+    settings: RwLock<Settings>,
+    methods: Mutex<HashMap<usize, MethodEntry>>,
+    /// Last generation read from Redis per method: stamped on writes.
+    generations: Mutex<HashMap<String, u64>>,
+    counters: SharedCounters,
+    latency: LatencyHistogram,
+}
+
+impl TwoTierCache {
+    fn count_method(
+        &self,
+        method: Option<&Bound<'_, PyAny>>,
+        update: impl FnOnce(&mut MethodCounters),
+    ) {
+        let Some(method) = method else { return };
+        let mut methods = self.methods.lock();
+        let entry = methods
+            .entry(method.as_ptr() as usize)
+            .or_insert_with(|| MethodEntry {
+                func: method.clone().unbind(),
+                counters: MethodCounters::default(),
+            });
+        update(&mut entry.counters);
+    }
+
+    fn access(&self, py: Python<'_>) -> PyResult<Access> {
+        if !self.settings.read().shared {
+            return Ok(Access::Local);
+        }
+        let Some(client) = &self.client else {
+            return Ok(Access::Local);
+        };
+        if !client.get().pool().looks_healthy() {
+            // The breaker is open: do not even build the key.
+            self.counters.l2_skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(Access::Local);
+        }
+        let gate = self.gate.read().as_ref().map(|g| g.clone_ref(py));
+        let Some(gate) = gate else {
+            return Ok(Access::Shared);
+        };
+        let verdict = gate.bind(py).call0()?;
+        if let Ok(list) = verdict.downcast::<PyList>() {
+            return Ok(Access::Deferred(list.clone().unbind()));
+        }
+        if verdict.is_truthy()? {
+            Ok(Access::Shared)
+        } else {
+            self.counters.gated.fetch_add(1, Ordering::Relaxed);
+            Ok(Access::Local)
+        }
+    }
+
+    /// Computes where `key` lives in Redis; None when it must stay local.
+    fn address(
+        &self,
+        key: &Bound<'_, PyAny>,
+        method: Option<&Bound<'_, PyAny>>,
+    ) -> Option<Address> {
+        let method_name = method.and_then(qualified_name);
+        let settings = self.settings.read();
+        if let Some(name) = &method_name {
+            if settings.local_methods.contains(name) {
+                return None;
+            }
+        }
+        let mut canonical = Vec::with_capacity(64);
+        if canonical_key(key, &mut canonical).is_err() {
+            self.counters
+                .unencodable_keys
+                .fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let digest = key_digest(&settings.namespace, &canonical);
+        let mut redis_key = Vec::with_capacity(settings.prefix.len() + 34);
+        redis_key.extend_from_slice(settings.prefix.as_bytes());
+        redis_key.extend_from_slice(b"c:");
+        redis_key.extend_from_slice(hex(&digest[..16]).as_bytes());
+        Some(Address {
+            digest,
+            redis_key,
+            method_name,
+        })
+    }
+
+    /// The Redis hash holding per-method generations of this namespace.
+    fn generations_key(&self) -> Vec<u8> {
+        let settings = self.settings.read();
+        let digest = key_digest(&settings.namespace, b"method-generations");
+        let mut key = settings.prefix.as_bytes().to_vec();
+        key.extend_from_slice(b"g:");
+        key.extend_from_slice(hex(&digest[..16]).as_bytes());
+        key
+    }
+
+    fn read_shared(
+        &self,
+        py: Python<'_>,
+        client: &RedisClient,
+        address: &Address,
+    ) -> Option<(Py<PyAny>, usize)> {
+        let data_key = address.redis_key.clone();
+        let generations_key = address.method_name.as_ref().map(|_| self.generations_key());
+        let method_name = address.method_name.clone();
+        let started = Instant::now();
+        let reply = client.call(py, move |con| match (&generations_key, &method_name) {
+            (Some(gkey), Some(name)) => redis::pipe()
+                .cmd("HGET")
+                .arg(gkey.as_slice())
+                .arg(name.as_str())
+                .cmd("GET")
+                .arg(data_key.as_slice())
+                .query::<(Option<u64>, Option<Vec<u8>>)>(con),
+            _ => redis::cmd("GET")
+                .arg(data_key.as_slice())
+                .query::<Option<Vec<u8>>>(con)
+                .map(|value| (None, value)),
+        });
+        self.latency.record(started.elapsed());
+        let (generation, payload) = match reply {
+            Ok(reply) => reply,
+            Err(_) => {
+                self.counters.l2_errors.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        };
+        let generation = generation.unwrap_or(0);
+        if let Some(name) = &address.method_name {
+            self.generations.lock().insert(name.clone(), generation);
+        }
+        let payload = payload?;
+        let value = self.open_entry(py, &payload, &address.digest, generation);
+        if value.is_none() {
+            self.counters
+                .rejected_entries
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        value.map(|v| (v, payload.len()))
+    }
+
+    /// Decodes a framed entry; None for anything that is not exactly ours.
+    fn open_entry(
+        &self,
+        py: Python<'_>,
+        payload: &[u8],
+        digest: &[u8; 32],
+        generation: u64,
+    ) -> Option<Py<PyAny>> {
+        if payload.len() < HEADER_LEN || &payload[..4] != ENTRY_MAGIC {
+            return None;
+        }
+        if &payload[4..4 + DIGEST_LEN] != digest {
+            return None;
+        }
+        let stored_generation = u64::from_le_bytes(payload[36..44].try_into().ok()?);
+        if stored_generation != generation {
+            return None;
+        }
+        self.codec.get().decode(py, &payload[HEADER_LEN..]).ok()
+    }
+
+    /// Encodes a value for `address`; None (counted) when not encodable.
+    fn frame_entry(&self, value: &Bound<'_, PyAny>, address: &Address) -> Option<Vec<u8>> {
+        let generation = address
+            .method_name
+            .as_ref()
+            .and_then(|name| self.generations.lock().get(name).copied())
+            .unwrap_or(0);
+        let mut payload = Vec::with_capacity(128);
+        payload.extend_from_slice(ENTRY_MAGIC);
+        payload.extend_from_slice(&address.digest);
+        payload.extend_from_slice(&generation.to_le_bytes());
+        match self.codec.get().encode_into(value, &mut payload) {
+            Ok(()) => Some(payload),
+            Err(_) => {
+                self.counters
+                    .unencodable_values
+                    .fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// L1 then L2; counts per method.
+    pub fn lookup(slf: &Bound<'_, Self>, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        let py = slf.py();
+        let this = slf.get();
+        let lru = &slf.as_super().get().lru;
+        let hash = key.hash()?;
+        let method = method_of(key);
+        if let Some(value) = lru.lookup(key, hash)? {
+            this.count_method(method.as_ref(), |c| c.l1_hits += 1);
+            return Ok(Some(value));
+        }
+        let found = match this.access(py)? {
+            Access::Local => None,
+            Access::Shared | Access::Deferred(_) => {
+                match (&this.client, this.address(key, method.as_ref())) {
+                    (Some(client), Some(address)) => this.read_shared(py, client.get(), &address),
+                    _ => None,
+                }
+            }
+        };
+        match found {
+            Some((value, size)) => {
+                this.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
+                this.counters
+                    .bytes_read
+                    .fetch_add(size as u64, Ordering::Relaxed);
+                this.count_method(method.as_ref(), |c| {
+                    c.l2_hits += 1;
+                    c.bytes_read += size as u64;
+                });
+                let l1_size = if lru.bounds.max_bytes > 0 { size } else { 0 };
+                lru.store(key, hash, value.bind(py), l1_size, 0)?;
+                Ok(Some(value))
+            }
+            None => {
+                this.counters.l2_misses.fetch_add(1, Ordering::Relaxed);
+                this.count_method(method.as_ref(), |c| c.misses += 1);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stores in L1 and, when allowed and encodable, in Redis.
+    pub fn store(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<f64>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let lru = &slf.as_super().get().lru;
+        let hash = key.hash()?;
+        let method = method_of(key);
+        let access = this.access(py)?;
+        let shared = match (&access, &this.client) {
+            (Access::Local, _) | (_, None) => None,
+            (_, Some(client)) => this.address(key, method.as_ref()).and_then(|address| {
+                this.frame_entry(value, &address)
+                    .map(|p| (client, address, p))
+            }),
+        };
+        let l1_size = match &shared {
+            Some((_, _, payload)) if lru.bounds.max_bytes > 0 => payload.len(),
+            _ => lru.estimate_size(value)?,
+        };
+        lru.store(key, hash, value, l1_size, deadline_after(ttl)?)?;
+        let Some((client, address, payload)) = shared else {
+            if !matches!(access, Access::Local) {
+                this.count_method(method.as_ref(), |c| c.local_only += 1);
+            }
+            return Ok(());
+        };
+        let ttl_seconds = match ttl {
+            Some(t) => (t.ceil() as u64).max(1),
+            None => this.settings.read().ttl,
+        };
+        let written = payload.len() as u64;
+        match access {
+            Access::Deferred(list) => {
+                let item = (
+                    PyBytes::new(py, &address.redis_key),
+                    PyBytes::new(py, &payload),
+                    ttl_seconds,
+                );
+                list.bind(py).append(item)?;
+                this.counters
+                    .writes_deferred
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                if client.get().enqueue_command(set_command(
+                    address.redis_key,
+                    payload,
+                    ttl_seconds,
+                )) {
+                    this.counters.writes_queued.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    this.counters.writes_dropped.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+            }
+        }
+        this.counters
+            .bytes_written
+            .fetch_add(written, Ordering::Relaxed);
+        this.count_method(method.as_ref(), |c| c.bytes_written += written);
+        Ok(())
+    }
+}
+
+/// `SET key payload EX ttl`: value and expiry in one atomic command.
+fn set_command(key: Vec<u8>, payload: Vec<u8>, ttl_seconds: u64) -> Vec<Vec<u8>> {
+    vec![
+        b"SET".to_vec(),
+        key,
+        payload,
+        b"EX".to_vec(),
+        ttl_seconds.to_string().into_bytes(),
+    ]
+}
+
+fn validate_ttl(ttl: u64) -> PyResult<u64> {
+    if ttl == 0 {
+        return Err(PyValueError::new_err("ttl must be at least 1 second"));
+    }
+    Ok(ttl)
+}
+
+#[pymethods]
+impl TwoTierCache {
+    #[new]
+    #[pyo3(signature = (
+        name, count, *, client, codec, namespace = None, prefix = "ormcache:", ttl = 3600,
+        local_methods = None, gate = None, max_bytes = 0
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn py_new(
+        name: String,
+        count: usize,
+        client: Option<Py<RedisClient>>,
+        codec: Py<Codec>,
+        namespace: Option<Vec<u8>>,
+        prefix: &str,
+        ttl: u64,
+        local_methods: Option<HashSet<String>>,
+        gate: Option<Py<PyAny>>,
+        max_bytes: usize,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let lru = PyLru {
+            lru: Lru::new(Bounds {
+                max_entries: count,
+                max_bytes,
+                default_ttl: None,
+            })?,
+        };
+        let this = TwoTierCache {
+            name,
+            client,
+            codec,
+            gate: RwLock::new(gate),
+            settings: RwLock::new(Settings {
+                namespace: namespace.unwrap_or_default(),
+                prefix: prefix.to_string(),
+                ttl: validate_ttl(ttl)?,
+                shared: true,
+                local_methods: local_methods.unwrap_or_default(),
+            }),
+            methods: Mutex::new(HashMap::new()),
+            generations: Mutex::new(HashMap::new()),
+            counters: SharedCounters::default(),
+            latency: LatencyHistogram::default(),
+        };
+        Ok(PyClassInitializer::from(lru).add_subclass(this))
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[getter]
+    fn get_namespace<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.settings.read().namespace)
+    }
+
+    #[setter]
+    fn set_namespace(&self, namespace: Vec<u8>) {
+        let mut settings = self.settings.write();
+        if settings.namespace != namespace {
+            settings.namespace = namespace;
+            // Generations belong to a namespace.
+            self.generations.lock().clear();
+        }
+    }
+
+    #[getter]
+    fn get_shared(&self) -> bool {
+        self.settings.read().shared
+    }
+
+    #[setter]
+    fn set_shared(&self, shared: bool) {
+        self.settings.write().shared = shared;
+    }
+
+    #[getter]
+    fn get_ttl(&self) -> u64 {
+        self.settings.read().ttl
+    }
+
+    #[setter]
+    fn set_ttl(&self, ttl: u64) -> PyResult<()> {
+        self.settings.write().ttl = validate_ttl(ttl)?;
+        Ok(())
+    }
+
+    #[getter]
+    fn get_prefix(&self) -> String {
+        self.settings.read().prefix.clone()
+    }
+
+    #[getter]
+    fn get_local_methods(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.settings.read().local_methods.iter().cloned().collect();
+        names.sort();
+        names
+    }
+
+    #[setter]
+    fn set_local_methods(&self, names: HashSet<String>) {
+        self.settings.write().local_methods = names;
+    }
+
+    #[getter]
+    fn get_gate(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.gate.read().as_ref().map(|g| g.clone_ref(py))
+    }
+
+    #[setter]
+    fn set_gate(&self, gate: Option<Py<PyAny>>) {
+        *self.gate.write() = gate;
+    }
+
+    #[getter]
+    fn client(&self, py: Python<'_>) -> Option<Py<RedisClient>> {
+        self.client.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    fn __getitem__(slf: &Bound<'_, Self>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        TwoTierCache::lookup(slf, key)?.ok_or_else(|| PyKeyError::new_err(key.clone().unbind()))
+    }
+
+    fn __setitem__(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        TwoTierCache::store(slf, key, value, None)
+    }
+
+    /// Stores with a TTL in seconds for both tiers (None: the cache's TTL in Redis).
+    #[pyo3(signature = (key, value, ttl = None))]
+    fn set(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<f64>,
+    ) -> PyResult<()> {
+        TwoTierCache::store(slf, key, value, ttl)
+    }
+
+    #[pyo3(signature = (key, default = None))]
+    fn get(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        Ok(TwoTierCache::lookup(slf, key)?
+            .unwrap_or_else(|| default.unwrap_or_else(|| slf.py().None())))
+    }
+
+    /// Drops the method's entries from L1 only.
+    fn evict_method(slf: &Bound<'_, Self>, method: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let name = method_name_arg(method)?;
+        let lru = &slf.as_super().get().lru;
+        Ok(lru.remove_where(slf.py(), |key| {
+            method_of(key).and_then(|m| qualified_name(&m)).as_deref() == Some(name.as_str())
+        }))
+    }
+
+    /// Drops the method's entries here and bumps its generation in Redis
+    /// (one HINCRBY), so no process reads its old shared entries again.
+    fn clear_method(slf: &Bound<'_, Self>, method: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let py = slf.py();
+        let dropped = TwoTierCache::evict_method(slf, method)?;
+        let this = slf.get();
+        let name = method_name_arg(method)?;
+        if let Some(client) = &this.client {
+            let key = this.generations_key();
+            let field = name.clone();
+            let generation = client
+                .get()
+                .call(py, move |con| {
+                    redis::cmd("HINCRBY")
+                        .arg(key.as_slice())
+                        .arg(field.as_str())
+                        .arg(1)
+                        .query::<u64>(con)
+                })
+                .map_err(call_error_to_py)?;
+            this.generations.lock().insert(name, generation);
+        }
+        Ok(dropped)
+    }
+
+    /// Per-method generations stored in Redis for the current namespace.
+    fn method_generations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        let Some(client) = &self.client else {
+            return Ok(dict);
+        };
+        let key = self.generations_key();
+        let pairs = client
+            .get()
+            .call(py, move |con| {
+                redis::cmd("HGETALL")
+                    .arg(key.as_slice())
+                    .query::<Vec<(String, u64)>>(con)
+            })
+            .map_err(call_error_to_py)?;
+        for (name, generation) in pairs {
+            dict.set_item(name, generation)?;
+        }
+        Ok(dict)
+    }
+
+    /// Queues writes collected by a gate list; returns how many were queued.
+    fn commit_writes(&self, writes: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let Some(client) = &self.client else {
+            return Ok(0);
+        };
+        let mut queued = 0;
+        for item in writes.try_iter()? {
+            let (key, payload, ttl): (Vec<u8>, Vec<u8>, u64) = item?.extract()?;
+            if client
+                .get()
+                .enqueue_command(set_command(key, payload, validate_ttl(ttl)?))
+            {
+                queued += 1;
+            } else {
+                self.counters.writes_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.counters
+            .writes_queued
+            .fetch_add(queued as u64, Ordering::Relaxed);
+        Ok(queued)
+    }
+
+    fn stats<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        let py = slf.py();
+        let this = slf.get();
+        let lru = &slf.as_super().get().lru;
+        let dict = lru_stats_dict(py, lru)?;
+        let l1 = lru.counters();
+        dict.set_item("name", &this.name)?;
+        dict.set_item("l1_hits", l1.hits)?;
+        let c = &this.counters;
+        for (label, counter) in [
+            ("l2_hits", &c.l2_hits),
+            ("l2_misses", &c.l2_misses),
+            ("l2_errors", &c.l2_errors),
+            ("l2_skipped", &c.l2_skipped),
+            ("gated", &c.gated),
+            ("rejected_entries", &c.rejected_entries),
+            ("unencodable_values", &c.unencodable_values),
+            ("unencodable_keys", &c.unencodable_keys),
+            ("writes_queued", &c.writes_queued),
+            ("writes_deferred", &c.writes_deferred),
+            ("writes_dropped", &c.writes_dropped),
+            ("bytes_read", &c.bytes_read),
+            ("bytes_written", &c.bytes_written),
+        ] {
+            dict.set_item(label, counter.load(Ordering::Relaxed))?;
+        }
+        // A lookup that fell through L1 is either an L2 hit or a real miss.
+        dict.set_item("misses", c.l2_misses.load(Ordering::Relaxed))?;
+        dict.set_item("redis_latency_p50_us", this.latency.quantile_micros(0.5))?;
+        dict.set_item("redis_latency_p99_us", this.latency.quantile_micros(0.99))?;
+        dict.set_item("shared", this.settings.read().shared)?;
+        dict.set_item(
+            "redis_healthy",
+            this.client.as_ref().map(|c| c.get().pool().looks_healthy()),
+        )?;
+        let methods = PyDict::new(py);
+        let snapshot: Vec<(Py<PyAny>, [u64; 6])> = this
+            .methods
+            .lock()
+            .values()
+            .map(|entry| {
+                let c = &entry.counters;
+                (
+                    entry.func.clone_ref(py),
+                    [
+                        c.l1_hits,
+                        c.l2_hits,
+                        c.misses,
+                        c.local_only,
+                        c.bytes_read,
+                        c.bytes_written,
+                    ],
+                )
+            })
+            .collect();
+        for (func, [l1_hits, l2_hits, misses, local_only, bytes_read, bytes_written]) in snapshot {
+            let name = qualified_name(func.bind(py)).unwrap_or_else(|| "<unknown>".to_string());
+            let m = PyDict::new(py);
+            m.set_item("l1_hits", l1_hits)?;
+            m.set_item("l2_hits", l2_hits)?;
+            m.set_item("misses", misses)?;
+            m.set_item("local_only", local_only)?;
+            m.set_item("bytes_read", bytes_read)?;
+            m.set_item("bytes_written", bytes_written)?;
+            let lookups = l1_hits + l2_hits + misses;
+            let ratio = if lookups > 0 {
+                (l1_hits + l2_hits) as f64 / lookups as f64
+            } else {
+                0.0
+            };
+            m.set_item("hit_ratio", ratio)?;
+            methods.set_item(name, m)?;
+        }
+        dict.set_item("methods", methods)?;
+        Ok(dict)
+    }
+
+    fn reset_stats(slf: &Bound<'_, Self>) {
+        slf.as_super().get().lru.reset_counters();
+        let this = slf.get();
+        this.methods.lock().clear();
+        this.latency.reset();
+        let c = &this.counters;
+        for counter in [
+            &c.l2_hits,
+            &c.l2_misses,
+            &c.l2_errors,
+            &c.l2_skipped,
+            &c.gated,
+            &c.rejected_entries,
+            &c.unencodable_values,
+            &c.unencodable_keys,
+            &c.writes_queued,
+            &c.writes_deferred,
+            &c.writes_dropped,
+            &c.bytes_read,
+            &c.bytes_written,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        let lru = &slf.as_super().get().lru;
+        format!(
+            "<TwoTierCache {:?} {} of {} entries>",
+            slf.get().name,
+            lru.len(),
+            lru.bounds.max_entries
+        )
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<TwoTierCache>()?;
     Ok(())
 }

@@ -1,5 +1,46 @@
-"""ormcache_redis: shared two-tier cache for Odoo."""
+"""ormcache_redis: Odoo's ormcache on a shared two-tier cache (Rust L1 + Redis L2).
 
-from ormcache_redis._native import __version__
+The public API is small:
 
-__all__ = ["__version__"]
+- :func:`ormcache`: the ``@ormcache``-compatible decorator (plus ``ttl=``).
+- :class:`LRU`, :class:`TwoTierCache`: the cache mappings.
+- :class:`RedisClient`, :class:`Codec`: the Redis client and the safe codec.
+- :func:`cache_stats`: the figures of a set of caches as one dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+
+from ormcache_redis._native import (
+    LRU,
+    Codec,
+    ConfigError,
+    DecodeError,
+    EncodeError,
+    RedisClient,
+    RedisReplyError,
+    RedisUnavailable,
+    TwoTierCache,
+    __version__,
+)
+from ormcache_redis.decorator import ormcache
+from ormcache_redis.stats import cache_stats
+
+# Odoo and user code test `isinstance(cache, MutableMapping)`.
+MutableMapping.register(LRU)
+
+__all__ = [
+    "LRU",
+    "Codec",
+    "ConfigError",
+    "DecodeError",
+    "EncodeError",
+    "RedisClient",
+    "RedisReplyError",
+    "RedisUnavailable",
+    "TwoTierCache",
+    "__version__",
+    "cache_stats",
+    "ormcache",
+]

@@ -1,47 +1,376 @@
 //! Safe closed-type codec: Python value <-> bytes. Never pickle.
-//! (Interface stub: the full implementation lands in the codec commit.)
+//!
+//! The wire format is documented in [`format`]. Values of a closed set of
+//! types (None, bool, int, float, str, bytes, tuple, list, dict, set,
+//! frozenset, datetime/date/time with None/timezone/ZoneInfo tzinfo, Decimal)
+//! come back as exactly their own type; other types must be registered with
+//! `Codec.register_type` (tag + to_state/from_state), everything else is an
+//! `EncodeError`. Any invalid input to `decode` is a `DecodeError` (bytes of
+//! another format version: `FormatVersionError`, a `DecodeError` subclass).
 
+mod decode;
+mod encode;
+pub mod format;
+mod registry;
+pub(crate) mod types;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::sync::GILOnceCell;
+use pyo3::types::{PyBytes, PyType};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::errors::{DecodeError, EncodeError};
+pub(crate) use encode::{timedelta_us, type_name as encode_type_name};
+use format::*;
+use registry::{check_tag, ExtEntry, Registry};
+use types::StdTypes;
+
+create_exception!(
+    _native,
+    FormatVersionError,
+    DecodeError,
+    "Bytes were written by another format version of the codec."
+);
+
+/// Upper bound for `max_depth`: both directions recurse on the native stack.
+pub const MAX_DEPTH_LIMIT: u32 = 1000;
+pub const DEFAULT_COMPRESS_THRESHOLD: usize = 4096;
+pub const DEFAULT_MAX_DEPTH: u32 = 128;
+pub const DEFAULT_MAX_DECODED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Encodes and decodes values of a closed set of types plus registered
 /// extension types. Shared between threads; registration is rare.
 #[pyclass(module = "ormcache_redis._native", frozen)]
-pub struct Codec {}
+pub struct Codec {
+    compress_threshold: usize,
+    max_depth: u32,
+    max_decoded_bytes: usize,
+    std_types: GILOnceCell<StdTypes>,
+    /// Immutable snapshot, replaced wholesale by `register_type`. The lock
+    /// is only held to clone or swap the `Arc`, never across Python calls.
+    registry: RwLock<Arc<Registry>>,
+}
+
+/// Converts any ordinary exception raised while encoding into EncodeError
+/// (keeping it as `__cause__`); BaseExceptions such as KeyboardInterrupt
+/// pass through.
+fn as_encode_error(py: Python<'_>, e: PyErr) -> PyErr {
+    if e.is_instance_of::<EncodeError>(py) || !e.is_instance_of::<PyException>(py) {
+        return e;
+    }
+    let new = EncodeError::new_err(format!("cannot encode value: {e}"));
+    new.set_cause(py, Some(e));
+    new
+}
+
+fn as_decode_error(py: Python<'_>, e: PyErr) -> PyErr {
+    if e.is_instance_of::<DecodeError>(py) || !e.is_instance_of::<PyException>(py) {
+        return e;
+    }
+    let new = DecodeError::new_err(format!("invalid encoded value: {e}"));
+    new.set_cause(py, Some(e));
+    new
+}
 
 impl Codec {
-    /// Appends the framed encoding (header, optional compression) of `obj`.
-    pub fn encode_into(&self, _obj: &Bound<'_, PyAny>, _out: &mut Vec<u8>) -> PyResult<()> {
-        Err(EncodeError::new_err("codec not implemented"))
+    pub fn new(
+        compress_threshold: usize,
+        max_depth: u32,
+        max_decoded_bytes: usize,
+    ) -> PyResult<Self> {
+        if max_depth == 0 || max_depth > MAX_DEPTH_LIMIT {
+            return Err(PyValueError::new_err(format!(
+                "max_depth must be between 1 and {MAX_DEPTH_LIMIT}"
+            )));
+        }
+        Ok(Codec {
+            compress_threshold,
+            max_depth,
+            max_decoded_bytes,
+            std_types: GILOnceCell::new(),
+            registry: RwLock::new(Arc::new(Registry::default())),
+        })
     }
 
-    /// Decodes framed bytes produced by `encode_into`.
-    pub fn decode(&self, _py: Python<'_>, _data: &[u8]) -> PyResult<Py<PyAny>> {
-        Err(DecodeError::new_err("codec not implemented"))
+    pub(crate) fn std_types(&self, py: Python<'_>) -> PyResult<&StdTypes> {
+        self.std_types.get_or_try_init(py, || StdTypes::import(py))
+    }
+
+    pub(crate) fn registry_snapshot(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry.read())
+    }
+
+    /// Appends the framed encoding (header, optional compression) of `obj`
+    /// to `out`. On error `out` is left as it was.
+    pub fn encode_into(&self, obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+        let py = obj.py();
+        let start = out.len();
+        let result = catch_unwind(AssertUnwindSafe(|| self.encode_frame(obj, out)));
+        let result = match result {
+            Ok(r) => r.map_err(|e| as_encode_error(py, e)),
+            Err(_) => Err(EncodeError::new_err("internal error while encoding")),
+        };
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    fn encode_frame(&self, obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+        let start = out.len();
+        out.reserve(64);
+        out.extend_from_slice(&MAGIC);
+        out.push(FORMAT_VERSION);
+        out.push(0);
+        let body = start + HEADER_LEN;
+        encode::Encoder::new(obj.py(), self, out).encode(obj, 0)?;
+        let body_len = out.len() - body;
+        if body_len > self.max_decoded_bytes {
+            return Err(EncodeError::new_err(format!(
+                "encoded value is {body_len} bytes, more than max_decoded_bytes={}",
+                self.max_decoded_bytes
+            )));
+        }
+        if body_len > self.compress_threshold {
+            let compressed = lz4_flex::block::compress(&out[body..]);
+            if compressed.len() + 10 < body_len {
+                out.truncate(body);
+                out[start + 3] |= FLAG_LZ4;
+                write_varint(out, body_len as u64);
+                out.extend_from_slice(&compressed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes framed bytes produced by `encode_into`. Any invalid input is
+    /// a `DecodeError`, never a panic.
+    pub fn decode(&self, py: Python<'_>, data: &[u8]) -> PyResult<Py<PyAny>> {
+        let result = catch_unwind(AssertUnwindSafe(|| self.decode_frame(py, data)));
+        match result {
+            Ok(r) => r.map_err(|e| as_decode_error(py, e)),
+            Err(_) => Err(DecodeError::new_err("internal error while decoding")),
+        }
+    }
+
+    fn decode_frame(&self, py: Python<'_>, data: &[u8]) -> PyResult<Py<PyAny>> {
+        if data.len() < 2 || data[..2] != MAGIC {
+            return Err(DecodeError::new_err(
+                "not an ormcache_redis encoding (bad magic)",
+            ));
+        }
+        let version = *data
+            .get(2)
+            .ok_or_else(|| DecodeError::new_err("truncated header"))?;
+        if version != FORMAT_VERSION {
+            return Err(FormatVersionError::new_err(format!(
+                "unsupported format version {version} (this build reads format version {FORMAT_VERSION})"
+            )));
+        }
+        let flags = *data
+            .get(3)
+            .ok_or_else(|| DecodeError::new_err("truncated header"))?;
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(DecodeError::new_err(format!("unknown flags 0x{flags:02x}")));
+        }
+        if flags & FLAG_LZ4 == 0 {
+            let v = decode::Decoder::new(py, self, &data[HEADER_LEN..]).decode_all()?;
+            return Ok(v.unbind());
+        }
+        let mut pos = HEADER_LEN;
+        let declared = read_varint(data, &mut pos)
+            .ok_or_else(|| DecodeError::new_err("truncated compressed length"))?;
+        let compressed = &data[pos..];
+        if declared > self.max_decoded_bytes as u64 {
+            return Err(DecodeError::new_err(format!(
+                "declared uncompressed size {declared} exceeds max_decoded_bytes={}",
+                self.max_decoded_bytes
+            )));
+        }
+        if declared > compressed.len().saturating_mul(LZ4_MAX_RATIO) as u64 {
+            return Err(DecodeError::new_err(
+                "declared uncompressed size is impossible for the compressed input",
+            ));
+        }
+        let mut buf = vec![0u8; declared as usize];
+        match lz4_flex::block::decompress_into(compressed, &mut buf) {
+            Ok(n) if n == buf.len() => {}
+            Ok(_) => {
+                return Err(DecodeError::new_err(
+                    "compressed payload size differs from the declared size",
+                ))
+            }
+            Err(e) => {
+                return Err(DecodeError::new_err(format!(
+                    "invalid compressed payload: {e}"
+                )))
+            }
+        }
+        let v = decode::Decoder::new(py, self, &buf).decode_all()?;
+        Ok(v.unbind())
+    }
+
+    fn natively_handled(&self, py: Python<'_>, cls: &Bound<'_, PyType>) -> PyResult<bool> {
+        use pyo3::ffi;
+        let tp = cls.as_ptr() as *mut ffi::PyTypeObject;
+        let builtins = [
+            &raw mut ffi::PyUnicode_Type,
+            &raw mut ffi::PyLong_Type,
+            &raw mut ffi::PyTuple_Type,
+            &raw mut ffi::PyBool_Type,
+            &raw mut ffi::PyFloat_Type,
+            &raw mut ffi::PyFrozenSet_Type,
+            &raw mut ffi::PyList_Type,
+            &raw mut ffi::PyDict_Type,
+            &raw mut ffi::PySet_Type,
+            &raw mut ffi::PyBytes_Type,
+        ];
+        // SAFETY: Py_None is a static object.
+        let none_type = unsafe { ffi::Py_TYPE(ffi::Py_None()) };
+        if builtins.contains(&tp) || tp == none_type {
+            return Ok(true);
+        }
+        let std = self.std_types(py)?;
+        let tp = tp as usize;
+        Ok([
+            std.datetime_ptr,
+            std.date_ptr,
+            std.time_ptr,
+            std.decimal_ptr,
+        ]
+        .contains(&tp))
     }
 }
 
 #[pymethods]
 impl Codec {
     #[new]
-    fn py_new() -> Self {
-        Codec {}
+    #[pyo3(signature = (compress_threshold=DEFAULT_COMPRESS_THRESHOLD as i64, max_depth=DEFAULT_MAX_DEPTH as i64, max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES as i64))]
+    fn py_new(compress_threshold: i64, max_depth: i64, max_decoded_bytes: i64) -> PyResult<Self> {
+        let compress_threshold = usize::try_from(compress_threshold)
+            .map_err(|_| PyValueError::new_err("compress_threshold must be >= 0"))?;
+        let max_decoded_bytes = usize::try_from(max_decoded_bytes)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| PyValueError::new_err("max_decoded_bytes must be > 0"))?;
+        let max_depth = u32::try_from(max_depth).unwrap_or(0);
+        Codec::new(compress_threshold, max_depth, max_decoded_bytes)
     }
 
+    #[getter]
+    fn compress_threshold(&self) -> usize {
+        self.compress_threshold
+    }
+
+    #[getter]
+    fn max_depth(&self) -> u32 {
+        self.max_depth
+    }
+
+    #[getter]
+    fn max_decoded_bytes(&self) -> usize {
+        self.max_decoded_bytes
+    }
+
+    /// Encodes `obj` to framed bytes; EncodeError for unsupported values.
     fn dumps<'py>(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(128);
         self.encode_into(obj, &mut out)?;
         Ok(PyBytes::new(obj.py(), &out))
     }
 
+    /// Decodes bytes produced by `dumps`; DecodeError for anything invalid.
     fn loads(&self, py: Python<'_>, data: &[u8]) -> PyResult<Py<PyAny>> {
         self.decode(py, data)
+    }
+
+    /// Registers an extension type, matched by exact type. `to_state(obj)`
+    /// must return an encodable value; `from_state(state)` rebuilds the
+    /// object from the decoded state.
+    fn register_type(
+        &self,
+        py: Python<'_>,
+        cls: &Bound<'_, PyType>,
+        tag: &str,
+        to_state: &Bound<'_, PyAny>,
+        from_state: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        check_tag(tag).map_err(PyValueError::new_err)?;
+        if !to_state.is_callable() || !from_state.is_callable() {
+            return Err(PyTypeError::new_err(
+                "to_state and from_state must be callable",
+            ));
+        }
+        if self.natively_handled(py, cls)? {
+            return Err(PyValueError::new_err(format!(
+                "{} is handled natively by the codec and cannot be registered",
+                cls.fully_qualified_name()?
+            )));
+        }
+        let entry = ExtEntry {
+            tag: tag.to_owned(),
+            cls: cls.clone().unbind(),
+            to_state: to_state.clone().unbind(),
+            from_state: from_state.clone().unbind(),
+        };
+        let mut guard = self.registry.write();
+        if guard.by_tag.contains_key(tag) {
+            return Err(PyValueError::new_err(format!(
+                "extension tag {tag:?} is already registered"
+            )));
+        }
+        if guard.by_type.contains_key(&(cls.as_ptr() as usize)) {
+            return Err(PyValueError::new_err(format!(
+                "{} is already registered",
+                cls.fully_qualified_name()?
+            )));
+        }
+        let next = Arc::new(guard.with(entry));
+        *guard = next;
+        Ok(())
+    }
+
+    /// Tags of the registered extension types, in registration order.
+    fn registered_tags(&self) -> Vec<String> {
+        self.registry_snapshot()
+            .order
+            .iter()
+            .map(|e| e.tag.clone())
+            .collect()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Codec(compress_threshold={}, max_depth={}, max_decoded_bytes={})",
+            self.compress_threshold, self.max_depth, self.max_decoded_bytes
+        )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(reg) = self.registry.try_read() {
+            reg.traverse(&visit)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let empty = Arc::new(Registry::default());
+        if let Some(mut reg) = self.registry.try_write() {
+            *reg = empty;
+        }
     }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
     m.add_class::<Codec>()?;
+    m.add("FormatVersionError", py.get_type::<FormatVersionError>())?;
+    m.add("CODEC_FORMAT_VERSION", FORMAT_VERSION)?;
     Ok(())
 }

@@ -163,7 +163,11 @@ mod tests {
         for expected_ms in [200, 400, 400] {
             now += Duration::from_secs(1);
             assert!(b.allow(now));
-            assert_eq!(b.on_failure(now), None, "failed probes are not logged again");
+            assert_eq!(
+                b.on_failure(now),
+                None,
+                "failed probes are not logged again"
+            );
             assert!(!b.allow(now + Duration::from_millis(expected_ms - 1)));
         }
         assert_eq!(b.opened_count, 1);

@@ -1,9 +1,9 @@
-//! The per-process Redis connection pool with timeouts, circuit breaker and
-//! fork safety. Request threads borrow an idle connection (or open one), so
-//! a threaded Odoo server does not serialise on one socket.
+//! The Redis connection pool of one process, with timeouts and a circuit
+//! breaker. Request threads borrow an idle connection (or open one), so a
+//! threaded Odoo server does not serialise on one socket. Fork safety comes
+//! from the owner: a pool belongs to one process image (`fork::ProcessLocal`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -11,7 +11,6 @@ use redis::{Connection, RedisError};
 
 use super::breaker::{CircuitBreaker, State, Transition};
 use super::config::RedisConfig;
-use crate::fork;
 use crate::stats::LatencyHistogram;
 
 /// Why a Redis call did not produce a reply.
@@ -52,12 +51,12 @@ pub struct ClientCounters {
 }
 
 /// Logs one line per breaker state change through Python's logging.
-pub type TransitionLogger = fn(&str, Transition);
+pub type TransitionLogger = fn(&str, Transition, &str);
 
 pub struct Pool {
     pub config: RedisConfig,
     client: redis::Client,
-    idle: Mutex<(u64, Vec<Connection>)>,
+    idle: Mutex<Vec<Connection>>,
     breaker: Mutex<CircuitBreaker>,
     pub counters: ClientCounters,
     pub latency: LatencyHistogram,
@@ -65,23 +64,25 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(config: RedisConfig, log_transition: TransitionLogger) -> Result<Arc<Self>, String> {
-        let client = redis::Client::open(config.info.clone())
-            .map_err(|err| format!("invalid Redis settings: {err}"))?;
+    pub fn new(
+        config: RedisConfig,
+        client: redis::Client,
+        log_transition: TransitionLogger,
+    ) -> Self {
         let breaker = CircuitBreaker::new(
             config.failure_threshold,
             config.retry_initial,
             config.retry_max,
         );
-        Ok(Arc::new(Pool {
+        Pool {
             config,
             client,
-            idle: Mutex::new((fork::epoch(), Vec::new())),
+            idle: Mutex::new(Vec::new()),
             breaker: Mutex::new(breaker),
             counters: ClientCounters::default(),
             latency: LatencyHistogram::default(),
             log_transition,
-        }))
+        }
     }
 
     pub fn breaker_state(&self) -> State {
@@ -98,24 +99,13 @@ impl Pool {
     }
 
     fn checkout(&self) -> Option<Connection> {
-        let mut idle = self.idle.lock();
-        let epoch = fork::epoch();
-        if idle.0 != epoch {
-            // Inherited from the parent process: the sockets are shared with
-            // it (and TLS state too), so they must be neither used nor shut
-            // down here. Leaking them is the only safe choice.
-            for con in idle.1.drain(..) {
-                std::mem::forget(con);
-            }
-            idle.0 = epoch;
-        }
-        idle.1.pop()
+        self.idle.lock().pop()
     }
 
-    fn checkin(&self, con: Connection, epoch: u64) {
+    fn checkin(&self, con: Connection) {
         let mut idle = self.idle.lock();
-        if idle.0 == epoch && idle.1.len() < self.config.max_idle {
-            idle.1.push(con);
+        if idle.len() < self.config.max_idle {
+            idle.push(con);
         }
     }
 
@@ -140,7 +130,6 @@ impl Pool {
             return Err(CallError::CircuitOpen);
         }
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let epoch = fork::epoch();
         let started = Instant::now();
         let result = match self.checkout() {
             Some(con) => Ok(con),
@@ -150,7 +139,7 @@ impl Pool {
         match result {
             Ok((value, con)) => {
                 self.latency.record(started.elapsed());
-                self.checkin(con, epoch);
+                self.checkin(con);
                 self.record_success();
                 Ok(value)
             }
@@ -165,10 +154,11 @@ impl Pool {
             Err(err) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 let transition = self.breaker.lock().on_failure(Instant::now());
+                let reason = err.to_string();
                 if let Some(transition) = transition {
-                    (self.log_transition)(&self.config.display_address(), transition);
+                    (self.log_transition)(&self.config.display_address(), transition, &reason);
                 }
-                Err(CallError::Unavailable(err.to_string()))
+                Err(CallError::Unavailable(reason))
             }
         }
     }
@@ -176,7 +166,7 @@ impl Pool {
     fn record_success(&self) {
         let transition = self.breaker.lock().on_success();
         if let Some(transition) = transition {
-            (self.log_transition)(&self.config.display_address(), transition);
+            (self.log_transition)(&self.config.display_address(), transition, "");
         }
     }
 }

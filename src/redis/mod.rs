@@ -1,6 +1,359 @@
-//! (stub)
-use pyo3::prelude::*;
+//! The Redis client exposed to Python as `RedisClient`: explicit settings,
+//! per-process connection pool, circuit breaker and write-behind queue.
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub mod breaker;
+pub mod client;
+pub mod config;
+pub mod writer;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
+use redis::Value;
+
+use crate::errors::{ConfigError, RedisReplyError, RedisUnavailable};
+use crate::fork::ProcessLocal;
+use breaker::Transition;
+use client::{CallError, Pool};
+use config::RedisConfig;
+use writer::{Command, Writer};
+
+/// Everything that belongs to one process image.
+pub struct Process {
+    pub pool: Arc<Pool>,
+    writer: Option<Writer>,
+}
+
+impl Process {
+    fn start(config: &RedisConfig, client: &redis::Client) -> Process {
+        let pool = Arc::new(Pool::new(config.clone(), client.clone(), log_transition));
+        // Without a writer thread (the OS refused one), writes are dropped
+        // and counted: reads keep working.
+        let writer = Writer::spawn(Arc::clone(&pool), config.write_queue).ok();
+        Process { pool, writer }
+    }
+
+    pub fn enqueue(&self, command: Command) -> bool {
+        self.writer
+            .as_ref()
+            .is_some_and(|writer| writer.enqueue(command))
+    }
+}
+
+fn log_transition(address: &str, transition: Transition, reason: &str) {
+    // A writer thread may notice an outage while the interpreter shuts down.
+    if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
+        return;
+    }
+    Python::with_gil(|py| {
+        let log = || -> PyResult<()> {
+            let logger = py
+                .import("logging")?
+                .call_method1("getLogger", ("ormcache_redis.redis",))?;
+            match transition {
+                Transition::Opened { retry_in } => logger.call_method1(
+                    "warning",
+                    (
+                        "Redis %s is unreachable (%s): serving from the local cache and \
+                         recomputing; retrying in %.1f s",
+                        address,
+                        reason,
+                        retry_in.as_secs_f64(),
+                    ),
+                )?,
+                Transition::Recovered => {
+                    logger.call_method1("warning", ("Redis %s is reachable again", address))?
+                }
+            };
+            Ok(())
+        };
+        if let Err(err) = log() {
+            err.write_unraisable(py, None);
+        }
+    });
+}
+
+/// Maps a failed call to the Python exception callers see.
+pub fn call_error_to_py(err: CallError) -> PyErr {
+    match err {
+        CallError::Server(msg) => RedisReplyError::new_err(msg),
+        other => RedisUnavailable::new_err(other.to_string()),
+    }
+}
+
+/// A command argument as Redis bytes.
+fn to_arg(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(bytes) = obj.downcast::<PyBytes>() {
+        return Ok(bytes.as_bytes().to_vec());
+    }
+    if let Ok(text) = obj.downcast::<PyString>() {
+        return Ok(text.to_str()?.as_bytes().to_vec());
+    }
+    if obj.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(
+            "Redis arguments must be bytes, str, int or float, not bool",
+        ));
+    }
+    if obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>() {
+        return Ok(obj.str()?.to_str()?.as_bytes().to_vec());
+    }
+    Err(PyTypeError::new_err(format!(
+        "Redis arguments must be bytes, str, int or float, not {}",
+        obj.get_type().name()?
+    )))
+}
+
+fn to_command(args: &Bound<'_, PyAny>) -> PyResult<Command> {
+    let command = args
+        .try_iter()?
+        .map(|arg| to_arg(&arg?))
+        .collect::<PyResult<Command>>()?;
+    if command.is_empty() {
+        return Err(PyTypeError::new_err(
+            "a Redis command needs at least a name",
+        ));
+    }
+    Ok(command)
+}
+
+fn build_cmd(command: &Command) -> redis::Cmd {
+    let mut cmd = redis::Cmd::new();
+    for arg in command {
+        cmd.arg(arg.as_slice());
+    }
+    cmd
+}
+
+/// A Redis reply as a Python value.
+pub fn reply_to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
+    Ok(match value {
+        Value::Nil => py.None(),
+        Value::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
+        Value::BulkString(bytes) => PyBytes::new(py, &bytes).into_any().unbind(),
+        Value::Array(items) | Value::Set(items) | Value::Push { data: items, .. } => {
+            let converted = items
+                .into_iter()
+                .map(|item| reply_to_py(py, item))
+                .collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, converted)?.into_any().unbind()
+        }
+        Value::SimpleString(text) => PyString::new(py, &text).into_any().unbind(),
+        Value::Okay => PyString::new(py, "OK").into_any().unbind(),
+        Value::Map(pairs) => {
+            let dict = PyDict::new(py);
+            for (key, value) in pairs {
+                dict.set_item(reply_to_py(py, key)?, reply_to_py(py, value)?)?;
+            }
+            dict.into_any().unbind()
+        }
+        Value::Attribute { data, .. } => reply_to_py(py, *data)?,
+        Value::Double(f) => PyFloat::new(py, f).into_any().unbind(),
+        Value::Boolean(b) => PyBool::new(py, b).to_owned().into_any().unbind(),
+        Value::VerbatimString { text, .. } => PyString::new(py, &text).into_any().unbind(),
+        // RESP3 big numbers arrive as decimal digits.
+        Value::BigNumber(digits) => py
+            .import("builtins")?
+            .getattr("int")?
+            .call1((String::from_utf8_lossy(&digits).into_owned(),))?
+            .unbind(),
+        Value::ServerError(err) => return Err(RedisReplyError::new_err(format!("{err:?}"))),
+        _ => py.None(),
+    })
+}
+
+/// Per-process Redis connections with timeouts, a circuit breaker, fork
+/// safety and a background writer.
+#[pyclass(module = "ormcache_redis._native", frozen)]
+pub struct RedisClient {
+    config: RedisConfig,
+    client: redis::Client,
+    process: ProcessLocal<Process>,
+}
+
+impl RedisClient {
+    pub fn process(&self) -> &Process {
+        self.process
+            .get(|| Process::start(&self.config, &self.client))
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.process().pool
+    }
+
+    /// Runs `f` on a connection with the GIL released.
+    pub fn call<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T> + Send,
+    ) -> Result<T, CallError> {
+        let pool = self.pool();
+        py.allow_threads(|| pool.call(f))
+    }
+
+    pub fn enqueue_command(&self, command: Command) -> bool {
+        self.process().enqueue(command)
+    }
+}
+
+#[pymethods]
+impl RedisClient {
+    #[new]
+    #[pyo3(signature = (
+        url, *, connect_timeout = 1.0, socket_timeout = 0.25, max_idle = 8,
+        write_queue = 10000, failure_threshold = 2, retry_initial = 0.5, retry_max = 30.0
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn py_new(
+        url: &str,
+        connect_timeout: f64,
+        socket_timeout: f64,
+        max_idle: usize,
+        write_queue: usize,
+        failure_threshold: u32,
+        retry_initial: f64,
+        retry_max: f64,
+    ) -> PyResult<Self> {
+        let config = RedisConfig::new(
+            url,
+            connect_timeout,
+            socket_timeout,
+            max_idle,
+            write_queue,
+            failure_threshold,
+            retry_initial,
+            retry_max,
+        )
+        .map_err(ConfigError::new_err)?;
+        let client = redis::Client::open(config.info.clone()).map_err(|err| {
+            ConfigError::new_err(format!(
+                "cannot use Redis at {}: {err}",
+                config.display_address()
+            ))
+        })?;
+        let process = ProcessLocal::new(Process::start(&config, &client));
+        Ok(RedisClient {
+            config,
+            client,
+            process,
+        })
+    }
+
+    #[getter]
+    fn address(&self) -> String {
+        self.config.display_address()
+    }
+
+    #[getter]
+    fn healthy(&self) -> bool {
+        self.pool().looks_healthy()
+    }
+
+    #[getter]
+    fn state(&self) -> &'static str {
+        self.pool().breaker_state().name()
+    }
+
+    #[pyo3(signature = (*args))]
+    fn execute(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+    ) -> PyResult<Py<PyAny>> {
+        let cmd = build_cmd(&to_command(args.as_any())?);
+        let value = self
+            .call(py, move |con| cmd.query::<Value>(con))
+            .map_err(call_error_to_py)?;
+        reply_to_py(py, value)
+    }
+
+    #[pyo3(signature = (commands, *, transaction = false))]
+    fn pipeline(
+        &self,
+        py: Python<'_>,
+        commands: &Bound<'_, PyAny>,
+        transaction: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let mut pipe = redis::pipe();
+        if transaction {
+            pipe.atomic();
+        }
+        for command in commands.try_iter()? {
+            pipe.add_command(build_cmd(&to_command(&command?)?));
+        }
+        let values = self
+            .call(py, move |con| pipe.query::<Vec<Value>>(con))
+            .map_err(call_error_to_py)?;
+        let converted = values
+            .into_iter()
+            .map(|value| reply_to_py(py, value))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(PyList::new(py, converted)?.into_any().unbind())
+    }
+
+    #[pyo3(signature = (*args))]
+    fn enqueue(&self, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        Ok(self.enqueue_command(to_command(args.as_any())?))
+    }
+
+    #[pyo3(signature = (timeout = 5.0))]
+    fn flush(&self, py: Python<'_>, timeout: f64) -> bool {
+        let timeout = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+        let process = self.process();
+        match &process.writer {
+            Some(writer) => py.allow_threads(|| writer.flush(timeout)),
+            None => true,
+        }
+    }
+
+    fn ping(&self, py: Python<'_>) -> PyResult<f64> {
+        let started = Instant::now();
+        self.call(py, |con| redis::cmd("PING").query::<()>(con))
+            .map_err(call_error_to_py)?;
+        Ok(started.elapsed().as_secs_f64())
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let process = self.process();
+        let pool = &process.pool;
+        let dict = PyDict::new(py);
+        dict.set_item("address", self.config.display_address())?;
+        dict.set_item("state", pool.breaker_state().name())?;
+        dict.set_item("outages", pool.breaker_opened_count())?;
+        let c = &pool.counters;
+        dict.set_item("calls", c.calls.load(Ordering::Relaxed))?;
+        dict.set_item("errors", c.errors.load(Ordering::Relaxed))?;
+        dict.set_item("skipped_open", c.skipped_open.load(Ordering::Relaxed))?;
+        dict.set_item("connects", c.connects.load(Ordering::Relaxed))?;
+        dict.set_item("latency_p50_us", pool.latency.quantile_micros(0.5))?;
+        dict.set_item("latency_p99_us", pool.latency.quantile_micros(0.99))?;
+        if let Some(writer) = &process.writer {
+            let w = &writer.counters;
+            dict.set_item("writes_queued", w.queued.load(Ordering::Relaxed))?;
+            dict.set_item("writes_sent", w.written.load(Ordering::Relaxed))?;
+            dict.set_item(
+                "writes_dropped_full",
+                w.dropped_full.load(Ordering::Relaxed),
+            )?;
+            dict.set_item(
+                "writes_dropped_unavailable",
+                w.dropped_unavailable.load(Ordering::Relaxed),
+            )?;
+            dict.set_item("writes_failed", w.failed.load(Ordering::Relaxed))?;
+            dict.set_item("write_batches", w.batches.load(Ordering::Relaxed))?;
+        }
+        Ok(dict)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<RedisClient {}>", self.config.display_address())
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<RedisClient>()?;
     Ok(())
 }

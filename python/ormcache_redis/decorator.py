@@ -1,0 +1,131 @@
+"""``ormcache``: Odoo's ``@ormcache`` decorator on the two-tier cache.
+
+Same key semantics as Odoo (section 1 of the Odoo facts): the key is
+``(self._name, method, *values)`` where each value is one of the decorator's
+expressions evaluated against the method's parameters, and the cache is
+``self.pool._Registry__caches[cache]``. The hit path runs in Rust
+(:class:`ormcache_redis._native.CachedMethod`); this module builds the key
+function and handles the rare paths.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ormcache_redis._native import CachedMethod, RedisUnavailable, TwoTierCache
+
+__all__ = ["ormcache"]
+
+_logger = logging.getLogger("ormcache_redis.decorator")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Source:
+    """A default value that prints as the expression reading it back."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def build_key_function(method: Callable[..., Any], exprs: tuple[str, ...]) -> Callable[..., tuple]:
+    """Compiles ``lambda <method's parameters>: (self._name, method, *exprs)``.
+
+    Expressions are the decorator's own source text (like Odoo's), never
+    stored data. Defaults are kept, so a call that omits an argument gets the
+    same key as one that passes the default.
+    """
+    signature = inspect.signature(method)
+    parameters = list(signature.parameters.values())
+    if not parameters:
+        raise TypeError(f"@ormcache needs a method taking self/cls, got {method.__qualname__}")
+    defaults: dict[str, Any] = {}
+    plain = []
+    for parameter in parameters:
+        if parameter.default is not inspect.Parameter.empty:
+            defaults[parameter.name] = parameter.default
+            parameter = parameter.replace(default=_Source(f"__defaults__[{parameter.name!r}]"))
+        plain.append(parameter.replace(annotation=inspect.Parameter.empty))
+    arguments = str(signature.replace(parameters=plain, return_annotation=inspect.Signature.empty))
+    first = parameters[0].name
+    values = "".join(f"{expr}, " for expr in exprs)
+    source = (
+        f"lambda __defaults__, __method__: "
+        f"lambda {arguments[1:-1]}: ({first}._name, __method__, {values})"
+    )
+    try:
+        factory = eval(source, method.__globals__)  # noqa: S307 - decorator source, not data
+    except SyntaxError as exc:
+        raise SyntaxError(f"@ormcache{exprs!r} on {method.__qualname__}: {exc.msg}") from None
+    return factory(defaults, method)
+
+
+def _report_unhashable(obj: Any, key: Any, error: BaseException) -> None:
+    # Odoo warns and computes without caching; the key itself is not logged
+    # because it may hold user data.
+    _logger.warning(
+        "cache lookup error on %s.%s: %s (computed, not cached)",
+        getattr(obj, "_name", type(obj).__name__),
+        getattr(key[1], "__qualname__", "?") if isinstance(key, tuple) and len(key) > 1 else "?",
+        error,
+    )
+
+
+def _clear_function(cached: CachedMethod) -> Callable[[Any], int]:
+    method = cached.method
+
+    def clear_cache(obj: Any) -> int:
+        """Invalidates this method's entries: here, and in Redis for every process."""
+        cache = cached.cache_for(obj)
+        if isinstance(cache, TwoTierCache):
+            try:
+                return cache.clear_method(method)
+            except RedisUnavailable:
+                _logger.error(
+                    "%s: Redis is unreachable; local entries were dropped, but other "
+                    "processes may serve shared entries until they expire (%s s)",
+                    method.__qualname__,
+                    cache.ttl,
+                )
+                return 0
+        doomed = [key for key in cache if isinstance(key, tuple) and key[1:2] == (method,)]
+        for key in doomed:
+            cache.pop(key, None)
+        return len(doomed)
+
+    return clear_cache
+
+
+def ormcache(
+    *exprs: str,
+    cache: str = "default",
+    ttl: float | None = None,
+    skiparg: int | None = None,
+) -> Callable[[F], F]:
+    """Caches a model method's result in ``self.pool._Registry__caches[cache]``.
+
+    ``exprs`` are Python expressions over the method's parameters (e.g.
+    ``'self.env.uid'``, ``'frozenset(groups)'``); ``ttl`` (seconds) bounds the
+    life of the entry in both tiers. ``method.clear_cache(record)`` (or
+    ``record.method.clear_cache()``) invalidates that method's entries only.
+    """
+    if skiparg is not None:
+        raise TypeError("skiparg is not supported: name the key expressions instead")
+    if ttl is not None and not ttl > 0:
+        raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+
+    def decorate(method: F) -> F:
+        key = build_key_function(method, exprs)
+        cached = CachedMethod(method, key, cache, ttl, _report_unhashable)
+        functools.update_wrapper(cached, method)
+        cached.clear_cache = _clear_function(cached)
+        return cached  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,27 @@
+"""Figures of a set of caches, as plain dicts for logs, screens and tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ormcache_redis._native import LRU, TwoTierCache
+
+
+def cache_stats(caches: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{cache name: stats}`` for every engine cache in ``caches``.
+
+    ``caches`` is typically ``registry._Registry__caches``; objects that are
+    not engine caches are reported with their size only.
+    """
+    result: dict[str, dict[str, Any]] = {}
+    for name, cache in caches.items():
+        if isinstance(cache, (TwoTierCache, LRU)):
+            result[name] = cache.stats()
+        else:
+            result[name] = {"entries": len(cache)}
+    for stats in result.values():
+        hits = stats.get("l1_hits", stats.get("hits", 0)) + stats.get("l2_hits", 0)
+        lookups = hits + stats.get("misses", 0)
+        stats["hit_ratio"] = hits / lookups if lookups else 0.0
+    return result

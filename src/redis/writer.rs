@@ -1,0 +1,148 @@
+//! Write-behind: cache writes go to a bounded queue and a background thread
+//! sends them in pipelined batches, so a cache miss never waits for Redis.
+//! A full queue, or an open circuit, drops writes (counted): the cache is an
+//! optimisation, and memory must stay bounded while Redis is away.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::client::{CallError, Pool};
+
+/// Commands sent in one round trip at most.
+const BATCH: usize = 256;
+
+pub type Command = Vec<Vec<u8>>;
+
+enum Job {
+    Write(Command),
+    /// Acknowledged once every job queued before it was handled.
+    Flush(mpsc::Sender<()>),
+}
+
+#[derive(Default)]
+pub struct WriterCounters {
+    pub queued: AtomicU64,
+    pub written: AtomicU64,
+    pub dropped_full: AtomicU64,
+    pub dropped_unavailable: AtomicU64,
+    pub failed: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+pub struct Writer {
+    tx: SyncSender<Job>,
+    pool: Arc<Pool>,
+    pub counters: Arc<WriterCounters>,
+}
+
+impl Writer {
+    pub fn spawn(pool: Arc<Pool>, capacity: usize) -> std::io::Result<Writer> {
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        let counters = Arc::new(WriterCounters::default());
+        let thread_pool = Arc::clone(&pool);
+        let thread_counters = Arc::clone(&counters);
+        std::thread::Builder::new()
+            .name("ormcache-redis-writer".into())
+            .spawn(move || run(rx, &thread_pool, &thread_counters))?;
+        Ok(Writer { tx, pool, counters })
+    }
+
+    /// Queues a command; false when it was dropped.
+    pub fn enqueue(&self, command: Command) -> bool {
+        if !self.pool.looks_healthy() {
+            self.counters
+                .dropped_unavailable
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        match self.tx.try_send(Job::Write(command)) {
+            Ok(()) => {
+                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.counters.dropped_full.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Waits until everything queued so far was sent or dropped. Must be
+    /// called without the GIL.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (ack_tx, ack_rx) = mpsc::channel();
+        let mut job = Job::Flush(ack_tx);
+        loop {
+            match self.tx.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(returned)) => {
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                    job = returned;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        !matches!(
+            ack_rx.recv_timeout(left),
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected)
+        )
+    }
+}
+
+fn run(rx: Receiver<Job>, pool: &Pool, counters: &WriterCounters) {
+    let mut commands: Vec<Command> = Vec::with_capacity(BATCH);
+    let mut acks: Vec<mpsc::Sender<()>> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write(command) => commands.push(command),
+                Job::Flush(ack) => acks.push(ack),
+            }
+            if commands.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !commands.is_empty() {
+            send_batch(pool, counters, &commands);
+            commands.clear();
+        }
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+}
+
+fn send_batch(pool: &Pool, counters: &WriterCounters, commands: &[Command]) {
+    let n = commands.len() as u64;
+    counters.batches.fetch_add(1, Ordering::Relaxed);
+    let result = pool.call(|con| {
+        let mut pipe = redis::pipe();
+        for command in commands {
+            let mut cmd = redis::Cmd::new();
+            for arg in command {
+                cmd.arg(arg.as_slice());
+            }
+            pipe.add_command(cmd).ignore();
+        }
+        pipe.query::<()>(con)
+    });
+    match result {
+        Ok(()) => {
+            counters.written.fetch_add(n, Ordering::Relaxed);
+        }
+        Err(CallError::CircuitOpen) | Err(CallError::Unavailable(_)) => {
+            counters.dropped_unavailable.fetch_add(n, Ordering::Relaxed);
+        }
+        Err(CallError::Server(_)) => {
+            counters.failed.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
