@@ -18,7 +18,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-
 from ormcache_redis._native import Codec, RedisClient, TwoTierCache
 from ormcache_redis.config import ConfigError, OptionSource
 
@@ -69,8 +68,19 @@ def redis_url(tmp_path_factory):
         pytest.fail("redis-server is not installed")
     port = _free_port()
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path_factory.mktemp("redis"))],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path_factory.mktemp("redis")),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -99,8 +109,11 @@ def test_defaults_without_any_option():
     assert settings.expire == 3600
     assert settings.prefix == "ormcache:"
     assert settings.shared_caches == ("default", "stable", "assets")
-    for secret in ("res.users.check", "res.users._check_uid_passwd",
-                   "res.users._compute_session_token"):
+    for secret in (
+        "res.users.check",
+        "res.users._check_uid_passwd",
+        "res.users._compute_session_token",
+    ):
         assert secret in settings.local_methods
 
 
@@ -146,9 +159,10 @@ def test_bad_value_is_one_sentence_naming_the_option(option, value):
 
 
 def test_shared_caches_are_checked_against_this_odoo():
-    odoo17 = {name: size for name, size in REGISTRY_CACHES.items() if name not in ("stable", "groups")}
+    odoo17 = {name: n for name, n in REGISTRY_CACHES.items() if name not in ("stable", "groups")}
+    assert glue.load_settings(options(), odoo17).shared_caches == ("default", "assets")
     with pytest.raises(ConfigError, match="ormcache_redis_shared_caches"):
-        glue.load_settings(options(), odoo17)  # default lists 'stable', 17 has none
+        glue.load_settings(options(ormcache_redis_shared_caches="stable"), odoo17)
     settings = glue.load_settings(options(ormcache_redis_shared_caches="default,assets"), odoo17)
     assert settings.shared_caches == ("default", "assets")
 
@@ -254,8 +268,9 @@ class Invalidation(threading.local):
 def make_tier(client=None, shared=("default", "stable", "assets")):
     codec = Codec()
     caches = {
-        name: TwoTierCache(name, size, client=client if name in shared else None, codec=codec,
-                           prefix="t:")
+        name: TwoTierCache(
+            name, size, client=client if name in shared else None, codec=codec, prefix="t:"
+        )
         for name, size in REGISTRY_CACHES.items()
     }
     flags = Invalidation()

@@ -33,7 +33,7 @@ _LOOKUP_TAKES_METHOD = list(inspect.signature(odoo_cache.ormcache.lookup).parame
 ]
 
 
-class ormcache(odoo_cache.ormcache):  # noqa: N801 - same name as Odoo's decorator
+class ormcache(odoo_cache.ormcache):
     """``@ormcache(*key_exprs, cache='default', ttl=None)``.
 
     ``ttl`` (seconds) bounds the life of each entry in both tiers (without
@@ -55,7 +55,7 @@ class ormcache(odoo_cache.ormcache):  # noqa: N801 - same name as Odoo's decorat
 
     def clear_cache(self, model) -> None:
         """Invalidates this method's entries, here and in every process."""
-        from . import wiring  # noqa: PLC0415
+        from . import wiring
 
         registry = model.pool
         tier = wiring.tier_of(registry)
@@ -114,7 +114,7 @@ class ormcache(odoo_cache.ormcache):  # noqa: N801 - same name as Odoo's decorat
 
 
 def _signal_name(registry, cache_name: str) -> str:
-    from . import wiring  # noqa: PLC0415
+    from . import wiring
 
     caches_by_key = wiring.registry_module()._CACHES_BY_KEY
     if cache_name in caches_by_key:

@@ -124,10 +124,12 @@ def load_settings(source: OptionSource, known_caches: Iterable[str]) -> Settings
         raise ConfigError(
             f"ormcache_redis_prefix must be at most 64 characters without spaces, got {prefix!r}."
         )
+    # The default names only those of this Odoo (17.0 has no 'stable');
+    # a name the operator wrote must exist.
     shared = parse_names(
         "ormcache_redis_shared_caches",
         source.raw("ormcache_redis_shared_caches"),
-        DEFAULT_SHARED_CACHES,
+        tuple(name for name in DEFAULT_SHARED_CACHES if name in known),
     )
     unknown = [name for name in shared if name not in known]
     if unknown:
@@ -493,7 +495,7 @@ class SharedTier:
                 for cache_name, method in current:
                     self.caches[cache_name].clear_method(method)
                     self.counters["method_clears"] += 1
-        except Exception as error:  # noqa: BLE001 - any failure falls back to Odoo's signaling
+        except Exception as error:
             fallback.update(cache_name for cache_name, _method in current)
             _logger.warning(
                 "ormcache_redis: cannot clear %d method(s) in Redis (%s); "
@@ -561,7 +563,7 @@ class SharedTier:
             return None
         try:
             value = self.client.execute("GET", self.methods_version_key)
-        except Exception:  # noqa: BLE001 - Redis down: the caller treats None as unknown
+        except Exception:
             return None
         return int(value) if value is not None else 0
 
@@ -597,7 +599,7 @@ class SharedTier:
                     if known.get(method_name) != generation:
                         cache.evict_method(method_name)
                 self.method_generations[cache_name] = current
-        except Exception:  # noqa: BLE001 - retried at the next unit
+        except Exception:
             self.counters["sync_failures"] += 1
             return None
         self.methods_version = version
@@ -610,7 +612,7 @@ class SharedTier:
         for name, cache in self.caches.items():
             try:
                 caches[name] = cache.stats()
-            except Exception:  # noqa: BLE001 - a plain LRU has no stats()
+            except Exception:
                 caches[name] = {}
         return {
             "db": self.db_name,

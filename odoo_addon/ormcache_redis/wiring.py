@@ -41,7 +41,7 @@ _installed: dict[str, Any] = {}
 
 
 def odoo_version() -> int:
-    import odoo.release  # noqa: PLC0415
+    import odoo.release
 
     return odoo.release.version_info[0]
 
@@ -65,8 +65,8 @@ def client() -> RedisClient | None:
 
 
 def build_codec() -> Codec:
-    from markupsafe import Markup  # noqa: PLC0415
-    from odoo.tools import frozendict  # noqa: PLC0415
+    from markupsafe import Markup
+    from odoo.tools import frozendict
 
     res_lang = importlib.import_module("odoo.addons.base.models.res_lang")
     codec = Codec()
@@ -84,7 +84,7 @@ def install() -> None:
     """The ``post_load`` hook. Idempotent."""
     if _installed:
         return
-    from odoo.tools import config  # noqa: PLC0415
+    from odoo.tools import config
 
     module = registry_module()
     try:
@@ -257,7 +257,7 @@ def _adopt_if_confirmed(
     """Turns sharing on when the database holds the numbers Odoo has."""
     try:
         registry_sequence, sequences = _read_sequences(registry)
-    except Exception:  # noqa: BLE001 - stays local; check_signaling retries
+    except Exception:
         _logger.debug("ormcache_redis: cannot read signaling numbers", exc_info=True)
         return
     local = registry.cache_sequences
@@ -277,7 +277,7 @@ def _confirm_signal(
     signaled in between; otherwise they stay local until check_signaling."""
     try:
         registry_sequence, sequences = _read_sequences(registry)
-    except Exception:  # noqa: BLE001
+    except Exception:
         tier.suspend(invalidated)
         return
     local = registry.cache_sequences
@@ -333,8 +333,8 @@ def _set_local_methods(registry: Any, tier: glue.SharedTier) -> None:
 
 def _patch_stats_signal() -> None:
     """``kill -USR1``: Odoo's table first, then the shared-tier figures."""
-    from odoo.service import server  # noqa: PLC0415
-    from odoo.tools import cache as odoo_cache  # noqa: PLC0415
+    from odoo.service import server
+    from odoo.tools import cache as odoo_cache
 
     original = odoo_cache.log_ormcache_stats
 
@@ -348,7 +348,7 @@ def _patch_stats_signal() -> None:
 
     odoo_cache.log_ormcache_stats = log_ormcache_stats
     server.log_ormcache_stats = log_ormcache_stats
-    import odoo.tools  # noqa: PLC0415
+    import odoo.tools
 
     if getattr(odoo.tools, "log_ormcache_stats", None) is original:
         odoo.tools.log_ormcache_stats = log_ormcache_stats
@@ -392,5 +392,5 @@ def log_shared_stats() -> None:
             lines = stats_lines(registry)
             if lines:
                 _logger.info("\n".join(lines))
-    except Exception:  # noqa: BLE001 - diagnostics must not break the server
+    except Exception:
         _logger.exception("ormcache_redis: cannot log shared-tier stats")

@@ -2,7 +2,6 @@
 the caches of the current registry, in the worker serving the request."""
 
 from markupsafe import Markup, escape
-
 from odoo import api, fields, models
 
 from .. import glue, wiring
@@ -51,7 +50,7 @@ class OrmcacheRedisStats(models.TransientModel):
             try:
                 latency = client.ping() * 1000.0
                 health = f"healthy ({client.state})"
-            except Exception as error:  # noqa: BLE001 - shown to the user
+            except Exception as error:
                 health = f"unreachable ({client.state}): {error}"
         return {
             "redis_address": address,
@@ -108,8 +107,16 @@ class OrmcacheRedisStats(models.TransientModel):
                         "",
                     )
                 )
-        header = ("Cache / method", "Entries", "L1 hits", "L2 hits", "Misses", "Hit ratio",
-                  "Tier", "Redis latency")
+        header = (
+            "Cache / method",
+            "Entries",
+            "L1 hits",
+            "L2 hits",
+            "Misses",
+            "Hit ratio",
+            "Tier",
+            "Redis latency",
+        )
         html = [Markup('<table class="table table-sm o_ormcache_redis_report"><thead><tr>')]
         html += [Markup("<th>%s</th>") % title for title in header]
         html.append(Markup("</tr></thead><tbody>"))
@@ -123,8 +130,7 @@ class OrmcacheRedisStats(models.TransientModel):
         if tier is not None:
             html.append(
                 Markup("<p>Registry r%s, signaling %s, suspended: %s, counters: %s</p>")
-                % (tier.registry_sequence, tier.sequences, tier.unverified or "none",
-                   tier.counters)
+                % (tier.registry_sequence, tier.sequences, tier.unverified or "none", tier.counters)
             )
         return Markup("").join(html)
 
