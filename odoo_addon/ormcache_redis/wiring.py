@@ -245,6 +245,16 @@ def _attach(registry: Any, caches_by_key: dict) -> None:
     registry.__dict__[TIER_ATTRIBUTE] = tier
 
 
+def adopt_from_database(registry: Any) -> bool:
+    """What check_signaling does for the shared tier, without Odoo's part:
+    turns sharing on if the database holds the numbers the registry has.
+    (Tests use it: in 17.0 the registry of a test run is never signaled.)"""
+    tier = tier_of(registry)
+    if tier is None or not tier.ready:
+        return False
+    return _adopt_if_confirmed(registry, tier, registry_module()._CACHES_BY_KEY)
+
+
 def _read_sequences(registry: Any) -> tuple[int, dict[str, int]]:
     # The primary, not a replica: a lagging replica would give old numbers.
     with closing(registry.cursor()) as cr:
@@ -253,13 +263,13 @@ def _read_sequences(registry: Any) -> tuple[int, dict[str, int]]:
 
 def _adopt_if_confirmed(
     registry: Any, tier: glue.SharedTier, caches_by_key: dict, expected_registry: int | None = None
-) -> None:
+) -> bool:
     """Turns sharing on when the database holds the numbers Odoo has."""
     try:
         registry_sequence, sequences = _read_sequences(registry)
     except Exception:
         _logger.debug("ormcache_redis: cannot read signaling numbers", exc_info=True)
-        return
+        return False
     local = registry.cache_sequences
     if (
         registry_sequence == registry.registry_sequence
@@ -267,6 +277,8 @@ def _adopt_if_confirmed(
         and all(sequences.get(name) == local.get(name) for name in caches_by_key)
     ):
         tier.adopt(registry_sequence, sequences)
+        return True
+    return False
 
 
 def _confirm_signal(

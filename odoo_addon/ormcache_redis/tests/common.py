@@ -1,0 +1,29 @@
+from odoo.tests import TransactionCase, tagged
+
+from .. import wiring
+
+
+@tagged("post_install", "-at_install")
+class SharedTierCase(TransactionCase):
+    """A registry whose shared tier is on (Redis configured and reachable)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.tier = wiring.tier_of(cls.registry)
+        if cls.tier is None:
+            raise RuntimeError("ormcache_redis is not loaded: add it to --load")
+        if wiring.client() is None:
+            raise RuntimeError("these tests need ormcache_redis_url (or ORMCACHE_REDIS_URL)")
+        if not wiring.adopt_from_database(cls.registry):
+            raise RuntimeError("the database's signaling numbers differ from the registry's")
+        cls.caches = cls.registry._Registry__caches
+
+    def setUp(self):
+        super().setUp()
+        # Odoo's TransactionCase clears every cache in setUpClass without
+        # signaling, so the test thread starts as a transaction that
+        # invalidated everything (and is rightly kept off Redis). These
+        # tests start from a fresh unit of work instead, like a request.
+        self.registry.reset_changes()
+        self.addCleanup(self.registry.reset_changes)
