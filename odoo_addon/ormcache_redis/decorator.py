@@ -14,16 +14,18 @@ through one generation bump in Redis when the transaction commits (Odoo's
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import time
-
-from odoo.tools import cache as odoo_cache
 
 from ormcache_redis._native import TwoTierCache
 
 from . import glue
 
+# Not ``from odoo.tools import cache``: in 17.0/18.0 that name is the
+# ``cache = ormcache`` alias, not the module.
+odoo_cache = importlib.import_module("odoo.tools.cache")
 _logger = logging.getLogger(__name__)
 
 # 17.0/18.0 call ``lookup(method, *args)`` (built with ``decorator``),

@@ -105,7 +105,14 @@ def install() -> None:
         # not starting.
         _logger.critical("ormcache_redis: %s", error)
         raise SystemExit(f"ormcache_redis: {error}") from None
-    _installed.update(settings=options, client=redis_client, codec=build_codec())
+    try:
+        _installed.update(settings=options, client=redis_client, codec=build_codec())
+        _patch_registry(module)
+        _patch_stats_signal()
+    except Exception as error:
+        # Half-installed wiring would be worse than no start at all.
+        _logger.critical("ormcache_redis: cannot install (%s)", error, exc_info=True)
+        raise SystemExit(f"ormcache_redis: cannot install: {error}") from error
     if redis_client is None:
         _logger.info(
             "ormcache_redis: ormcache_redis_url is not set, caches run in this process only (L1)"
@@ -117,8 +124,6 @@ def install() -> None:
             redis_client.address,
             options.expire,
         )
-    _patch_registry(module)
-    _patch_stats_signal()
 
 
 # --------------------------------------------------------------------------- registry
@@ -345,8 +350,12 @@ def _set_local_methods(registry: Any, tier: glue.SharedTier) -> None:
 
 def _patch_stats_signal() -> None:
     """``kill -USR1``: Odoo's table first, then the shared-tier figures."""
+    import odoo.tools
     from odoo.service import server
-    from odoo.tools import cache as odoo_cache
+
+    # Not ``from odoo.tools import cache``: in 17.0/18.0 that name is the
+    # ``cache = ormcache`` alias, not the module.
+    odoo_cache = importlib.import_module("odoo.tools.cache")
 
     original = odoo_cache.log_ormcache_stats
 
@@ -360,8 +369,6 @@ def _patch_stats_signal() -> None:
 
     odoo_cache.log_ormcache_stats = log_ormcache_stats
     server.log_ormcache_stats = log_ormcache_stats
-    import odoo.tools
-
     if getattr(odoo.tools, "log_ormcache_stats", None) is original:
         odoo.tools.log_ormcache_stats = log_ormcache_stats
 

@@ -1,3 +1,1 @@
-from . import test_wiring
-from . import test_decorator
-from . import test_multiprocess
+from . import test_decorator, test_wiring, test_workers

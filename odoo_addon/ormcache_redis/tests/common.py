@@ -16,7 +16,12 @@ class SharedTierCase(TransactionCase):
         if wiring.client() is None:
             raise RuntimeError("these tests need ormcache_redis_url (or ORMCACHE_REDIS_URL)")
         if not wiring.adopt_from_database(cls.registry):
-            raise RuntimeError("the database's signaling numbers differ from the registry's")
+            with cls.registry.cursor() as cr:
+                numbers = cls.registry.get_sequences(cr)
+            raise RuntimeError(
+                "the database's signaling numbers differ from the registry's: "
+                f"{numbers} != {cls.registry.registry_sequence}, {cls.registry.cache_sequences}"
+            )
         cls.caches = cls.registry._Registry__caches
 
     def setUp(self):

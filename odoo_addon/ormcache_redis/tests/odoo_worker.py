@@ -120,7 +120,7 @@ def main():
                 if client is not None:
                     client.flush(5.0)
             answer = {"ok": True, "result": result}
-        except Exception as error:  # noqa: BLE001 - reported to the test
+        except Exception as error:
             answer = {"ok": False, "error": f"{type(error).__name__}: {error}"}
         print("@@" + json.dumps(answer, default=str), flush=True)
 

@@ -67,11 +67,13 @@ class TestDecorator(SharedTierCase):
         self.assertNotIn("default", self.registry.cache_invalidated)
         self.assertIs(self.cache.gate(), False)
         state = self.tier._thread()
-        self.assertEqual([(name, m.__name__) for name, m in state.method_clears],
-                         [("default", "compute")])
+        self.assertEqual(
+            [(name, m.__name__) for name, m in state.method_clears], [("default", "compute")]
+        )
         generations = dict(self.cache.method_generations())
         self.registry.reset_changes()  # rollback: nothing is published
         self.assertEqual(dict(self.cache.method_generations()), generations)
         self.assertIsInstance(self.cache.gate(), list)
-        self.assertIn(("default", glue.qualified_name(Probe.compute.__cache__.method)),
-                      glue.DECORATED_METHODS)
+        self.assertIn(
+            ("default", glue.qualified_name(Probe.compute.__cache__.method)), glue.DECORATED_METHODS
+        )

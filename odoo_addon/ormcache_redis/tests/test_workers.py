@@ -48,8 +48,19 @@ class RedisServer:
 
     def start(self):
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.workdir],
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.workdir,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -74,15 +85,24 @@ class RedisServer:
 class OdooWorker:
     def __init__(self, db_name, redis_url, log_path):
         odoo_args = [
-            "--db_host", config["db_host"] or "",
-            "--db_port", str(config["db_port"] or ""),
-            "--db_user", config["db_user"] or "",
-            "--db_password", config["db_password"] or "",
-            "--addons-path", config["addons_path"] if isinstance(config["addons_path"], str)
+            "--db_host",
+            config["db_host"] or "",
+            "--db_port",
+            str(config["db_port"] or ""),
+            "--db_user",
+            config["db_user"] or "",
+            "--db_password",
+            config["db_password"] or "",
+            "--addons-path",
+            config["addons_path"]
+            if isinstance(config["addons_path"], str)
             else ",".join(config["addons_path"]),
-            "--load", ",".join(server_wide_modules()),
-            "--log-level", "info",
-            "--logfile", str(log_path),
+            "--load",
+            ",".join(server_wide_modules()),
+            "--log-level",
+            "info",
+            "--logfile",
+            str(log_path),
         ]
         odoo_args = [arg for arg in odoo_args if arg != ""]
         environment = dict(os.environ)
@@ -134,8 +154,9 @@ class WorkerError(Exception):
 
 @tagged("post_install", "-at_install", "ormcache_redis_multiprocess")
 class TestTwoProcesses(BaseCase):
-    # Last: the workers move the database's signaling numbers, which this
-    # process only re-reads at its next check_signaling.
+    # Last (19 sorts on this, 17/18 on module names): the workers move the
+    # database's signaling numbers, which this process only re-reads at its
+    # next check_signaling.
     test_sequence = 100
 
     @classmethod
