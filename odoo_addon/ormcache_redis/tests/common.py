@@ -1,4 +1,5 @@
 from odoo.tests import TransactionCase, tagged
+from odoo.tests.common import get_db_name
 
 from .. import wiring
 
@@ -9,6 +10,16 @@ class SharedTierCase(TransactionCase):
 
     @classmethod
     def setUpClass(cls):
+        # Other tests of the run (HttpCase requests, asset generation) may
+        # have signaled cache changes that this process, which serves no
+        # request, never read: catch up the way each request does. A moved
+        # registry number cannot be caught up without rebuilding the
+        # registry under the test runner, so it is reported below.
+        registry = wiring.registry_module().Registry(get_db_name())
+        with registry.cursor() as cr:
+            registry_sequence, _sequences = registry.get_sequences(cr)
+        if registry_sequence == registry.registry_sequence:
+            registry.check_signaling()
         super().setUpClass()
         cls.tier = wiring.tier_of(cls.registry)
         if cls.tier is None:
