@@ -1,16 +1,26 @@
-# ormcache_redis developer targets. `make install` once, then `make test`.
+# ormcache_redis developer targets.
+#   make demo    set everything up (redis-server, venv, release build) and run the demo
+#   make test    set up if needed, then run every test (Rust units + pytest on a real Redis)
+#   make bench   ratios against baselines measured side by side
+#   make lint    cargo fmt, clippy -D warnings, ruff
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
 PYLIB := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))")
+# `cargo test` embeds the interpreter: let it find libpython.
 export LD_LIBRARY_PATH := $(PYLIB):$(LD_LIBRARY_PATH)
+RUFF_PATHS := $(wildcard python tests bench demo odoo_addon scripts)
 
 .PHONY: install build test test-rust test-python bench demo lint fmt clean
 
-install:
-	bash scripts/setup.sh
+$(STAMP): pyproject.toml scripts/setup.sh
+	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup.sh
+	touch $(STAMP)
 
-build:
+install: $(STAMP)
+
+build: $(STAMP)
 	$(VENV)/bin/maturin develop --release --quiet
 
 test: test-rust test-python
@@ -27,15 +37,16 @@ bench: build
 demo: build
 	$(PY) demo/dashboard.py
 
-lint:
+lint: $(STAMP)
 	cargo fmt --check
 	cargo clippy --all-targets --quiet -- -D warnings
-	$(VENV)/bin/ruff check python tests bench demo odoo_addon scripts
-	$(VENV)/bin/ruff format --check python tests bench demo odoo_addon scripts
+	$(VENV)/bin/ruff check $(RUFF_PATHS)
+	$(VENV)/bin/ruff format --check $(RUFF_PATHS)
 
-fmt:
+fmt: $(STAMP)
 	cargo fmt
-	$(VENV)/bin/ruff format python tests bench demo odoo_addon scripts
+	$(VENV)/bin/ruff check --fix $(RUFF_PATHS)
+	$(VENV)/bin/ruff format $(RUFF_PATHS)
 
 clean:
 	cargo clean

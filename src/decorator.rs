@@ -11,34 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use pyo3::{ffi, intern, PyTypeInfo};
+use pyo3::{ffi, intern};
 
 use crate::lru::{deadline_after, PyLru};
 use crate::two_tier::TwoTierCache;
-
-/// `(obj, *args)` as a new tuple, built without an intermediate Vec: this is
-/// on every cached call.
-fn prepend<'py>(
-    obj: &Bound<'py, PyAny>,
-    args: &Bound<'py, PyTuple>,
-) -> PyResult<Bound<'py, PyTuple>> {
-    let py = obj.py();
-    let n = args.len();
-    // SAFETY: a fresh tuple of n + 1 slots, each filled once with a new
-    // reference (PyTuple_SetItem steals it) before the tuple is shared.
-    unsafe {
-        let tuple = ffi::PyTuple_New((n + 1) as ffi::Py_ssize_t);
-        if tuple.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        ffi::PyTuple_SetItem(tuple, 0, obj.clone().into_ptr());
-        for (i, item) in args.iter().enumerate() {
-            ffi::PyTuple_SetItem(tuple, (i + 1) as ffi::Py_ssize_t, item.into_ptr());
-        }
-        Ok(Bound::from_owned_ptr(py, tuple).downcast_into_unchecked())
-    }
-}
 
 #[pyclass(
     module = "ormcache_redis._native",
@@ -111,16 +89,18 @@ impl CachedMethod {
         cache.set_item(key, value)
     }
 
-    /// The cached call: `method(obj, *args, **kwargs)`.
+    /// The cached call: `method(*args, **kwargs)`, `args[0]` being the record.
     fn invoke(
         &self,
-        obj: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
+        full_args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        let py = obj.py();
-        let full_args = prepend(obj, args)?;
-        let key = self.key.bind(py).call(&full_args, kwargs)?;
+        let py = full_args.py();
+        let obj = full_args.get_item(0).map_err(|_| {
+            PyTypeError::new_err("a cached method needs its record (self) as first argument")
+        })?;
+        let obj = &obj;
+        let key = self.key.bind(py).call(full_args, kwargs)?;
         let cache = self.cache(obj)?;
         match Self::lookup(&cache, &key)? {
             Lookup::Hit(value) => {
@@ -129,7 +109,7 @@ impl CachedMethod {
             }
             Lookup::Miss => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
-                let value = self.method.bind(py).call(&full_args, kwargs)?;
+                let value = self.method.bind(py).call(full_args, kwargs)?;
                 self.store(&cache, &key, &value)?;
                 Ok(value.unbind())
             }
@@ -139,7 +119,7 @@ impl CachedMethod {
                 if let Some(report) = &self.on_unhashable {
                     report.bind(py).call1((obj, &key, err.value(py)))?;
                 }
-                Ok(self.method.bind(py).call(&full_args, kwargs)?.unbind())
+                Ok(self.method.bind(py).call(full_args, kwargs)?.unbind())
             }
         }
     }
@@ -170,6 +150,9 @@ impl CachedMethod {
         })
     }
 
+    /// Binds like a plain function, with a `types.MethodType`: CPython then
+    /// passes the record as first argument without an extra tuple, and
+    /// attribute access (`record.method.clear_cache`) reaches this object.
     fn __get__(
         slf: &Bound<'_, Self>,
         obj: Option<&Bound<'_, PyAny>>,
@@ -177,27 +160,17 @@ impl CachedMethod {
     ) -> PyResult<Py<PyAny>> {
         match obj {
             None => Ok(slf.clone().into_any().unbind()),
-            Some(obj) => Ok(Bound::new(
-                slf.py(),
-                BoundCachedMethod {
-                    func: slf.clone().unbind(),
-                    obj: obj.clone().unbind(),
-                },
-            )?
-            .into_any()
-            .unbind()),
+            Some(obj) => Ok(bind_method(slf.as_any(), obj)?.unbind()),
         }
     }
 
-    /// Unbound call: `Model.method(record, *args)`.
-    #[pyo3(signature = (obj, *args, **kwargs))]
+    #[pyo3(signature = (*args, **kwargs))]
     fn __call__(
         &self,
-        obj: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        self.invoke(obj, args, kwargs)
+        self.invoke(args, kwargs)
     }
 
     #[getter]
@@ -235,64 +208,77 @@ impl CachedMethod {
     }
 }
 
-/// A `CachedMethod` bound to a record or model class.
-#[pyclass(module = "ormcache_redis._native", name = "BoundCachedMethod", frozen)]
-pub struct BoundCachedMethod {
-    func: Py<CachedMethod>,
-    obj: Py<PyAny>,
+type DescrGet = unsafe extern "C" fn(
+    *mut ffi::PyObject,
+    *mut ffi::PyObject,
+    *mut ffi::PyObject,
+) -> *mut ffi::PyObject;
+
+/// How to bind a `CachedMethod` to a record, found once per process.
+enum Binder {
+    /// `FunctionType`'s own `tp_descr_get` (PyType_GetSlot, limited API
+    /// since 3.10): builds a bound method for any callable, at the cost of
+    /// binding a plain function. Used only after checking that it does.
+    FunctionDescrGet(DescrGet),
+    /// `types.MethodType(callable, obj)`: slower, always correct.
+    MethodType(Py<PyAny>),
 }
 
-#[pymethods]
-impl BoundCachedMethod {
-    #[pyo3(signature = (*args, **kwargs))]
-    fn __call__(
-        &self,
-        py: Python<'_>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Py<PyAny>> {
-        self.func.get().invoke(self.obj.bind(py), args, kwargs)
-    }
-
-    #[getter]
-    fn __func__(&self, py: Python<'_>) -> Py<CachedMethod> {
-        self.func.clone_ref(py)
-    }
-
-    #[getter]
-    fn __self__(&self, py: Python<'_>) -> Py<PyAny> {
-        self.obj.clone_ref(py)
-    }
-
-    /// Attributes of the decorator (`clear_cache`, `__cache__`, `__name__`...).
-    fn __getattr__(&self, py: Python<'_>, name: &Bound<'_, PyString>) -> PyResult<Py<PyAny>> {
-        let attr = self.func.bind(py).as_any().getattr(name)?;
-        // Methods of the decorator apply to the bound object, like
-        // `record.method.clear_cache()`.
-        if attr.is_callable() && !attr.is_instance(&CachedMethod::type_object(py))? {
-            if let Ok(get) = attr.getattr(intern!(py, "__get__")) {
-                return Ok(get.call1((self.obj.bind(py),))?.unbind());
+fn binder(py: Python<'_>) -> PyResult<&'static Binder> {
+    static BINDER: GILOnceCell<Binder> = GILOnceCell::new();
+    BINDER.get_or_try_init(py, || {
+        let types = py.import("types")?;
+        let method_type = types.getattr("MethodType")?;
+        let function_type = types.getattr("FunctionType")?;
+        // SAFETY: FunctionType is a type object; the slot is either null
+        // or a tp_descr_get function pointer.
+        let slot = unsafe {
+            ffi::PyType_GetSlot(
+                function_type.as_ptr().cast::<ffi::PyTypeObject>(),
+                ffi::Py_tp_descr_get,
+            )
+        };
+        if !slot.is_null() {
+            // SAFETY: a tp_descr_get slot has exactly this signature.
+            let descr_get: DescrGet = unsafe { std::mem::transmute(slot) };
+            // Check that it binds an arbitrary callable the way MethodType does.
+            let probe = py.import("builtins")?.getattr("len")?;
+            let target = PyString::new(py, "probe");
+            let bound = unsafe {
+                Bound::from_owned_ptr_or_err(
+                    py,
+                    descr_get(probe.as_ptr(), target.as_ptr(), ffi::Py_None()),
+                )
+            };
+            if let Ok(bound) = bound {
+                if bound.is_instance(&method_type)?
+                    && bound.getattr("__func__")?.is(&probe)
+                    && bound.getattr("__self__")?.is(&target)
+                {
+                    return Ok(Binder::FunctionDescrGet(descr_get));
+                }
             }
         }
-        Ok(attr.unbind())
-    }
+        Ok(Binder::MethodType(method_type.unbind()))
+    })
+}
 
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!(
-            "<bound cached method {} of {}>",
-            self.func
-                .bind(py)
-                .as_any()
-                .getattr("__qualname__")
-                .map(|q| q.to_string())
-                .unwrap_or_default(),
-            self.obj.bind(py).repr()?
-        ))
+/// `types.MethodType(func, obj)`, as cheaply as the interpreter allows.
+fn bind_method<'py>(
+    func: &Bound<'py, PyAny>,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = func.py();
+    match binder(py)? {
+        // SAFETY: checked at start-up to behave as MethodType(func, obj).
+        Binder::FunctionDescrGet(descr_get) => unsafe {
+            Bound::from_owned_ptr_or_err(py, descr_get(func.as_ptr(), obj.as_ptr(), ffi::Py_None()))
+        },
+        Binder::MethodType(method_type) => method_type.bind(py).call1((func, obj)),
     }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CachedMethod>()?;
-    m.add_class::<BoundCachedMethod>()?;
     Ok(())
 }

@@ -47,6 +47,7 @@
 //! refused too: their names are not unique. tzinfo must be None,
 //! `datetime.timezone` or `zoneinfo.ZoneInfo`.
 
+use pyo3::exceptions::PyException;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -127,13 +128,22 @@ fn write_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
 /// Appends the canonical encoding of `key` to `out`; EncodeError for
 /// unsupported elements (then `out` is left as it was).
 pub fn canonical_key(key: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+    let py = key.py();
     let start = out.len();
     out.push(KEY_FORMAT_VERSION);
     let result = encode(key, out, 0);
-    if result.is_err() {
+    if let Err(e) = result {
         out.truncate(start);
+        // Any ordinary exception met on the way (a set mutated while being
+        // read, an odd __qualname__) means "not a cacheable key".
+        if e.is_instance_of::<EncodeError>(py) || !e.is_instance_of::<PyException>(py) {
+            return Err(e);
+        }
+        let new = EncodeError::new_err(format!("cannot encode cache key: {e}"));
+        new.set_cause(py, Some(e));
+        return Err(new);
     }
-    result
+    Ok(())
 }
 
 /// SHA-256 over (u32-LE length of namespace, namespace, canonical).

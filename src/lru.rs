@@ -14,13 +14,15 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use parking_lot::{Mutex, MutexGuard};
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
+use smallvec::SmallVec;
 
 const NIL: u32 = u32::MAX;
 
@@ -81,6 +83,9 @@ impl Bucket {
 pub struct Entry {
     pub key: Py<PyAny>,
     pub value: Py<PyAny>,
+    /// A counter owned by the caller (e.g. per-method L1 hits), bumped on
+    /// every hit of this entry without any lookup of its own.
+    hit_counter: Option<Arc<AtomicU64>>,
     hash: isize,
     size: usize,
     expires_at: u64,
@@ -150,9 +155,9 @@ impl Core {
             .find(|&slot| self.entry(slot).key.as_ptr() == key)
     }
 
-    fn candidates(&self, py: Python<'_>, hash: isize) -> Vec<(u32, u64, Py<PyAny>)> {
+    fn candidates(&self, py: Python<'_>, hash: isize) -> Candidates {
         match self.index.get(&hash) {
-            None => Vec::new(),
+            None => Candidates::new(),
             Some(bucket) => bucket
                 .slots()
                 .iter()
@@ -243,19 +248,18 @@ impl Core {
         entry
     }
 
-    fn insert(
-        &mut self,
-        key: Py<PyAny>,
-        hash: isize,
-        value: Py<PyAny>,
-        size: usize,
-        expires_at: u64,
-    ) {
+    fn insert(&mut self, key: Py<PyAny>, hash: isize, value: Py<PyAny>, stored: Stored) {
         let stamp = self.next_stamp;
         self.next_stamp += 1;
+        let Stored {
+            size,
+            expires_at,
+            hit_counter,
+        } = stored;
         let entry = Entry {
             key,
             value,
+            hit_counter,
             hash,
             size,
             expires_at,
@@ -290,14 +294,15 @@ impl Core {
         }
     }
 
-    fn replace(&mut self, slot: u32, value: Py<PyAny>, size: usize, expires_at: u64) -> Py<PyAny> {
+    fn replace(&mut self, slot: u32, value: Py<PyAny>, stored: Stored) -> Py<PyAny> {
         let entry = self.nodes[slot as usize]
             .entry
             .as_mut()
             .expect("replacing a live slot");
-        self.bytes = self.bytes - entry.size + size;
-        entry.size = size;
-        entry.expires_at = expires_at;
+        self.bytes = self.bytes - entry.size + stored.size;
+        entry.size = stored.size;
+        entry.expires_at = stored.expires_at;
+        entry.hit_counter = stored.hit_counter;
         let old = std::mem::replace(&mut entry.value, value);
         self.touch(slot);
         old
@@ -333,10 +338,22 @@ impl Core {
     }
 }
 
+/// Keys sharing a probe's hash, copied out of the lock; almost always one.
+type Candidates = SmallVec<[(u32, u64, Py<PyAny>); 2]>;
+
 /// Result of a key lookup under the lock.
 enum Found<R> {
     Live(R),
     Expired(Entry),
+}
+
+/// How a value is stored: its size for the byte bound, its deadline (0:
+/// the LRU's default TTL) and an optional external hit counter.
+#[derive(Default)]
+pub struct Stored {
+    pub size: usize,
+    pub expires_at: u64,
+    pub hit_counter: Option<Arc<AtomicU64>>,
 }
 
 /// Configuration of the bounds of one LRU.
@@ -429,7 +446,11 @@ impl Lru {
         let found = self.live_slot(key, hash, |core, slot| {
             core.touch(slot);
             core.counters.hits += 1;
-            core.entry(slot).value.clone_ref(py)
+            let entry = core.entry(slot);
+            if let Some(counter) = &entry.hit_counter {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            entry.value.clone_ref(py)
         })?;
         if found.is_none() {
             self.core.lock().counters.misses += 1;
@@ -441,36 +462,32 @@ impl Lru {
         Ok(self.live_slot(key, hash, |_, _| ())?.is_some())
     }
 
-    /// Stores a value; `expires_at` 0 means the default TTL of this LRU.
+    /// Stores a value.
     pub fn store(
         &self,
         key: &Bound<'_, PyAny>,
         hash: isize,
         value: &Bound<'_, PyAny>,
-        size: usize,
-        expires_at: u64,
+        mut stored: Stored,
     ) -> PyResult<()> {
-        let expires_at = if expires_at == 0 {
-            deadline_after(self.bounds.default_ttl)?
-        } else {
-            expires_at
-        };
+        if stored.expires_at == 0 {
+            stored.expires_at = deadline_after(self.bounds.default_ttl)?;
+        }
+        let mut stored = Some(stored);
         let replaced = self.with_slot(key, hash, |core, slot| {
             core.counters.sets += 1;
-            core.replace(slot, value.clone().unbind(), size, expires_at)
+            core.replace(
+                slot,
+                value.clone().unbind(),
+                stored.take().unwrap_or_default(),
+            )
         })?;
         let mut garbage = Vec::new();
         {
             let mut core = self.core.lock();
-            if replaced.is_none() {
+            if let Some(stored) = stored {
                 core.counters.sets += 1;
-                core.insert(
-                    key.clone().unbind(),
-                    hash,
-                    value.clone().unbind(),
-                    size,
-                    expires_at,
-                );
+                core.insert(key.clone().unbind(), hash, value.clone().unbind(), stored);
             }
             core.evict_over(self.bounds.max_entries, self.bounds.max_bytes, &mut garbage);
         }
@@ -748,7 +765,12 @@ impl PyLru {
     ) -> PyResult<()> {
         let hash = key.hash()?;
         let size = self.lru.estimate_size(value)?;
-        self.lru.store(key, hash, value, size, expires_at)
+        let stored = Stored {
+            size,
+            expires_at,
+            hit_counter: None,
+        };
+        self.lru.store(key, hash, value, stored)
     }
 }
 

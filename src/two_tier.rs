@@ -19,6 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
@@ -28,7 +29,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::codec::Codec;
 use crate::keys::{canonical_key, key_digest};
-use crate::lru::{deadline_after, lru_stats_dict, Bounds, Lru, PyLru};
+use crate::lru::{deadline_after, lru_stats_dict, Bounds, Lru, PyLru, Stored};
 use crate::redis::{call_error_to_py, RedisClient};
 use crate::stats::LatencyHistogram;
 
@@ -55,7 +56,6 @@ struct Settings {
 
 #[derive(Default)]
 struct MethodCounters {
-    l1_hits: u64,
     l2_hits: u64,
     misses: u64,
     local_only: u64,
@@ -66,6 +66,8 @@ struct MethodCounters {
 struct MethodEntry {
     /// Kept alive so its address cannot be reused by another function.
     func: Py<PyAny>,
+    /// Carried by this method's L1 entries: an L1 hit costs one atomic add.
+    l1_hits: Arc<AtomicU64>,
     counters: MethodCounters,
 }
 
@@ -151,20 +153,23 @@ pub struct TwoTierCache {
 }
 
 impl TwoTierCache {
+    /// Updates the method's counters; returns its L1 hit counter.
     fn count_method(
         &self,
         method: Option<&Bound<'_, PyAny>>,
         update: impl FnOnce(&mut MethodCounters),
-    ) {
-        let Some(method) = method else { return };
+    ) -> Option<Arc<AtomicU64>> {
+        let method = method?;
         let mut methods = self.methods.lock();
         let entry = methods
             .entry(method.as_ptr() as usize)
             .or_insert_with(|| MethodEntry {
                 func: method.clone().unbind(),
+                l1_hits: Arc::default(),
                 counters: MethodCounters::default(),
             });
         update(&mut entry.counters);
+        Some(Arc::clone(&entry.l1_hits))
     }
 
     fn access(&self, py: Python<'_>) -> PyResult<Access> {
@@ -174,7 +179,7 @@ impl TwoTierCache {
         let Some(client) = &self.client else {
             return Ok(Access::Local);
         };
-        if !client.get().pool().looks_healthy() {
+        if !client.get().pool().would_attempt() {
             // The breaker is open: do not even build the key.
             self.counters.l2_skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(Access::Local);
@@ -331,11 +336,11 @@ impl TwoTierCache {
         let this = slf.get();
         let lru = &slf.as_super().get().lru;
         let hash = key.hash()?;
-        let method = method_of(key);
         if let Some(value) = lru.lookup(key, hash)? {
-            this.count_method(method.as_ref(), |c| c.l1_hits += 1);
+            // Counted per method by the entry's own hit counter.
             return Ok(Some(value));
         }
+        let method = method_of(key);
         let found = match this.access(py)? {
             Access::Local => None,
             Access::Shared | Access::Deferred(_) => {
@@ -351,12 +356,16 @@ impl TwoTierCache {
                 this.counters
                     .bytes_read
                     .fetch_add(size as u64, Ordering::Relaxed);
-                this.count_method(method.as_ref(), |c| {
+                let hit_counter = this.count_method(method.as_ref(), |c| {
                     c.l2_hits += 1;
                     c.bytes_read += size as u64;
                 });
-                let l1_size = if lru.bounds.max_bytes > 0 { size } else { 0 };
-                lru.store(key, hash, value.bind(py), l1_size, 0)?;
+                let stored = Stored {
+                    size: if lru.bounds.max_bytes > 0 { size } else { 0 },
+                    expires_at: 0,
+                    hit_counter,
+                };
+                lru.store(key, hash, value.bind(py), stored)?;
                 Ok(Some(value))
             }
             None => {
@@ -391,11 +400,19 @@ impl TwoTierCache {
             Some((_, _, payload)) if lru.bounds.max_bytes > 0 => payload.len(),
             _ => lru.estimate_size(value)?,
         };
-        lru.store(key, hash, value, l1_size, deadline_after(ttl)?)?;
-        let Some((client, address, payload)) = shared else {
-            if !matches!(access, Access::Local) {
-                this.count_method(method.as_ref(), |c| c.local_only += 1);
+        let local_only = shared.is_none() && !matches!(access, Access::Local);
+        let hit_counter = this.count_method(method.as_ref(), |c| {
+            if local_only {
+                c.local_only += 1;
             }
+        });
+        let stored = Stored {
+            size: l1_size,
+            expires_at: deadline_after(ttl)?,
+            hit_counter,
+        };
+        lru.store(key, hash, value, stored)?;
+        let Some((client, address, payload)) = shared else {
             return Ok(());
         };
         let ttl_seconds = match ttl {
@@ -730,7 +747,7 @@ impl TwoTierCache {
                 (
                     entry.func.clone_ref(py),
                     [
-                        c.l1_hits,
+                        entry.l1_hits.load(Ordering::Relaxed),
                         c.l2_hits,
                         c.misses,
                         c.local_only,
@@ -765,7 +782,11 @@ impl TwoTierCache {
     fn reset_stats(slf: &Bound<'_, Self>) {
         slf.as_super().get().lru.reset_counters();
         let this = slf.get();
-        this.methods.lock().clear();
+        // Zeroed in place: live L1 entries keep counting into the same Arcs.
+        for entry in this.methods.lock().values_mut() {
+            entry.l1_hits.store(0, Ordering::Relaxed);
+            entry.counters = MethodCounters::default();
+        }
         this.latency.reset();
         let c = &this.counters;
         for counter in [

@@ -6,7 +6,6 @@ import math
 import struct
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -17,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from ormcache_redis import _native
 
 EncodeError = _native.EncodeError
@@ -493,6 +493,33 @@ def test_max_depth_both_ways():
         deep.dumps([nested])
 
 
+def test_max_depth_limit_fits_a_small_thread_stack():
+    # 1000 levels (the maximum) on a 1 MiB thread stack: a fat recursion
+    # frame would crash the process here instead of failing the test.
+    codec = _native.Codec(max_depth=1000)
+    nested = 1
+    for _ in range(999):
+        nested = [nested]
+    data = codec.dumps(nested)
+    results = []
+
+    def run():
+        results.append(codec.dumps(nested) == data)
+        out = codec.loads(data)
+        for _ in range(999):
+            out = out[0]
+        results.append(out == 1)
+
+    old = threading.stack_size(1 << 20)
+    try:
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old)
+    assert results == [True, True]
+
+
 def test_constructor_validation():
     with pytest.raises(ValueError):
         _native.Codec(max_depth=0)
@@ -689,27 +716,41 @@ def test_compressed_frame_lies(body):
     assert time.perf_counter() - start < 0.5
 
 
-def test_compressed_huge_declared_size_does_not_allocate():
+RLIMIT_SCRIPT = """
+import resource, sys
+from ormcache_redis import _native
+codec = _native.Codec(max_decoded_bytes=1 << 40)
+frame = bytes.fromhex(sys.argv[1]) + b"\\x00" * int(sys.argv[2])
+with open("/proc/self/status") as f:
+    vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize"))
+limit = vm + (256 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+try:
+    codec.loads(frame)
+except _native.DecodeError as e:
+    print("DecodeError", e)
+"""
+
+
+@pytest.mark.parametrize(
+    ("header", "filler", "message"),
+    [
+        # 128 GiB declared, 64 bytes present: refused by the LZ4 ratio check.
+        ("c0de0101" + "808080808004", 64, "impossible"),
+        # 512 MiB declared and plausible for the ratio, but the address space
+        # is limited: the failed allocation is a DecodeError, not an abort.
+        ("c0de0101" + "8080808002", (1 << 29) // 255 + 10, "cannot allocate"),
+    ],
+)
+def test_compressed_huge_declared_size_does_not_abort(header, filler, message):
     # Under an address-space limit far below the declared size, allocating it
-    # would abort the process; refusing it before allocating raises DecodeError.
-    script = textwrap.dedent(
-        """
-        import resource
-        from ormcache_redis import _native
-        codec = _native.Codec(max_decoded_bytes=1 << 40)
-        with open("/proc/self/status") as f:
-            vm = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize"))
-        limit = vm + (256 << 20)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        frame = b"\\xc0\\xde\\x01\\x01" + b"\\x80\\x80\\x80\\x80\\x80\\x04" + b"\\x00" * 64
-        try:
-            codec.loads(frame)
-        except _native.DecodeError as e:
-            print("DecodeError", e)
-        """
-    )
+    # the infallible way would abort the process (checked by hand: exit -6).
     proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", RLIMIT_SCRIPT, header, str(filler)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("DecodeError")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("DecodeError"), proc.stdout
+    assert message in proc.stdout

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from ormcache_redis import _native
 
 canonical_key = _native.canonical_key
@@ -198,6 +199,19 @@ class MyStr(str):
 def test_unsupported_keys(key):
     with pytest.raises(EncodeError):
         canonical_key(key)
+
+
+def test_errors_inside_key_encoding_are_encode_errors():
+    class Meta(type):
+        def __getattribute__(cls, name):
+            if name == "__qualname__":
+                raise RuntimeError("no name")
+            return super().__getattribute__(name)
+
+    weird = Meta("Weird", (), {})
+    with pytest.raises(EncodeError) as info:
+        canonical_key(("k", weird))
+    assert isinstance(info.value.__cause__, RuntimeError)
 
 
 def test_local_function_refused():

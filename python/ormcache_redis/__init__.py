@@ -23,6 +23,7 @@ from ormcache_redis._native import (
     RedisUnavailable,
     TwoTierCache,
     __version__,
+    canonical_key,
 )
 from ormcache_redis.decorator import ormcache
 from ormcache_redis.stats import cache_stats
@@ -42,5 +43,6 @@ __all__ = [
     "TwoTierCache",
     "__version__",
     "cache_stats",
+    "canonical_key",
     "ormcache",
 ]

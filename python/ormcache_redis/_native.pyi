@@ -14,6 +14,12 @@ class EncodeError(TypeError):
 class DecodeError(ValueError):
     """Bytes are not a valid encoding (garbage, truncated, other format version)."""
 
+class FormatVersionError(DecodeError):
+    """Bytes written by another codec format version (a miss for caches)."""
+
+CODEC_FORMAT_VERSION: int
+KEY_FORMAT_VERSION: int
+
 class RedisUnavailable(ConnectionError):
     """Redis is unreachable, timed out, or the circuit breaker is open."""
 
@@ -35,6 +41,12 @@ class Codec:
         max_depth: int = 128,
         max_decoded_bytes: int = 64 * 1024 * 1024,
     ) -> None: ...
+    @property
+    def compress_threshold(self) -> int: ...
+    @property
+    def max_depth(self) -> int: ...
+    @property
+    def max_decoded_bytes(self) -> int: ...
     def dumps(self, obj: object) -> bytes: ...
     def loads(self, data: bytes) -> Any: ...
     def register_type(
@@ -140,6 +152,9 @@ class RedisClient:
     def stats(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
+def flush_all_writers(timeout: float = 2.0) -> bool:
+    """Flush every write-behind queue of this process (registered with atexit)."""
+
 # --------------------------------------------------------------------------- L1 + L2
 
 class TwoTierCache(LRU[K, V]):
@@ -188,4 +203,38 @@ class TwoTierCache(LRU[K, V]):
         """The per-method generations stored in Redis (for cross-process L1 sync)."""
     def commit_writes(self, writes: Sequence[tuple[bytes, bytes, int]]) -> int:
         """Queue deferred writes collected by a gate list; returns how many were queued."""
+    @property
+    def client(self) -> RedisClient | None: ...
+    @property
+    def prefix(self) -> str: ...
+    gate: Callable[[], bool | list[tuple[bytes, bytes, int]] | None] | None
+    def set(self, key: K, value: V, ttl: float | None = None) -> None:
+        """Stores with a TTL (seconds) for both tiers; None: the cache's TTL in Redis."""
     def stats(self) -> dict[str, Any]: ...  # type: ignore[override]
+
+# --------------------------------------------------------------------------- decorator
+
+class CachedMethod:
+    """The native hit path of ``ormcache_redis.ormcache``; see that function."""
+
+    def __init__(
+        self,
+        method: Callable[..., Any],
+        key: Callable[..., tuple[Any, ...]],
+        cache_name: str = "default",
+        ttl: float | None = None,
+        on_unhashable: Callable[[Any, Any, BaseException], object] | None = None,
+    ) -> None: ...
+    def __get__(self, obj: object, owner: type | None = None) -> Any: ...
+    def __call__(self, obj: Any, *args: Any, **kwargs: Any) -> Any: ...
+    @property
+    def method(self) -> Callable[..., Any]: ...
+    @property
+    def key(self) -> Callable[..., tuple[Any, ...]]: ...
+    @property
+    def cache_name(self) -> str: ...
+    @property
+    def ttl(self) -> float | None: ...
+    def cache_for(self, obj: Any) -> Any: ...
+    def counters(self) -> dict[str, int]: ...
+    clear_cache: Callable[[Any], int]

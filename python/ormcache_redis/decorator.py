@@ -61,7 +61,7 @@ def build_key_function(method: Callable[..., Any], exprs: tuple[str, ...]) -> Ca
         f"lambda {arguments[1:-1]}: ({first}._name, __method__, {values})"
     )
     try:
-        factory = eval(source, method.__globals__)  # noqa: S307 - decorator source, not data
+        factory = eval(source, method.__globals__)
     except SyntaxError as exc:
         raise SyntaxError(f"@ormcache{exprs!r} on {method.__qualname__}: {exc.msg}") from None
     return factory(defaults, method)
@@ -113,8 +113,9 @@ def ormcache(
 
     ``exprs`` are Python expressions over the method's parameters (e.g.
     ``'self.env.uid'``, ``'frozenset(groups)'``); ``ttl`` (seconds) bounds the
-    life of the entry in both tiers. ``method.clear_cache(record)`` (or
-    ``record.method.clear_cache()``) invalidates that method's entries only.
+    life of the entry in both tiers. ``self.method.clear_cache(self)`` (or
+    ``Model.method.clear_cache(record)``) invalidates that method's entries
+    only, in this process and, through Redis, in every other one.
     """
     if skiparg is not None:
         raise TypeError("skiparg is not supported: name the key expressions instead")

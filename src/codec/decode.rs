@@ -118,6 +118,8 @@ impl<'a, 'py> Decoder<'a, 'py> {
         unsafe { Bound::from_owned_ptr_or_err(self.py, ptr) }
     }
 
+    /// Hot path: scalars inline; containers and rare types out of line so
+    /// that each recursion level costs as little native stack as possible.
     fn value(&mut self, depth: u32) -> PyResult<Bound<'py, PyAny>> {
         let py = self.py;
         let tag = self.byte()?;
@@ -140,17 +142,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
                     let v = unzigzag(self.varint()?);
                     self.owned(ffi::PyLong_FromLongLong(v))
                 }
-                T_TUPLE => {
-                    self.check_depth(depth)?;
-                    let n = self.count(1)?;
-                    let base = self.stack.len();
-                    self.push_items(n, depth)?;
-                    let t = self.owned(ffi::PyTuple_New(n as ffi::Py_ssize_t))?;
-                    for (i, item) in self.stack.drain(base..).enumerate() {
-                        ffi::PyTuple_SetItem(t.as_ptr(), i as ffi::Py_ssize_t, item.into_ptr());
-                    }
-                    Ok(t)
-                }
+                T_TUPLE | T_LIST | T_SET | T_FROZENSET => self.sequence(tag, depth),
                 T_NONE => Ok(py.None().into_bound(py)),
                 T_FALSE => Ok(PyBool::new(py, false).to_owned().into_any()),
                 T_TRUE => Ok(PyBool::new(py, true).to_owned().into_any()),
@@ -159,35 +151,44 @@ impl<'a, 'py> Decoder<'a, 'py> {
                     let bits = u64::from_le_bytes(raw.try_into().map_err(|_| truncated())?);
                     self.owned(ffi::PyFloat_FromDouble(f64::from_bits(bits)))
                 }
+                T_DICT => self.dict(depth),
+                T_EXT => self.ext(depth),
+                _ => self.rare(tag),
+            }
+        }
+    }
+
+    /// tuple, list, set, frozenset: items go to the private stack first.
+    #[inline(never)]
+    fn sequence(&mut self, tag: u8, depth: u32) -> PyResult<Bound<'py, PyAny>> {
+        let py = self.py;
+        self.check_depth(depth)?;
+        let n = self.count(1)?;
+        let base = self.stack.len();
+        self.stack.reserve(n);
+        for _ in 0..n {
+            let v = self.value(depth + 1)?;
+            self.stack.push(v);
+        }
+        // SAFETY: GIL held; fresh containers of exactly n slots; SetItem
+        // steals the item references.
+        unsafe {
+            match tag {
+                T_TUPLE => {
+                    let t = self.owned(ffi::PyTuple_New(n as ffi::Py_ssize_t))?;
+                    for (i, item) in self.stack.drain(base..).enumerate() {
+                        ffi::PyTuple_SetItem(t.as_ptr(), i as ffi::Py_ssize_t, item.into_ptr());
+                    }
+                    Ok(t)
+                }
                 T_LIST => {
-                    self.check_depth(depth)?;
-                    let n = self.count(1)?;
-                    let base = self.stack.len();
-                    self.push_items(n, depth)?;
                     let l = self.owned(ffi::PyList_New(n as ffi::Py_ssize_t))?;
                     for (i, item) in self.stack.drain(base..).enumerate() {
                         ffi::PyList_SetItem(l.as_ptr(), i as ffi::Py_ssize_t, item.into_ptr());
                     }
                     Ok(l)
                 }
-                T_DICT => {
-                    self.check_depth(depth)?;
-                    let n = self.count(2)?;
-                    let d = PyDict::new(py);
-                    for _ in 0..n {
-                        let k = self.value(depth + 1)?;
-                        let v = self.value(depth + 1)?;
-                        if ffi::PyDict_SetItem(d.as_ptr(), k.as_ptr(), v.as_ptr()) < 0 {
-                            return Err(PyErr::fetch(py));
-                        }
-                    }
-                    Ok(d.into_any())
-                }
-                T_SET | T_FROZENSET => {
-                    self.check_depth(depth)?;
-                    let n = self.count(1)?;
-                    let base = self.stack.len();
-                    self.push_items(n, depth)?;
+                _ => {
                     let s = if tag == T_SET {
                         self.owned(ffi::PySet_New(std::ptr::null_mut()))?
                     } else {
@@ -200,52 +201,67 @@ impl<'a, 'py> Decoder<'a, 'py> {
                     }
                     Ok(s)
                 }
-                T_BYTES => {
-                    let b = self.bytes_field()?;
-                    Ok(PyBytes::new(py, b).into_any())
-                }
-                T_BIGINT_POS | T_BIGINT_NEG => {
-                    let raw = self.bytes_field()?;
-                    let v = py.get_type::<PyInt>().call_method1(
-                        intern!(py, "from_bytes"),
-                        (PyBytes::new(py, raw), intern!(py, "little")),
-                    )?;
-                    if tag == T_BIGINT_NEG {
-                        v.neg()
-                    } else {
-                        Ok(v)
-                    }
-                }
-                T_DATETIME => self.datetime(),
-                T_DATE => {
-                    let raw = self.take(4)?;
-                    let year = u16::from_le_bytes([raw[0], raw[1]]);
-                    let std = self.codec.std_types(py)?;
-                    std.date.bind(py).call1((year, raw[2], raw[3]))
-                }
-                T_TIME => self.time(),
-                T_DECIMAL => {
-                    let raw = self.bytes_field()?;
-                    let s = std::str::from_utf8(raw)
-                        .ok()
-                        .filter(|s| s.is_ascii())
-                        .ok_or_else(|| err("decimal is not ASCII"))?;
-                    let std = self.codec.std_types(py)?;
-                    std.decimal.bind(py).call1((s,))
-                }
-                T_EXT => self.ext(depth),
-                _ => Err(DecodeError::new_err(format!("unknown tag 0x{tag:02x}"))),
             }
         }
     }
 
-    fn push_items(&mut self, n: usize, depth: u32) -> PyResult<()> {
-        self.stack.reserve(n);
+    #[inline(never)]
+    fn dict(&mut self, depth: u32) -> PyResult<Bound<'py, PyAny>> {
+        let py = self.py;
+        self.check_depth(depth)?;
+        let n = self.count(2)?;
+        let d = PyDict::new(py);
         for _ in 0..n {
+            let k = self.value(depth + 1)?;
             let v = self.value(depth + 1)?;
-            self.stack.push(v);
+            // SAFETY: GIL held, live objects; SetItem does not steal.
+            if unsafe { ffi::PyDict_SetItem(d.as_ptr(), k.as_ptr(), v.as_ptr()) } < 0 {
+                return Err(PyErr::fetch(py));
+            }
         }
-        Ok(())
+        Ok(d.into_any())
+    }
+
+    /// Non-recursive, less common types.
+    #[inline(never)]
+    fn rare(&mut self, tag: u8) -> PyResult<Bound<'py, PyAny>> {
+        let py = self.py;
+        match tag {
+            T_BYTES => {
+                let b = self.bytes_field()?;
+                Ok(PyBytes::new(py, b).into_any())
+            }
+            T_BIGINT_POS | T_BIGINT_NEG => {
+                let raw = self.bytes_field()?;
+                let v = py.get_type::<PyInt>().call_method1(
+                    intern!(py, "from_bytes"),
+                    (PyBytes::new(py, raw), intern!(py, "little")),
+                )?;
+                if tag == T_BIGINT_NEG {
+                    v.neg()
+                } else {
+                    Ok(v)
+                }
+            }
+            T_DATETIME => self.datetime(),
+            T_DATE => {
+                let raw = self.take(4)?;
+                let year = u16::from_le_bytes([raw[0], raw[1]]);
+                let std = self.codec.std_types(py)?;
+                std.date.bind(py).call1((year, raw[2], raw[3]))
+            }
+            T_TIME => self.time(),
+            T_DECIMAL => {
+                let raw = self.bytes_field()?;
+                let s = std::str::from_utf8(raw)
+                    .ok()
+                    .filter(|s| s.is_ascii())
+                    .ok_or_else(|| err("decimal is not ASCII"))?;
+                let std = self.codec.std_types(py)?;
+                std.decimal.bind(py).call1((s,))
+            }
+            _ => Err(DecodeError::new_err(format!("unknown tag 0x{tag:02x}"))),
+        }
     }
 
     fn fold(&mut self) -> PyResult<u8> {
@@ -326,6 +342,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
         std.timedelta.bind(py).call((), Some(&kwargs))
     }
 
+    #[inline(never)]
     fn ext(&mut self, depth: u32) -> PyResult<Bound<'py, PyAny>> {
         let py = self.py;
         self.check_depth(depth)?;

@@ -136,47 +136,10 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 return self.encode_set(obj, T_FROZENSET, depth);
             }
             if tp == &raw mut ffi::PyList_Type {
-                self.check_depth(depth)?;
-                let n = ffi::PyList_Size(ptr);
-                self.out.push(T_LIST);
-                write_varint(self.out, n as u64);
-                for i in 0..n {
-                    let item = ffi::PyList_GetItem(ptr, i);
-                    if item.is_null() {
-                        return Err(changed_size(self.py, "list"));
-                    }
-                    // Strong reference: an extension's to_state may mutate the list.
-                    let item = Bound::from_borrowed_ptr(self.py, item);
-                    self.encode(&item, depth + 1)?;
-                }
-                if ffi::PyList_Size(ptr) != n {
-                    return Err(changed_size(self.py, "list"));
-                }
-                return Ok(());
+                return self.encode_list(ptr, depth);
             }
             if tp == &raw mut ffi::PyDict_Type {
-                self.check_depth(depth)?;
-                let n = ffi::PyDict_Size(ptr);
-                self.out.push(T_DICT);
-                write_varint(self.out, n as u64);
-                let mut pos: ffi::Py_ssize_t = 0;
-                let mut k: *mut ffi::PyObject = std::ptr::null_mut();
-                let mut v: *mut ffi::PyObject = std::ptr::null_mut();
-                let mut count: ffi::Py_ssize_t = 0;
-                while ffi::PyDict_Next(ptr, &mut pos, &mut k, &mut v) != 0 {
-                    count += 1;
-                    if count > n {
-                        return Err(changed_size(self.py, "dict"));
-                    }
-                    let key = Bound::from_borrowed_ptr(self.py, k);
-                    let value = Bound::from_borrowed_ptr(self.py, v);
-                    self.encode(&key, depth + 1)?;
-                    self.encode(&value, depth + 1)?;
-                }
-                if count != n || ffi::PyDict_Size(ptr) != n {
-                    return Err(changed_size(self.py, "dict"));
-                }
-                return Ok(());
+                return self.encode_dict(ptr, depth);
             }
             if tp == &raw mut ffi::PySet_Type {
                 return self.encode_set(obj, T_SET, depth);
@@ -193,6 +156,57 @@ impl<'a, 'py> Encoder<'a, 'py> {
             }
         }
         self.encode_other(obj, depth)
+    }
+
+    /// # Safety
+    /// `ptr` must be an exact list object; GIL held.
+    #[inline(never)]
+    unsafe fn encode_list(&mut self, ptr: *mut ffi::PyObject, depth: u32) -> PyResult<()> {
+        self.check_depth(depth)?;
+        let n = ffi::PyList_Size(ptr);
+        self.out.push(T_LIST);
+        write_varint(self.out, n as u64);
+        for i in 0..n {
+            let item = ffi::PyList_GetItem(ptr, i);
+            if item.is_null() {
+                return Err(changed_size(self.py, "list"));
+            }
+            // Strong reference: an extension's to_state may mutate the list.
+            let item = Bound::from_borrowed_ptr(self.py, item);
+            self.encode(&item, depth + 1)?;
+        }
+        if ffi::PyList_Size(ptr) != n {
+            return Err(changed_size(self.py, "list"));
+        }
+        Ok(())
+    }
+
+    /// # Safety
+    /// `ptr` must be an exact dict object; GIL held.
+    #[inline(never)]
+    unsafe fn encode_dict(&mut self, ptr: *mut ffi::PyObject, depth: u32) -> PyResult<()> {
+        self.check_depth(depth)?;
+        let n = ffi::PyDict_Size(ptr);
+        self.out.push(T_DICT);
+        write_varint(self.out, n as u64);
+        let mut pos: ffi::Py_ssize_t = 0;
+        let mut k: *mut ffi::PyObject = std::ptr::null_mut();
+        let mut v: *mut ffi::PyObject = std::ptr::null_mut();
+        let mut count: ffi::Py_ssize_t = 0;
+        while ffi::PyDict_Next(ptr, &mut pos, &mut k, &mut v) != 0 {
+            count += 1;
+            if count > n {
+                return Err(changed_size(self.py, "dict"));
+            }
+            let key = Bound::from_borrowed_ptr(self.py, k);
+            let value = Bound::from_borrowed_ptr(self.py, v);
+            self.encode(&key, depth + 1)?;
+            self.encode(&value, depth + 1)?;
+        }
+        if count != n || ffi::PyDict_Size(ptr) != n {
+            return Err(changed_size(self.py, "dict"));
+        }
+        Ok(())
     }
 
     fn encode_int(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
@@ -213,8 +227,13 @@ impl<'a, 'py> Encoder<'a, 'py> {
             }
             return Ok(());
         }
+        self.encode_bigint(obj, overflow < 0)
+    }
+
+    #[inline(never)]
+    fn encode_bigint(&mut self, obj: &Bound<'py, PyAny>, negative: bool) -> PyResult<()> {
         let py = self.py;
-        let (tag, magnitude) = if overflow < 0 {
+        let (tag, magnitude) = if negative {
             (T_BIGINT_NEG, obj.neg()?)
         } else {
             (T_BIGINT_POS, obj.clone())
@@ -229,6 +248,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         Ok(())
     }
 
+    #[inline(never)]
     fn encode_set(&mut self, obj: &Bound<'py, PyAny>, tag: u8, depth: u32) -> PyResult<()> {
         self.check_depth(depth)?;
         let py = self.py;
@@ -262,6 +282,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         Ok(())
     }
 
+    #[inline(never)]
     fn encode_other(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> PyResult<()> {
         let py = self.py;
         let tp = obj.get_type_ptr() as usize;
@@ -295,6 +316,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         Err(unsupported(obj, std))
     }
 
+    #[inline(never)]
     fn encode_ext(
         &mut self,
         obj: &Bound<'py, PyAny>,

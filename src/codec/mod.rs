@@ -38,7 +38,10 @@ create_exception!(
     "Bytes were written by another format version of the codec."
 );
 
-/// Upper bound for `max_depth`: both directions recurse on the native stack.
+/// Upper bound for `max_depth`: both directions recurse on the native stack,
+/// about 260 bytes per level in a release build (recursive paths are kept
+/// out of line), so the limit needs ~256 KiB of thread stack and the default
+/// of 128 about 32 KiB.
 pub const MAX_DEPTH_LIMIT: u32 = 1000;
 pub const DEFAULT_COMPRESS_THRESHOLD: usize = 4096;
 pub const DEFAULT_MAX_DEPTH: u32 = 128;
@@ -198,7 +201,14 @@ impl Codec {
                 "declared uncompressed size is impossible for the compressed input",
             ));
         }
-        let mut buf = vec![0u8; declared as usize];
+        // A failed allocation is a DecodeError (a miss), not an abort.
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(declared as usize).map_err(|_| {
+            DecodeError::new_err(format!(
+                "cannot allocate {declared} bytes for the uncompressed payload"
+            ))
+        })?;
+        buf.resize(declared as usize, 0);
         match lz4_flex::block::decompress_into(compressed, &mut buf) {
             Ok(n) if n == buf.len() => {}
             Ok(_) => {
@@ -373,4 +383,68 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FormatVersionError", py.get_type::<FormatVersionError>())?;
     m.add("CODEC_FORMAT_VERSION", FORMAT_VERSION)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyo3::types::{PyList, PyTuple};
+
+    fn codec() -> Codec {
+        Codec::new(
+            DEFAULT_COMPRESS_THRESHOLD,
+            DEFAULT_MAX_DEPTH,
+            DEFAULT_MAX_DECODED_BYTES,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn encode_into_appends_and_restores_on_error() {
+        Python::with_gil(|py| {
+            let c = codec();
+            let mut out = b"prefix".to_vec();
+            let value = PyTuple::new(py, [1, 2, 3]).unwrap();
+            c.encode_into(value.as_any(), &mut out).unwrap();
+            assert_eq!(&out[..6], b"prefix");
+            assert_eq!(&out[6..10], &[0xC0, 0xDE, FORMAT_VERSION, 0]);
+            let decoded = c.decode(py, &out[6..]).unwrap();
+            assert!(decoded.bind(py).eq(value).unwrap());
+
+            let before = out.clone();
+            let bad = PyList::new(
+                py,
+                [
+                    py.None(),
+                    py.eval(c"object()", None, None).unwrap().unbind(),
+                ],
+            )
+            .unwrap();
+            let err = c.encode_into(bad.as_any(), &mut out).unwrap_err();
+            assert!(err.is_instance_of::<EncodeError>(py));
+            assert_eq!(out, before);
+        });
+    }
+
+    #[test]
+    fn pseudo_random_garbage_is_decode_error_or_value() {
+        Python::with_gil(|py| {
+            let c = codec();
+            let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            for _ in 0..20_000 {
+                let len = (next() % 40) as usize;
+                let mut data = vec![0xC0, 0xDE, FORMAT_VERSION, (next() % 2) as u8];
+                data.extend((0..len).map(|_| next() as u8));
+                if let Err(e) = c.decode(py, &data) {
+                    assert!(e.is_instance_of::<DecodeError>(py), "{e}");
+                }
+            }
+        });
+    }
 }

@@ -63,6 +63,16 @@ impl CircuitBreaker {
         self.state
     }
 
+    /// Whether `allow` would let a call through now, without claiming the
+    /// probe: lets callers skip preparing a request that would be refused.
+    pub fn would_allow(&self, now: Instant) -> bool {
+        match self.state {
+            State::Closed => true,
+            State::HalfOpen => false,
+            State::Open => self.retry_at.is_some_and(|at| now >= at) && !self.probe_in_flight,
+        }
+    }
+
     /// Whether a call may go to Redis now. In the open state, once the retry
     /// time has come, exactly one caller is let through as the probe.
     pub fn allow(&mut self, now: Instant) -> bool {

@@ -93,9 +93,14 @@ impl Pool {
         self.breaker.lock().opened_count
     }
 
-    /// Whether a call would be attempted now (without claiming a probe).
+    /// Whether the circuit is closed (Redis considered up).
     pub fn looks_healthy(&self) -> bool {
         self.breaker.lock().state() == State::Closed
+    }
+
+    /// Whether a call would be attempted now: closed, or time for a probe.
+    pub fn would_attempt(&self) -> bool {
+        self.breaker.lock().would_allow(Instant::now())
     }
 
     fn checkout(&self) -> Option<Connection> {

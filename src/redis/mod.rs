@@ -7,7 +7,7 @@ pub mod config;
 pub mod writer;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyTypeError;
@@ -16,16 +16,17 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 use redis::Value;
 
 use crate::errors::{ConfigError, RedisReplyError, RedisUnavailable};
-use crate::fork::ProcessLocal;
+use crate::fork::{self, ProcessLocal};
 use breaker::Transition;
 use client::{CallError, Pool};
 use config::RedisConfig;
+use parking_lot::Mutex;
 use writer::{Command, Writer};
 
 /// Everything that belongs to one process image.
 pub struct Process {
     pub pool: Arc<Pool>,
-    writer: Option<Writer>,
+    writer: Option<Arc<Writer>>,
 }
 
 impl Process {
@@ -33,7 +34,14 @@ impl Process {
         let pool = Arc::new(Pool::new(config.clone(), client.clone(), log_transition));
         // Without a writer thread (the OS refused one), writes are dropped
         // and counted: reads keep working.
-        let writer = Writer::spawn(Arc::clone(&pool), config.write_queue).ok();
+        let writer = Writer::spawn(Arc::clone(&pool), config.write_queue)
+            .ok()
+            .map(Arc::new);
+        if let Some(writer) = &writer {
+            LIVE_WRITERS
+                .lock()
+                .push((fork::epoch(), Arc::downgrade(writer)));
+        }
         Process { pool, writer }
     }
 
@@ -42,6 +50,31 @@ impl Process {
             .as_ref()
             .is_some_and(|writer| writer.enqueue(command))
     }
+}
+
+/// Writers of this process image, flushed once at interpreter exit so that a
+/// clean shutdown loses no queued write. Entries of a parent image (after a
+/// fork) are skipped: their threads do not exist here.
+static LIVE_WRITERS: Mutex<Vec<(u64, Weak<Writer>)>> = Mutex::new(Vec::new());
+
+/// Flushes every live writer of this process, sharing one time budget.
+#[pyfunction]
+#[pyo3(signature = (timeout = 2.0))]
+fn flush_all_writers(py: Python<'_>, timeout: f64) -> bool {
+    let epoch = fork::epoch();
+    let writers: Vec<Arc<Writer>> = {
+        let mut live = LIVE_WRITERS.lock();
+        live.retain(|(owner, writer)| *owner == epoch && writer.strong_count() > 0);
+        live.iter()
+            .filter_map(|(_, writer)| writer.upgrade())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 60.0));
+    py.allow_threads(|| {
+        writers
+            .iter()
+            .all(|writer| writer.flush(deadline.saturating_duration_since(Instant::now())))
+    })
 }
 
 fn log_transition(address: &str, transition: Transition, reason: &str) {
@@ -355,5 +388,10 @@ impl RedisClient {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RedisClient>()?;
+    let flush = wrap_pyfunction!(flush_all_writers, m)?;
+    m.add_function(flush.clone())?;
+    m.py()
+        .import("atexit")?
+        .call_method1("register", (flush,))?;
     Ok(())
 }

@@ -1,0 +1,340 @@
+"""The two-tier cache against a real redis-server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from ormcache_redis import Codec, RedisClient, TwoTierCache
+
+
+def users_group_ids(uid: int) -> tuple[int, ...]:
+    """Stands for a cached model method (the key holds the function)."""
+    return (uid,)
+
+
+def check_password(uid: int, password: str) -> bool:
+    return bool(password)
+
+
+def make_cache(
+    url: str, *, namespace: bytes = b"db1:1:default:0", **kwargs: object
+) -> TwoTierCache:
+    client = RedisClient(url, retry_initial=0.05, retry_max=0.2)
+    return TwoTierCache("default", 100, client=client, codec=Codec(), namespace=namespace, **kwargs)
+
+
+def key(*args: object, method: Callable[..., object] = users_group_ids) -> tuple:
+    return ("res.users", method, *args)
+
+
+def settle(cache: TwoTierCache) -> None:
+    assert cache.client is not None and cache.client.flush(5)
+
+
+def test_second_process_reads_what_the_first_wrote(redis_url: str) -> None:
+    writer = make_cache(redis_url)
+    writer[key(7, frozenset({1, 2}))] = (1, 2, 3)
+    settle(writer)
+    reader = make_cache(redis_url)
+    value = reader[key(7.0, frozenset({2, 1}))]
+    assert value == (1, 2, 3) and type(value) is tuple
+    stats = reader.stats()
+    assert stats["l2_hits"] == 1 and stats["l1_hits"] == 0
+    # Now in the reader's L1.
+    assert reader[key(7, frozenset({1, 2}))] == (1, 2, 3)
+    assert reader.stats()["l1_hits"] == 1
+
+
+def test_another_os_process_reads_the_entry(redis_url: str) -> None:
+    writer = make_cache(redis_url)
+    writer[key(42)] = {"answer": [42, 42.0, None]}
+    settle(writer)
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from test_two_tier import make_cache, key
+        cache = make_cache({redis_url!r})
+        print(repr(cache[key(42)]))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == repr({"answer": [42, 42.0, None]})
+
+
+def test_miss_raises_key_error_and_counts(redis_url: str) -> None:
+    cache = make_cache(redis_url)
+    with pytest.raises(KeyError):
+        cache[key(1)]
+    assert cache.get(key(1), "default") == "default"
+    stats = cache.stats()
+    assert stats["misses"] == 2 and stats["l2_hits"] == 0
+    assert stats["methods"][f"{__name__}.users_group_ids"]["misses"] == 2
+
+
+def test_entries_are_written_with_the_ttl(redis_url: str, redis_server) -> None:
+    cache = make_cache(redis_url, ttl=120)
+    cache[key(1)] = "v"
+    cache.set(key(2), "w", ttl=7)
+    settle(cache)
+    ttls = sorted(redis_server.command("TTL", k) for k in redis_server.command("KEYS", "*"))
+    assert len(ttls) == 2 and 0 < ttls[0] <= 7 and 100 < ttls[1] <= 120
+
+
+def test_keys_hold_no_clear_text(redis_url: str, redis_server) -> None:
+    cache = make_cache(redis_url, prefix="pfx:")
+    cache[key("secret-looking-argument")] = "value"
+    settle(cache)
+    names = redis_server.command("KEYS", "*")
+    assert len(names) == 1
+    name = names[0]
+    assert name.startswith(b"pfx:c:") and len(name) == len(b"pfx:c:") + 32
+    assert b"secret" not in name and b"res.users" not in name
+    payload = redis_server.command("GET", name)
+    assert b"secret-looking-argument" not in payload
+
+
+def test_namespace_separates_databases_and_generations(redis_url: str) -> None:
+    db1 = make_cache(redis_url, namespace=b"db1:1:default:0")
+    db1[key(1)] = "db1"
+    settle(db1)
+    db2 = make_cache(redis_url, namespace=b"db2:1:default:0")
+    with pytest.raises(KeyError):
+        db2[key(1)]
+    later = make_cache(redis_url, namespace=b"db1:1:default:1")
+    with pytest.raises(KeyError):
+        later[key(1)]
+    same = make_cache(redis_url, namespace=b"db1:1:default:0")
+    assert same[key(1)] == "db1"
+    # Changing the namespace in place is the O(1) clear of the shared tier.
+    same.clear()
+    same.namespace = b"db1:1:default:2"
+    with pytest.raises(KeyError):
+        same[key(1)]
+
+
+def test_unencodable_values_and_keys_stay_local(redis_url: str, redis_server) -> None:
+    cache = make_cache(redis_url)
+    local_value = object()
+    cache[key(1)] = local_value
+    cache[key(object())] = "key not encodable"
+    settle(cache)
+    assert cache[key(1)] is local_value
+    assert redis_server.command("KEYS", "*") == []
+    stats = cache.stats()
+    assert stats["unencodable_values"] == 1 and stats["unencodable_keys"] == 1
+    assert stats["methods"][f"{__name__}.users_group_ids"]["local_only"] == 2
+
+
+def test_local_methods_never_reach_redis(redis_url: str, redis_server) -> None:
+    cache = make_cache(redis_url, local_methods={f"{__name__}.check_password"})
+    cache[key(1, "hunter2", method=check_password)] = True
+    cache[key(1)] = (1,)
+    settle(cache)
+    assert len(redis_server.command("KEYS", "*")) == 1
+    for name in redis_server.command("KEYS", "*"):
+        assert b"hunter2" not in redis_server.command("GET", name)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"", b"garbage", b"OCE1" + b"\x00" * 40, b"\x80\x04\x95pickle", b"OCE1" + os.urandom(200)],
+)
+def test_garbage_in_redis_is_a_miss(redis_url: str, redis_server, garbage: bytes) -> None:
+    writer = make_cache(redis_url)
+    writer[key(5)] = "good"
+    settle(writer)
+    (name,) = redis_server.command("KEYS", "*")
+    redis_server.command("SET", name, garbage)
+    reader = make_cache(redis_url)
+    with pytest.raises(KeyError):
+        reader[key(5)]
+    assert reader.stats()["rejected_entries"] == 1
+
+
+def test_entry_copied_under_another_name_is_a_miss(redis_url: str, redis_server) -> None:
+    writer = make_cache(redis_url)
+    writer[key(1)] = "one"
+    writer[key(2)] = "two"
+    settle(writer)
+    names = redis_server.command("KEYS", "*")
+    payloads = [redis_server.command("GET", n) for n in names]
+    # Swap the two payloads: each name now holds the other key's entry.
+    redis_server.command("SET", names[0], payloads[1])
+    redis_server.command("SET", names[1], payloads[0])
+    reader = make_cache(redis_url)
+    for k in (key(1), key(2)):
+        with pytest.raises(KeyError):
+            reader[k]
+    assert reader.stats()["rejected_entries"] == 2
+
+
+def test_other_format_version_is_a_miss(redis_url: str, redis_server) -> None:
+    writer = make_cache(redis_url)
+    writer[key(1)] = "one"
+    settle(writer)
+    (name,) = redis_server.command("KEYS", "*")
+    payload = bytearray(redis_server.command("GET", name))
+    # Byte 44 starts the codec frame: corrupt its version, keep everything else.
+    payload[44 + 2] ^= 0xFF
+    redis_server.command("SET", name, bytes(payload))
+    with pytest.raises(KeyError):
+        make_cache(redis_url)[key(1)]
+
+
+def test_clear_method_invalidates_everywhere(redis_url: str) -> None:
+    first = make_cache(redis_url)
+    first[key(1)] = "old"
+    first[key(1, method=check_password)] = "other method"
+    settle(first)
+    second = make_cache(redis_url)
+    assert second[key(1)] == "old"
+    assert first.clear_method(users_group_ids) == 1
+    assert key(1) not in first and key(1, method=check_password) in first
+    third = make_cache(redis_url)
+    with pytest.raises(KeyError):
+        third[key(1)]
+    assert third[key(1, method=check_password)] == "other method"
+    # The second process still has it in L1 until it syncs; its generations
+    # show that it must.
+    assert second.method_generations() == {f"{__name__}.users_group_ids": 1}
+    assert second.evict_method(f"{__name__}.users_group_ids") == 1
+    with pytest.raises(KeyError):
+        second[key(1)]
+    # A value computed before the clear but written after it is ignored.
+    stale_writer = make_cache(redis_url)
+    stale_writer.namespace = b"db1:1:default:0"
+    with pytest.raises(KeyError):
+        stale_writer[key(9)]  # reads generation 1
+    first.clear_method(users_group_ids)  # generation 2
+    stale_writer[key(9)] = "computed from old data"
+    settle(stale_writer)
+    with pytest.raises(KeyError):
+        make_cache(redis_url)[key(9)]
+
+
+def test_gate_controls_shared_access(redis_url: str, redis_server) -> None:
+    verdict: list[object] = [False]
+    cache = make_cache(redis_url, gate=lambda: verdict[0])
+    cache[key(1)] = "local only"
+    settle(cache)
+    assert redis_server.command("KEYS", "*") == []
+    assert cache.stats()["gated"] >= 1
+
+    pending: list[tuple[bytes, bytes, int]] = []
+    verdict[0] = pending
+    cache[key(2)] = "deferred"
+    settle(cache)
+    assert redis_server.command("KEYS", "*") == [] and len(pending) == 1
+    assert cache.commit_writes(pending) == 1
+    settle(cache)
+    assert make_cache(redis_url)[key(2)] == "deferred"
+
+    verdict[0] = True
+    cache[key(3)] = "now"
+    settle(cache)
+    assert make_cache(redis_url)[key(3)] == "now"
+
+
+def test_shared_switch(redis_url: str, redis_server) -> None:
+    cache = make_cache(redis_url)
+    cache.shared = False
+    cache[key(1)] = "x"
+    settle(cache)
+    assert redis_server.command("KEYS", "*") == []
+    assert not cache.stats()["shared"]
+
+
+def test_redis_killed_mid_run_never_raises(redis_url: str, redis_server) -> None:
+    cache = make_cache(redis_url)
+    cache[key(1)] = "cached"
+    settle(cache)
+    redis_server.stop()
+    started = time.monotonic()
+    for i in range(200):
+        assert cache[key(1)] == "cached"  # L1 keeps serving
+        with pytest.raises(KeyError):
+            cache[key(1000 + i)]  # a miss, not an error
+        cache[key(1000 + i)] = i  # stored locally, write dropped
+    assert time.monotonic() - started < 3
+    assert cache[key(1199)] == 199
+    redis_server.start()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not cache.client.healthy:
+        cache.get(key(-1))  # lets the breaker probe
+        time.sleep(0.05)
+    assert cache.client.healthy
+    cache[key(2)] = "after restart"
+    settle(cache)
+    assert make_cache(redis_url)[key(2)] == "after restart"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_uses_the_cache(redis_url: str) -> None:
+    cache = make_cache(redis_url)
+    cache[key(1)] = "from parent"
+    settle(cache)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read_end)
+            ok = cache[key(1)] == "from parent"
+            cache[key(2)] = "from child"
+            ok = ok and cache.client.flush(5)
+            os.write(write_end, b"ok" if ok else b"ko")
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    answer = os.read(read_end, 2)
+    os.close(read_end)
+    assert status == 0 and answer == b"ok"
+    assert make_cache(redis_url)[key(2)] == "from child"
+    assert cache[key(1)] == "from parent"
+
+
+def test_threads_hammering_a_shared_cache(redis_url: str) -> None:
+    cache = make_cache(redis_url)
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(300):
+                k = key(i % 50)
+                try:
+                    assert cache[k] == i % 50
+                except KeyError:
+                    cache[k] = i % 50
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    settle(cache)
+    fresh = make_cache(redis_url)
+    assert all(fresh[key(i)] == i for i in range(50))
+
+
+def test_lru_protocol_is_inherited(redis_url: str) -> None:
+    cache = make_cache(redis_url)
+    cache[key(1)] = 1
+    assert key(1) in cache and len(cache) == 1 and bool(cache)
+    assert list(cache) == [key(1)] and cache.snapshot == {key(1): 1} == cache.d
+    assert cache.pop(key(1)) == 1 and not cache
+    assert cache.count == 100 and cache.name == "default"
