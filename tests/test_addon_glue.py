@@ -18,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
 from ormcache_redis._native import Codec, RedisClient, TwoTierCache
 from ormcache_redis.config import ConfigError, OptionSource
 
