@@ -1,14 +1,25 @@
-# Minimal package for the `sessions` branch only, so Odoo can load the addon
-# and run its session tests. The addon's real __init__ (owned by the cache
-# wiring branch) replaces this at merge; its post_load must call
-# install_session_store() as below.
+import logging
+
+from . import models
+from .decorator import ormcache
+
+_logger = logging.getLogger(__name__)
 
 
 def post_load():
+    # Runs once in the process that loads server-wide modules, before any
+    # registry is built and before workers fork.
     from odoo.tools import config
 
-    from ormcache_redis.config import OptionSource
+    from ormcache_redis.config import ConfigError, OptionSource
 
+    from . import wiring
     from .session_store import install_session_store
 
-    install_session_store(OptionSource(config.get))
+    wiring.install()
+    try:
+        install_session_store(OptionSource(config.get))
+    except ConfigError as error:
+        # Sessions configured for Redis must not silently fall back to files.
+        _logger.critical("ormcache_redis: %s", error)
+        raise SystemExit(f"ormcache_redis: {error}") from None

@@ -1,1 +1,1 @@
-from . import test_sessions
+from . import test_decorator, test_sessions, test_wiring, test_workers

@@ -1,0 +1,624 @@
+"""The part of the addon that needs no Odoo: settings, namespaces, the gate.
+
+Everything here is plain Python on top of the engine, so it is tested
+without Odoo (tests/test_addon_glue.py). ``wiring.py`` connects it to
+Odoo's registry.
+
+Why the shared tier is safe (the rules the code below implements):
+
+* A Redis entry is only reachable through its namespace: database name,
+  registry number and the signaling numbers of the cache, all read from the
+  database's own signaling, never guessed. A number Odoo guessed locally
+  (``signal_changes`` does ``+= 1`` in 19, and may skip a concurrent signal in
+  17/18) suspends the shared tier of that cache until the numbers are read
+  back from the database.
+* A transaction that invalidated a cache (Odoo's thread-local
+  ``registry.cache_invalidated``, with the ``_CACHES_BY_KEY`` cascade) or one
+  of its methods neither reads nor writes that cache in Redis.
+* Values computed in a transaction are collected (gate lists) and sent only
+  when Odoo signals the end of that unit of work (``signal_changes``, which
+  runs after commit), minus those of caches the transaction invalidated at
+  any point; ``reset_changes`` (rollback) discards them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ormcache_redis.config import (
+    ConfigError,
+    OptionSource,
+    parse_int,
+    parse_names,
+    parse_redis_url,
+    parse_seconds,
+)
+
+_logger = logging.getLogger("odoo.addons.ormcache_redis")
+
+# Caches whose values are plain data that every process computes alike.
+# routing* (werkzeug maps, endpoints), templates* (compiled QWeb code) and
+# groups (SetDefinitions) hold process-bound objects: they stay local.
+DEFAULT_SHARED_CACHES = ("default", "stable", "assets")
+
+# Methods keyed on secrets, in Odoo's own words (model.method): a cache key
+# never leaves the process when it holds a password or a session id, hashed
+# or not (a fast hash of a password is guessable offline). Methods whose
+# key expressions or parameters look like secrets are added automatically
+# (see looks_secret).
+DEFAULT_LOCAL_METHODS = (
+    "res.users.check",  # 17.0, 18.0: keyed on (uid, passwd)
+    "res.users._check_uid_passwd",  # 19.0: keyed on (uid, passwd)
+    "res.users._compute_session_token",  # keyed on the session id
+    "res.users._crypt_context",  # a passlib CryptContext: process-bound
+)
+
+SECRET_PATTERN = re.compile(
+    r"passw|secret|\bsid\b|session|token|credential|api_?key|\bpin\b|\botp\b|totp",
+    re.IGNORECASE,
+)
+
+# Deferred writes kept per thread and per cache until the end of the unit
+# of work: a long cron that computes more than this only shares the first.
+MAX_PENDING_WRITES = 2000
+
+# Safe default factories for collections.defaultdict (anything else, e.g. a
+# lambda or a model method, cannot be rebuilt safely in another process).
+SAFE_DEFAULT_FACTORIES: dict[str, Any] = {
+    "list": list,
+    "dict": dict,
+    "set": set,
+    "frozenset": frozenset,
+    "tuple": tuple,
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+}
+
+
+# (cache name, module.qualname) of every method decorated with this addon's
+# ormcache: the only ones another process can clear one by one, so the ones
+# whose L1 entries are dropped when the clears cannot be read from Redis.
+DECORATED_METHODS: set[tuple[str, str]] = set()
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    url: str | None
+    expire: int
+    prefix: str
+    shared_caches: tuple[str, ...]
+    local_methods: tuple[str, ...]
+    connect_timeout: float
+    socket_timeout: float
+    write_queue: int
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
+
+
+def load_settings(source: OptionSource, known_caches: Iterable[str]) -> Settings:
+    """Reads every option; raises ConfigError (one sentence) on a bad value."""
+    known = tuple(known_caches)
+    url = parse_redis_url("ormcache_redis_url", source.raw("ormcache_redis_url"))
+    expire = parse_int(
+        "ormcache_redis_expire",
+        source.raw("ormcache_redis_expire"),
+        3600,
+        minimum=1,
+        maximum=365 * 86400,
+    )
+    prefix = source.raw("ormcache_redis_prefix") or "ormcache:"
+    if any(ch.isspace() for ch in prefix) or len(prefix) > 64:
+        raise ConfigError(
+            f"ormcache_redis_prefix must be at most 64 characters without spaces, got {prefix!r}."
+        )
+    # The default names only those of this Odoo (17.0 has no 'stable');
+    # a name the operator wrote must exist.
+    shared = parse_names(
+        "ormcache_redis_shared_caches",
+        source.raw("ormcache_redis_shared_caches"),
+        tuple(name for name in DEFAULT_SHARED_CACHES if name in known),
+    )
+    unknown = [name for name in shared if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"ormcache_redis_shared_caches names unknown cache {unknown[0]!r} "
+            f"(this Odoo has: {', '.join(known)})."
+        )
+    # The built-in secret list always applies: an option can add methods,
+    # never make a password-keyed method shared.
+    extra_local = parse_names(
+        "ormcache_redis_local_methods", source.raw("ormcache_redis_local_methods"), ()
+    )
+    connect_timeout = parse_seconds(
+        "ormcache_redis_connect_timeout",
+        source.raw("ormcache_redis_connect_timeout"),
+        1.0,
+        maximum=60,
+    )
+    socket_timeout = parse_seconds(
+        "ormcache_redis_socket_timeout",
+        source.raw("ormcache_redis_socket_timeout"),
+        0.25,
+        maximum=60,
+    )
+    write_queue = parse_int(
+        "ormcache_redis_write_queue",
+        source.raw("ormcache_redis_write_queue"),
+        10000,
+        minimum=1,
+        maximum=10**7,
+    )
+    return Settings(
+        url=url,
+        expire=expire,
+        prefix=prefix,
+        shared_caches=shared,
+        local_methods=(*DEFAULT_LOCAL_METHODS, *extra_local),
+        connect_timeout=connect_timeout,
+        socket_timeout=socket_timeout,
+        write_queue=write_queue,
+    )
+
+
+# --------------------------------------------------------------------------- value types
+
+
+def register_value_types(
+    codec: Any,
+    *,
+    frozendict: type | None = None,
+    markup: type | None = None,
+    lang_data: type | None = None,
+    lang_data_dict: type | None = None,
+) -> list[str]:
+    """Teaches the codec Odoo's value types; returns the tags registered.
+
+    Each type comes back as itself: a Markup that came back as str would be
+    escaped twice, a LangData that came back as dict would lose attribute
+    access.
+    """
+    tags = []
+    if frozendict is not None:
+        codec.register_type(frozendict, "odoo.frozendict", dict, frozendict)
+        tags.append("odoo.frozendict")
+    if markup is not None:
+        codec.register_type(markup, "markupsafe.Markup", str, markup)
+        tags.append("markupsafe.Markup")
+    if lang_data is not None:
+        codec.register_type(lang_data, "odoo.LangData", dict, lang_data)
+        tags.append("odoo.LangData")
+    if lang_data_dict is not None:
+        codec.register_type(lang_data_dict, "odoo.LangDataDict", dict, lang_data_dict)
+        tags.append("odoo.LangDataDict")
+    codec.register_type(
+        defaultdict, "collections.defaultdict", defaultdict_to_state, defaultdict_from_state
+    )
+    tags.append("collections.defaultdict")
+    return tags
+
+
+def defaultdict_to_state(value: defaultdict) -> tuple[str, dict]:
+    factory = value.default_factory
+    if factory is None:
+        return ("", dict(value))
+    for name, safe in SAFE_DEFAULT_FACTORIES.items():
+        if factory is safe:
+            return (name, dict(value))
+    # The engine counts the value as unencodable and keeps it in L1.
+    raise TypeError(f"defaultdict with default_factory {factory!r} is not shared")
+
+
+def defaultdict_from_state(state: Any) -> defaultdict:
+    name, items = state
+    if name == "":
+        return defaultdict(None, items)
+    try:
+        factory = SAFE_DEFAULT_FACTORIES[name]
+    except KeyError:
+        raise ValueError(f"unknown defaultdict factory {name!r}") from None
+    return defaultdict(factory, items)
+
+
+# --------------------------------------------------------------------------- names
+
+
+def qualified_name(function: Callable[..., Any]) -> str:
+    """The engine's name of a method: ``module.qualname``."""
+    function = getattr(function, "__func__", function)
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+def looks_secret(key_exprs: Iterable[str], parameter_names: Iterable[str]) -> bool:
+    """Whether a cache key (its expressions, or the parameters it may use)
+    looks like it holds a password, token or session id."""
+    return any(SECRET_PATTERN.search(text) for text in (*key_exprs, *parameter_names))
+
+
+def build_namespace(
+    db_name: str, registry_sequence: int, cache_name: str, generations: Iterable[int]
+) -> bytes:
+    """What names one state of one cache: the engine hashes it into every
+    Redis key. Database names cannot hold ':' (Odoo's db name filter), so the
+    fields cannot run into each other."""
+    generation = ".".join(str(int(number)) for number in generations)
+    return f"{db_name}:r{int(registry_sequence)}:{cache_name}:g{generation}".encode()
+
+
+def signal_sources(caches_by_key: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+    """For each cache, the signaling names whose invalidation clears it.
+
+    Odoo signals names (``default``, ``stable``...) and clears caches by
+    cascade (19: ``stable`` clears ``default`` too), so the generation of the
+    ``default`` cache is the pair of numbers (default, stable).
+    """
+    sources: dict[str, list[str]] = {}
+    for signal_name, cache_names in caches_by_key.items():
+        for cache_name in cache_names:
+            sources.setdefault(cache_name, []).append(signal_name)
+    return {name: tuple(names) for name, names in sources.items()}
+
+
+# --------------------------------------------------------------------------- per registry
+
+
+class SharedTier:
+    """Shared-tier state of one registry: namespaces, gates, deferred writes
+    and method clears. One per registry; the registry's caches are engine
+    ``TwoTierCache`` objects (or anything with the same attributes).
+
+    ``invalidated_names`` returns the current thread's set of invalidated
+    signaling names (Odoo's ``registry.cache_invalidated``).
+    """
+
+    def __init__(
+        self,
+        *,
+        db_name: str,
+        caches: Mapping[str, Any],
+        caches_by_key: Mapping[str, Iterable[str]],
+        shared_caches: Iterable[str],
+        invalidated_names: Callable[[], set],
+        client: Any = None,
+        prefix: str = "ormcache:",
+    ) -> None:
+        self.db_name = db_name
+        self.caches = dict(caches)
+        self.sources = signal_sources(caches_by_key)
+        self.shared_caches = tuple(name for name in shared_caches if name in self.caches)
+        self.invalidated_names = invalidated_names
+        self.client = client
+        self.prefix = prefix
+        # Verified numbers (read from the database); None = unknown.
+        self.registry_sequence: int | None = None
+        self.sequences: dict[str, int] = {}
+        # Names whose local number is a guess: their caches stay local.
+        self.unverified: set[str] = set()
+        self.ready = False
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        # Method-generation sync (see sync_methods).
+        self.methods_version: int | None = None
+        self.method_generations: dict[str, dict[str, int]] = {}
+        self.clearable_methods: set[tuple[str, str]] = set()
+        self.local_method_names: list[str] = []
+        self.counters = {
+            "pending_dropped_invalidated": 0,
+            "pending_dropped_rollback": 0,
+            "pending_dropped_overflow": 0,
+            "pending_dropped_raced": 0,
+            "writes_committed": 0,
+            "method_clears": 0,
+            "method_clear_fallbacks": 0,
+            "suspensions": 0,
+            "sync_failures": 0,
+        }
+        self._gates = {name: self._make_gate(name) for name in self.shared_caches}
+        for name, cache in self.caches.items():
+            cache.shared = False
+            if name in self._gates:
+                cache.gate = self._gates[name]
+
+    @property
+    def methods_version_key(self) -> bytes:
+        return f"{self.prefix}{self.db_name}:methods-version".encode()
+
+    # ----------------------------------------------------------------- thread state
+
+    def _thread(self) -> Any:
+        state = self._local
+        if not hasattr(state, "pending"):
+            state.pending = {}  # cache name -> [(redis_key, payload, ttl)]
+            state.method_clears = []  # [(cache name, method)]
+            state.blocked = set()  # cache names with a method cleared in this unit
+            state.methods_version = None  # version seen when this unit started
+        return state
+
+    def _make_gate(self, cache_name: str) -> Callable[[], Any]:
+        sources = frozenset(self.sources.get(cache_name, (cache_name,)))
+
+        def gate() -> Any:
+            # Called by the engine on every access of the shared tier (L1
+            # misses and stores), in the thread doing the access.
+            invalidated = self.invalidated_names()
+            state = self._thread()
+            if (invalidated and not sources.isdisjoint(invalidated)) or cache_name in state.blocked:
+                pending = state.pending.pop(cache_name, None)
+                if pending:
+                    self.counters["pending_dropped_invalidated"] += len(pending)
+                return False
+            pending = state.pending.get(cache_name)
+            if pending is None:
+                pending = state.pending[cache_name] = []
+            elif len(pending) >= MAX_PENDING_WRITES:
+                self.counters["pending_dropped_overflow"] += 1
+                return []  # read Redis; this write goes nowhere
+            return pending
+
+        gate.__qualname__ = f"SharedTier.gate[{cache_name}]"
+        return gate
+
+    # ----------------------------------------------------------------- generations
+
+    def namespace(self, cache_name: str) -> bytes | None:
+        """The namespace of a cache, or None while a number is unknown/guessed."""
+        if self.registry_sequence is None:
+            return None
+        names = self.sources.get(cache_name, (cache_name,))
+        if any(name in self.unverified or name not in self.sequences for name in names):
+            return None
+        return build_namespace(
+            self.db_name,
+            self.registry_sequence,
+            cache_name,
+            (self.sequences[name] for name in names),
+        )
+
+    def adopt(self, registry_sequence: int, sequences: Mapping[str, int]) -> list[str]:
+        """Numbers just read from the database's signaling become the
+        namespaces; returns the caches whose namespace changed."""
+        with self._lock:
+            self.registry_sequence = int(registry_sequence)
+            self.sequences = {name: int(number) for name, number in sequences.items()}
+            self.unverified.clear()
+            return self._apply()
+
+    def suspend(self, names: Iterable[str] | None = None) -> None:
+        """Local numbers are guesses: stop sharing the affected caches (all
+        of them when ``names`` is None) until ``adopt`` reads real numbers."""
+        with self._lock:
+            self.counters["suspensions"] += 1
+            if names is None:
+                self.registry_sequence = None
+            else:
+                self.unverified.update(names)
+            self._apply()
+
+    def _apply(self) -> list[str]:
+        changed = []
+        for name in self.shared_caches:
+            cache = self.caches[name]
+            namespace = self.namespace(name) if self.ready else None
+            if namespace is None:
+                cache.shared = False
+                continue
+            if cache.namespace != namespace:
+                cache.namespace = namespace
+                changed.append(name)
+            cache.shared = True
+        return changed
+
+    # ----------------------------------------------------------------- unit of work
+
+    def begin_unit(self, methods_version: int | None) -> None:
+        """A request/cron job starts (Odoo's check_signaling)."""
+        self._thread().methods_version = methods_version
+
+    def request_method_clear(self, cache_name: str, method: Callable[..., Any]) -> bool:
+        """``method.clear_cache(record)``: drop this process's entries now,
+        keep the cache out of Redis for the rest of the transaction, and bump
+        the method's generation in Redis when the transaction is committed.
+
+        Returns False when this cache is not shared through Redis: the caller
+        then uses Odoo's own (whole cache, database-signaled) invalidation.
+        """
+        cache = self.caches.get(cache_name)
+        if cache is None or cache_name not in self.shared_caches or self.client is None:
+            return False
+        cache.evict_method(method)
+        state = self._thread()
+        state.method_clears.append((cache_name, method))
+        state.blocked.add(cache_name)
+        pending = state.pending.pop(cache_name, None)
+        if pending:
+            self.counters["pending_dropped_invalidated"] += len(pending)
+        self.clearable_methods.add((cache_name, qualified_name(method)))
+        return True
+
+    @property
+    def has_method_clears(self) -> bool:
+        return bool(self._thread().method_clears)
+
+    def publish_method_clears(
+        self, registry_sequence: int | None, sequences: Mapping[str, int] | None
+    ) -> set[str]:
+        """After commit: bump the generations in Redis. ``registry_sequence``
+        and ``sequences`` are the numbers just read from the database: a
+        generation lives in the namespace of the cache, so it is only bumped
+        when this process's namespace is the current one.
+
+        Returns the cache names that must fall back to Odoo's database
+        signaling (Redis failed, or this process is behind), so that no
+        process keeps serving the old values.
+        """
+        state = self._thread()
+        clears, state.method_clears = state.method_clears, []
+        fallback: set[str] = set()
+        if not clears:
+            return fallback
+        current = []
+        for cache_name, method in clears:
+            cache = self.caches[cache_name]
+            names = self.sources.get(cache_name, (cache_name,))
+            expected = (
+                None
+                if registry_sequence is None or sequences is None
+                else build_namespace(
+                    self.db_name,
+                    registry_sequence,
+                    cache_name,
+                    (sequences.get(name, -1) for name in names),
+                )
+            )
+            if cache.shared and expected is not None and cache.namespace == expected:
+                current.append((cache_name, method))
+            else:
+                fallback.add(cache_name)
+        try:
+            if current:
+                # Version first, then the generation: a process that read the
+                # new generation during its transaction is sure to see the new
+                # version when it publishes (see commit_unit).
+                self.client.execute("INCR", self.methods_version_key)
+                for cache_name, method in current:
+                    self.caches[cache_name].clear_method(method)
+                    self.counters["method_clears"] += 1
+        except Exception as error:
+            fallback.update(cache_name for cache_name, _method in current)
+            _logger.warning(
+                "ormcache_redis: cannot clear %d method(s) in Redis (%s); "
+                "signaling cache(s) %s through the database instead",
+                len(current),
+                error,
+                ", ".join(sorted(fallback)),
+            )
+        if fallback:
+            self.counters["method_clear_fallbacks"] += 1
+        return fallback
+
+    def commit_unit(self, invalidated: Iterable[str], registry_invalidated: bool) -> int:
+        """Odoo's signal_changes ran (after commit): send the values computed
+        in this unit, except those of caches it invalidated. Returns how many
+        writes were queued."""
+        state = self._thread()
+        pending, state.pending = state.pending, {}
+        blocked, state.blocked = state.blocked, set()
+        start_version = state.methods_version
+        if not pending or not any(pending.values()):
+            return 0
+        if registry_invalidated:
+            self.counters["pending_dropped_invalidated"] += sum(map(len, pending.values()))
+            return 0
+        invalidated = set(invalidated)
+        if start_version is None or self.read_methods_version() != start_version:
+            # A method was cleared while this unit ran (or we cannot tell):
+            # values it computed may predate that clear yet carry the new
+            # method generation the engine read during the transaction.
+            self.counters["pending_dropped_raced"] += sum(map(len, pending.values()))
+            return 0
+        queued = 0
+        for cache_name, writes in pending.items():
+            if not writes:
+                continue
+            sources = self.sources.get(cache_name, (cache_name,))
+            if cache_name in blocked or not invalidated.isdisjoint(sources):
+                self.counters["pending_dropped_invalidated"] += len(writes)
+                continue
+            cache = self.caches[cache_name]
+            if not cache.shared:
+                self.counters["pending_dropped_raced"] += len(writes)
+                continue
+            queued += cache.commit_writes(writes)
+        self.counters["writes_committed"] += queued
+        return queued
+
+    def rollback_unit(self) -> None:
+        """Odoo's reset_changes: nothing computed in this unit reaches Redis."""
+        state = self._thread()
+        pending, state.pending = state.pending, {}
+        self.counters["pending_dropped_rollback"] += sum(map(len, pending.values()))
+        clears, state.method_clears = state.method_clears, []
+        for cache_name, method in clears:
+            # L1 may hold values computed after the clear from the data that
+            # was rolled back.
+            self.caches[cache_name].evict_method(method)
+        state.blocked = set()
+
+    # ----------------------------------------------------------------- method sync
+
+    def read_methods_version(self) -> int | None:
+        if self.client is None:
+            return None
+        try:
+            value = self.client.execute("GET", self.methods_version_key)
+        except Exception:
+            return None
+        return int(value) if value is not None else 0
+
+    def sync_methods(self) -> int | None:
+        """Drops L1 entries of methods another process cleared; returns the
+        version read (None when Redis could not be asked).
+
+        One GET per unit of work; the per-method generations (one HGETALL
+        per shared cache) are only read when the version moved.
+        """
+        if self.client is None or not self.shared_caches:
+            return None
+        version = self.read_methods_version()
+        if version is None:
+            self.counters["sync_failures"] += 1
+            # Cannot know what was cleared elsewhere: drop what a clear
+            # could have targeted (only methods of our decorator are).
+            for cache_name, method_name in tuple(self.clearable_methods | DECORATED_METHODS):
+                if cache_name in self.caches:
+                    self.caches[cache_name].evict_method(method_name)
+            self.methods_version = None
+            return None
+        if version == self.methods_version:
+            return version
+        try:
+            for cache_name in self.shared_caches:
+                cache = self.caches[cache_name]
+                if not cache.shared:
+                    continue
+                current = dict(cache.method_generations())
+                known = self.method_generations.get(cache_name, {})
+                for method_name, generation in current.items():
+                    if known.get(method_name) != generation:
+                        cache.evict_method(method_name)
+                self.method_generations[cache_name] = current
+        except Exception:
+            self.counters["sync_failures"] += 1
+            return None
+        self.methods_version = version
+        return version
+
+    # ----------------------------------------------------------------- visibility
+
+    def stats(self) -> dict[str, Any]:
+        caches = {}
+        for name, cache in self.caches.items():
+            try:
+                caches[name] = cache.stats()
+            except Exception:
+                caches[name] = {}
+        return {
+            "db": self.db_name,
+            "registry_sequence": self.registry_sequence,
+            "sequences": dict(self.sequences),
+            "unverified": sorted(self.unverified),
+            "counters": dict(self.counters),
+            "caches": caches,
+        }

@@ -1,0 +1,1 @@
+from . import ormcache_redis_stats

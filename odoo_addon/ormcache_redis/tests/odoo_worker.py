@@ -1,0 +1,129 @@
+"""A second Odoo process for the multi-process tests.
+
+Started by test_multiprocess.py with the same Python and Odoo options; it
+loads the server-wide modules (so this addon's post_load hook runs), opens
+the registry of the test database and serves commands read as JSON lines
+on stdin. Each command runs like an Odoo request: check_signaling, a new
+cursor, odoo.service.model.retrying (commit then signal_changes, or
+reset_changes on error). Answers are JSON lines on stdout prefixed with
+``@@`` (Odoo logs go to stderr).
+"""
+
+import json
+import sys
+
+
+def main():
+    options = json.loads(sys.argv[1])
+    import odoo
+    from odoo.tools import config
+
+    config.parse_config(options["odoo_args"])
+    from odoo.service import server
+
+    server.load_server_wide_modules()
+
+    from odoo.addons.ormcache_redis import wiring
+    from odoo.addons.ormcache_redis.tests.probe import Probe
+    from odoo.service.model import retrying
+
+    Registry = wiring.registry_module().Registry
+    db_name = options["db"]
+
+    def request(function):
+        registry = Registry(db_name).check_signaling()
+        with registry.cursor() as cr:
+            env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})
+            return retrying(lambda: function(env), env)
+
+    def cache_of(env, bound_method):
+        return env.registry._Registry__caches[bound_method.__cache__.cache_name]
+
+    def counters(cache):
+        stats = cache.stats()
+        return {name: stats[name] for name in ("l1_hits", "l2_hits", "misses")}
+
+    def get_param(env, key):
+        model = env["ir.config_parameter"]
+        cache = cache_of(env, model._get_param)
+        before = counters(cache)
+        value = model.get_param(key)
+        after = counters(cache)
+        return {"value": value, **{name: after[name] - before[name] for name in after}}
+
+    def set_param(env, key, value):
+        env["ir.config_parameter"].set_param(key, value)
+        return True
+
+    def set_param_then_fail(env, key, value):
+        env["ir.config_parameter"].set_param(key, value)
+        env["ir.config_parameter"].get_param(key)  # computed from uncommitted data
+        raise RuntimeError("rolled back on purpose")
+
+    def probe_read(env, key):
+        probe = Probe(env)
+        cache = cache_of(env, probe.read_param)
+        before = counters(cache)
+        value = probe.read_param(key)
+        after = counters(cache)
+        return {"value": value, **{name: after[name] - before[name] for name in after}}
+
+    def probe_update(env, key, value):
+        # Changes the row behind Odoo's back, then clears only that method.
+        env.cr.execute("UPDATE ir_config_parameter SET value = %s WHERE key = %s", [value, key])
+        probe = Probe(env)
+        probe.read_param.clear_cache(probe)
+        return dict(env.registry.cache_sequences)
+
+    def signal_registry(env):
+        env.registry.registry_invalidated = True
+        return True
+
+    def namespace(env, cache_name):
+        return env.registry._Registry__caches[cache_name].namespace.decode()
+
+    def sequences(env):
+        return {"registry": env.registry.registry_sequence, **env.registry.cache_sequences}
+
+    def tier_state(env, cache_name):
+        tier = wiring.tier_of(env.registry)
+        stats = env.registry._Registry__caches[cache_name].stats()
+        stats.pop("methods", None)
+        return {"counters": tier.counters, "cache": stats, "unverified": sorted(tier.unverified)}
+
+    def flush(env):
+        client = wiring.client()
+        return client.flush(5.0) if client is not None else True
+
+    commands = {
+        "get_param": get_param,
+        "set_param": set_param,
+        "set_param_then_fail": set_param_then_fail,
+        "probe_read": probe_read,
+        "probe_update": probe_update,
+        "signal_registry": signal_registry,
+        "namespace": namespace,
+        "sequences": sequences,
+        "flush": flush,
+        "tier_state": tier_state,
+    }
+    print("@@" + json.dumps({"ok": True, "result": "ready"}), flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        name, arguments = command["name"], command.get("args", [])
+        try:
+            result = request(lambda env, n=name, a=arguments: commands[n](env, *a))
+            if name != "flush":
+                # Deferred writes are queued at commit; wait until they are
+                # sent so the other process can read them right away.
+                client = wiring.client()
+                if client is not None:
+                    client.flush(5.0)
+            answer = {"ok": True, "result": result}
+        except Exception as error:
+            answer = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+        print("@@" + json.dumps(answer, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+import time
+
+from odoo.tools.cache import get_cache_key_counter
+
+from .. import glue
+from ..decorator import ormcache
+from .common import SharedTierCase
+
+
+class Probe:
+    """Quacks like a model for the decorator: a name, a pool and an env."""
+
+    _name = "ormcache_redis.probe"
+    computed = 0
+
+    def __init__(self, env):
+        self.env = env
+        self.pool = env.registry
+
+    @ormcache("key")
+    def compute(self, key):
+        type(self).computed += 1
+        return (key, type(self).computed)
+
+    @ormcache("key", ttl=1)
+    def short_lived(self, key):
+        type(self).computed += 1
+        return type(self).computed
+
+
+class TestDecorator(SharedTierCase):
+    def setUp(self):
+        super().setUp()
+        self.probe = Probe(self.env)
+        self.cache = self.caches["default"]
+        self.cache.clear()
+
+    def test_same_signature_and_key_as_odoo(self):
+        first = self.probe.compute("a")
+        self.assertEqual(self.probe.compute("a"), first)
+        cache, key, counter = get_cache_key_counter(self.probe.compute, "a")
+        self.assertIs(cache, self.cache)
+        self.assertEqual(key[0], "ormcache_redis.probe")
+        self.assertEqual(key[-1], "a")
+        self.assertEqual(cache[key], first)
+        self.assertGreaterEqual(counter.hit, 1)
+
+    def test_ttl_bounds_the_entry(self):
+        first = self.probe.short_lived("x")
+        self.assertEqual(self.probe.short_lived("x"), first)
+        time.sleep(1.2)
+        self.assertNotEqual(self.probe.short_lived("x"), first)
+
+    def test_ttl_must_be_positive(self):
+        with self.assertRaises(ValueError):
+            ormcache("x", ttl=0)
+
+    def test_clear_cache_is_per_method_and_transactional(self):
+        kept = self.env["ir.model.data"]._xmlid_lookup("base.user_admin")
+        first = self.probe.compute("a")
+        self.probe.compute.clear_cache(self.probe)
+        # This process: the method's entries are gone, the others stay.
+        self.assertNotEqual(self.probe.compute("a"), first)
+        self.assertEqual(self.env["ir.model.data"]._xmlid_lookup("base.user_admin"), kept)
+        # Odoo's signaling is not used, the cache stays out of Redis until
+        # the end of the transaction, and the clear waits for the commit.
+        self.assertNotIn("default", self.registry.cache_invalidated)
+        self.assertIs(self.cache.gate(), False)
+        state = self.tier._thread()
+        self.assertEqual(
+            [(name, m.__name__) for name, m in state.method_clears], [("default", "compute")]
+        )
+        generations = dict(self.cache.method_generations())
+        self.registry.reset_changes()  # rollback: nothing is published
+        self.assertEqual(dict(self.cache.method_generations()), generations)
+        self.assertIsInstance(self.cache.gate(), list)
+        self.assertIn(
+            ("default", glue.qualified_name(Probe.compute.__cache__.method)), glue.DECORATED_METHODS
+        )

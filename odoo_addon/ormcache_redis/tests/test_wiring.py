@@ -1,0 +1,135 @@
+import importlib
+import signal
+
+from markupsafe import Markup
+from odoo.tools import frozendict
+
+from ormcache_redis._native import TwoTierCache
+
+from .. import glue, wiring
+from .common import SharedTierCase
+
+odoo_cache = importlib.import_module("odoo.tools.cache")  # not odoo.tools.cache: an alias
+
+
+class TestWiring(SharedTierCase):
+    def test_every_registry_cache_is_two_tier(self):
+        self.assertTrue(self.caches)
+        for name, cache in self.caches.items():
+            self.assertIsInstance(cache, TwoTierCache, name)
+            self.assertEqual(cache.name, name)
+
+    def test_shared_and_local_caches(self):
+        shared = set(wiring.settings().shared_caches)
+        self.assertIn("default", shared)
+        for name, cache in self.caches.items():
+            if name in shared:
+                self.assertIsNotNone(cache.client, name)
+                self.assertTrue(cache.shared, name)
+            else:
+                # routing*, templates*, groups hold process-bound objects.
+                self.assertIsNone(cache.client, name)
+
+    def test_namespace_is_the_database_signaling(self):
+        with self.registry.cursor() as cr:
+            registry_sequence, sequences = self.registry.get_sequences(cr)
+        sources = glue.signal_sources(wiring.registry_module()._CACHES_BY_KEY)
+        for name in wiring.settings().shared_caches:
+            expected = glue.build_namespace(
+                self.env.cr.dbname,
+                registry_sequence,
+                name,
+                [sequences[source] for source in sources[name]],
+            )
+            self.assertEqual(self.caches[name].namespace, expected)
+            self.assertIn(self.env.cr.dbname.encode(), expected)
+
+    def test_secret_keyed_methods_stay_in_the_process(self):
+        Users = self.env["res.users"]
+        local = set(self.caches["default"].local_methods)
+        for attribute in ("check", "_check_uid_passwd", "_compute_session_token"):
+            method = getattr(type(Users), attribute, None)
+            if method is None:
+                continue
+            cached = getattr(method, "__func__", method).__cache__.method
+            self.assertIn(glue.qualified_name(cached), local, attribute)
+        # And a real computation is counted as local only.
+        name = glue.qualified_name(type(Users)._compute_session_token.__cache__.method)
+        cache = self.caches["default"]
+        before = cache.stats()["methods"].get(name, {}).get("local_only", 0)
+        self.env.user._compute_session_token("0" * 40)
+        after = cache.stats()["methods"][name]["local_only"]
+        self.assertEqual(after, before + 1)
+
+    def test_clear_cache_keeps_odoo_meaning_and_stops_sharing_in_this_transaction(self):
+        default = self.caches["default"]
+        self.env["ir.model.data"]._xmlid_lookup("base.user_admin")
+        self.assertTrue(len(default))
+        self.assertIsInstance(default.gate(), list)
+        self.registry.clear_cache("default")
+        self.assertEqual(len(default), 0)
+        self.assertIn("default", self.registry.cache_invalidated)
+        self.assertIs(default.gate(), False)
+        # Other caches are not affected.
+        self.assertIsInstance(self.caches["assets"].gate(), list)
+        # Values computed now stay in L1.
+        before = default.stats()["writes_deferred"]
+        self.env["ir.model.data"]._xmlid_lookup("base.user_admin")
+        self.assertEqual(default.stats()["writes_deferred"], before)
+        self.assertTrue(len(default))
+
+    def test_cascade_of_invalidations(self):
+        cascade = wiring.registry_module()._CACHES_BY_KEY
+        for name, targets in cascade.items():
+            for target in targets:
+                if target in self.caches and self.caches[target].gate is not None:
+                    self.registry.cache_invalidated.clear()
+                    self.registry.cache_invalidated.add(name)
+                    self.assertIs(self.caches[target].gate(), False, f"{name} -> {target}")
+        self.registry.cache_invalidated.clear()
+
+    def test_rollback_discards_values_computed_in_the_transaction(self):
+        default = self.caches["default"]
+        default.clear()  # L1 only: the lookup below must compute
+        self.env["ir.model.data"]._xmlid_lookup("base.user_admin")
+        pending = self.tier._thread().pending.get("default")
+        self.assertTrue(pending, "the value waits for the commit")
+        before = self.tier.counters["pending_dropped_rollback"]
+        self.registry.reset_changes()
+        self.assertFalse(self.tier._thread().pending)
+        self.assertGreater(self.tier.counters["pending_dropped_rollback"], before)
+
+    def test_value_types_round_trip_as_themselves(self):
+        codec = wiring._installed["codec"]
+        value = frozendict({"html": Markup("<b>x</b>"), "ids": (1, 2)})
+        back = codec.loads(codec.dumps(value))
+        self.assertIs(type(back), frozendict)
+        self.assertIs(type(back["html"]), Markup)
+        lang_data = (
+            self.env["res.lang"]._get_data(code="en_US")
+            if hasattr(self.env["res.lang"], "_get_data")
+            else None
+        )
+        if lang_data is not None:  # 18.0+
+            back = codec.loads(codec.dumps(lang_data))
+            self.assertIs(type(back), type(lang_data))
+            self.assertEqual(back.code, "en_US")
+
+    def test_usr1_stats_include_the_shared_tier(self):
+        self.assertIsNot(odoo_cache.log_ormcache_stats.__wrapped__, None)
+        self.env["ir.model.data"]._xmlid_lookup("base.user_admin")
+        text = "\n".join(wiring.stats_lines(self.registry))
+        self.assertIn("default", text)
+        self.assertIn("_xmlid_lookup", text)
+        self.assertIn("L2", text)
+        wiring.log_shared_stats()  # what the signal handler's thread runs
+        # The handler Odoo installed for SIGUSR1 runs Odoo's table and ours.
+        odoo_cache.log_ormcache_stats(signal.SIGUSR1, None)
+
+    def test_stats_screen(self):
+        screen = self.env["ormcache.redis.stats"].create({})
+        self.assertIn("default", screen.report)
+        self.assertIn("healthy", screen.redis_health)
+        screen.cache_to_clear = "default"
+        screen.action_clear_cache()
+        self.assertIn("default", self.registry.cache_invalidated)

@@ -1,0 +1,254 @@
+"""Two Odoo processes on one database and one Redis (their own
+redis-server, started here, so the test can stop it).
+
+Each process is tests/odoo_worker.py: it loads the server-wide modules like
+odoo-bin does and serves commands like requests (check_signaling, cursor,
+commit then signal_changes, or rollback then reset_changes).
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import odoo
+from odoo.tests import BaseCase, tagged
+from odoo.tools import config
+
+WORKER = Path(__file__).with_name("odoo_worker.py")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_wide_modules():
+    modules = getattr(getattr(odoo, "conf", None), "server_wide_modules", None)  # 17.0, 18.0
+    return modules or config["server_wide_modules"]  # 19.0
+
+
+class RedisServer:
+    def __init__(self):
+        self.binary = shutil.which("redis-server")
+        self.port = free_port()
+        self.workdir = tempfile.mkdtemp(prefix="ormcache_redis_test_")
+        self.process = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+class OdooWorker:
+    def __init__(self, db_name, redis_url, log_path):
+        odoo_args = [
+            "--db_host",
+            config["db_host"] or "",
+            "--db_port",
+            str(config["db_port"] or ""),
+            "--db_user",
+            config["db_user"] or "",
+            "--db_password",
+            config["db_password"] or "",
+            "--addons-path",
+            config["addons_path"]
+            if isinstance(config["addons_path"], str)
+            else ",".join(config["addons_path"]),
+            "--load",
+            ",".join(server_wide_modules()),
+            "--log-level",
+            "info",
+            "--logfile",
+            str(log_path),
+        ]
+        odoo_args = [arg for arg in odoo_args if arg != ""]
+        environment = dict(os.environ)
+        environment["ORMCACHE_REDIS_URL"] = redis_url
+        # The worker re-imports odoo from the tree this test runs from.
+        tree = str(Path(odoo.__path__[0]).parent)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [tree, environment.get("PYTHONPATH")])
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, str(WORKER), json.dumps({"db": db_name, "odoo_args": odoo_args})],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=environment,
+        )
+        assert self._read() == "ready"
+
+    def _read(self):
+        while True:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"worker exited with {self.process.wait()}")
+            if line.startswith("@@"):
+                answer = json.loads(line[2:])
+                if not answer["ok"]:
+                    raise WorkerError(answer["error"])
+                return answer["result"]
+
+    def __call__(self, name, *args):
+        self.process.stdin.write(json.dumps({"name": name, "args": list(args)}) + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class WorkerError(Exception):
+    pass
+
+
+@tagged("post_install", "-at_install", "ormcache_redis_multiprocess")
+class TestTwoProcesses(BaseCase):
+    # Last (19 sorts on this, 17/18 on module names): the workers move the
+    # database's signaling numbers, which this process only re-reads at its
+    # next check_signaling.
+    test_sequence = 100
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("redis-server is needed by the multi-process tests")
+        cls.redis = RedisServer()
+        cls.redis.start()
+        cls.addClassCleanup(cls.redis.stop)
+        db_name = odoo.tests.common.get_db_name()
+        cls.logdir = Path(cls.redis.workdir)
+        cls.worker_a = OdooWorker(db_name, cls.redis.url, cls.logdir / "worker_a.log")
+        cls.addClassCleanup(cls.worker_a.close)
+        cls.worker_b = OdooWorker(db_name, cls.redis.url, cls.logdir / "worker_b.log")
+        cls.addClassCleanup(cls.worker_b.close)
+
+    def setUp(self):
+        super().setUp()
+        if self.redis.process is None:
+            self.redis.start()
+        self.key = f"ormcache_redis.test.{uuid.uuid4().hex}"
+
+    def test_01_shared_value_and_read_your_writes(self):
+        a, b = self.worker_a, self.worker_b
+        a("set_param", self.key, "v0")
+        first = a("get_param", self.key)
+        self.assertEqual(first["value"], "v0")
+        self.assertEqual(first["misses"], 1)
+        # B never computed it: it comes from Redis.
+        seen_by_b = b("get_param", self.key)
+        self.assertEqual(seen_by_b["value"], "v0")
+        self.assertEqual(seen_by_b["l2_hits"], 1, seen_by_b)
+        # A commits a change that clears the cache; B's next request sees it.
+        a("set_param", self.key, "v1")
+        after = b("get_param", self.key)
+        self.assertEqual(after["value"], "v1")
+        self.assertEqual(after["l2_hits"], 0, "must not read the entry of the old generation")
+        # The generation is the database's number in both processes.
+        name = "stable" if "stable" in a("sequences") else "default"
+        self.assertEqual(a("namespace", name), b("namespace", name))
+
+    def test_02_rollback_publishes_nothing(self):
+        a, b = self.worker_a, self.worker_b
+        a("set_param", self.key, "committed")
+        self.assertEqual(b("get_param", self.key)["value"], "committed")
+        with self.assertRaises(WorkerError):
+            a("set_param_then_fail", self.key, "rolled back")
+        self.assertEqual(a("get_param", self.key)["value"], "committed")
+        self.assertEqual(b("get_param", self.key)["value"], "committed")
+
+    def test_03_method_clear_reaches_the_other_process(self):
+        a, b = self.worker_a, self.worker_b
+        a("set_param", self.key, "p0")
+        self.assertEqual(a("probe_read", self.key)["value"], "p0")
+        from_redis = b("probe_read", self.key)
+        self.assertEqual(from_redis, {"value": "p0", "l1_hits": 0, "l2_hits": 1, "misses": 0})
+        self.assertEqual(b("probe_read", self.key)["l1_hits"], 1)
+        sequences_before = a("sequences")
+        a("probe_update", self.key, "p1")
+        # One method, not the whole cache: Odoo's signaling did not move.
+        self.assertEqual(a("sequences"), sequences_before)
+        self.assertEqual(b("probe_read", self.key)["value"], "p1")
+
+    def test_04_registry_change_gets_a_new_namespace(self):
+        a, b = self.worker_a, self.worker_b
+        a("set_param", self.key, "r0")
+        a("get_param", self.key)
+        self.assertEqual(b("get_param", self.key)["l2_hits"], 1)
+        before = b("namespace", "default")
+        a("signal_registry")  # what a module install signals
+        after = b("namespace", "default")  # B reloaded its registry
+        self.assertNotEqual(before, after)
+        self.assertEqual(b("get_param", self.key)["l2_hits"], 0)
+
+    def test_05_redis_down_requests_still_succeed(self):
+        a, b = self.worker_a, self.worker_b
+        a("set_param", self.key, "d0")
+        self.redis.stop()
+        self.assertEqual(a("get_param", self.key)["value"], "d0")
+        a("set_param", self.key, "d1")
+        self.assertEqual(b("get_param", self.key)["value"], "d1")
+        self.assertEqual(a("probe_read", self.key)["value"], "d1")
+        a("probe_update", self.key, "d2")  # falls back to Odoo's signaling
+        self.assertEqual(b("probe_read", self.key)["value"], "d2")
+        self.redis.start()
+        # Recovery: once the breaker retries, B shares again.
+        deadline = time.monotonic() + 40
+        while True:
+            a("get_param", self.key)
+            if b("get_param", self.key)["l2_hits"] == 1 or time.monotonic() > deadline:
+                break
+            a("set_param", self.key, f"d{time.monotonic()}")  # new generation, new entry
+            time.sleep(1)
+        self.assertLess(time.monotonic(), deadline, "Redis use did not recover")

@@ -1,0 +1,415 @@
+"""Connects the engine to Odoo's registry (17.0, 18.0, 19.0).
+
+``install()`` runs once, from the manifest's ``post_load`` hook, in the
+process that loads server-wide modules (the master, before workers fork).
+It wraps six Registry methods; each wrapper calls Odoo's original first or
+last and only adds the shared-tier bookkeeping, so Odoo's behaviour (what is
+cleared, what is signaled, when) is unchanged:
+
+* ``init``: the registry's caches become engine ``TwoTierCache`` objects (so
+  core methods decorated before this addon loaded use them too);
+* ``new``: once the registry is loaded, finds the methods that must never
+  leave the process and turns the shared tier on if the database confirms
+  the signaling numbers;
+* ``check_signaling``: adopts the numbers Odoo just read as namespaces,
+  syncs method clears made by other processes, starts a unit of work;
+* ``signal_changes`` (after commit): publishes method clears, checks that
+  the numbers Odoo set locally are the database's, sends deferred writes;
+* ``reset_changes`` (rollback): discards deferred writes.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import logging
+import threading
+from contextlib import closing
+from typing import Any
+
+from ormcache_redis._native import Codec, RedisClient, TwoTierCache
+from ormcache_redis.config import ConfigError, OptionSource
+
+from . import glue
+
+_logger = logging.getLogger("odoo.addons.ormcache_redis")
+
+TIER_ATTRIBUTE = "_ormcache_redis_tier"
+
+_installed: dict[str, Any] = {}
+
+
+def odoo_version() -> int:
+    import odoo.release
+
+    return odoo.release.version_info[0]
+
+
+def registry_module() -> Any:
+    if odoo_version() >= 19:
+        return importlib.import_module("odoo.orm.registry")
+    return importlib.import_module("odoo.modules.registry")
+
+
+def tier_of(registry: Any) -> glue.SharedTier | None:
+    return registry.__dict__.get(TIER_ATTRIBUTE) if registry is not None else None
+
+
+def settings() -> glue.Settings | None:
+    return _installed.get("settings")
+
+
+def client() -> RedisClient | None:
+    return _installed.get("client")
+
+
+def build_codec() -> Codec:
+    from markupsafe import Markup
+    from odoo.tools import frozendict
+
+    res_lang = importlib.import_module("odoo.addons.base.models.res_lang")
+    codec = Codec()
+    glue.register_value_types(
+        codec,
+        frozendict=frozendict,
+        markup=Markup,
+        lang_data=getattr(res_lang, "LangData", None),  # 18.0+
+        lang_data_dict=getattr(res_lang, "LangDataDict", None),  # 18.0+
+    )
+    return codec
+
+
+def install() -> None:
+    """The ``post_load`` hook. Idempotent."""
+    if _installed:
+        return
+    from odoo.tools import config
+
+    module = registry_module()
+    try:
+        options = glue.load_settings(OptionSource(config.get), module._REGISTRY_CACHES)
+        redis_client = (
+            RedisClient(
+                options.url,
+                connect_timeout=options.connect_timeout,
+                socket_timeout=options.socket_timeout,
+                write_queue=options.write_queue,
+            )
+            if options.enabled
+            else None
+        )
+    except ConfigError as error:
+        # Odoo only logs exceptions of server-wide modules and goes on; a
+        # cache that silently runs without its configuration is worse than
+        # not starting.
+        _logger.critical("ormcache_redis: %s", error)
+        raise SystemExit(f"ormcache_redis: {error}") from None
+    try:
+        _installed.update(settings=options, client=redis_client, codec=build_codec())
+        _patch_registry(module)
+        _patch_stats_signal()
+    except Exception as error:
+        # Half-installed wiring would be worse than no start at all.
+        _logger.critical("ormcache_redis: cannot install (%s)", error, exc_info=True)
+        raise SystemExit(f"ormcache_redis: cannot install: {error}") from error
+    if redis_client is None:
+        _logger.info(
+            "ormcache_redis: ormcache_redis_url is not set, caches run in this process only (L1)"
+        )
+    else:
+        _logger.info(
+            "ormcache_redis: shared caches %s on %s (expire %ss)",
+            ",".join(options.shared_caches),
+            redis_client.address,
+            options.expire,
+        )
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def _patch_registry(module: Any) -> None:
+    Registry = module.Registry
+    caches_by_key = module._CACHES_BY_KEY
+    version = odoo_version()
+
+    original_init = Registry.init
+    original_new = Registry.__dict__["new"].__func__
+    original_check = Registry.check_signaling
+    original_signal = Registry.signal_changes
+    original_reset = Registry.reset_changes
+
+    def test_mode(registry: Any) -> bool:
+        # 17/18 skip the database in test mode (setup/check_signaling return
+        # early, signal_changes guesses); 19 reads it through the test cursor.
+        return version < 19 and registry.in_test_mode()
+
+    @functools.wraps(original_init)
+    def init(self, db_name, *args, **kwargs):
+        original_init(self, db_name, *args, **kwargs)
+        _attach(self, caches_by_key)
+
+    @functools.wraps(original_new)
+    def new(cls, db_name, *args, **kwargs):
+        registry = original_new(cls, db_name, *args, **kwargs)
+        tier = tier_of(registry)
+        if tier is not None and not tier.ready:
+            _set_local_methods(registry, tier)
+            tier.ready = True
+            if not registry.registry_invalidated and not test_mode(registry):
+                _adopt_if_confirmed(registry, tier, caches_by_key)
+        return registry
+
+    @functools.wraps(original_check)
+    def check_signaling(self, *args, **kwargs):
+        registry = original_check(self, *args, **kwargs)
+        tier = tier_of(registry)
+        if tier is not None and tier.ready:
+            if not test_mode(registry):
+                changed = tier.adopt(registry.registry_sequence, registry.cache_sequences)
+                caches = registry._Registry__caches
+                for name in changed:
+                    # Another thread may have filled L1 from the previous
+                    # namespace between Odoo's clear and the switch.
+                    caches[name].clear()
+            tier.begin_unit(tier.sync_methods())
+        return registry
+
+    @functools.wraps(original_signal)
+    def signal_changes(self):
+        tier = tier_of(self)
+        if tier is None or not tier.ready:
+            return original_signal(self)
+        if tier.has_method_clears:
+            if test_mode(self):
+                fallback = tier.publish_method_clears(None, None)
+            else:
+                registry_sequence, sequences = _read_sequences(self)
+                fallback = tier.publish_method_clears(registry_sequence, sequences)
+            names = [name for name in fallback if name in caches_by_key]
+            if names:
+                self.clear_cache(*names)
+        invalidated = set(self.cache_invalidated)
+        registry_invalidated = bool(self.registry_invalidated)
+        registry_before = self.registry_sequence
+        sequences_before = dict(self.cache_sequences)
+        original_signal(self)
+        if registry_invalidated:
+            tier.suspend(None)
+            if not test_mode(self):
+                _adopt_if_confirmed(self, tier, caches_by_key, registry_before + 1)
+        elif invalidated:
+            if test_mode(self):
+                tier.suspend(invalidated)
+            else:
+                _confirm_signal(self, tier, invalidated, sequences_before)
+        tier.commit_unit(invalidated, registry_invalidated)
+
+    @functools.wraps(original_reset)
+    def reset_changes(self):
+        tier = tier_of(self)
+        if tier is not None:
+            tier.rollback_unit()
+        return original_reset(self)
+
+    Registry.init = init
+    Registry.new = classmethod(new)
+    Registry.check_signaling = check_signaling
+    Registry.signal_changes = signal_changes
+    Registry.reset_changes = reset_changes
+
+
+def _attach(registry: Any, caches_by_key: dict) -> None:
+    """Replaces every cache of the registry with an engine cache."""
+    options: glue.Settings = _installed["settings"]
+    redis_client = _installed["client"]
+    codec = _installed["codec"]
+    caches = registry._Registry__caches
+    two_tier = {}
+    for name, lru in caches.items():
+        shared = redis_client is not None and name in options.shared_caches
+        two_tier[name] = TwoTierCache(
+            name,
+            lru.count,
+            client=redis_client if shared else None,
+            codec=codec,
+            prefix=options.prefix,
+            ttl=options.expire,
+        )
+    caches.update(two_tier)
+    tier = glue.SharedTier(
+        db_name=registry.db_name,
+        caches=caches,
+        caches_by_key=caches_by_key,
+        shared_caches=options.shared_caches if redis_client is not None else (),
+        invalidated_names=lambda: registry.cache_invalidated,
+        client=redis_client,
+        prefix=options.prefix,
+    )
+    registry.__dict__[TIER_ATTRIBUTE] = tier
+
+
+def adopt_from_database(registry: Any) -> bool:
+    """What check_signaling does for the shared tier, without Odoo's part:
+    turns sharing on if the database holds the numbers the registry has.
+    (Tests use it: in 17.0 the registry of a test run is never signaled.)"""
+    tier = tier_of(registry)
+    if tier is None or not tier.ready:
+        return False
+    return _adopt_if_confirmed(registry, tier, registry_module()._CACHES_BY_KEY)
+
+
+def _read_sequences(registry: Any) -> tuple[int, dict[str, int]]:
+    # The primary, not a replica: a lagging replica would give old numbers.
+    with closing(registry.cursor()) as cr:
+        return registry.get_sequences(cr)
+
+
+def _adopt_if_confirmed(
+    registry: Any, tier: glue.SharedTier, caches_by_key: dict, expected_registry: int | None = None
+) -> bool:
+    """Turns sharing on when the database holds the numbers Odoo has."""
+    try:
+        registry_sequence, sequences = _read_sequences(registry)
+    except Exception:
+        _logger.debug("ormcache_redis: cannot read signaling numbers", exc_info=True)
+        return False
+    local = registry.cache_sequences
+    if (
+        registry_sequence == registry.registry_sequence
+        and (expected_registry is None or registry_sequence == expected_registry)
+        and all(sequences.get(name) == local.get(name) for name in caches_by_key)
+    ):
+        tier.adopt(registry_sequence, sequences)
+        return True
+    return False
+
+
+def _confirm_signal(
+    registry: Any, tier: glue.SharedTier, invalidated: set[str], before: dict[str, int]
+) -> None:
+    """After Odoo signaled ``invalidated``: keep sharing those caches only
+    if the numbers Odoo now holds are the database's and nobody else
+    signaled in between; otherwise they stay local until check_signaling."""
+    try:
+        registry_sequence, sequences = _read_sequences(registry)
+    except Exception:
+        tier.suspend(invalidated)
+        return
+    local = registry.cache_sequences
+    confirmed = registry_sequence == tier.registry_sequence and all(
+        sequences.get(name) == local.get(name) == before.get(name, -2) + 1 for name in invalidated
+    )
+    if confirmed:
+        numbers = dict(tier.sequences)
+        numbers.update({name: sequences[name] for name in invalidated})
+        tier.adopt(registry_sequence, numbers)
+    else:
+        tier.suspend(invalidated)
+
+
+def _set_local_methods(registry: Any, tier: glue.SharedTier) -> None:
+    """Every cached method keyed on a secret, or listed in the options,
+    stays in the process (all overrides of it, in every module)."""
+    options: glue.Settings = _installed["settings"]
+    listed = set(options.local_methods)
+    local = set()
+    seen: set[int] = set()
+    for model_name, model_class in registry.models.items():
+        for klass in model_class.__mro__:
+            if id(klass) in seen:
+                continue
+            seen.add(id(klass))
+            for attribute, value in vars(klass).items():
+                function = getattr(value, "__func__", value)
+                cache = getattr(function, "__cache__", None)
+                method = getattr(cache, "method", None)
+                if method is None:
+                    continue
+                name = glue.qualified_name(method)
+                exprs = [*getattr(cache, "args", ()), *map(str, getattr(cache, "keys", ()) or ())]
+                try:
+                    parameters = list(inspect.signature(method).parameters)
+                except (TypeError, ValueError):
+                    parameters = []
+                if (
+                    f"{model_name}.{attribute}" in listed
+                    or name in listed
+                    or glue.looks_secret(exprs, parameters[1:])
+                ):
+                    local.add(name)
+    frozen = frozenset(local)
+    for cache in registry._Registry__caches.values():
+        cache.local_methods = frozen
+    tier.local_method_names = sorted(frozen)
+
+
+# --------------------------------------------------------------------------- SIGUSR1
+
+
+def _patch_stats_signal() -> None:
+    """``kill -USR1``: Odoo's table first, then the shared-tier figures."""
+    import odoo.tools
+    from odoo.service import server
+
+    # Not ``from odoo.tools import cache``: in 17.0/18.0 that name is the
+    # ``cache = ormcache`` alias, not the module.
+    odoo_cache = importlib.import_module("odoo.tools.cache")
+
+    original = odoo_cache.log_ormcache_stats
+
+    @functools.wraps(original)
+    def log_ormcache_stats(sig=None, frame=None):
+        result = original(sig, frame)
+        # Logging from a signal handler can deadlock on the handler's lock
+        # (19 moved its own logging to a thread for that reason).
+        threading.Thread(target=log_shared_stats, name="ormcache_redis.stats").start()
+        return result
+
+    odoo_cache.log_ormcache_stats = log_ormcache_stats
+    server.log_ormcache_stats = log_ormcache_stats
+    if getattr(odoo.tools, "log_ormcache_stats", None) is original:
+        odoo.tools.log_ormcache_stats = log_ormcache_stats
+
+
+def stats_lines(registry: Any) -> list[str]:
+    tier = tier_of(registry)
+    if tier is None:
+        return []
+    lines = [
+        f"ormcache_redis {registry.db_name}: registry r{tier.registry_sequence}, "
+        f"counters {tier.counters}"
+    ]
+    for cache_name, cache in registry._Registry__caches.items():
+        stats = cache.stats()
+        lines.append(
+            f"{cache_name:>25}: {len(cache)}/{cache.count} entries, "
+            f"shared={'yes' if stats.get('shared') and cache.client is not None else 'no'}, "
+            f"L1 {stats.get('l1_hits', 0)}, L2 {stats.get('l2_hits', 0)}, "
+            f"miss {stats.get('misses', 0)}, unencodable {stats.get('unencodable_values', 0)}, "
+            f"writes {stats.get('writes_queued', 0)}, "
+            f"redis p50 {stats.get('redis_latency_p50_us', 0)}us"
+        )
+        methods = stats.get("methods") or {}
+        for method_name, figures in sorted(methods.items()):
+            lookups = figures["l1_hits"] + figures["l2_hits"] + figures["misses"]
+            lines.append(
+                f"{'':>27}{figures['hit_ratio'] * 100:5.1f}% hit, "
+                f"L1 {figures['l1_hits']:6d}, L2 {figures['l2_hits']:6d}, "
+                f"miss {figures['misses']:6d}, lookups {lookups:7d}  {method_name}"
+            )
+    return lines
+
+
+def log_shared_stats() -> None:
+    try:
+        Registry = registry_module().Registry
+        registries = Registry.registries
+        items = registries.snapshot if hasattr(registries, "snapshot") else registries.d
+        for _db_name, registry in sorted(dict(items).items()):
+            lines = stats_lines(registry)
+            if lines:
+                _logger.info("\n".join(lines))
+    except Exception:
+        _logger.exception("ormcache_redis: cannot log shared-tier stats")

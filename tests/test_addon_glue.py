@@ -1,0 +1,472 @@
+"""The Odoo addon's glue that needs no Odoo: options, namespaces, the gate,
+deferred writes, method clears, value types.
+
+glue.py is loaded from its file (the addon package itself imports Odoo).
+Tests that talk to Redis start their own redis-server on a free port.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from ormcache_redis._native import Codec, RedisClient, TwoTierCache
+from ormcache_redis.config import ConfigError, OptionSource
+
+GLUE_PATH = Path(__file__).parent.parent / "odoo_addon" / "ormcache_redis" / "glue.py"
+_spec = importlib.util.spec_from_file_location("ormcache_redis_addon_glue", GLUE_PATH)
+glue = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = glue  # dataclasses look their module up
+_spec.loader.exec_module(glue)
+
+# Odoo 19's tables (17 has no stable/groups; the logic is the same).
+REGISTRY_CACHES = {
+    "default": 8192,
+    "assets": 512,
+    "stable": 1024,
+    "templates": 1024,
+    "routing": 1024,
+    "routing.rewrites": 8192,
+    "templates.cached_values": 2048,
+    "groups": 64,
+}
+CACHES_BY_KEY = {
+    "default": ("default", "templates.cached_values"),
+    "assets": ("assets", "templates.cached_values"),
+    "stable": ("stable", "default", "templates.cached_values"),
+    "templates": ("templates", "templates.cached_values"),
+    "routing": ("routing", "routing.rewrites", "templates.cached_values"),
+    "groups": ("groups", "templates", "templates.cached_values"),
+}
+
+
+def options(**values: str) -> OptionSource:
+    return OptionSource(values.get, environ={})
+
+
+# --------------------------------------------------------------------------- redis
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed")
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path_factory.mktemp("redis")),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            RedisClient(url).ping()
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    yield url
+    process.kill()
+    process.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_defaults_without_any_option():
+    settings = glue.load_settings(options(), REGISTRY_CACHES)
+    assert settings.url is None and not settings.enabled
+    assert settings.expire == 3600
+    assert settings.prefix == "ormcache:"
+    assert settings.shared_caches == ("default", "stable", "assets")
+    for secret in (
+        "res.users.check",
+        "res.users._check_uid_passwd",
+        "res.users._compute_session_token",
+    ):
+        assert secret in settings.local_methods
+
+
+def test_config_file_wins_over_environment_which_is_the_fallback():
+    source = OptionSource(
+        {"ormcache_redis_expire": "60"}.get,
+        environ={"ORMCACHE_REDIS_EXPIRE": "90", "ORMCACHE_REDIS_URL": "redis://h:1/2"},
+    )
+    settings = glue.load_settings(source, REGISTRY_CACHES)
+    assert settings.expire == 60
+    assert settings.url == "redis://h:1/2"
+
+
+def test_local_methods_option_extends_the_secret_list():
+    settings = glue.load_settings(
+        options(ormcache_redis_local_methods="my.model._secret, x.y.Z.m"), REGISTRY_CACHES
+    )
+    assert "res.users._compute_session_token" in settings.local_methods
+    assert "my.model._secret" in settings.local_methods
+    assert "x.y.Z.m" in settings.local_methods
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("ormcache_redis_url", "http://localhost:6379"),
+        ("ormcache_redis_url", "redis://localhost:notaport"),
+        ("ormcache_redis_expire", "soon"),
+        ("ormcache_redis_expire", "0"),
+        ("ormcache_redis_prefix", "has space"),
+        ("ormcache_redis_shared_caches", "default,nosuchcache"),
+        ("ormcache_redis_socket_timeout", "-1"),
+        ("ormcache_redis_connect_timeout", "nan"),
+        ("ormcache_redis_write_queue", "many"),
+    ],
+)
+def test_bad_value_is_one_sentence_naming_the_option(option, value):
+    with pytest.raises(ConfigError) as raised:
+        glue.load_settings(options(**{option: value}), REGISTRY_CACHES)
+    message = str(raised.value)
+    assert option in message
+    assert "\n" not in message and message.endswith(".")
+
+
+def test_shared_caches_are_checked_against_this_odoo():
+    odoo17 = {name: n for name, n in REGISTRY_CACHES.items() if name not in ("stable", "groups")}
+    assert glue.load_settings(options(), odoo17).shared_caches == ("default", "assets")
+    with pytest.raises(ConfigError, match="ormcache_redis_shared_caches"):
+        glue.load_settings(options(ormcache_redis_shared_caches="stable"), odoo17)
+    settings = glue.load_settings(options(ormcache_redis_shared_caches="default,assets"), odoo17)
+    assert settings.shared_caches == ("default", "assets")
+
+
+# --------------------------------------------------------------------------- names
+
+
+def test_namespace_holds_db_registry_cache_and_generation():
+    namespace = glue.build_namespace("prod", 12, "default", (40, 7))
+    assert namespace == b"prod:r12:default:g40.7"
+    others = {
+        glue.build_namespace("prod2", 12, "default", (40, 7)),
+        glue.build_namespace("prod", 13, "default", (40, 7)),
+        glue.build_namespace("prod", 12, "stable", (40, 7)),
+        glue.build_namespace("prod", 12, "default", (41, 7)),
+        glue.build_namespace("prod", 12, "default", (40, 8)),
+    }
+    assert namespace not in others and len(others) == 5
+
+
+def test_signal_sources_follow_the_cascade():
+    sources = glue.signal_sources(CACHES_BY_KEY)
+    assert sources["default"] == ("default", "stable")
+    assert sources["stable"] == ("stable",)
+    assert sources["templates.cached_values"] == tuple(CACHES_BY_KEY)
+
+
+def test_looks_secret():
+    assert glue.looks_secret(["uid", "passwd"], [])
+    assert glue.looks_secret(["sid"], [])
+    assert glue.looks_secret([], ["api_key"])
+    assert glue.looks_secret(["self.env.context.get('access_token')"], [])
+    assert not glue.looks_secret(["key"], ["key"])
+    assert not glue.looks_secret(["model_name", "self.env.uid", "frozenset(groups)"], [])
+
+
+def test_qualified_name_of_function_and_classmethod():
+    class Users:
+        def check(self):
+            pass
+
+        @classmethod
+        def klass(cls):
+            pass
+
+    assert glue.qualified_name(Users.check).endswith(
+        "test_qualified_name_of_function_and_classmethod.<locals>.Users.check"
+    )
+    assert glue.qualified_name(Users.klass).endswith("Users.klass")
+
+
+# --------------------------------------------------------------------------- value types
+
+
+class FakeFrozendict(dict):
+    pass
+
+
+class FakeMarkup(str):
+    pass
+
+
+class FakeLangData(dict):
+    pass
+
+
+def test_value_types_come_back_as_themselves():
+    codec = Codec()
+    tags = glue.register_value_types(
+        codec, frozendict=FakeFrozendict, markup=FakeMarkup, lang_data=FakeLangData
+    )
+    assert "odoo.frozendict" in tags and "markupsafe.Markup" in tags
+    value = FakeFrozendict(
+        a=FakeMarkup("<b>x</b>"), b=(1, 2), c=FakeLangData(code="en_US", active=True)
+    )
+    back = codec.loads(codec.dumps(value))
+    assert type(back) is FakeFrozendict and back == value
+    assert type(back["a"]) is FakeMarkup
+    assert type(back["c"]) is FakeLangData
+
+
+def test_defaultdict_only_with_a_safe_factory():
+    codec = Codec()
+    glue.register_value_types(codec)
+    value = defaultdict(list, {"a": [1]})
+    back = codec.loads(codec.dumps(value))
+    assert type(back) is defaultdict and back.default_factory is list and back == value
+    back["new"].append(1)  # the factory works
+    plain = codec.loads(codec.dumps(defaultdict(None, {1: 2})))
+    assert plain.default_factory is None and plain == {1: 2}
+    with pytest.raises((TypeError, ValueError)):
+        codec.dumps(defaultdict(lambda: 42))
+
+
+# --------------------------------------------------------------------------- the tier
+
+
+class Invalidation(threading.local):
+    def __init__(self):
+        self.names = set()
+
+
+def make_tier(client=None, shared=("default", "stable", "assets")):
+    codec = Codec()
+    caches = {
+        name: TwoTierCache(
+            name, size, client=client if name in shared else None, codec=codec, prefix="t:"
+        )
+        for name, size in REGISTRY_CACHES.items()
+    }
+    flags = Invalidation()
+    tier = glue.SharedTier(
+        db_name="db1",
+        caches=caches,
+        caches_by_key=CACHES_BY_KEY,
+        shared_caches=shared if client is not None else (),
+        invalidated_names=lambda: flags.names,
+        client=client,
+        prefix="t:",
+    )
+    return tier, caches, flags
+
+
+SEQUENCES = {"default": 5, "assets": 1, "stable": 9, "templates": 1, "routing": 1, "groups": 1}
+
+
+def test_nothing_is_shared_until_ready_and_numbers_adopted(redis_url):
+    tier, caches, _flags = make_tier(RedisClient(redis_url))
+    assert not caches["default"].shared
+    tier.adopt(3, SEQUENCES)
+    assert not caches["default"].shared  # registry still loading
+    tier.ready = True
+    tier.adopt(3, SEQUENCES)
+    assert caches["default"].shared
+    assert caches["default"].namespace == b"db1:r3:default:g5.9"
+    assert caches["stable"].namespace == b"db1:r3:stable:g9"
+    assert not caches["templates"].shared and not caches["routing"].shared
+
+
+def test_guessed_numbers_suspend_until_read_back(redis_url):
+    tier, caches, _flags = make_tier(RedisClient(redis_url))
+    tier.ready = True
+    tier.adopt(3, SEQUENCES)
+    tier.suspend({"stable"})
+    # stable cascades into default: both stop sharing, assets goes on.
+    assert not caches["stable"].shared and not caches["default"].shared
+    assert caches["assets"].shared
+    changed = tier.adopt(3, {**SEQUENCES, "stable": 10})
+    assert set(changed) == {"stable", "default"}
+    assert caches["default"].namespace == b"db1:r3:default:g5.10"
+    tier.suspend(None)
+    assert not any(cache.shared for cache in caches.values())
+
+
+def test_gate_refuses_caches_invalidated_in_this_thread(redis_url):
+    tier, _caches, flags = make_tier(RedisClient(redis_url))
+    tier.ready = True
+    tier.adopt(3, SEQUENCES)
+    gate = tier._gates["default"]
+    pending = gate()
+    assert pending == [] and isinstance(pending, list)
+    pending.append((b"k", b"v", 10))
+    flags.names.add("stable")  # stable cascades into default
+    assert gate() is False
+    assert tier._gates["assets"]() == []
+    # The pending write computed before the invalidation is gone.
+    assert "default" not in tier._thread().pending
+    seen = {}
+    thread = threading.Thread(target=lambda: seen.update(other=tier._gates["default"]()))
+    thread.start()
+    thread.join()
+    assert seen["other"] == []  # other threads are not affected
+
+
+def _entry_count(redis_url: str) -> int:
+    return len(RedisClient(redis_url).execute("KEYS", "t:c:*"))
+
+
+def _flush(redis_url: str) -> None:
+    RedisClient(redis_url).execute("FLUSHALL")
+
+
+KEY = ("res.partner", test_looks_secret, 1)  # any function works as the method element
+
+
+def test_values_reach_redis_only_after_commit(redis_url):
+    _flush(redis_url)
+    client = RedisClient(redis_url)
+    tier, caches, _flags = make_tier(client)
+    tier.ready = True
+    tier.adopt(3, SEQUENCES)
+    tier.begin_unit(tier.sync_methods())
+    caches["default"][KEY] = "computed in the transaction"
+    client.flush()
+    assert _entry_count(redis_url) == 0
+    assert tier.commit_unit(set(), False) == 1
+    client.flush()
+    assert _entry_count(redis_url) == 1
+    # Another process (same namespace) reads it.
+    other, other_caches, _ = make_tier(RedisClient(redis_url))
+    other.ready = True
+    other.adopt(3, SEQUENCES)
+    assert other_caches["default"][KEY] == "computed in the transaction"
+
+
+def test_rollback_sends_nothing(redis_url):
+    _flush(redis_url)
+    client = RedisClient(redis_url)
+    tier, caches, _flags = make_tier(client)
+    tier.ready = True
+    tier.adopt(3, SEQUENCES)
+    tier.begin_unit(tier.sync_methods())
+    caches["default"][KEY] = "from rolled back data"
+    tier.rollback_unit()
+    assert tier.commit_unit(set(), False) == 0
+    client.flush()
+    assert _entry_count(redis_url) == 0
+
+
+def test_values_of_a_cache_invalidated_later_in_the_unit_are_dropped(redis_url):
+    _flush(redis_url)
+    client = RedisClient(redis_url)
+    tier, caches, flags = make_tier(client)
+    tier.ready = True
+    tier.adopt(3, SEQUENCES)
+    tier.begin_unit(tier.sync_methods())
+    caches["default"][KEY] = "before the write that invalidates"
+    caches["assets"][KEY] = "unrelated"
+    flags.names.add("default")
+    # signal_changes clears the thread's names before our hook runs.
+    invalidated = set(flags.names)
+    flags.names.clear()
+    assert tier.commit_unit(invalidated, False) == 1  # assets only
+    client.flush()
+    assert _entry_count(redis_url) == 1
+
+
+def test_method_clear_is_published_at_commit_and_synced_elsewhere(redis_url):
+    _flush(redis_url)
+    worker_a, caches_a, _ = make_tier(RedisClient(redis_url))
+    worker_b, caches_b, _ = make_tier(RedisClient(redis_url))
+    for tier in (worker_a, worker_b):
+        tier.ready = True
+        tier.adopt(3, SEQUENCES)
+        tier.begin_unit(tier.sync_methods())
+    caches_b["default"][KEY] = "old"
+    worker_b.commit_unit(set(), False)
+    caches_b["default"].client.flush()
+    assert caches_a["default"][KEY] == "old"  # A got it from Redis
+    # A clears the method in a transaction: B sees nothing until A commits.
+    assert worker_a.request_method_clear("default", test_looks_secret)
+    assert KEY not in caches_a["default"]
+    assert worker_a._gates["default"]() is False
+    assert worker_b.sync_methods() is not None
+    assert KEY in caches_b["default"]
+    fallback = worker_a.publish_method_clears(3, SEQUENCES)
+    assert fallback == set()
+    worker_a.commit_unit(set(), False)
+    # B's next unit drops its L1 entry and does not read the old shared one.
+    worker_b.begin_unit(worker_b.sync_methods())
+    assert KEY not in caches_b["default"]
+    with pytest.raises(KeyError):
+        caches_b["default"][KEY]
+
+
+def test_method_clear_falls_back_when_this_process_is_behind(redis_url):
+    tier, _caches, _ = make_tier(RedisClient(redis_url))
+    tier.ready = True
+    tier.adopt(3, SEQUENCES)
+    tier.begin_unit(tier.sync_methods())
+    assert tier.request_method_clear("default", test_looks_secret)
+    assert tier.publish_method_clears(3, {**SEQUENCES, "default": 6}) == {"default"}
+
+
+def test_method_clear_of_a_local_cache_is_refused():
+    tier, _caches, _ = make_tier(None)
+    assert not tier.request_method_clear("default", test_looks_secret)
+
+
+def test_writes_of_a_unit_that_raced_a_method_clear_are_dropped(redis_url):
+    _flush(redis_url)
+    worker_a, caches_a, _ = make_tier(RedisClient(redis_url))
+    worker_b, _caches_b, _ = make_tier(RedisClient(redis_url))
+    for tier in (worker_a, worker_b):
+        tier.ready = True
+        tier.adopt(3, SEQUENCES)
+        tier.begin_unit(tier.sync_methods())
+    caches_a["default"][KEY] = "computed from a snapshot older than B's clear"
+    worker_b.request_method_clear("default", test_looks_secret)
+    worker_b.publish_method_clears(3, SEQUENCES)
+    assert worker_a.commit_unit(set(), False) == 0
+    assert worker_a.counters["pending_dropped_raced"] == 1
+
+
+def test_redis_down_sync_evicts_clearable_methods(redis_url):
+    tier, caches, _ = make_tier(RedisClient("redis://127.0.0.1:1/0", connect_timeout=0.1))
+    tier.ready = True
+    tier.adopt(3, SEQUENCES)
+    name = glue.qualified_name(test_looks_secret)
+    glue.DECORATED_METHODS.add(("default", name))
+    try:
+        caches["default"][KEY] = "value"
+        assert tier.sync_methods() is None
+        assert KEY not in caches["default"]
+    finally:
+        glue.DECORATED_METHODS.discard(("default", name))
