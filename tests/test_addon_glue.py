@@ -8,12 +8,8 @@ Tests that talk to Redis start their own redis-server on a free port.
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import socket
-import subprocess
 import sys
 import threading
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,6 +17,7 @@ import pytest
 
 from ormcache_redis._native import Codec, RedisClient, TwoTierCache
 from ormcache_redis.config import ConfigError, OptionSource
+from ormcache_redis.testing import RedisServer
 
 GLUE_PATH = Path(__file__).parent.parent / "odoo_addon" / "ormcache_redis" / "glue.py"
 _spec = importlib.util.spec_from_file_location("ormcache_redis_addon_glue", GLUE_PATH)
@@ -56,49 +53,14 @@ def options(**values: str) -> OptionSource:
 # --------------------------------------------------------------------------- redis
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed")
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path_factory.mktemp("redis")),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            RedisClient(url).ping()
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
-    yield url
-    process.kill()
-    process.wait(timeout=10)
+def redis_url():
+    try:
+        server = RedisServer()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    with server:
+        yield server.url
 
 
 # --------------------------------------------------------------------------- settings

@@ -9,10 +9,8 @@ commit then signal_changes, or rollback then reset_changes).
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -21,65 +19,14 @@ import odoo
 from odoo.tests import BaseCase, tagged
 from odoo.tools import config
 
+from ormcache_redis.testing import RedisServer
+
 WORKER = Path(__file__).with_name("odoo_worker.py")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_wide_modules():
     modules = getattr(getattr(odoo, "conf", None), "server_wide_modules", None)  # 17.0, 18.0
     return modules or config["server_wide_modules"]  # 19.0
-
-
-class RedisServer:
-    def __init__(self):
-        self.binary = shutil.which("redis-server")
-        self.port = free_port()
-        self.workdir = tempfile.mkdtemp(prefix="ormcache_redis_test_")
-        self.process = None
-
-    @property
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self):
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self):
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 class OdooWorker:
