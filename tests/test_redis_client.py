@@ -244,3 +244,40 @@ def test_queued_writes_are_flushed_at_clean_exit(redis_url: str, client: RedisCl
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert client.execute("DBSIZE") == 50000
+
+
+def test_unix_socket(tmp_path) -> None:
+    socket_path = tmp_path / "redis.sock"
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket_path),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = RedisClient(f"unix://{socket_path}?db=3")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except RedisUnavailable:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        client.execute("SET", "over-unix", "1")
+        assert client.execute("GET", "over-unix") == b"1"
+        assert client.execute("CLIENT", "INFO").count(b"db=3") == 1
+    finally:
+        process.kill()
+        process.wait()
