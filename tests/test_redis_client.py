@@ -281,3 +281,18 @@ def test_unix_socket(tmp_path) -> None:
     finally:
         process.kill()
         process.wait()
+
+
+def test_no_thread_until_the_first_write(redis_url: str) -> None:
+    # Odoo's master process builds clients before forking its workers.
+    code = (
+        "import os;"
+        "from ormcache_redis import RedisClient;"
+        f"c = RedisClient({redis_url!r}); c.execute('GET', 'x');"
+        "n = len(os.listdir('/proc/self/task'));"
+        "c.enqueue('SET', 'x', '1'); c.flush();"
+        "print(n, len(os.listdir('/proc/self/task')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    threads_before_write, threads_after_write = map(int, out.stdout.split())
+    assert threads_after_write == threads_before_write + 1

@@ -7,7 +7,7 @@ pub mod config;
 pub mod writer;
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyTypeError;
@@ -26,29 +26,45 @@ use writer::{Command, Writer};
 /// Everything that belongs to one process image.
 pub struct Process {
     pub pool: Arc<Pool>,
-    writer: Option<Arc<Writer>>,
+    write_queue: usize,
+    /// Started on the first write: Odoo's master process builds clients
+    /// before forking workers, and a thread there would only be abandoned
+    /// at the fork (Python 3.12+ also warns when a threaded process forks).
+    writer: OnceLock<Option<Arc<Writer>>>,
 }
 
 impl Process {
     fn start(config: &RedisConfig, client: &redis::Client) -> Process {
-        let pool = Arc::new(Pool::new(config.clone(), client.clone(), log_transition));
-        // Without a writer thread (the OS refused one), writes are dropped
-        // and counted: reads keep working.
-        let writer = Writer::spawn(Arc::clone(&pool), config.write_queue)
-            .ok()
-            .map(Arc::new);
-        if let Some(writer) = &writer {
-            LIVE_WRITERS
-                .lock()
-                .push((fork::epoch(), Arc::downgrade(writer)));
+        Process {
+            pool: Arc::new(Pool::new(config.clone(), client.clone(), log_transition)),
+            write_queue: config.write_queue,
+            writer: OnceLock::new(),
         }
-        Process { pool, writer }
+    }
+
+    /// The writer, once started.
+    fn started_writer(&self) -> Option<&Arc<Writer>> {
+        self.writer.get().and_then(Option::as_ref)
+    }
+
+    fn writer(&self) -> Option<&Arc<Writer>> {
+        self.writer
+            .get_or_init(|| {
+                // Without a writer thread (the OS refused one), writes are
+                // dropped and counted: reads keep working.
+                let writer = Writer::spawn(Arc::clone(&self.pool), self.write_queue)
+                    .ok()
+                    .map(Arc::new)?;
+                LIVE_WRITERS
+                    .lock()
+                    .push((fork::epoch(), Arc::downgrade(&writer)));
+                Some(writer)
+            })
+            .as_ref()
     }
 
     pub fn enqueue(&self, command: Command) -> bool {
-        self.writer
-            .as_ref()
-            .is_some_and(|writer| writer.enqueue(command))
+        self.writer().is_some_and(|writer| writer.enqueue(command))
     }
 }
 
@@ -378,7 +394,7 @@ impl RedisClient {
     fn flush(&self, py: Python<'_>, timeout: f64) -> bool {
         let timeout = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
         let process = self.process();
-        match &process.writer {
+        match process.started_writer() {
             Some(writer) => py.allow_threads(|| writer.flush(timeout)),
             None => true,
         }
@@ -405,21 +421,22 @@ impl RedisClient {
         dict.set_item("connects", c.connects.load(Ordering::Relaxed))?;
         dict.set_item("latency_p50_us", pool.latency.quantile_micros(0.5))?;
         dict.set_item("latency_p99_us", pool.latency.quantile_micros(0.99))?;
-        if let Some(writer) = &process.writer {
-            let w = &writer.counters;
-            dict.set_item("writes_queued", w.queued.load(Ordering::Relaxed))?;
-            dict.set_item("writes_sent", w.written.load(Ordering::Relaxed))?;
-            dict.set_item(
-                "writes_dropped_full",
-                w.dropped_full.load(Ordering::Relaxed),
-            )?;
-            dict.set_item(
-                "writes_dropped_unavailable",
-                w.dropped_unavailable.load(Ordering::Relaxed),
-            )?;
-            dict.set_item("writes_failed", w.failed.load(Ordering::Relaxed))?;
-            dict.set_item("write_batches", w.batches.load(Ordering::Relaxed))?;
-        }
+        let idle = writer::WriterCounters::default();
+        let w = process
+            .started_writer()
+            .map_or(&idle, |writer| &*writer.counters);
+        dict.set_item("writes_queued", w.queued.load(Ordering::Relaxed))?;
+        dict.set_item("writes_sent", w.written.load(Ordering::Relaxed))?;
+        dict.set_item(
+            "writes_dropped_full",
+            w.dropped_full.load(Ordering::Relaxed),
+        )?;
+        dict.set_item(
+            "writes_dropped_unavailable",
+            w.dropped_unavailable.load(Ordering::Relaxed),
+        )?;
+        dict.set_item("writes_failed", w.failed.load(Ordering::Relaxed))?;
+        dict.set_item("write_batches", w.batches.load(Ordering::Relaxed))?;
         Ok(dict)
     }
 
