@@ -52,6 +52,9 @@ struct Settings {
     ttl: u64,
     shared: bool,
     local_methods: HashSet<String>,
+    /// Lower-case fragments that keep a key local when one of its string
+    /// arguments contains them (`_get_param('database.secret')`).
+    secret_markers: Vec<String>,
 }
 
 #[derive(Default)]
@@ -81,6 +84,7 @@ struct SharedCounters {
     rejected_entries: AtomicU64,
     unencodable_values: AtomicU64,
     unencodable_keys: AtomicU64,
+    secret_keys: AtomicU64,
     writes_queued: AtomicU64,
     writes_deferred: AtomicU64,
     writes_dropped: AtomicU64,
@@ -129,6 +133,20 @@ fn hex(bytes: &[u8]) -> String {
         out.push(DIGITS[(b & 15) as usize] as char);
     }
     out
+}
+
+/// Whether a string argument of the key (after the model and the method)
+/// contains one of the markers, case-insensitively.
+fn names_a_secret(key: &Bound<'_, PyAny>, markers: &[String]) -> bool {
+    let Ok(tuple) = key.downcast::<PyTuple>() else {
+        return false;
+    };
+    tuple.iter().skip(2).any(|item| {
+        item.downcast::<PyString>()
+            .ok()
+            .and_then(|text| text.to_str().ok().map(str::to_lowercase))
+            .is_some_and(|text| markers.iter().any(|marker| text.contains(marker.as_str())))
+    })
 }
 
 /// One shared-tier address: everything needed to read or write an entry.
@@ -212,6 +230,10 @@ impl TwoTierCache {
             if settings.local_methods.contains(name) {
                 return None;
             }
+        }
+        if !settings.secret_markers.is_empty() && names_a_secret(key, &settings.secret_markers) {
+            self.counters.secret_keys.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
         let mut canonical = Vec::with_capacity(64);
         if canonical_key(key, &mut canonical).is_err() {
@@ -464,6 +486,14 @@ fn set_command(key: Vec<u8>, payload: Vec<u8>, ttl_seconds: u64) -> Vec<Vec<u8>>
     ]
 }
 
+fn lowercase(markers: Vec<String>) -> Vec<String> {
+    markers
+        .into_iter()
+        .filter(|m| !m.is_empty())
+        .map(|m| m.to_lowercase())
+        .collect()
+}
+
 fn validate_ttl(ttl: u64) -> PyResult<u64> {
     if ttl == 0 {
         return Err(PyValueError::new_err("ttl must be at least 1 second"));
@@ -476,7 +506,7 @@ impl TwoTierCache {
     #[new]
     #[pyo3(signature = (
         name, count, *, client, codec, namespace = None, prefix = "ormcache:", ttl = 3600,
-        local_methods = None, gate = None, max_bytes = 0
+        local_methods = None, secret_markers = None, gate = None, max_bytes = 0
     ))]
     #[allow(clippy::too_many_arguments)]
     fn py_new(
@@ -488,6 +518,7 @@ impl TwoTierCache {
         prefix: &str,
         ttl: u64,
         local_methods: Option<HashSet<String>>,
+        secret_markers: Option<Vec<String>>,
         gate: Option<Py<PyAny>>,
         max_bytes: usize,
     ) -> PyResult<PyClassInitializer<Self>> {
@@ -509,6 +540,7 @@ impl TwoTierCache {
                 ttl: validate_ttl(ttl)?,
                 shared: true,
                 local_methods: local_methods.unwrap_or_default(),
+                secret_markers: lowercase(secret_markers.unwrap_or_default()),
             }),
             methods: Mutex::new(HashMap::new()),
             generations: Mutex::new(HashMap::new()),
@@ -574,6 +606,16 @@ impl TwoTierCache {
     #[setter]
     fn set_local_methods(&self, names: HashSet<String>) {
         self.settings.write().local_methods = names;
+    }
+
+    #[getter]
+    fn get_secret_markers(&self) -> Vec<String> {
+        self.settings.read().secret_markers.clone()
+    }
+
+    #[setter]
+    fn set_secret_markers(&self, markers: Vec<String>) {
+        self.settings.write().secret_markers = lowercase(markers);
     }
 
     #[getter]
@@ -720,6 +762,7 @@ impl TwoTierCache {
             ("rejected_entries", &c.rejected_entries),
             ("unencodable_values", &c.unencodable_values),
             ("unencodable_keys", &c.unencodable_keys),
+            ("secret_keys", &c.secret_keys),
             ("writes_queued", &c.writes_queued),
             ("writes_deferred", &c.writes_deferred),
             ("writes_dropped", &c.writes_dropped),
@@ -798,6 +841,7 @@ impl TwoTierCache {
             &c.rejected_entries,
             &c.unencodable_values,
             &c.unencodable_keys,
+            &c.secret_keys,
             &c.writes_queued,
             &c.writes_deferred,
             &c.writes_dropped,

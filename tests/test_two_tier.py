@@ -338,3 +338,21 @@ def test_lru_protocol_is_inherited(redis_url: str) -> None:
     assert list(cache) == [key(1)] and cache.snapshot == {key(1): 1} == cache.d
     assert cache.pop(key(1)) == 1 and not cache
     assert cache.count == 100 and cache.name == "default"
+
+
+def get_param(key: str) -> str:
+    return key
+
+
+def test_keys_naming_a_secret_stay_local(redis_url: str, redis_server) -> None:
+    cache = make_cache(redis_url, secret_markers=["Secret", "token"])
+    assert cache.secret_markers == ["secret", "token"]
+    cache[key("database.secret", method=get_param)] = "s3cr3t-value"
+    cache[key("auth.Access_Token", method=get_param)] = "tok"
+    cache[key("web.base.url", method=get_param)] = "http://example.org"
+    settle(cache)
+    names = redis_server.command("KEYS", "*")
+    assert len(names) == 1
+    assert b"s3cr3t-value" not in redis_server.command("GET", names[0])
+    assert cache.stats()["secret_keys"] == 2
+    assert cache[key("database.secret", method=get_param)] == "s3cr3t-value"  # still cached locally

@@ -59,6 +59,11 @@ DEFAULT_LOCAL_METHODS = (
     "res.users._crypt_context",  # a passlib CryptContext: process-bound
 )
 
+# Fragments that keep one cache entry local when a string argument of its key
+# contains them: `ir.config_parameter._get_param('database.secret')` caches
+# the secret that signs sessions, and must not be copied to Redis.
+SECRET_KEY_MARKERS = ("secret", "passw", "token", "api_key", "apikey", "private_key", "credential")
+
 SECRET_PATTERN = re.compile(
     r"passw|secret|\bsid\b|session|token|credential|api_?key|\bpin\b|\botp\b|totp",
     re.IGNORECASE,

@@ -236,6 +236,7 @@ def _attach(registry: Any, caches_by_key: dict) -> None:
             codec=codec,
             prefix=options.prefix,
             ttl=options.expire,
+            secret_markers=glue.SECRET_KEY_MARKERS,
         )
     caches.update(two_tier)
     tier = glue.SharedTier(

@@ -187,6 +187,7 @@ class TwoTierCache(LRU[K, V]):
         prefix: str = "ormcache:",
         ttl: int = 3600,
         local_methods: Iterable[str] = (),
+        secret_markers: Iterable[str] = (),
         gate: Callable[[], bool | list[tuple[bytes, bytes, int]] | None] | None = None,
         max_bytes: int = 0,
     ) -> None: ...
@@ -200,6 +201,9 @@ class TwoTierCache(LRU[K, V]):
     ttl: int
     local_methods: frozenset[str]
     """Qualified names (``module.Class.method``) whose entries never leave the process."""
+    secret_markers: list[str]
+    """Lower-case fragments: a key whose string argument contains one stays local
+    (e.g. ``_get_param('database.secret')``)."""
     def clear_method(self, method: Callable[..., Any] | str) -> int:
         """Drop the method's entries here and bump its generation in Redis
         (one HINCRBY), so every process misses its old shared entries.

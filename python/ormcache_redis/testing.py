@@ -44,6 +44,11 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     @property
+    def workdir(self) -> str:
+        """The server's own temporary directory (a place for test logs too)."""
+        return self._workdir.name
+
+    @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -60,7 +65,7 @@ class RedisServer:
                 "--appendonly",
                 "no",
                 "--dir",
-                self._workdir.name,
+                self.workdir,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -61,6 +61,20 @@ class TestWiring(SharedTierCase):
         after = cache.stats()["methods"][name]["local_only"]
         self.assertEqual(after, before + 1)
 
+    def test_secret_parameters_stay_in_the_process(self):
+        # `database.secret` signs session tokens: its cached value must not
+        # be copied to Redis, even though `_get_param` is otherwise shared.
+        Params = self.env["ir.config_parameter"].sudo()
+        secret = Params.get_param("database.secret")
+        self.assertTrue(secret)
+        stable = self.caches.get("stable") or self.caches["default"]  # 17.0 has no 'stable'
+        before = stable.stats()["secret_keys"]
+        stable.clear()
+        self.assertEqual(Params.get_param("database.secret"), secret)
+        self.assertGreater(stable.stats()["secret_keys"], before)
+        pending = self.tier._thread().pending.get(stable.name, [])
+        self.assertFalse([p for p in pending if secret.encode() in p[1]])
+
     def test_clear_cache_keeps_odoo_meaning_and_stops_sharing_in_this_transaction(self):
         default = self.caches["default"]
         self.env["ir.model.data"]._xmlid_lookup("base.user_admin")
