@@ -166,6 +166,8 @@ pub struct TwoTierCache {
     methods: Mutex<HashMap<usize, MethodEntry>>,
     /// Last generation read from Redis per method: stamped on writes.
     generations: Mutex<HashMap<String, u64>>,
+    /// Methods whose unshareable keys were already reported.
+    warned_methods: Mutex<HashSet<String>>,
     counters: SharedCounters,
     latency: LatencyHistogram,
 }
@@ -236,10 +238,12 @@ impl TwoTierCache {
             return None;
         }
         let mut canonical = Vec::with_capacity(64);
-        if canonical_key(key, &mut canonical).is_err() {
+        if let Err(err) = canonical_key(key, &mut canonical) {
             self.counters
                 .unencodable_keys
                 .fetch_add(1, Ordering::Relaxed);
+            drop(settings);
+            self.warn_unshareable_once(key.py(), method_name.as_deref(), &err);
             return None;
         }
         let digest = key_digest(&settings.namespace, &canonical);
@@ -252,6 +256,32 @@ impl TwoTierCache {
             redis_key,
             method_name,
         })
+    }
+
+    /// Says once per method why its keys cannot be shared: otherwise the
+    /// only trace is a counter, and a user wonders why nothing is shared.
+    fn warn_unshareable_once(&self, py: Python<'_>, method_name: Option<&str>, err: &PyErr) {
+        let name = method_name.unwrap_or("<no method>").to_string();
+        if !self.warned_methods.lock().insert(name.clone()) {
+            return;
+        }
+        let log = || -> PyResult<()> {
+            py.import("logging")?
+                .call_method1("getLogger", ("ormcache_redis.cache",))?
+                .call_method1(
+                    "warning",
+                    (
+                        "cache %r: entries of %s stay in this process: %s",
+                        &self.name,
+                        name,
+                        err.value(py).str()?,
+                    ),
+                )?;
+            Ok(())
+        };
+        if let Err(log_error) = log() {
+            log_error.write_unraisable(py, None);
+        }
     }
 
     /// The Redis hash holding per-method generations of this namespace.
@@ -544,6 +574,7 @@ impl TwoTierCache {
             }),
             methods: Mutex::new(HashMap::new()),
             generations: Mutex::new(HashMap::new()),
+            warned_methods: Mutex::new(HashSet::new()),
             counters: SharedCounters::default(),
             latency: LatencyHistogram::default(),
         };

@@ -356,3 +356,20 @@ def test_keys_naming_a_secret_stay_local(redis_url: str, redis_server) -> None:
     assert b"s3cr3t-value" not in redis_server.command("GET", names[0])
     assert cache.stats()["secret_keys"] == 2
     assert cache[key("database.secret", method=get_param)] == "s3cr3t-value"  # still cached locally
+
+
+def test_unshareable_keys_are_reported_once_per_method(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def local_method() -> None:
+        """A local function: no name that another process could resolve."""
+
+    cache = make_cache(redis_url)
+    with caplog.at_level("WARNING", logger="ormcache_redis"):
+        for i in range(5):
+            cache[key(i, method=local_method)] = i
+            cache.get(key(100 + i, method=local_method))
+    warnings = [r.getMessage() for r in caplog.records if "stay in this process" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "local_method" in warnings[0] and "no unique name" in warnings[0]
+    assert cache.stats()["unencodable_keys"] == 10
