@@ -793,3 +793,106 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyLru>()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyo3::types::PyString;
+
+    fn lru(max_entries: usize, max_bytes: usize) -> Lru {
+        Lru::new(Bounds {
+            max_entries,
+            max_bytes,
+            default_ttl: None,
+        })
+        .unwrap()
+    }
+
+    fn put(lru: &Lru, py: Python<'_>, key: i64, size: usize, expires_at: u64) {
+        let key = key.into_pyobject(py).unwrap().into_any();
+        let value = PyString::new(py, "v").into_any();
+        let stored = Stored {
+            size,
+            expires_at,
+            hit_counter: None,
+        };
+        lru.store(&key, key.hash().unwrap(), &value, stored)
+            .unwrap();
+    }
+
+    fn get(lru: &Lru, py: Python<'_>, key: i64) -> bool {
+        let key = key.into_pyobject(py).unwrap().into_any();
+        lru.lookup(&key, key.hash().unwrap()).unwrap().is_some()
+    }
+
+    fn keys(lru: &Lru, py: Python<'_>) -> Vec<i64> {
+        lru.items(py)
+            .into_iter()
+            .map(|(k, _)| k.extract(py).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn evicts_the_least_recently_used() {
+        Python::with_gil(|py| {
+            let lru = lru(3, 0);
+            for k in 1..=3 {
+                put(&lru, py, k, 0, 0);
+            }
+            assert!(get(&lru, py, 1));
+            put(&lru, py, 4, 0, 0);
+            assert_eq!(keys(&lru, py), vec![3, 1, 4]);
+            let counters = lru.counters();
+            assert_eq!(
+                (counters.hits, counters.evictions, counters.sets),
+                (1, 1, 4)
+            );
+        });
+    }
+
+    #[test]
+    fn byte_bound_and_slot_reuse() {
+        Python::with_gil(|py| {
+            let lru = lru(100, 250);
+            for k in 0..10 {
+                put(&lru, py, k, 100, 0);
+            }
+            assert_eq!(keys(&lru, py), vec![8, 9]);
+            assert_eq!(lru.total_bytes(), 200);
+            // Freed slots are reused: the slab does not grow past its peak.
+            let peak = lru.lock().nodes.len();
+            for k in 10..50 {
+                put(&lru, py, k, 100, 0);
+            }
+            assert!(lru.lock().nodes.len() <= peak);
+        });
+    }
+
+    #[test]
+    fn expired_entries_are_misses() {
+        Python::with_gil(|py| {
+            let lru = lru(10, 0);
+            put(&lru, py, 1, 0, now_ns()); // already due
+            put(&lru, py, 2, 0, now_ns() + 60_000_000_000);
+            assert!(!get(&lru, py, 1));
+            assert!(get(&lru, py, 2));
+            assert_eq!(lru.counters().expirations, 1);
+            assert_eq!(lru.len(), 1);
+        });
+    }
+
+    #[test]
+    fn colliding_hashes_are_told_apart_by_equality() {
+        Python::with_gil(|py| {
+            // -1 and -2 share Python hash -2.
+            let lru = lru(10, 0);
+            put(&lru, py, -1, 0, 0);
+            put(&lru, py, -2, 0, 0);
+            assert_eq!(lru.len(), 2);
+            assert!(get(&lru, py, -1) && get(&lru, py, -2));
+            let minus_one = (-1i64).into_pyobject(py).unwrap().into_any();
+            assert!(lru.remove(&minus_one, -2).unwrap().is_some());
+            assert!(!get(&lru, py, -1) && get(&lru, py, -2));
+        });
+    }
+}
