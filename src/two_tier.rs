@@ -20,7 +20,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use pyo3::exceptions::{PyKeyError, PyValueError};
@@ -45,6 +45,18 @@ enum Access {
     Deferred(Py<PyList>),
 }
 
+/// The outcome of one read of the shared tier.
+enum SharedRead {
+    /// Not asked (local access, unshareable key, no client).
+    Skipped,
+    /// Redis failed or the circuit is open.
+    Failed,
+    Absent(Duration),
+    /// Something was stored but it is not a valid entry for this key now.
+    Rejected(Duration),
+    Found(Py<PyAny>, usize, Duration),
+}
+
 /// Mutable settings, changed rarely (registry reload, cache clear).
 struct Settings {
     namespace: Vec<u8>,
@@ -59,6 +71,10 @@ struct Settings {
 
 #[derive(Default)]
 struct MethodCounters {
+    /// Lookups whose key could not be hashed (Odoo counts them as `err`).
+    errors: u64,
+    redis_errors: u64,
+    rejected_entries: u64,
     l2_hits: u64,
     misses: u64,
     local_only: u64,
@@ -72,6 +88,7 @@ struct MethodEntry {
     /// Carried by this method's L1 entries: an L1 hit costs one atomic add.
     l1_hits: Arc<AtomicU64>,
     counters: MethodCounters,
+    redis_latency: LatencyHistogram,
 }
 
 #[derive(Default)]
@@ -187,9 +204,18 @@ impl TwoTierCache {
                 func: method.clone().unbind(),
                 l1_hits: Arc::default(),
                 counters: MethodCounters::default(),
+                redis_latency: LatencyHistogram::default(),
             });
         update(&mut entry.counters);
         Some(Arc::clone(&entry.l1_hits))
+    }
+
+    fn record_method_latency(&self, method: Option<&Bound<'_, PyAny>>, elapsed: Duration) {
+        if let Some(method) = method {
+            if let Some(entry) = self.methods.lock().get(&(method.as_ptr() as usize)) {
+                entry.redis_latency.record(elapsed);
+            }
+        }
     }
 
     fn access(&self, py: Python<'_>) -> PyResult<Access> {
@@ -294,12 +320,7 @@ impl TwoTierCache {
         key
     }
 
-    fn read_shared(
-        &self,
-        py: Python<'_>,
-        client: &RedisClient,
-        address: &Address,
-    ) -> Option<(Py<PyAny>, usize)> {
+    fn read_shared(&self, py: Python<'_>, client: &RedisClient, address: &Address) -> SharedRead {
         let data_key = address.redis_key.clone();
         let generations_key = address.method_name.as_ref().map(|_| self.generations_key());
         let method_name = address.method_name.clone();
@@ -317,26 +338,31 @@ impl TwoTierCache {
                 .query::<Option<Vec<u8>>>(con)
                 .map(|value| (None, value)),
         });
-        self.latency.record(started.elapsed());
+        let elapsed = started.elapsed();
+        self.latency.record(elapsed);
         let (generation, payload) = match reply {
             Ok(reply) => reply,
             Err(_) => {
                 self.counters.l2_errors.fetch_add(1, Ordering::Relaxed);
-                return None;
+                return SharedRead::Failed;
             }
         };
         let generation = generation.unwrap_or(0);
         if let Some(name) = &address.method_name {
             self.generations.lock().insert(name.clone(), generation);
         }
-        let payload = payload?;
-        let value = self.open_entry(py, &payload, &address.digest, generation);
-        if value.is_none() {
-            self.counters
-                .rejected_entries
-                .fetch_add(1, Ordering::Relaxed);
+        let Some(payload) = payload else {
+            return SharedRead::Absent(elapsed);
+        };
+        match self.open_entry(py, &payload, &address.digest, generation) {
+            Some(value) => SharedRead::Found(value, payload.len(), elapsed),
+            None => {
+                self.counters
+                    .rejected_entries
+                    .fetch_add(1, Ordering::Relaxed);
+                SharedRead::Rejected(elapsed)
+            }
         }
-        value.map(|v| (v, payload.len()))
     }
 
     /// Decodes a framed entry; None for anything that is not exactly ours.
@@ -387,23 +413,47 @@ impl TwoTierCache {
         let py = slf.py();
         let this = slf.get();
         let lru = &slf.as_super().get().lru;
-        let hash = key.hash()?;
+        let hash = match key.hash() {
+            Ok(hash) => hash,
+            Err(err) => {
+                this.count_method(method_of(key).as_ref(), |c| c.errors += 1);
+                return Err(err);
+            }
+        };
         if let Some(value) = lru.lookup(key, hash)? {
             // Counted per method by the entry's own hit counter.
             return Ok(Some(value));
         }
         let method = method_of(key);
-        let found = match this.access(py)? {
-            Access::Local => None,
+        let read = match this.access(py)? {
+            Access::Local => SharedRead::Skipped,
             Access::Shared | Access::Deferred(_) => {
                 match (&this.client, this.address(key, method.as_ref())) {
                     (Some(client), Some(address)) => this.read_shared(py, client.get(), &address),
-                    _ => None,
+                    _ => SharedRead::Skipped,
                 }
             }
         };
+        let found = match read {
+            SharedRead::Found(value, size, elapsed) => Some((value, size, elapsed)),
+            SharedRead::Failed => {
+                this.count_method(method.as_ref(), |c| c.redis_errors += 1);
+                None
+            }
+            SharedRead::Rejected(elapsed) => {
+                this.count_method(method.as_ref(), |c| c.rejected_entries += 1);
+                this.record_method_latency(method.as_ref(), elapsed);
+                None
+            }
+            SharedRead::Absent(elapsed) => {
+                this.count_method(method.as_ref(), |_| ());
+                this.record_method_latency(method.as_ref(), elapsed);
+                None
+            }
+            SharedRead::Skipped => None,
+        };
         match found {
-            Some((value, size)) => {
+            Some((value, size, elapsed)) => {
                 this.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
                 this.counters
                     .bytes_read
@@ -412,6 +462,7 @@ impl TwoTierCache {
                     c.l2_hits += 1;
                     c.bytes_read += size as u64;
                 });
+                this.record_method_latency(method.as_ref(), elapsed);
                 let stored = Stored {
                     size: if lru.bounds.max_bytes > 0 { size } else { 0 },
                     expires_at: 0,
@@ -812,34 +863,46 @@ impl TwoTierCache {
             this.client.as_ref().map(|c| c.get().pool().looks_healthy()),
         )?;
         let methods = PyDict::new(py);
-        let snapshot: Vec<(Py<PyAny>, [u64; 6])> = this
+        // Copied out first: naming a function runs Python code, which must
+        // not happen under the lock.
+        struct MethodFigures {
+            func: Py<PyAny>,
+            counts: [(&'static str, u64); 9],
+            p50: Option<f64>,
+            p99: Option<f64>,
+        }
+        let figures: Vec<MethodFigures> = this
             .methods
             .lock()
             .values()
             .map(|entry| {
                 let c = &entry.counters;
-                (
-                    entry.func.clone_ref(py),
-                    [
-                        entry.l1_hits.load(Ordering::Relaxed),
-                        c.l2_hits,
-                        c.misses,
-                        c.local_only,
-                        c.bytes_read,
-                        c.bytes_written,
+                MethodFigures {
+                    func: entry.func.clone_ref(py),
+                    counts: [
+                        ("l1_hits", entry.l1_hits.load(Ordering::Relaxed)),
+                        ("l2_hits", c.l2_hits),
+                        ("misses", c.misses),
+                        ("errors", c.errors),
+                        ("redis_errors", c.redis_errors),
+                        ("rejected_entries", c.rejected_entries),
+                        ("local_only", c.local_only),
+                        ("bytes_read", c.bytes_read),
+                        ("bytes_written", c.bytes_written),
                     ],
-                )
+                    p50: entry.redis_latency.quantile_micros(0.5),
+                    p99: entry.redis_latency.quantile_micros(0.99),
+                }
             })
             .collect();
-        for (func, [l1_hits, l2_hits, misses, local_only, bytes_read, bytes_written]) in snapshot {
-            let name = qualified_name(func.bind(py)).unwrap_or_else(|| "<unknown>".to_string());
+        for figure in figures {
+            let name =
+                qualified_name(figure.func.bind(py)).unwrap_or_else(|| "<unknown>".to_string());
             let m = PyDict::new(py);
-            m.set_item("l1_hits", l1_hits)?;
-            m.set_item("l2_hits", l2_hits)?;
-            m.set_item("misses", misses)?;
-            m.set_item("local_only", local_only)?;
-            m.set_item("bytes_read", bytes_read)?;
-            m.set_item("bytes_written", bytes_written)?;
+            for (label, count) in figure.counts {
+                m.set_item(label, count)?;
+            }
+            let [l1_hits, l2_hits, misses] = [0, 1, 2].map(|i| figure.counts[i].1);
             let lookups = l1_hits + l2_hits + misses;
             let ratio = if lookups > 0 {
                 (l1_hits + l2_hits) as f64 / lookups as f64
@@ -847,6 +910,8 @@ impl TwoTierCache {
                 0.0
             };
             m.set_item("hit_ratio", ratio)?;
+            m.set_item("redis_latency_p50_us", figure.p50)?;
+            m.set_item("redis_latency_p99_us", figure.p99)?;
             methods.set_item(name, m)?;
         }
         dict.set_item("methods", methods)?;
@@ -860,6 +925,7 @@ impl TwoTierCache {
         for entry in this.methods.lock().values_mut() {
             entry.l1_hits.store(0, Ordering::Relaxed);
             entry.counters = MethodCounters::default();
+            entry.redis_latency.reset();
         }
         this.latency.reset();
         let c = &this.counters;

@@ -373,3 +373,32 @@ def test_unshareable_keys_are_reported_once_per_method(
     assert len(warnings) == 1, warnings
     assert "local_method" in warnings[0] and "no unique name" in warnings[0]
     assert cache.stats()["unencodable_keys"] == 10
+
+
+def test_per_method_figures(redis_url: str, redis_server) -> None:
+    cache = make_cache(redis_url)
+    name = f"{__name__}.users_group_ids"
+    cache[key(1)] = "one"
+    settle(cache)
+    reader = make_cache(redis_url)
+    assert reader[key(1)] == "one"  # L2 hit
+    assert reader[key(1)] == "one"  # L1 hit
+    with pytest.raises(KeyError):
+        reader[key(2)]  # miss
+    with pytest.raises(TypeError):
+        reader[key([1, 2])]  # unhashable: Odoo's `err`
+    (stored,) = redis_server.command("KEYS", "*")
+    redis_server.command("SET", stored, b"garbage")
+    reader.evict_method(users_group_ids)
+    with pytest.raises(KeyError):
+        reader[key(1)]  # rejected entry
+    figures = reader.stats()["methods"][name]
+    assert figures["l1_hits"] == 1 and figures["l2_hits"] == 1
+    assert figures["misses"] == 2 and figures["errors"] == 1
+    assert figures["rejected_entries"] == 1 and figures["redis_errors"] == 0
+    assert figures["redis_latency_p50_us"] > 0 and figures["bytes_read"] > 0
+    assert figures["hit_ratio"] == pytest.approx(2 / 4)
+    redis_server.stop()
+    with pytest.raises(KeyError):
+        reader[key(3)]
+    assert reader.stats()["methods"][name]["redis_errors"] == 1
