@@ -280,22 +280,6 @@ def test_guessed_numbers_suspend_until_read_back(redis_url):
     assert not any(cache.shared for cache in caches.values())
 
 
-def test_gate_stays_local_in_test_mode_unless_opted_in(redis_url):
-    # HttpCase threads share one uncommitted transaction but not their
-    # invalidations: sharing there would leak uncommitted values.
-    tier, _caches, _flags = make_tier(RedisClient(redis_url))
-    in_tests = [True]
-    tier.in_tests = lambda: in_tests[0]
-    tier.ready = True
-    tier.adopt(3, SEQUENCES)
-    assert tier._gates["default"]() is False
-    tier.shared_in_tests = True
-    assert tier._gates["default"]() == []
-    tier.shared_in_tests = False
-    in_tests[0] = False
-    assert tier._gates["default"]() == []
-
-
 def test_gate_refuses_caches_invalidated_in_this_thread(redis_url):
     tier, _caches, flags = make_tier(RedisClient(redis_url))
     tier.ready = True

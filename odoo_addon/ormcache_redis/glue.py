@@ -298,7 +298,6 @@ class SharedTier:
         invalidated_names: Callable[[], set],
         client: Any = None,
         prefix: str = "ormcache:",
-        in_tests: Callable[[], bool] = lambda: False,
     ) -> None:
         self.db_name = db_name
         self.caches = dict(caches)
@@ -313,12 +312,6 @@ class SharedTier:
         # Names whose local number is a guess: their caches stay local.
         self.unverified: set[str] = set()
         self.ready = False
-        # In test mode (HttpCase) request threads share the test's never
-        # committed transaction, but each thread sees only its own
-        # invalidations: sharing would publish and read uncommitted values
-        # across threads. Only this addon's own tests switch it on.
-        self.in_tests = in_tests
-        self.shared_in_tests = False
         self._local = threading.local()
         self._lock = threading.Lock()
         # Method-generation sync (see sync_methods).
@@ -364,8 +357,6 @@ class SharedTier:
         def gate() -> Any:
             # Called by the engine on every access of the shared tier (L1
             # misses and stores), in the thread doing the access.
-            if not self.shared_in_tests and self.in_tests():
-                return False
             invalidated = self.invalidated_names()
             state = self._thread()
             if (invalidated and not sources.isdisjoint(invalidated)) or cache_name in state.blocked:

@@ -245,20 +245,10 @@ def _attach(registry: Any, caches_by_key: dict) -> None:
         caches_by_key=caches_by_key,
         shared_caches=options.shared_caches if redis_client is not None else (),
         invalidated_names=lambda: registry.cache_invalidated,
-        in_tests=functools.partial(in_test_mode, registry, odoo_version()),
         client=redis_client,
         prefix=options.prefix,
     )
     registry.__dict__[TIER_ATTRIBUTE] = tier
-
-
-def in_test_mode(registry: Any, version: int) -> bool:
-    """Whether the registry serves a test's cursor (HttpCase and the like)."""
-    if version < 19:
-        return registry.in_test_mode()
-    # 19 has no flag: test mode patches the registry's cursor() to hand out
-    # TestCursors wrapping the test's own cursor.
-    return "cursor" in vars(registry)
 
 
 def adopt_from_database(registry: Any) -> bool:
@@ -268,16 +258,7 @@ def adopt_from_database(registry: Any) -> bool:
     tier = tier_of(registry)
     if tier is None or not tier.ready:
         return False
-    tier.shared_in_tests = True
     return _adopt_if_confirmed(registry, tier, registry_module()._CACHES_BY_KEY)
-
-
-def stop_sharing_in_tests(registry: Any) -> None:
-    """Undoes ``adopt_from_database`` at the end of a test class."""
-    tier = tier_of(registry)
-    if tier is not None:
-        tier.shared_in_tests = False
-        tier.suspend(None)
 
 
 def _read_sequences(registry: Any) -> tuple[int, dict[str, int]]:

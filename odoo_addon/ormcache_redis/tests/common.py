@@ -34,7 +34,6 @@ class SharedTierCase(TransactionCase):
                 f"{numbers} != {cls.registry.registry_sequence}, {cls.registry.cache_sequences}"
             )
         cls.caches = cls.registry._Registry__caches
-        cls.addClassCleanup(wiring.stop_sharing_in_tests, cls.registry)
 
     def setUp(self):
         super().setUp()
