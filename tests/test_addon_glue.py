@@ -266,7 +266,7 @@ class Invalidation(threading.local):
         self.names = set()
 
 
-def make_tier(client=None, shared=("default", "stable", "assets")):
+def make_tier(client=None, shared=("default", "stable", "assets"), testing=None):
     codec = Codec()
     caches = {
         name: TwoTierCache(
@@ -283,6 +283,7 @@ def make_tier(client=None, shared=("default", "stable", "assets")):
         invalidated_names=lambda: flags.names,
         client=client,
         prefix="t:",
+        testing=testing,
     )
     return tier, caches, flags
 
@@ -336,6 +337,31 @@ def test_gate_refuses_caches_invalidated_in_this_thread(redis_url):
     thread.start()
     thread.join()
     assert seen["other"] == []  # other threads are not affected
+
+
+def test_while_a_test_runs_only_threads_that_opted_in_use_redis(redis_url):
+    # An HttpCase request runs in the test's uncommitted transaction, in
+    # another thread than the one that changed data (thread-local flags).
+    running = {"test": None}
+    tier, _caches, _flags = make_tier(RedisClient(redis_url), testing=lambda: running["test"])
+    tier.ready = True
+    tier.adopt(3, SEQUENCES)
+    gate = tier._gates["default"]
+    assert gate() == []
+    gate().append((b"k", b"v", 10))
+    running["test"] = "TestSomething.test_x"
+    assert gate() is False  # neither read nor written
+    assert "default" not in tier._thread().pending
+    tier.share_in_tests(True)
+    assert gate() == []
+    seen = {}
+    thread = threading.Thread(target=lambda: seen.update(other=tier._gates["default"]()))
+    thread.start()
+    thread.join()
+    assert seen["other"] is False  # opting in is per thread
+    tier.share_in_tests(False)
+    running["test"] = None
+    assert gate() == []
 
 
 def _entry_count(redis_url: str) -> int:
