@@ -427,6 +427,34 @@ def test_values_of_a_cache_invalidated_later_in_the_unit_are_dropped(redis_url):
     assert _entry_count(redis_url) == 1
 
 
+def test_values_of_a_unit_that_saw_its_namespace_move_are_dropped(redis_url):
+    # Threaded server: thread R starts a unit; thread W of the same process
+    # commits a change of "stable" (cascading into "default") and adopts the
+    # new numbers while R is still running; R then computes from its older
+    # snapshot. Its values would carry the new namespace: they must not
+    # reach Redis (other servers would serve them until the next change).
+    _flush(redis_url)
+    client = RedisClient(redis_url)
+    tier, caches, _flags = make_tier(client)
+    tier.ready = True
+    tier.adopt(3, SEQUENCES)
+    tier.begin_unit(tier.sync_methods())  # R
+    writer = threading.Thread(target=lambda: tier.adopt(3, {**SEQUENCES, "stable": 10}))
+    writer.start()
+    writer.join()
+    caches["default"][KEY] = "computed from the snapshot before W's commit"
+    caches["assets"][KEY] = "unrelated, namespace unchanged"
+    before = tier.counters["pending_dropped_raced"]
+    assert tier.commit_unit(set(), False) == 1  # assets only
+    assert tier.counters["pending_dropped_raced"] == before + 1
+    client.flush()
+    assert _entry_count(redis_url) == 1
+    # The next unit starts on the new namespace and shares again.
+    tier.begin_unit(tier.sync_methods())
+    caches["default"][KEY] = "computed after W's commit"
+    assert tier.commit_unit(set(), False) == 1
+
+
 def test_method_clear_is_published_at_commit_and_synced_elsewhere(redis_url):
     _flush(redis_url)
     worker_a, caches_a, _ = make_tier(RedisClient(redis_url))

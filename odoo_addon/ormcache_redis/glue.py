@@ -348,6 +348,7 @@ class SharedTier:
             state.blocked = set()  # cache names with a method cleared in this unit
             state.methods_version = None  # version seen when this unit started
             state.shared_in_tests = False  # see share_in_tests
+            state.namespaces = {}  # cache name -> namespace when this unit started
         return state
 
     def share_in_tests(self, enabled: bool = True) -> None:
@@ -443,7 +444,9 @@ class SharedTier:
 
     def begin_unit(self, methods_version: int | None) -> None:
         """A request/cron job starts (Odoo's check_signaling)."""
-        self._thread().methods_version = methods_version
+        state = self._thread()
+        state.methods_version = methods_version
+        state.namespaces = {name: self.caches[name].namespace for name in self.shared_caches}
 
     def request_method_clear(self, cache_name: str, method: Callable[..., Any]) -> bool:
         """``method.clear_cache(record)``: drop this process's entries now,
@@ -556,7 +559,11 @@ class SharedTier:
                 self.counters["pending_dropped_invalidated"] += len(writes)
                 continue
             cache = self.caches[cache_name]
-            if not cache.shared:
+            if not cache.shared or cache.namespace != state.namespaces.get(cache_name):
+                # The namespace moved while this unit ran: another thread of
+                # this process committed a change of this cache (threaded
+                # server). Values this unit computed from its older snapshot
+                # may carry the new namespace: never send them.
                 self.counters["pending_dropped_raced"] += len(writes)
                 continue
             queued += cache.commit_writes(writes)
