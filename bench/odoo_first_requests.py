@@ -320,6 +320,7 @@ def measured_run(
     return {
         "queries": sum(queries),
         "first_load_queries": per_load_queries[0],
+        "first5_queries": sum(per_load_queries[:5]),
         "median_load_queries": statistics.median(per_load_queries),
         "last_load_queries": per_load_queries[-1],
         "home_queries": home_queries,
@@ -372,10 +373,11 @@ def table(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) ->
     n = args.requests
     header = (
         f"| config | SQL queries, {n} page loads | queries, 1st page load | "
+        f"queries, first 5 page loads | "
         f"queries/page load (median) | wall s, {n} page loads | 1st page load ms | "
         f"page load ms (median) |"
     )
-    lines = [header, "|---|--:|--:|--:|--:|--:|--:|"]
+    lines = [header, "|---|--:|--:|--:|--:|--:|--:|--:|"]
     for config, runs in results.items():
 
         def med(field: str, runs: list[dict[str, Any]] = runs) -> float:
@@ -383,7 +385,8 @@ def table(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) ->
 
         lines.append(
             f"| {config}: {CONFIGS[config]} | {med('queries'):.0f} | "
-            f"{med('first_load_queries'):.0f} | {med('median_load_queries'):.0f} | "
+            f"{med('first_load_queries'):.0f} | {med('first5_queries'):.0f} | "
+            f"{med('median_load_queries'):.0f} | "
             f"{med('wall'):.2f} | {med('first_load_wall') * 1000:.0f} | "
             f"{med('median_load_wall') * 1000:.1f} |"
         )
