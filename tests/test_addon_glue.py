@@ -228,7 +228,7 @@ class Invalidation(threading.local):
         self.names = set()
 
 
-def make_tier(client=None, shared=("default", "stable", "assets")):
+def make_tier(client=None, shared=("default", "stable", "assets"), testing=None):
     codec = Codec()
     caches = {
         name: TwoTierCache(
@@ -245,6 +245,7 @@ def make_tier(client=None, shared=("default", "stable", "assets")):
         invalidated_names=lambda: flags.names,
         client=client,
         prefix="t:",
+        testing=testing,
     )
     return tier, caches, flags
 
@@ -298,6 +299,31 @@ def test_gate_refuses_caches_invalidated_in_this_thread(redis_url):
     thread.start()
     thread.join()
     assert seen["other"] == []  # other threads are not affected
+
+
+def test_while_a_test_runs_only_threads_that_opted_in_use_redis(redis_url):
+    # An HttpCase request runs in the test's uncommitted transaction, in
+    # another thread than the one that changed data (thread-local flags).
+    running = {"test": None}
+    tier, _caches, _flags = make_tier(RedisClient(redis_url), testing=lambda: running["test"])
+    tier.ready = True
+    tier.adopt(3, SEQUENCES)
+    gate = tier._gates["default"]
+    assert gate() == []
+    gate().append((b"k", b"v", 10))
+    running["test"] = "TestSomething.test_x"
+    assert gate() is False  # neither read nor written
+    assert "default" not in tier._thread().pending
+    tier.share_in_tests(True)
+    assert gate() == []
+    seen = {}
+    thread = threading.Thread(target=lambda: seen.update(other=tier._gates["default"]()))
+    thread.start()
+    thread.join()
+    assert seen["other"] is False  # opting in is per thread
+    tier.share_in_tests(False)
+    running["test"] = None
+    assert gate() == []
 
 
 def _entry_count(redis_url: str) -> int:
@@ -361,6 +387,34 @@ def test_values_of_a_cache_invalidated_later_in_the_unit_are_dropped(redis_url):
     assert tier.commit_unit(invalidated, False) == 1  # assets only
     client.flush()
     assert _entry_count(redis_url) == 1
+
+
+def test_values_of_a_unit_that_saw_its_namespace_move_are_dropped(redis_url):
+    # Threaded server: thread R starts a unit; thread W of the same process
+    # commits a change of "stable" (cascading into "default") and adopts the
+    # new numbers while R is still running; R then computes from its older
+    # snapshot. Its values would carry the new namespace: they must not
+    # reach Redis (other servers would serve them until the next change).
+    _flush(redis_url)
+    client = RedisClient(redis_url)
+    tier, caches, _flags = make_tier(client)
+    tier.ready = True
+    tier.adopt(3, SEQUENCES)
+    tier.begin_unit(tier.sync_methods())  # R
+    writer = threading.Thread(target=lambda: tier.adopt(3, {**SEQUENCES, "stable": 10}))
+    writer.start()
+    writer.join()
+    caches["default"][KEY] = "computed from the snapshot before W's commit"
+    caches["assets"][KEY] = "unrelated, namespace unchanged"
+    before = tier.counters["pending_dropped_raced"]
+    assert tier.commit_unit(set(), False) == 1  # assets only
+    assert tier.counters["pending_dropped_raced"] == before + 1
+    client.flush()
+    assert _entry_count(redis_url) == 1
+    # The next unit starts on the new namespace and shares again.
+    tier.begin_unit(tier.sync_methods())
+    caches["default"][KEY] = "computed after W's commit"
+    assert tier.commit_unit(set(), False) == 1
 
 
 def test_method_clear_is_published_at_commit_and_synced_elsewhere(redis_url):

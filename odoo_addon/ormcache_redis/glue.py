@@ -298,8 +298,11 @@ class SharedTier:
         invalidated_names: Callable[[], set],
         client: Any = None,
         prefix: str = "ormcache:",
+        testing: Callable[[], Any] | None = None,
     ) -> None:
         self.db_name = db_name
+        # True while Odoo runs a test in this process (see _make_gate).
+        self.testing = testing
         self.caches = dict(caches)
         self.sources = signal_sources(caches_by_key)
         self.shared_caches = tuple(name for name in shared_caches if name in self.caches)
@@ -349,17 +352,34 @@ class SharedTier:
             state.method_clears = []  # [(cache name, method)]
             state.blocked = set()  # cache names with a method cleared in this unit
             state.methods_version = None  # version seen when this unit started
+            state.shared_in_tests = False  # see share_in_tests
+            state.namespaces = {}  # cache name -> namespace when this unit started
         return state
+
+    def share_in_tests(self, enabled: bool = True) -> None:
+        """Lets the current thread use Redis while a test runs (the addon's
+        own shared-tier tests, which drive units of work themselves)."""
+        self._thread().shared_in_tests = enabled
 
     def _make_gate(self, cache_name: str) -> Callable[[], Any]:
         sources = frozenset(self.sources.get(cache_name, (cache_name,)))
+        testing = self.testing
 
         def gate() -> Any:
             # Called by the engine on every access of the shared tier (L1
             # misses and stores), in the thread doing the access.
             invalidated = self.invalidated_names()
             state = self._thread()
-            if (invalidated and not sources.isdisjoint(invalidated)) or cache_name in state.blocked:
+            if (
+                (invalidated and not sources.isdisjoint(invalidated))
+                or cache_name in state.blocked
+                # While a test runs, every thread works in the test's one
+                # uncommitted transaction (HttpCase requests share its
+                # cursor but not the thread-local invalidation flags, and
+                # 17.0 runs their signal_changes): Redis would serve them
+                # values the test changed and receive values it rolls back.
+                or (testing is not None and not state.shared_in_tests and testing())
+            ):
                 pending = state.pending.pop(cache_name, None)
                 if pending:
                     self.counters["pending_dropped_invalidated"] += len(pending)
@@ -429,7 +449,9 @@ class SharedTier:
 
     def begin_unit(self, methods_version: int | None) -> None:
         """A request/cron job starts (Odoo's check_signaling)."""
-        self._thread().methods_version = methods_version
+        state = self._thread()
+        state.methods_version = methods_version
+        state.namespaces = {name: self.caches[name].namespace for name in self.shared_caches}
 
     def request_method_clear(self, cache_name: str, method: Callable[..., Any]) -> bool:
         """``method.clear_cache(record)``: drop this process's entries now,
@@ -542,7 +564,11 @@ class SharedTier:
                 self.counters["pending_dropped_invalidated"] += len(writes)
                 continue
             cache = self.caches[cache_name]
-            if not cache.shared:
+            if not cache.shared or cache.namespace != state.namespaces.get(cache_name):
+                # The namespace moved while this unit ran: another thread of
+                # this process committed a change of this cache (threaded
+                # server). Values this unit computed from its older snapshot
+                # may carry the new namespace: never send them.
                 self.counters["pending_dropped_raced"] += len(writes)
                 continue
             queued += cache.commit_writes(writes)

@@ -43,3 +43,7 @@ class SharedTierCase(TransactionCase):
         # tests start from a fresh unit of work instead, like a request.
         self.registry.reset_changes()
         self.addCleanup(self.registry.reset_changes)
+        # Outside these tests, a thread working while a test runs stays
+        # off Redis (it is inside the test's uncommitted transaction).
+        self.tier.share_in_tests(True)
+        self.addCleanup(self.tier.share_in_tests, False)

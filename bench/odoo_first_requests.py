@@ -1,0 +1,444 @@
+"""Real Odoo, ``workers = 4``: SQL queries and wall time of the first
+requests to the backend home after a restart, with and without the addon.
+
+For each configuration it starts ``odoo-bin`` (prefork, 4 workers, no cron
+thread, a free HTTP port), logs in once as admin, loads the backend home N
+times (the warm-up run: assets generated, Redis filled for config c), then,
+``--repeat`` times: restarts Odoo and measures the first N page loads.
+
+One *page load* = ``GET /odoo`` (19; ``/web`` on 17/18) followed by the calls
+the web client makes when it starts: ``/web/webclient/version_info`` and
+``/web/session/get_session_info`` (JSON-RPC), ``load_menus`` and
+``translations`` (GET). Requests are sequential, one page load after the
+other, as a user reloading the page.
+
+Configurations:
+
+  a  Odoo without the addon
+  b  addon loaded server-wide, L1 only (no ``ormcache_redis_url``)
+  c  addon with Redis (its own redis-server, warm from the warm-up run and
+     the earlier repetitions)
+
+SQL queries: Odoo's own per-request counter (the thread's ``query_count``,
+incremented by ``odoo.sql_db`` for every statement of the request,
+including the ones of lazily loading a registry), which Odoo writes at the
+end of each ``werkzeug`` access-log line (``... 200 - <queries> <sql s>
+<other s>``). The script reads those lines from the log file between two
+marker requests (``/web/health?bench=<id>``), so nothing is sampled or
+guessed. Wall time: measured by this client around each request.
+
+The login is excluded from the measurement: sessions are Odoo's files in
+its data_dir, which survive restarts (the same cookie is used for
+every run of one configuration).
+
+    python bench/odoo_first_requests.py --odoo-bin /path/to/19/odoo-bin \\
+        --python /path/to/venv19/bin/python \\
+        --addons-path /path/to/19/odoo/addons,/path/to/19/addons \\
+        --db ocr_meas_bench --create --db-host 127.0.0.1 --db-user odoo --db-password odoo
+
+Needs the ``ormcache_redis`` wheel in Odoo's Python (configs b, c) and a
+``redis-server`` (config c). Nothing here downloads or builds Odoo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.cookiejar
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = {
+    "a": "Odoo without the addon",
+    "b": "addon, L1 only",
+    "c": "addon + Redis (warm)",
+}
+ACCESS_LINE = re.compile(
+    r'werkzeug: \S+ - - \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" '
+    r"(?P<status>\d{3}) - (?P<queries>\d+) (?P<sql>[\d.]+) (?P<other>[\d.]+)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Failure(RuntimeError):
+    pass
+
+
+def odoo_major(args: argparse.Namespace) -> int:
+    out = subprocess.run(
+        [args.python, "-c", "import odoo.release as r; print(r.version_info[0])"],
+        capture_output=True, text=True, check=True, cwd=Path(args.odoo_bin).parent,
+    )  # fmt: skip
+    return int(out.stdout)
+
+
+def base_modules(args: argparse.Namespace) -> str:
+    has_rpc = any((Path(p) / "rpc").is_dir() for p in args.addons_path.split(","))
+    return "base,rpc,web" if has_rpc else "base,web"
+
+
+def db_options(args: argparse.Namespace) -> list[str]:
+    return [
+        "--db_host", args.db_host, "--db_port", str(args.db_port),
+        "--db_user", args.db_user, "--db_password", args.db_password,
+    ]  # fmt: skip
+
+
+def data_dir(args: argparse.Namespace) -> list[str]:
+    return ["--data-dir", args.data_dir] if args.data_dir else []
+
+
+def database_exists(args: argparse.Namespace) -> bool:
+    import psycopg2
+
+    connection = psycopg2.connect(
+        host=args.db_host, port=args.db_port, user=args.db_user,
+        password=args.db_password, dbname="postgres",
+    )  # fmt: skip
+    try:
+        with connection.cursor() as cr:
+            cr.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.db])
+            return cr.fetchone() is not None
+    finally:
+        connection.close()
+
+
+def create_database(args: argparse.Namespace, major: int) -> None:
+    demo = ["--with-demo"] if major >= 19 else []
+    command = [
+        args.python, args.odoo_bin, "-c", "/dev/null", *db_options(args),
+        "--addons-path", args.addons_path, "--load", base_modules(args),
+        *data_dir(args), "-d", args.db, "-i", "base,web", *demo, "--stop-after-init",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0:
+        raise Failure(f"cannot create {args.db}: {result.stderr[-2000:]}")
+
+
+class Redis:
+    def __init__(self, binary: str) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="bench-redis-")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise Failure("redis-server did not start") from None
+                time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Odoo:
+    def __init__(self, args: argparse.Namespace, config: str, redis: Redis | None) -> None:
+        self.args = args
+        self.port = free_port()
+        self.log = Path(args.workdir) / f"odoo-{config}.log"
+        load = base_modules(args)
+        addons = args.addons_path
+        if config in ("b", "c"):
+            load += ",ormcache_redis"
+            addons = f"{REPO / 'odoo_addon'},{addons}"
+        self.command = [
+            args.python, args.odoo_bin, "-c", "/dev/null", *db_options(args),
+            "--addons-path", addons, f"--load={load}", *data_dir(args),
+            "-d", args.db, "--db-filter", f"^{re.escape(args.db)}$",
+            "--http-interface", "127.0.0.1", "--http-port", str(self.port),
+            "--gevent-port", str(free_port()), "--workers", str(args.workers),
+            "--max-cron-threads", "0", "--log-level", "info", "--logfile", str(self.log),
+        ]  # fmt: skip
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ORMCACHE_REDIS_")}
+        if redis is not None:
+            self.env["ORMCACHE_REDIS_URL"] = redis.url
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> float:
+        started = time.perf_counter()
+        with open(self.log.with_suffix(".stderr"), "ab") as stderr:
+            self.process = subprocess.Popen(
+                self.command, env=self.env, start_new_session=True, stdout=stderr, stderr=stderr
+            )
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise Failure(f"odoo-bin exited; see {self.log}")
+            try:
+                with urllib.request.urlopen(self.url + "/web/health", timeout=5) as response:
+                    if response.status == 200:
+                        return time.perf_counter() - started
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        raise Failure(f"odoo-bin did not answer /web/health; see {self.log}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self.process = None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class Client:
+    def __init__(self) -> None:
+        self.sid: str | None = None
+
+    def request(self, url: str, params: dict[str, Any] | None = None) -> tuple[int, bytes]:
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect())
+        headers = {"Cookie": f"session_id={self.sid}"} if self.sid else {}
+        data = None
+        if params is not None:
+            data = json.dumps({"jsonrpc": "2.0", "method": "call", "id": 1, "params": params})
+            data = data.encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            with opener.open(urllib.request.Request(url, data, headers), timeout=120) as response:
+                status, content = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, content = error.code, error.read()
+        for cookie in jar:
+            if cookie.name == "session_id":
+                self.sid = cookie.value
+        return status, content
+
+
+def page_load(client: Client, base: str, major: int) -> list[tuple[str, int]]:
+    """What a browser does when it opens the backend home; returns the paths
+    and statuses."""
+    home = "/odoo" if major >= 19 else "/web"
+    unique = uuid.uuid4().hex[:16]  # a cache-busting hash, as the client's
+    if major >= 19:
+        menus, translations = "/web/webclient/load_menus", "/web/webclient/translations"
+    else:
+        menus = f"/web/webclient/load_menus/{unique}"
+        translations = f"/web/webclient/translations/{unique}"
+    calls = [
+        (home, None),
+        ("/web/webclient/version_info", {}),
+        ("/web/session/get_session_info", {}),
+        (menus, None),
+        (f"{translations}?lang=en_US", None),
+    ]
+    done = []
+    for path, params in calls:
+        status, content = client.request(base + path, params)
+        if status != 200:
+            raise Failure(f"{path} answered {status}: {content[:300]!r}")
+        if params is not None and b'"error"' in content[:200]:
+            raise Failure(f"{path}: {content[:300]!r}")
+        done.append((path, status))
+    return done
+
+
+def login(client: Client, odoo: Odoo, args: argparse.Namespace) -> None:
+    status, content = client.request(
+        odoo.url + "/web/session/authenticate",
+        {"db": args.db, "login": args.login, "password": args.password},
+    )
+    reply = json.loads(content)
+    if status != 200 or not reply.get("result", {}).get("uid"):
+        raise Failure(f"login failed: {content[:300]!r}")
+
+
+def measured_run(
+    client: Client, odoo: Odoo, args: argparse.Namespace, major: int
+) -> dict[str, Any]:
+    mark = uuid.uuid4().hex
+    client.request(f"{odoo.url}/web/health?bench={mark}-start")
+    per_load_wall = []
+    started = time.perf_counter()
+    for _ in range(args.requests):
+        t0 = time.perf_counter()
+        page_load(client, odoo.url, major)
+        per_load_wall.append(time.perf_counter() - t0)
+    wall = time.perf_counter() - started
+    client.request(f"{odoo.url}/web/health?bench={mark}-end")
+    # Workers write their access lines after answering: wait for the marker.
+    deadline = time.monotonic() + 10
+    while f"bench={mark}-end" not in odoo.log_text():
+        if time.monotonic() > deadline:
+            raise Failure("end marker not in the log")
+        time.sleep(0.1)
+    text = odoo.log_text()
+    window = text.split(f"bench={mark}-start", 1)[1].split(f"bench={mark}-end", 1)[0]
+    lines = [m for m in ACCESS_LINE.finditer(window) if not m["path"].startswith("/web/health")]
+    expected = args.requests * 5
+    if len(lines) != expected:
+        raise Failure(f"{len(lines)} access lines in the window, expected {expected}")
+    queries = [int(m["queries"]) for m in lines]
+    per_load_queries = [sum(queries[i : i + 5]) for i in range(0, len(queries), 5)]
+    home_queries = queries[0::5]
+    return {
+        "queries": sum(queries),
+        "first_load_queries": per_load_queries[0],
+        "first5_queries": sum(per_load_queries[:5]),
+        "median_load_queries": statistics.median(per_load_queries),
+        "last_load_queries": per_load_queries[-1],
+        "home_queries": home_queries,
+        "per_load_queries": per_load_queries,
+        "sql_seconds": sum(float(m["sql"]) for m in lines),
+        "wall": wall,
+        "first_load_wall": per_load_wall[0],
+        "median_load_wall": statistics.median(per_load_wall),
+    }
+
+
+def run_config(args: argparse.Namespace, config: str, major: int) -> list[dict[str, Any]]:
+    redis = Redis(args.redis_server) if config == "c" else None
+    odoo = Odoo(args, config, redis)
+    client = Client()
+    results = []
+    try:
+        odoo.start()
+        login(client, odoo, args)
+        for _ in range(args.requests):  # warm-up: assets, Redis (c)
+            page_load(client, odoo.url, major)
+        odoo.stop()
+        for repetition in range(args.repeat):
+            startup = odoo.start()
+            result = measured_run(client, odoo, args, major)
+            result["startup"] = startup
+            odoo.stop()
+            results.append(result)
+            print(
+                f"  {config} run {repetition + 1}: {result['queries']} queries, "
+                f"wall {result['wall']:.2f}s, first page load {result['first_load_queries']} "
+                f"queries {result['first_load_wall'] * 1000:.0f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
+        if config in ("b", "c"):
+            text = odoo.log_text()
+            if "ormcache_redis" not in text:
+                raise Failure(f"config {config}: the addon did not load; see {odoo.log}")
+            if config == "c" and "shared caches" not in text:
+                raise Failure(f"config c: no Redis tier; see {odoo.log}")
+    finally:
+        odoo.stop()
+        if redis is not None:
+            redis.stop()
+    return results
+
+
+def table(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> str:
+    n = args.requests
+    header = (
+        f"| config | SQL queries, {n} page loads | queries, 1st page load | "
+        f"queries, first 5 page loads | "
+        f"queries/page load (median) | wall s, {n} page loads | 1st page load ms | "
+        f"page load ms (median) |"
+    )
+    lines = [header, "|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for config, runs in results.items():
+
+        def med(field: str, runs: list[dict[str, Any]] = runs) -> float:
+            return statistics.median(run[field] for run in runs)
+
+        lines.append(
+            f"| {config}: {CONFIGS[config]} | {med('queries'):.0f} | "
+            f"{med('first_load_queries'):.0f} | {med('first5_queries'):.0f} | "
+            f"{med('median_load_queries'):.0f} | "
+            f"{med('wall'):.2f} | {med('first_load_wall') * 1000:.0f} | "
+            f"{med('median_load_wall') * 1000:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--odoo-bin", required=True)
+    parser.add_argument("--python", default=sys.executable, help="Odoo's Python")
+    parser.add_argument("--addons-path", required=True, help="Odoo's addons path")
+    parser.add_argument("--db", default="ocr_meas_bench", help="database (base, web)")
+    parser.add_argument("--create", action="store_true", help="create it if missing (demo data)")
+    parser.add_argument("--db-host", default="127.0.0.1")
+    parser.add_argument("--db-port", default="5432")
+    parser.add_argument("--db-user", default="odoo")
+    parser.add_argument("--db-password", default="odoo")
+    parser.add_argument("--login", default="admin")
+    parser.add_argument("--password", default="admin")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=50, help="page loads measured")
+    parser.add_argument("--repeat", type=int, default=3, help="measured restarts per config")
+    parser.add_argument("--configs", default="abc")
+    parser.add_argument("--redis-server", default=shutil.which("redis-server") or "redis-server")
+    parser.add_argument("--data-dir", help="Odoo data_dir (default: Odoo's own)")
+    parser.add_argument("--json", help="also write the raw figures here")
+    args = parser.parse_args()
+    args.workdir = tempfile.mkdtemp(prefix="bench-odoo-")
+    major = odoo_major(args)
+    try:
+        if not database_exists(args):
+            if not args.create:
+                raise Failure(f"database {args.db} does not exist (pass --create)")
+            print(f"creating {args.db} (base, web, demo data)", file=sys.stderr, flush=True)
+            create_database(args, major)
+        results = {}
+        for config in args.configs:
+            print(f"config {config}: {CONFIGS[config]}", file=sys.stderr, flush=True)
+            results[config] = run_config(args, config, major)
+    except Failure as failure:
+        print(f"FAILED: {failure}", file=sys.stderr)
+        return 1
+    print(
+        f"Odoo {major}, workers={args.workers}, database {args.db}, first {args.requests} "
+        f"page loads after a restart (each: home + version_info + get_session_info + "
+        f"load_menus + translations = 5 requests), median of {args.repeat} restarts"
+    )
+    print(table(results, args))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
