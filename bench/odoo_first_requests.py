@@ -48,8 +48,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -61,6 +59,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ormcache_redis.testing import OdooProcess, OdooProcessError, RedisServer
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
     "a": "Odoo without the addon",
@@ -71,12 +71,6 @@ ACCESS_LINE = re.compile(
     r'werkzeug: \S+ - - \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" '
     r"(?P<status>\d{3}) - (?P<queries>\d+) (?P<sql>[\d.]+) (?P<other>[\d.]+)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Failure(RuntimeError):
@@ -134,92 +128,42 @@ def create_database(args: argparse.Namespace, major: int) -> None:
         raise Failure(f"cannot create {args.db}: {result.stderr[-2000:]}")
 
 
-class Redis:
-    def __init__(self, binary: str) -> None:
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="bench-redis-")
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise Failure("redis-server did not start") from None
-                time.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Odoo:
-    def __init__(self, args: argparse.Namespace, config: str, redis: Redis | None) -> None:
+class Odoo(OdooProcess):
+    def __init__(self, args: argparse.Namespace, config: str, redis: RedisServer | None) -> None:
         self.args = args
-        self.port = free_port()
-        self.log = Path(args.workdir) / f"odoo-{config}.log"
         load = base_modules(args)
         addons = args.addons_path
         if config in ("b", "c"):
             load += ",ormcache_redis"
             addons = f"{REPO / 'odoo_addon'},{addons}"
-        self.command = [
-            args.python, args.odoo_bin, "-c", "/dev/null", *db_options(args),
-            "--addons-path", addons, f"--load={load}", *data_dir(args),
-            "-d", args.db, "--db-filter", f"^{re.escape(args.db)}$",
-            "--http-interface", "127.0.0.1", "--http-port", str(self.port),
-            "--gevent-port", str(free_port()), "--workers", str(args.workers),
-            "--max-cron-threads", "0", "--log-level", "info", "--logfile", str(self.log),
-        ]  # fmt: skip
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ORMCACHE_REDIS_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORMCACHE_REDIS_")}
         if redis is not None:
-            self.env["ORMCACHE_REDIS_URL"] = redis.url
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> float:
-        started = time.perf_counter()
-        with open(self.log.with_suffix(".stderr"), "ab") as stderr:
-            self.process = subprocess.Popen(
-                self.command, env=self.env, start_new_session=True, stdout=stderr, stderr=stderr
-            )
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise Failure(f"odoo-bin exited; see {self.log}")
-            try:
-                with urllib.request.urlopen(self.url + "/web/health", timeout=5) as response:
-                    if response.status == 200:
-                        return time.perf_counter() - started
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
-        raise Failure(f"odoo-bin did not answer /web/health; see {self.log}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self.process = None
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+            env["ORMCACHE_REDIS_URL"] = redis.url
+        super().__init__(
+            [
+                args.python,
+                args.odoo_bin,
+                "-c",
+                "/dev/null",
+                *db_options(args),
+                "--addons-path",
+                addons,
+                f"--load={load}",
+                *data_dir(args),
+                "-d",
+                args.db,
+                "--db-filter",
+                f"^{re.escape(args.db)}$",
+                "--workers",
+                str(args.workers),
+                "--max-cron-threads",
+                "0",
+                "--log-level",
+                "info",
+            ],
+            Path(args.workdir) / f"odoo-{config}.log",
+            env=env,
+        )
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -333,7 +277,7 @@ def measured_run(
 
 
 def run_config(args: argparse.Namespace, config: str, major: int) -> list[dict[str, Any]]:
-    redis = Redis(args.redis_server) if config == "c" else None
+    redis = RedisServer(args.redis_server).start() if config == "c" else None
     odoo = Odoo(args, config, redis)
     client = Client()
     results = []
@@ -365,7 +309,7 @@ def run_config(args: argparse.Namespace, config: str, major: int) -> list[dict[s
     finally:
         odoo.stop()
         if redis is not None:
-            redis.stop()
+            redis.close()
     return results
 
 
@@ -426,7 +370,7 @@ def main() -> int:
         for config in args.configs:
             print(f"config {config}: {CONFIGS[config]}", file=sys.stderr, flush=True)
             results[config] = run_config(args, config, major)
-    except Failure as failure:
+    except (Failure, OdooProcessError) as failure:
         print(f"FAILED: {failure}", file=sys.stderr)
         return 1
     print(

@@ -26,7 +26,6 @@ import http.cookiejar
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,7 @@ from ormcache_redis.session_records import (
     field_of,
     hash_key,
 )
-from ormcache_redis.testing import RedisServer, free_port
+from ormcache_redis.testing import OdooProcess, OdooProcessError, RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "e2e:session:"
@@ -59,55 +58,28 @@ def check(condition: object, message: str) -> None:
         raise Failure(message)
 
 
-class OdooServer:
+class OdooServer(OdooProcess):
     def __init__(self, name: str, args: argparse.Namespace, conf: Path, workers: int) -> None:
         self.name = name
-        self.port = free_port()
-        self.log = Path(tempfile.gettempdir()) / f"e2e-sessions-{name}-{self.port}.log"
-        load = "base,web,ormcache_redis"
-        self.command = [
-            args.python, args.odoo_bin, "-c", str(conf), "-d", args.database,
-            "--db-filter", f"^{re.escape(args.database)}$",
-            "--http-port", str(self.port), "--http-interface", "127.0.0.1",
-            "--workers", str(workers), "--max-cron-threads", "0", f"--load={load}",
-            "--logfile", str(self.log),
-        ]  # fmt: skip
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        # Odoo's own output goes to --logfile; its children's stderr (e.g. a
-        # gevent worker failing to start) to a file beside it.
-        with open(self.log.with_suffix(".stderr"), "ab") as stderr:
-            self.process = subprocess.Popen(
-                self.command, start_new_session=True, stdout=stderr, stderr=stderr
-            )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            check(self.process.poll() is None, f"{self.name} exited; see {self.log}")
-            try:
-                with urllib.request.urlopen(self.url + "/web/login", timeout=5) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.5)
-        raise Failure(f"{self.name} did not serve /web/login; see {self.log}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self.process = None
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        super().__init__(
+            [
+                args.python,
+                args.odoo_bin,
+                "-c",
+                str(conf),
+                "-d",
+                args.database,
+                "--db-filter",
+                f"^{re.escape(args.database)}$",
+                "--workers",
+                str(workers),
+                "--max-cron-threads",
+                "0",
+                "--load=base,web,ormcache_redis",
+            ],
+            Path(tempfile.gettempdir()) / f"e2e-sessions-{name}-{os.getpid()}.log",
+            ready_path="/web/login",
+        )
 
 
 class Browser:
@@ -324,7 +296,7 @@ def main() -> int:
     started = time.monotonic()
     try:
         passed = run(args)
-    except Failure as failure:
+    except (Failure, OdooProcessError) as failure:
         print(f"FAILED: {failure}", file=sys.stderr)
         return 1
     for line in passed:

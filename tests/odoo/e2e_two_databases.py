@@ -44,8 +44,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -53,7 +51,7 @@ from typing import Any
 from e2e_sessions import Browser, Failure, check
 
 from ormcache_redis import RedisClient
-from ormcache_redis.testing import RedisServer, free_port
+from ormcache_redis.testing import OdooProcess, OdooProcessError, RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE_PREFIX = "e2e2db:"
@@ -65,55 +63,28 @@ def server_wide_modules(addons_path: str) -> str:
     return ("base,rpc,web" if has_rpc else "base,web") + ",ormcache_redis"
 
 
-class OdooServer:
+class OdooServer(OdooProcess):
     def __init__(
         self, name: str, args: argparse.Namespace, conf: Path, databases: list[str], workers: int
     ) -> None:
         self.name = name
-        self.port = free_port()
-        self.log = Path(tempfile.gettempdir()) / f"e2e-2db-{name}-{self.port}.log"
         dbfilter = "^(" + "|".join(re.escape(db) for db in databases) + ")$"
-        self.command = [
-            args.python, args.odoo_bin, "-c", str(conf), "--db-filter", dbfilter,
-            "--http-port", str(self.port), "--http-interface", "127.0.0.1",
-            "--gevent-port", str(free_port()),
-            "--workers", str(workers), "--max-cron-threads", "0",
-            f"--load={server_wide_modules(args.addons_path)}", "--logfile", str(self.log),
-        ]  # fmt: skip
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with open(self.log.with_suffix(".stderr"), "ab") as stderr:
-            self.process = subprocess.Popen(
-                self.command, start_new_session=True, stdout=stderr, stderr=stderr
-            )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            check(self.process.poll() is None, f"{self.name} exited; see {self.log}")
-            try:
-                with urllib.request.urlopen(self.url + "/web/health", timeout=5) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.5)
-        raise Failure(f"{self.name} did not serve /web/health; see {self.log}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self.process = None
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        super().__init__(
+            [
+                args.python,
+                args.odoo_bin,
+                "-c",
+                str(conf),
+                "--db-filter",
+                dbfilter,
+                "--workers",
+                str(workers),
+                "--max-cron-threads",
+                "0",
+                f"--load={server_wide_modules(args.addons_path)}",
+            ],
+            Path(tempfile.gettempdir()) / f"e2e-2db-{name}-{os.getpid()}.log",
+        )
 
     def shared_stats(self, database: str) -> dict[str, int]:
         """L1/L2/miss totals of the shared caches of ``database`` from the
@@ -381,7 +352,7 @@ def main() -> int:
     created: list[str] = []
     try:
         passed = run(args, created)
-    except Failure as failure:
+    except (Failure, OdooProcessError) as failure:
         print(f"FAILED: {failure}", file=sys.stderr)
         return 1
     finally:
