@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ormcache_redis import RedisClient, testing
+from ormcache_redis import RedisClient, _native, testing
 
 
 class RedisServer(testing.RedisServer):
@@ -40,6 +40,8 @@ def redis_url(redis_server: RedisServer) -> str:
     """The URL of a running, empty test server."""
     if not redis_server.running:
         redis_server.start()
+    # Writes queued by earlier tests must not land after the flush.
+    _native.flush_all_writers(5.0)
     redis_server.command("FLUSHALL")
     return redis_server.url
 

@@ -296,3 +296,16 @@ def test_no_thread_until_the_first_write(redis_url: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     threads_before_write, threads_after_write = map(int, out.stdout.split())
     assert threads_after_write == threads_before_write + 1
+
+
+def test_writes_of_a_dropped_client_are_flushed_at_exit(
+    redis_url: str, client: RedisClient
+) -> None:
+    code = (
+        "from ormcache_redis import RedisClient;"
+        f"c = RedisClient({redis_url!r}, write_queue=100000);"
+        "assert all([c.enqueue('SET', f'orphan:{i}', 'x' * 1000) for i in range(50000)]);"
+        "del c"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert client.execute("DBSIZE") == 50000

@@ -87,9 +87,11 @@ fn flush_all_writers(py: Python<'_>, timeout: f64) -> bool {
     };
     let deadline = Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 60.0));
     py.allow_threads(|| {
-        writers
+        let flushed = writers
             .iter()
-            .all(|writer| writer.flush(deadline.saturating_duration_since(Instant::now())))
+            .all(|writer| writer.flush(deadline.saturating_duration_since(Instant::now())));
+        // Writers of dropped clients still drain their queues.
+        flushed && writer::wait_until_drained(deadline)
     })
 }
 

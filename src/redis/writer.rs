@@ -5,10 +5,32 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::client::{CallError, Pool};
+use crate::fork::ProcessLocal;
+
+/// Writes queued in this process image and not yet handled, across every
+/// writer, including writers whose client was already dropped (their thread
+/// drains the queue before it ends): what an exit flush must wait for.
+fn in_flight() -> &'static AtomicU64 {
+    static IN_FLIGHT: OnceLock<ProcessLocal<AtomicU64>> = OnceLock::new();
+    IN_FLIGHT
+        .get_or_init(|| ProcessLocal::new(AtomicU64::new(0)))
+        .get(|| AtomicU64::new(0))
+}
+
+/// Waits (without the GIL) until no queued write is left in this process.
+pub fn wait_until_drained(deadline: Instant) -> bool {
+    while in_flight().load(Ordering::Acquire) > 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
 
 /// Commands sent in one round trip at most.
 const BATCH: usize = 256;
@@ -57,12 +79,15 @@ impl Writer {
                 .fetch_add(1, Ordering::Relaxed);
             return false;
         }
+        // Counted before sending: the writer may handle it at once.
+        in_flight().fetch_add(1, Ordering::AcqRel);
         match self.tx.try_send(Job::Write(command)) {
             Ok(()) => {
                 self.counters.queued.fetch_add(1, Ordering::Relaxed);
                 true
             }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                in_flight().fetch_sub(1, Ordering::AcqRel);
                 self.counters.dropped_full.fetch_add(1, Ordering::Relaxed);
                 false
             }
@@ -112,6 +137,7 @@ fn run(rx: Receiver<Job>, pool: &Pool, counters: &WriterCounters) {
         }
         if !commands.is_empty() {
             send_batch(pool, counters, &commands);
+            in_flight().fetch_sub(commands.len() as u64, Ordering::AcqRel);
             commands.clear();
         }
         for ack in acks.drain(..) {
