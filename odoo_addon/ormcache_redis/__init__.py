@@ -21,5 +21,5 @@ def post_load():
         install_session_store(OptionSource(config.get))
     except ConfigError as error:
         # Sessions configured for Redis must not silently fall back to files.
-        _logger.critical("ormcache_redis: %s", error)
+        _logger.critical("%s", error)
         raise SystemExit(f"ormcache_redis: {error}") from None

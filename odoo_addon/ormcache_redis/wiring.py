@@ -103,7 +103,7 @@ def install() -> None:
         # Odoo only logs exceptions of server-wide modules and goes on; a
         # cache that silently runs without its configuration is worse than
         # not starting.
-        _logger.critical("ormcache_redis: %s", error)
+        _logger.critical("%s", error)
         raise SystemExit(f"ormcache_redis: {error}") from None
     try:
         _installed.update(settings=options, client=redis_client, codec=build_codec())
@@ -111,15 +111,15 @@ def install() -> None:
         _patch_stats_signal()
     except Exception as error:
         # Half-installed wiring would be worse than no start at all.
-        _logger.critical("ormcache_redis: cannot install (%s)", error, exc_info=True)
+        _logger.critical("cannot install (%s)", error, exc_info=True)
         raise SystemExit(f"ormcache_redis: cannot install: {error}") from error
     if redis_client is None:
         _logger.info(
-            "ormcache_redis: ormcache_redis_url is not set, caches run in this process only (L1)"
+            "ormcache_redis_url is not set, caches run in this process only (L1)"
         )
     else:
         _logger.info(
-            "ormcache_redis: shared caches %s on %s (expire %ss)",
+            "shared caches %s on %s (expire %ss)",
             ",".join(options.shared_caches),
             redis_client.address,
             options.expire,
@@ -286,7 +286,7 @@ def _adopt_if_confirmed(
     try:
         registry_sequence, sequences = _read_sequences(registry)
     except Exception:
-        _logger.debug("ormcache_redis: cannot read signaling numbers", exc_info=True)
+        _logger.debug("cannot read signaling numbers", exc_info=True)
         return False
     local = registry.cache_sequences
     if (
@@ -425,4 +425,4 @@ def log_shared_stats() -> None:
             if lines:
                 _logger.info("\n".join(lines))
     except Exception:
-        _logger.exception("ormcache_redis: cannot log shared-tier stats")
+        _logger.exception("cannot log shared-tier stats")
