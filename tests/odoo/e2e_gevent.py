@@ -24,19 +24,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from e2e_common import add_odoo_arguments, check, report
+
 from ormcache_redis import RedisClient
-from ormcache_redis.testing import OdooProcess, OdooProcessError, RedisServer
+from ormcache_redis.testing import OdooProcess, RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class Failure(AssertionError):
-    pass
-
-
-def check(condition: object, message: str) -> None:
-    if not condition:
-        raise Failure(message)
 
 
 def post_json(url: str, params: dict, cookie: str | None = None) -> tuple[dict, str | None]:
@@ -135,27 +128,12 @@ def run(args: argparse.Namespace) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--odoo-bin", required=True, help="path to odoo-bin")
-    parser.add_argument("--python", default=sys.executable, help="Odoo's Python")
+    add_odoo_arguments(parser)
     parser.add_argument("-d", "--database", required=True, help="DB with base and web installed")
-    parser.add_argument("--addons-path", required=True, help="Odoo's addons path")
     parser.add_argument("--login", default="admin")
     parser.add_argument("--password", default="admin")
-    parser.add_argument("--db-host", default="127.0.0.1")
-    parser.add_argument("--db-port", default="5432")
-    parser.add_argument("--db-user", default="odoo")
-    parser.add_argument("--db-password", default="odoo")
     args = parser.parse_args()
-    started = time.monotonic()
-    try:
-        passed = run(args)
-    except (Failure, OdooProcessError) as failure:
-        print(f"FAILED: {failure}", file=sys.stderr)
-        return 1
-    for line in passed:
-        print(f"ok  {line}")
-    print(f"{len(passed)} checks passed in {time.monotonic() - started:.0f}s")
-    return 0
+    return report(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -48,10 +48,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from e2e_sessions import Browser, Failure, check
+from e2e_common import add_odoo_arguments, check, report
+from e2e_sessions import Browser
 
 from ormcache_redis import RedisClient
-from ormcache_redis.testing import OdooProcess, OdooProcessError, RedisServer
+from ormcache_redis.testing import OdooProcess, RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE_PREFIX = "e2e2db:"
@@ -335,34 +336,24 @@ def run(args: argparse.Namespace, created: list[str]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--odoo-bin", required=True, help="path to odoo-bin")
-    parser.add_argument("--python", default=sys.executable, help="Odoo's Python")
-    parser.add_argument("--addons-path", required=True, help="Odoo's addons path")
+    add_odoo_arguments(parser)
     parser.add_argument("--db-a", required=True, help="first database (base, web)")
     parser.add_argument("--db-b", required=True, help="second database (base, web)")
     parser.add_argument("--create", action="store_true", help="initialise missing databases")
     parser.add_argument("--drop", action="store_true", help="drop the databases it created")
     parser.add_argument("--workers-b", type=int, default=0, help="workers of server B (0)")
-    parser.add_argument("--db-host", default="127.0.0.1")
-    parser.add_argument("--db-port", default="5432")
-    parser.add_argument("--db-user", default="odoo")
-    parser.add_argument("--db-password", default="odoo")
     args = parser.parse_args()
-    started = time.monotonic()
     created: list[str] = []
-    try:
-        passed = run(args, created)
-    except (Failure, OdooProcessError) as failure:
-        print(f"FAILED: {failure}", file=sys.stderr)
-        return 1
-    finally:
-        if args.drop:
-            for name in created:
-                drop_database(args, name)
-    for line in passed:
-        print(f"ok  {line}")
-    print(f"{len(passed)} checks passed in {time.monotonic() - started:.0f}s")
-    return 0
+
+    def run_and_clean_up() -> list[str]:
+        try:
+            return run(args, created)
+        finally:
+            if args.drop:
+                for name in created:
+                    drop_database(args, name)
+
+    return report(run_and_clean_up)
 
 
 if __name__ == "__main__":
