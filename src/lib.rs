@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 
 pub mod codec;
 pub mod decorator;
+pub mod entry;
 pub mod errors;
 pub mod fork;
 pub mod keys;

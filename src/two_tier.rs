@@ -4,18 +4,7 @@
 //! Lookup: L1, then Redis when this access may be shared, else `KeyError`.
 //! Store: L1, plus a queued Redis write when the value is encodable.
 //!
-//! A Redis entry is named `prefix + "c:" + hex(digest[..16])`, where the
-//! digest is SHA-256 over the caller's namespace (database, registry,
-//! cache, generation) and the canonical key, so key material never appears
-//! in Redis in clear text. Its value is framed as
-//!
-//! ```text
-//! b"OCE1" | digest (32 bytes) | method generation (u64 LE) | codec bytes
-//! ```
-//!
-//! and a read accepts it only when the whole digest and the method's current
-//! generation match: a truncated-digest collision, a stale generation or a
-//! foreign value is a miss, never a wrong answer.
+//! How entries are named and framed in Redis: see `entry`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,14 +17,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::codec::Codec;
+use crate::entry;
 use crate::keys::{canonical_key, key_digest};
 use crate::lru::{deadline_after, lru_stats_dict, Bounds, Lru, PyLru, Stored};
 use crate::redis::{call_error_to_py, RedisClient};
 use crate::stats::LatencyHistogram;
-
-const ENTRY_MAGIC: &[u8; 4] = b"OCE1";
-const DIGEST_LEN: usize = 32;
-const HEADER_LEN: usize = 4 + DIGEST_LEN + 8;
 
 /// What the gate allows for one access of the shared tier.
 enum Access {
@@ -140,16 +126,6 @@ fn method_name_arg(method: &Bound<'_, PyAny>) -> PyResult<String> {
     }
     qualified_name(method)
         .ok_or_else(|| PyValueError::new_err("expected a function or its 'module.qualname' string"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-    out
 }
 
 /// Whether a string argument of the key (after the model and the method)
@@ -273,10 +249,7 @@ impl TwoTierCache {
             return None;
         }
         let digest = key_digest(&settings.namespace, &canonical);
-        let mut redis_key = Vec::with_capacity(settings.prefix.len() + 34);
-        redis_key.extend_from_slice(settings.prefix.as_bytes());
-        redis_key.extend_from_slice(b"c:");
-        redis_key.extend_from_slice(hex(&digest[..16]).as_bytes());
+        let redis_key = entry::redis_key(&settings.prefix, entry::DATA, &digest);
         Some(Address {
             digest,
             redis_key,
@@ -314,10 +287,7 @@ impl TwoTierCache {
     fn generations_key(&self) -> Vec<u8> {
         let settings = self.settings.read();
         let digest = key_digest(&settings.namespace, b"method-generations");
-        let mut key = settings.prefix.as_bytes().to_vec();
-        key.extend_from_slice(b"g:");
-        key.extend_from_slice(hex(&digest[..16]).as_bytes());
-        key
+        entry::redis_key(&settings.prefix, entry::GENERATIONS, &digest)
     }
 
     fn read_shared(&self, py: Python<'_>, client: &RedisClient, address: &Address) -> SharedRead {
@@ -373,17 +343,8 @@ impl TwoTierCache {
         digest: &[u8; 32],
         generation: u64,
     ) -> Option<Py<PyAny>> {
-        if payload.len() < HEADER_LEN || &payload[..4] != ENTRY_MAGIC {
-            return None;
-        }
-        if &payload[4..4 + DIGEST_LEN] != digest {
-            return None;
-        }
-        let stored_generation = u64::from_le_bytes(payload[36..44].try_into().ok()?);
-        if stored_generation != generation {
-            return None;
-        }
-        self.codec.get().decode(py, &payload[HEADER_LEN..]).ok()
+        let codec_bytes = entry::codec_bytes(payload, digest, generation)?;
+        self.codec.get().decode(py, codec_bytes).ok()
     }
 
     /// Encodes a value for `address`; None (counted) when not encodable.
@@ -393,10 +354,7 @@ impl TwoTierCache {
             .as_ref()
             .and_then(|name| self.generations.lock().get(name).copied())
             .unwrap_or(0);
-        let mut payload = Vec::with_capacity(128);
-        payload.extend_from_slice(ENTRY_MAGIC);
-        payload.extend_from_slice(&address.digest);
-        payload.extend_from_slice(&generation.to_le_bytes());
+        let mut payload = entry::start_value(&address.digest, generation);
         match self.codec.get().encode_into(value, &mut payload) {
             Ok(()) => Some(payload),
             Err(_) => {
@@ -536,7 +494,7 @@ impl TwoTierCache {
                     .fetch_add(1, Ordering::Relaxed);
             }
             _ => {
-                if client.get().enqueue_command(set_command(
+                if client.get().enqueue_command(entry::set_command(
                     address.redis_key,
                     payload,
                     ttl_seconds,
@@ -554,17 +512,6 @@ impl TwoTierCache {
         this.count_method(method.as_ref(), |c| c.bytes_written += written);
         Ok(())
     }
-}
-
-/// `SET key payload EX ttl`: value and expiry in one atomic command.
-fn set_command(key: Vec<u8>, payload: Vec<u8>, ttl_seconds: u64) -> Vec<Vec<u8>> {
-    vec![
-        b"SET".to_vec(),
-        key,
-        payload,
-        b"EX".to_vec(),
-        ttl_seconds.to_string().into_bytes(),
-    ]
 }
 
 fn lowercase(markers: Vec<String>) -> Vec<String> {
@@ -813,7 +760,7 @@ impl TwoTierCache {
             let (key, payload, ttl): (Vec<u8>, Vec<u8>, u64) = item?.extract()?;
             if client
                 .get()
-                .enqueue_command(set_command(key, payload, validate_ttl(ttl)?))
+                .enqueue_command(entry::set_command(key, payload, validate_ttl(ttl)?))
             {
                 queued += 1;
             } else {
