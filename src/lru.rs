@@ -403,7 +403,7 @@ impl Lru {
             core.candidates(py, hash)
         };
         for (slot, stamp, candidate) in &candidates {
-            if candidate.bind(py).eq(key)? {
+            if python_equal(candidate.bind(py), key)? {
                 let mut core = self.core.lock();
                 if core.stamp_of(*slot) == Some(*stamp) {
                     return Ok(Some(f(&mut core, *slot)));
@@ -579,6 +579,16 @@ impl Lru {
         }
         let sys = value.py().import("sys")?;
         sys.call_method1("getsizeof", (value,))?.extract()
+    }
+}
+
+/// `a == b` with Python's semantics, through the C call that answers a
+/// bool directly (no intermediate bool object, identity short-cut).
+fn python_equal(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool> {
+    // SAFETY: both are live objects and the GIL is held.
+    match unsafe { pyo3::ffi::PyObject_RichCompareBool(a.as_ptr(), b.as_ptr(), pyo3::ffi::Py_EQ) } {
+        -1 => Err(PyErr::fetch(a.py())),
+        result => Ok(result == 1),
     }
 }
 
