@@ -9,7 +9,7 @@ use std::sync::Arc;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyInt};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyTuple};
 
 use super::format::*;
 use super::registry::Registry;
@@ -279,15 +279,8 @@ impl<'a, 'py> Decoder<'a, 'py> {
         let fold = self.fold()?;
         let std = self.codec.std_types(py)?;
         let tz = self.tz(std)?;
-        let args = (year, raw[2], raw[3], raw[4], raw[5], raw[6], us, tz);
-        let cls = std.datetime.bind(py);
-        if fold == 0 {
-            cls.call1(args)
-        } else {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item(intern!(py, "fold"), 1)?;
-            cls.call(args, Some(&kwargs))
-        }
+        let args = (year, raw[2], raw[3], raw[4], raw[5], raw[6], us, tz).into_pyobject(py)?;
+        construct_with_fold(std.datetime.bind(py), &args, fold)
     }
 
     fn time(&mut self) -> PyResult<Bound<'py, PyAny>> {
@@ -297,15 +290,8 @@ impl<'a, 'py> Decoder<'a, 'py> {
         let fold = self.fold()?;
         let std = self.codec.std_types(py)?;
         let tz = self.tz(std)?;
-        let args = (raw[0], raw[1], raw[2], us, tz);
-        let cls = std.time.bind(py);
-        if fold == 0 {
-            cls.call1(args)
-        } else {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item(intern!(py, "fold"), 1)?;
-            cls.call(args, Some(&kwargs))
-        }
+        let args = (raw[0], raw[1], raw[2], us, tz).into_pyobject(py)?;
+        construct_with_fold(std.time.bind(py), &args, fold)
     }
 
     fn utf8(&mut self) -> PyResult<&'a str> {
@@ -363,4 +349,19 @@ impl<'a, 'py> Decoder<'a, 'py> {
         let state = self.value(depth + 1)?;
         entry.from_state.bind(py).call1((state,))
     }
+}
+
+/// `cls(*args)`, or `cls(*args, fold=1)`: `fold` is keyword-only.
+fn construct_with_fold<'py>(
+    cls: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+    fold: u8,
+) -> PyResult<Bound<'py, PyAny>> {
+    if fold == 0 {
+        return cls.call1(args);
+    }
+    let py = cls.py();
+    let kwargs = PyDict::new(py);
+    kwargs.set_item(intern!(py, "fold"), 1)?;
+    cls.call(args, Some(&kwargs))
 }
