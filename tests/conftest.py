@@ -7,7 +7,8 @@ one) so tests can stop and restart it. Nothing here mocks Redis.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -57,3 +58,52 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("ORMCACHE_REDIS_", "SESSION_STORE")):
             monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def run_threads() -> Callable[[Callable[[int], None], int], None]:
+    """Runs ``worker(n)`` in ``count`` threads at once; fails on any exception."""
+
+    def run(worker: Callable[[int], None], count: int) -> None:
+        errors: list[BaseException] = []
+
+        def guarded(n: int) -> None:
+            try:
+                worker(n)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=guarded, args=(n,)) for n in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+
+    return run
+
+
+@pytest.fixture
+def run_in_fork() -> Callable[[Callable[[], bool]], None]:
+    """Runs ``check()`` in a forked child; fails unless it returns True."""
+    if not hasattr(os, "fork"):
+        pytest.fail("this test needs os.fork")
+
+    def run(check: Callable[[], bool]) -> None:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                os.close(read_end)
+                os.write(write_end, b"ok" if check() else b"ko")
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        _, status = os.waitpid(pid, 0)
+        answer = os.read(read_end, 2)
+        os.close(read_end)
+        assert status == 0 and answer == b"ok"
+
+    return run

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import gc
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 
 import pytest
 from hypothesis import settings
@@ -221,28 +220,21 @@ def test_values_are_released_on_eviction_and_clear() -> None:
     assert Value.alive == 0
 
 
-def test_threads_hammering_one_cache() -> None:
+def test_threads_hammering_one_cache(
+    run_threads: Callable[[Callable[[int], None], int], None],
+) -> None:
     cache = LRU(64)
-    errors: list[BaseException] = []
 
     def worker(seed: int) -> None:
-        try:
-            for i in range(5000):
-                key = ("model", (seed * 7 + i) % 100)
-                cache[key] = i
-                cache.get(key)
-                if i % 50 == 0:
-                    cache.pop(("model", i % 100), None)
-                if i % 500 == 0:
-                    list(cache)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for i in range(5000):
+            key = ("model", (seed * 7 + i) % 100)
+            cache[key] = i
+            cache.get(key)
+            if i % 50 == 0:
+                cache.pop(("model", i % 100), None)
+            if i % 500 == 0:
+                list(cache)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    run_threads(worker, 8)
     assert len(cache) <= 64
     assert len(list(cache)) == len(cache)

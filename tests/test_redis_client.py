@@ -4,12 +4,12 @@ timeouts, outages and the circuit breaker, fork safety."""
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -185,52 +185,37 @@ def test_gil_is_released_during_io(redis_url: str) -> None:
     del client
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_forked_child_gets_its_own_connections_and_writer(client: RedisClient) -> None:
+def test_forked_child_gets_its_own_connections_and_writer(
+    client: RedisClient, run_in_fork: Callable[[Callable[[], bool]], None]
+) -> None:
     client.execute("SET", "parent", "1")
     client.enqueue("SET", "parent-queued", "1")
     assert client.flush()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        status = 1
-        try:
-            os.close(read_end)
-            ok = client.execute("GET", "parent") == b"1"
-            ok = ok and client.enqueue("SET", "child-queued", "2") and client.flush(5)
-            ok = ok and client.execute("GET", "child-queued") == b"2"
-            os.write(write_end, b"ok" if ok else b"ko")
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    _, status = os.waitpid(pid, 0)
-    answer = os.read(read_end, 2)
-    os.close(read_end)
-    assert status == 0 and answer == b"ok"
+
+    def child() -> bool:
+        return (
+            client.execute("GET", "parent") == b"1"
+            and client.enqueue("SET", "child-queued", "2")
+            and client.flush(5)
+            and client.execute("GET", "child-queued") == b"2"
+        )
+
+    run_in_fork(child)
     # The parent's pooled connection is intact after the child used its own.
     for _ in range(20):
         assert client.execute("GET", "parent") == b"1"
     assert client.execute("GET", "child-queued") == b"2"
 
 
-def test_threads_share_the_pool(client: RedisClient) -> None:
-    errors: list[BaseException] = []
-
+def test_threads_share_the_pool(
+    client: RedisClient, run_threads: Callable[[Callable[[int], None], int], None]
+) -> None:
     def worker(n: int) -> None:
-        try:
-            for i in range(200):
-                client.execute("SET", f"t:{n}:{i}", i)
-                assert client.execute("GET", f"t:{n}:{i}") == str(i).encode()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for i in range(200):
+            client.execute("SET", f"t:{n}:{i}", i)
+            assert client.execute("GET", f"t:{n}:{i}") == str(i).encode()
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    run_threads(worker, 8)
     assert client.stats()["connects"] <= 8
 
 

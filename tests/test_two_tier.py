@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Callable
 
@@ -278,54 +277,37 @@ def test_redis_killed_mid_run_never_raises(redis_url: str, redis_server) -> None
     assert make_cache(redis_url)[key(2)] == "after restart"
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_fork_child_uses_the_cache(redis_url: str) -> None:
+def test_fork_child_uses_the_cache(
+    redis_url: str, run_in_fork: Callable[[Callable[[], bool]], None]
+) -> None:
     cache = make_cache(redis_url)
     cache[key(1)] = "from parent"
     settle(cache)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            os.close(read_end)
-            ok = cache[key(1)] == "from parent"
-            cache[key(2)] = "from child"
-            ok = ok and cache.client.flush(5)
-            os.write(write_end, b"ok" if ok else b"ko")
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    _, status = os.waitpid(pid, 0)
-    answer = os.read(read_end, 2)
-    os.close(read_end)
-    assert status == 0 and answer == b"ok"
+
+    def child() -> bool:
+        ok = cache[key(1)] == "from parent"
+        cache[key(2)] = "from child"
+        return ok and cache.client.flush(5)
+
+    run_in_fork(child)
     assert make_cache(redis_url)[key(2)] == "from child"
     assert cache[key(1)] == "from parent"
 
 
-def test_threads_hammering_a_shared_cache(redis_url: str) -> None:
+def test_threads_hammering_a_shared_cache(
+    redis_url: str, run_threads: Callable[[Callable[[int], None], int], None]
+) -> None:
     cache = make_cache(redis_url)
-    errors: list[BaseException] = []
 
     def worker(n: int) -> None:
-        try:
-            for i in range(300):
-                k = key(i % 50)
-                try:
-                    assert cache[k] == i % 50
-                except KeyError:
-                    cache[k] = i % 50
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for i in range(300):
+            k = key(i % 50)
+            try:
+                assert cache[k] == i % 50
+            except KeyError:
+                cache[k] = i % 50
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    run_threads(worker, 6)
     settle(cache)
     fresh = make_cache(redis_url)
     assert all(fresh[key(i)] == i for i in range(50))
