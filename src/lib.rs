@@ -5,6 +5,7 @@
 use pyo3::prelude::*;
 
 pub mod codec;
+pub mod crypto;
 pub mod decorator;
 pub mod entry;
 pub mod errors;
@@ -21,6 +22,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fork::install_atfork_handler();
     errors::register(m)?;
     codec::register(m)?;
+    crypto::register(m)?;
     keys::register(m)?;
     lru::register(m)?;
     redis::register(m)?;

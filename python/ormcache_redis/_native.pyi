@@ -30,6 +30,23 @@ class RedisReplyError(Exception):
 class ConfigError(ValueError):
     """A configuration value (URL, timeout, size) is invalid."""
 
+# --------------------------------------------------------------------------- crypto
+
+def derive_key(secret: str | bytes, purpose: str) -> bytes:
+    """A 32-byte key for ``purpose`` derived from ``secret`` (HKDF-SHA-256)."""
+
+def mac_tag(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA-256 of ``data`` under a 32-byte ``key``."""
+
+def mac_verify(key: bytes, data: bytes, tag: bytes) -> bool:
+    """Whether ``tag`` authenticates ``data``, compared in constant time."""
+
+def aead_seal(key: bytes, plaintext: bytes, associated: bytes = b"") -> bytes:
+    """``nonce | ciphertext | tag`` (ChaCha20-Poly1305, random nonce)."""
+
+def aead_open(key: bytes, sealed: bytes, associated: bytes = b"") -> bytes | None:
+    """The plaintext of :func:`aead_seal`, or None if anything was altered."""
+
 # --------------------------------------------------------------------------- codec
 
 @final
