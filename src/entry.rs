@@ -1,4 +1,4 @@
-//! How one shared-tier entry is named and framed in Redis.
+//! How one shared-tier entry is named, framed and authenticated in Redis.
 //!
 //! Name: `prefix + kind + hex(digest[..16])`, where the digest is SHA-256
 //! over the caller's namespace (database, registry, cache, generation) and
@@ -9,22 +9,48 @@
 //! Value:
 //!
 //! ```text
-//! b"OCE1" | digest (32 bytes) | method generation (u64 LE) | codec bytes
+//! b"OCE2" | method generation token (u64 LE) | tag (32 bytes) | codec bytes
+//! tag = HMAC-SHA-256(entry key, b"OCE2" | digest (32 bytes) | token | codec bytes)
 //! ```
 //!
-//! A read accepts a value only when the whole digest and the method's
-//! current generation match: a truncated-digest collision, a stale
-//! generation or a foreign value is a miss, never a wrong answer.
+//! Redis is untrusted: a read accepts a value only when its token is the
+//! method's current one and the tag verifies (constant time) for the
+//! digest of the key being looked up, before a single codec byte is
+//! decoded. So a planted or altered body, a header copied from another
+//! entry, an entry of another key, namespace or database (other key
+//! material), or a stale generation is a miss, never a wrong answer.
+//!
+//! Generation tokens are random and never reused: a clear writes a fresh
+//! one, and a missing one (evicted, flushed, lost in a failover) is replaced
+//! by a fresh one before use, so no loss of bookkeeping can make entries
+//! stamped with an older token valid again.
 
+use crate::crypto::{Mac, TAG_LEN};
 use crate::redis::writer::Command;
 
-const MAGIC: &[u8; 4] = b"OCE1";
-const DIGEST_LEN: usize = 32;
+const MAGIC: &[u8; 4] = b"OCE2";
+const TOKEN_LEN: usize = 8;
 /// Bytes before the codec bytes.
-pub const HEADER_LEN: usize = MAGIC.len() + DIGEST_LEN + 8;
+pub const HEADER_LEN: usize = MAGIC.len() + TOKEN_LEN + TAG_LEN;
+const TAG_START: usize = MAGIC.len() + TOKEN_LEN;
 
 pub const DATA: &[u8] = b"c:";
 pub const GENERATIONS: &[u8] = b"g:";
+
+/// The token of entries whose key names no method (only the namespace
+/// invalidates them).
+pub const NO_METHOD: u64 = 0;
+
+/// Why a stored value was not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not an entry of this format (garbage, truncated, another version).
+    Foreign,
+    /// A well-formed entry of an older (or other) method generation.
+    Stale,
+    /// The tag does not verify: written without the key, or altered.
+    Forged,
+}
 
 /// The Redis key of an entry (or of a namespace's generations) of `kind`.
 pub fn redis_key(prefix: &str, kind: &[u8], digest: &[u8; 32]) -> Vec<u8> {
@@ -39,23 +65,55 @@ pub fn redis_key(prefix: &str, kind: &[u8], digest: &[u8; 32]) -> Vec<u8> {
     key
 }
 
-/// A buffer holding the header; the codec appends the value after it.
-pub fn start_value(digest: &[u8; 32], generation: u64) -> Vec<u8> {
+/// A fresh generation token: random, never `NO_METHOD`.
+pub fn new_token() -> u64 {
+    u64::from_le_bytes(crate::crypto::random_bytes::<8>()).max(1)
+}
+
+/// A buffer holding a blank header; the codec appends the value after it,
+/// then `seal` writes the token and the tag.
+pub fn start_value() -> Vec<u8> {
     let mut value = Vec::with_capacity(128);
     value.extend_from_slice(MAGIC);
-    value.extend_from_slice(digest);
-    value.extend_from_slice(&generation.to_le_bytes());
+    value.extend_from_slice(&[0; TOKEN_LEN + TAG_LEN]);
     value
 }
 
+fn tag_parts<'a>(digest: &'a [u8; 32], token: &'a [u8], body: &'a [u8]) -> [&'a [u8]; 4] {
+    [MAGIC, digest, token, body]
+}
+
+/// Stamps a value built with `start_value` + codec bytes with `token`, and
+/// writes its tag.
+pub fn seal(value: &mut [u8], token: u64, mac: &Mac, digest: &[u8; 32]) {
+    let (header, body) = value.split_at_mut(HEADER_LEN);
+    header[MAGIC.len()..TAG_START].copy_from_slice(&token.to_le_bytes());
+    let tag = mac.tag(&tag_parts(digest, &header[MAGIC.len()..TAG_START], body));
+    header[TAG_START..].copy_from_slice(&tag);
+}
+
 /// The codec bytes of `value` when it is exactly the entry expected.
-pub fn codec_bytes<'a>(value: &'a [u8], digest: &[u8; 32], generation: u64) -> Option<&'a [u8]> {
-    let header = value.get(..HEADER_LEN)?;
-    let (magic, rest) = header.split_at(MAGIC.len());
-    let (stored_digest, stored_generation) = rest.split_at(DIGEST_LEN);
-    let stored_generation = u64::from_le_bytes(stored_generation.try_into().ok()?);
-    (magic == MAGIC && stored_digest == digest && stored_generation == generation)
-        .then(|| &value[HEADER_LEN..])
+pub fn open<'a>(
+    value: &'a [u8],
+    mac: &Mac,
+    digest: &[u8; 32],
+    token: u64,
+) -> Result<&'a [u8], Rejection> {
+    if value.len() < HEADER_LEN || &value[..MAGIC.len()] != MAGIC {
+        return Err(Rejection::Foreign);
+    }
+    let stored_token = &value[MAGIC.len()..TAG_START];
+    if stored_token != token.to_le_bytes() {
+        return Err(Rejection::Stale);
+    }
+    let body = &value[HEADER_LEN..];
+    if !mac.verify(
+        &tag_parts(digest, stored_token, body),
+        &value[TAG_START..HEADER_LEN],
+    ) {
+        return Err(Rejection::Forged);
+    }
+    Ok(body)
 }
 
 /// `SET key value EX ttl`: value and expiry in one atomic command.
@@ -69,39 +127,86 @@ pub fn set_command(key: Vec<u8>, value: Vec<u8>, ttl_seconds: u64) -> Command {
     ]
 }
 
+/// `EXPIRE key seconds`: keeps bookkeeping alive while it is used.
+pub fn expire_command(key: Vec<u8>, ttl_seconds: u64) -> Command {
+    vec![
+        b"EXPIRE".to_vec(),
+        key,
+        ttl_seconds.to_string().into_bytes(),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::derive_key;
 
     const DIGEST: [u8; 32] = [7; 32];
 
-    fn entry(generation: u64) -> Vec<u8> {
-        let mut value = start_value(&DIGEST, generation);
-        value.extend_from_slice(b"codec");
+    fn mac() -> Mac {
+        Mac::new(&derive_key(b"secret", "cache-entry"))
+    }
+
+    fn entry(token: u64, body: &[u8]) -> Vec<u8> {
+        let mut value = start_value();
+        value.extend_from_slice(body);
+        seal(&mut value, token, &mac(), &DIGEST);
         value
     }
 
     #[test]
     fn round_trip() {
-        assert_eq!(codec_bytes(&entry(3), &DIGEST, 3), Some(&b"codec"[..]));
+        assert_eq!(open(&entry(3, b"codec"), &mac(), &DIGEST, 3), Ok(&b"codec"[..]));
     }
 
     #[test]
     fn anything_else_is_a_miss() {
         let mut other_digest = DIGEST;
         other_digest[31] ^= 1;
-        assert_eq!(codec_bytes(&entry(3), &other_digest, 3), None);
-        assert_eq!(codec_bytes(&entry(3), &DIGEST, 4), None);
+        let good = entry(3, b"codec");
+        assert_eq!(open(&good, &mac(), &other_digest, 3), Err(Rejection::Forged));
+        assert_eq!(open(&good, &mac(), &DIGEST, 4), Err(Rejection::Stale));
+        let other_key = Mac::new(&derive_key(b"other", "cache-entry"));
+        assert_eq!(open(&good, &other_key, &DIGEST, 3), Err(Rejection::Forged));
         for cut in 0..HEADER_LEN {
             assert_eq!(
-                codec_bytes(&entry(3)[..cut], &DIGEST, 3),
-                None,
+                open(&good[..cut], &mac(), &DIGEST, 3),
+                Err(Rejection::Foreign),
                 "cut at {cut}"
             );
         }
-        let mut foreign = entry(3);
+        let mut foreign = good.clone();
         foreign[0] = b'X';
-        assert_eq!(codec_bytes(&foreign, &DIGEST, 3), None);
+        assert_eq!(open(&foreign, &mac(), &DIGEST, 3), Err(Rejection::Foreign));
+    }
+
+    #[test]
+    fn every_flipped_bit_outside_the_token_is_forged() {
+        let good = entry(3, b"some codec bytes");
+        for index in TAG_START..good.len() {
+            for bit in 0..8 {
+                let mut bad = good.clone();
+                bad[index] ^= 1 << bit;
+                assert_eq!(
+                    open(&bad, &mac(), &DIGEST, 3),
+                    Err(Rejection::Forged),
+                    "byte {index} bit {bit}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_copied_header_does_not_authenticate_another_body() {
+        let good = entry(3, b"codec");
+        let mut planted = good[..HEADER_LEN].to_vec();
+        planted.extend_from_slice(b"evil!");
+        assert_eq!(open(&planted, &mac(), &DIGEST, 3), Err(Rejection::Forged));
+    }
+
+    #[test]
+    fn tokens_are_never_the_no_method_token() {
+        assert!((0..1000).all(|_| new_token() != NO_METHOD));
     }
 
     #[test]

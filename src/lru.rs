@@ -371,6 +371,29 @@ pub struct Lru {
     pub bounds: Bounds,
 }
 
+impl Bounds {
+    /// Bounds from Python arguments, each checked with an error naming it
+    /// (Python ints would otherwise fail as an unnamed OverflowError).
+    pub fn from_args(count: i64, max_bytes: i64, default_ttl: Option<f64>) -> PyResult<Bounds> {
+        if count < 1 {
+            return Err(PyValueError::new_err(format!(
+                "count must be a positive number of entries, got {count}"
+            )));
+        }
+        if max_bytes < 0 {
+            return Err(PyValueError::new_err(format!(
+                "max_bytes must be 0 (no byte bound) or a positive number of bytes, got {max_bytes}"
+            )));
+        }
+        deadline_after(default_ttl)?;
+        Ok(Bounds {
+            max_entries: count as usize,
+            max_bytes: max_bytes as usize,
+            default_ttl,
+        })
+    }
+}
+
 impl Lru {
     pub fn new(bounds: Bounds) -> PyResult<Self> {
         if bounds.max_entries == 0 {
@@ -608,17 +631,13 @@ impl PyLru {
     #[new]
     #[pyo3(signature = (count, pairs = None, *, max_bytes = 0, ttl = None))]
     fn py_new(
-        count: usize,
+        count: i64,
         pairs: Option<&Bound<'_, PyAny>>,
-        max_bytes: usize,
+        max_bytes: i64,
         ttl: Option<f64>,
     ) -> PyResult<Self> {
         let this = PyLru {
-            lru: Lru::new(Bounds {
-                max_entries: count,
-                max_bytes,
-                default_ttl: ttl,
-            })?,
+            lru: Lru::new(Bounds::from_args(count, max_bytes, ttl)?)?,
         };
         if let Some(pairs) = pairs {
             for pair in pairs.try_iter()? {

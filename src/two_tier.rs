@@ -17,7 +17,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::codec::Codec;
-use crate::entry;
+use crate::crypto::{self, Mac};
+use crate::entry::{self, Rejection};
 use crate::keys::{canonical_key, key_digest};
 use crate::lru::{deadline_after, lru_stats_dict, Bounds, Lru, PyLru, Stored};
 use crate::redis::{call_error_to_py, RedisClient};
@@ -40,6 +41,8 @@ enum SharedRead {
     Absent(Duration),
     /// Something was stored but it is not a valid entry for this key now.
     Rejected(Duration),
+    /// A stored value failed authentication: written without the key.
+    Forged(Duration),
     Found(Py<PyAny>, usize, Duration),
 }
 
@@ -53,6 +56,42 @@ struct Settings {
     /// Lower-case fragments that keep a key local when one of its string
     /// arguments contains them (`_get_param('database.secret')`).
     secret_markers: Vec<String>,
+    /// Authenticates entries; keyed by the caller's secret.
+    mac: Mac,
+    /// Whether `mac` is keyed by a real secret (else: integrity only).
+    authenticated: bool,
+}
+
+/// The key of a cache without a secret: detects corruption, not forgery.
+fn entry_mac(secret: Option<&[u8]>) -> Mac {
+    Mac::new(&crypto::derive_key(secret.unwrap_or_default(), "cache-entry"))
+}
+
+/// What this process knows of one method's generation in Redis.
+#[derive(Default)]
+struct MethodGeneration {
+    /// The token last read or written; stamped on this process's writes.
+    current: Option<u64>,
+    /// Tokens seen and then replaced: random tokens are never reused, so
+    /// one coming back means someone rolled the bookkeeping back to make
+    /// old entries valid again.
+    retired: Vec<u64>,
+}
+
+/// Retired tokens remembered per method.
+const RETIRED_TOKENS: usize = 16;
+
+impl MethodGeneration {
+    fn adopt(&mut self, token: u64) {
+        if let Some(previous) = self.current.replace(token) {
+            if previous != token {
+                if self.retired.len() == RETIRED_TOKENS {
+                    self.retired.remove(0);
+                }
+                self.retired.push(previous);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -61,6 +100,7 @@ struct MethodCounters {
     errors: u64,
     redis_errors: u64,
     rejected_entries: u64,
+    forged_entries: u64,
     l2_hits: u64,
     misses: u64,
     local_only: u64,
@@ -85,6 +125,7 @@ struct SharedCounters {
     l2_skipped: AtomicU64,
     gated: AtomicU64,
     rejected_entries: AtomicU64,
+    forged_entries: AtomicU64,
     unencodable_values: AtomicU64,
     unencodable_keys: AtomicU64,
     secret_keys: AtomicU64,
@@ -142,6 +183,80 @@ fn names_a_secret(key: &Bound<'_, PyAny>, markers: &[String]) -> bool {
     })
 }
 
+/// The generation token of a method after its bookkeeping was missing
+/// (first use, evicted, flushed, lost in a failover) or rolled back: a
+/// fresh random one, never an old one. HSETNX keeps the token a concurrent
+/// process may have just created; a rolled-back token is overwritten.
+fn fresh_token(
+    con: &mut redis::Connection,
+    generations_key: &[u8],
+    method_name: &str,
+    overwrite: bool,
+    bookkeeping_ttl: u64,
+) -> redis::RedisResult<u64> {
+    let mut pipe = redis::pipe();
+    pipe.cmd(if overwrite { "HSET" } else { "HSETNX" })
+        .arg(generations_key)
+        .arg(method_name)
+        .arg(entry::new_token())
+        .ignore()
+        .cmd("HGET")
+        .arg(generations_key)
+        .arg(method_name)
+        .cmd("EXPIRE")
+        .arg(generations_key)
+        .arg(bookkeeping_ttl)
+        .ignore();
+    let (token,) = pipe.query::<(u64,)>(con)?;
+    Ok(token)
+}
+
+/// Logs through Python's `logging` (logger `ormcache_redis.cache`).
+fn log_warning(py: Python<'_>, message: String) {
+    let log = || -> PyResult<()> {
+        py.import("logging")?
+            .call_method1("getLogger", ("ormcache_redis.cache",))?
+            .call_method1("warning", (message,))?;
+        Ok(())
+    };
+    if let Err(log_error) = log() {
+        log_error.write_unraisable(py, None);
+    }
+}
+
+/// Counts events and lets one log line through per interval.
+struct RateLimitedLog {
+    interval: Duration,
+    last: Option<Instant>,
+    unreported: u64,
+}
+
+impl RateLimitedLog {
+    fn new(interval: Duration) -> Self {
+        RateLimitedLog {
+            interval,
+            last: None,
+            unreported: 0,
+        }
+    }
+
+    /// Notes one event; returns how many to report when a line is due.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        self.unreported += 1;
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < self.interval)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unreported))
+    }
+}
+
+/// A cache without a secret says so once per process.
+static NO_SECRET_WARNING: std::sync::Once = std::sync::Once::new();
+
 /// One shared-tier address: everything needed to read or write an entry.
 struct Address {
     digest: [u8; 32],
@@ -157,10 +272,15 @@ pub struct TwoTierCache {
     gate: RwLock<Option<Py<PyAny>>>,
     settings: RwLock<Settings>,
     methods: Mutex<HashMap<usize, MethodEntry>>,
-    /// Last generation read from Redis per method: stamped on writes.
-    generations: Mutex<HashMap<String, u64>>,
+    /// Generation tokens of this namespace's methods, as last read.
+    generations: Mutex<HashMap<String, MethodGeneration>>,
+    /// When the generations hash's expiry was last pushed back.
+    generations_refreshed: Mutex<Option<Instant>>,
     /// Methods whose unshareable keys were already reported.
     warned_methods: Mutex<HashSet<String>>,
+    /// Methods whose unencodable values were already reported.
+    warned_values: Mutex<HashSet<String>>,
+    forged_log: Mutex<RateLimitedLog>,
     counters: SharedCounters,
     latency: LatencyHistogram,
 }
@@ -245,7 +365,13 @@ impl TwoTierCache {
                 .unencodable_keys
                 .fetch_add(1, Ordering::Relaxed);
             drop(settings);
-            self.warn_unshareable_once(key.py(), method_name.as_deref(), &err);
+            self.warn_once(
+                key.py(),
+                &self.warned_methods,
+                "keys",
+                method_name.as_deref(),
+                &err,
+            );
             return None;
         }
         let digest = key_digest(&settings.namespace, &canonical);
@@ -257,30 +383,49 @@ impl TwoTierCache {
         })
     }
 
-    /// Says once per method why its keys cannot be shared: otherwise the
-    /// only trace is a counter, and a user wonders why nothing is shared.
-    fn warn_unshareable_once(&self, py: Python<'_>, method_name: Option<&str>, err: &PyErr) {
+    /// Says once per method why its keys or values cannot be shared:
+    /// otherwise the only trace is a counter, and a user wonders why
+    /// nothing is shared.
+    fn warn_once(
+        &self,
+        py: Python<'_>,
+        seen: &Mutex<HashSet<String>>,
+        what: &str,
+        method_name: Option<&str>,
+        err: &PyErr,
+    ) {
         let name = method_name.unwrap_or("<no method>").to_string();
-        if !self.warned_methods.lock().insert(name.clone()) {
+        if !seen.lock().insert(name.clone()) {
             return;
         }
-        let log = || -> PyResult<()> {
-            py.import("logging")?
-                .call_method1("getLogger", ("ormcache_redis.cache",))?
-                .call_method1(
-                    "warning",
-                    (
-                        "cache %r: entries of %s stay in this process: %s",
-                        &self.name,
-                        name,
-                        err.value(py).str()?,
-                    ),
-                )?;
-            Ok(())
+        let reason = err
+            .value(py)
+            .str()
+            .map(|text| text.to_string())
+            .unwrap_or_default();
+        log_warning(
+            py,
+            format!(
+                "cache {:?}: {what} of {name} stay in this process: {reason}",
+                self.name
+            ),
+        );
+    }
+
+    /// One warning a minute at most, however many forged entries come by.
+    fn report_forged(&self, py: Python<'_>) {
+        let Some(count) = self.forged_log.lock().note(Instant::now()) else {
+            return;
         };
-        if let Err(log_error) = log() {
-            log_error.write_unraisable(py, None);
-        }
+        log_warning(
+            py,
+            format!(
+                "cache {:?}: {count} value(s) in Redis failed authentication and were \
+                 ignored: someone without the key wrote to Redis, or servers of this \
+                 deployment use different secrets (database.secret, ormcache_redis_secret)",
+                self.name
+            ),
+        );
     }
 
     /// The Redis hash holding per-method generations of this namespace.
@@ -290,43 +435,82 @@ impl TwoTierCache {
         entry::redis_key(&settings.prefix, entry::GENERATIONS, &digest)
     }
 
+    /// Seconds the generations hash outlives the entries stamped from it.
+    fn bookkeeping_ttl(&self) -> u64 {
+        self.settings.read().ttl.saturating_mul(2)
+    }
+
     fn read_shared(&self, py: Python<'_>, client: &RedisClient, address: &Address) -> SharedRead {
         let data_key = address.redis_key.clone();
-        let generations_key = address.method_name.as_ref().map(|_| self.generations_key());
-        let method_name = address.method_name.clone();
+        let generations = address
+            .method_name
+            .as_ref()
+            .map(|name| (self.generations_key(), name.clone()));
+        let bookkeeping_ttl = self.bookkeeping_ttl();
+        // A token this process saw replaced is never valid again: one
+        // coming back means the bookkeeping was rolled back in Redis.
+        let retired: Vec<u64> = address
+            .method_name
+            .as_ref()
+            .and_then(|name| self.generations.lock().get(name).map(|g| g.retired.clone()))
+            .unwrap_or_default();
         let started = Instant::now();
-        let reply = client.call(py, move |con| match (&generations_key, &method_name) {
-            (Some(gkey), Some(name)) => redis::pipe()
+        let reply = client.call(py, move |con| {
+            let Some((generations_key, name)) = &generations else {
+                let value = redis::cmd("GET")
+                    .arg(data_key.as_slice())
+                    .query::<Option<Vec<u8>>>(con)?;
+                return Ok((entry::NO_METHOD, value, false));
+            };
+            let (token, value) = redis::pipe()
                 .cmd("HGET")
-                .arg(gkey.as_slice())
+                .arg(generations_key.as_slice())
                 .arg(name.as_str())
                 .cmd("GET")
                 .arg(data_key.as_slice())
-                .query::<(Option<u64>, Option<Vec<u8>>)>(con),
-            _ => redis::cmd("GET")
-                .arg(data_key.as_slice())
-                .query::<Option<Vec<u8>>>(con)
-                .map(|value| (None, value)),
+                .query::<(Option<u64>, Option<Vec<u8>>)>(con)?;
+            match token {
+                Some(token) if !retired.contains(&token) => Ok((token, value, false)),
+                rolled_back => {
+                    let token = fresh_token(
+                        con,
+                        generations_key,
+                        name,
+                        rolled_back.is_some(),
+                        bookkeeping_ttl,
+                    )?;
+                    Ok((token, value, true))
+                }
+            }
         });
         let elapsed = started.elapsed();
         self.latency.record(elapsed);
-        let (generation, payload) = match reply {
+        let (token, payload, refreshed) = match reply {
             Ok(reply) => reply,
             Err(_) => {
                 self.counters.l2_errors.fetch_add(1, Ordering::Relaxed);
                 return SharedRead::Failed;
             }
         };
-        let generation = generation.unwrap_or(0);
         if let Some(name) = &address.method_name {
-            self.generations.lock().insert(name.clone(), generation);
+            self.generations
+                .lock()
+                .entry(name.clone())
+                .or_default()
+                .adopt(token);
+            self.keep_generations_alive(client, refreshed);
         }
         let Some(payload) = payload else {
             return SharedRead::Absent(elapsed);
         };
-        match self.open_entry(py, &payload, &address.digest, generation) {
-            Some(value) => SharedRead::Found(value, payload.len(), elapsed),
-            None => {
+        match self.open_entry(py, &payload, &address.digest, token) {
+            Ok(value) => SharedRead::Found(value, payload.len(), elapsed),
+            Err(Rejection::Forged) => {
+                self.counters.forged_entries.fetch_add(1, Ordering::Relaxed);
+                self.report_forged(py);
+                SharedRead::Forged(elapsed)
+            }
+            Err(_) => {
                 self.counters
                     .rejected_entries
                     .fetch_add(1, Ordering::Relaxed);
@@ -335,35 +519,113 @@ impl TwoTierCache {
         }
     }
 
-    /// Decodes a framed entry; None for anything that is not exactly ours.
+    /// The token to stamp a write with: the one last read, or (a store
+    /// without a lookup before it, e.g. priming) read from Redis now.
+    fn token_for_write(&self, py: Python<'_>, client: &RedisClient, name: &str) -> Option<u64> {
+        if let Some(token) = self.generations.lock().get(name).and_then(|g| g.current) {
+            return Some(token);
+        }
+        let generations_key = self.generations_key();
+        let bookkeeping_ttl = self.bookkeeping_ttl();
+        let owned_name = name.to_string();
+        let token = client
+            .call(py, move |con| {
+                fresh_token(con, &generations_key, &owned_name, false, bookkeeping_ttl)
+            })
+            .ok()?;
+        self.generations
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .adopt(token);
+        Some(token)
+    }
+
+    /// Pushes the generations hash's expiry back, at most every quarter of
+    /// the cache's TTL, off the request path: its tokens must outlive the
+    /// entries stamped with them while the method is in use.
+    fn keep_generations_alive(&self, client: &RedisClient, just_refreshed: bool) {
+        let now = Instant::now();
+        let interval = Duration::from_secs(self.settings.read().ttl / 4);
+        {
+            let mut refreshed = self.generations_refreshed.lock();
+            if !just_refreshed && refreshed.is_some_and(|at| now.duration_since(at) < interval) {
+                return;
+            }
+            *refreshed = Some(now);
+        }
+        if !just_refreshed {
+            client.enqueue_command(entry::expire_command(
+                self.generations_key(),
+                self.bookkeeping_ttl(),
+            ));
+        }
+    }
+
+    /// Verifies and decodes a framed entry; undecodable bytes are foreign.
     fn open_entry(
         &self,
         py: Python<'_>,
         payload: &[u8],
         digest: &[u8; 32],
-        generation: u64,
-    ) -> Option<Py<PyAny>> {
-        let codec_bytes = entry::codec_bytes(payload, digest, generation)?;
-        self.codec.get().decode(py, codec_bytes).ok()
+        token: u64,
+    ) -> Result<Py<PyAny>, Rejection> {
+        let mac = self.settings.read().mac.clone();
+        let codec_bytes = entry::open(payload, &mac, digest, token)?;
+        self.codec
+            .get()
+            .decode(py, codec_bytes)
+            .map_err(|_| Rejection::Foreign)
     }
 
-    /// Encodes a value for `address`; None (counted) when not encodable.
-    fn frame_entry(&self, value: &Bound<'_, PyAny>, address: &Address) -> Option<Vec<u8>> {
-        let generation = address
-            .method_name
-            .as_ref()
-            .and_then(|name| self.generations.lock().get(name).copied())
-            .unwrap_or(0);
-        let mut payload = entry::start_value(&address.digest, generation);
-        match self.codec.get().encode_into(value, &mut payload) {
-            Ok(()) => Some(payload),
-            Err(_) => {
-                self.counters
-                    .unencodable_values
-                    .fetch_add(1, Ordering::Relaxed);
-                None
-            }
+    /// Encodes and seals a value for `address`; None (counted, and said
+    /// once per method) when it cannot be shared.
+    fn frame_entry(
+        &self,
+        value: &Bound<'_, PyAny>,
+        client: &RedisClient,
+        address: &Address,
+    ) -> Option<Vec<u8>> {
+        let mut payload = entry::start_value();
+        if let Err(err) = self.codec.get().encode_into(value, &mut payload) {
+            self.counters
+                .unencodable_values
+                .fetch_add(1, Ordering::Relaxed);
+            self.warn_once(
+                value.py(),
+                &self.warned_values,
+                "values",
+                address.method_name.as_deref(),
+                &err,
+            );
+            return None;
         }
+        // Copied out: logging runs Python code, never under the lock.
+        let (mac, authenticated) = {
+            let settings = self.settings.read();
+            (settings.mac.clone(), settings.authenticated)
+        };
+        if !authenticated {
+            NO_SECRET_WARNING.call_once(|| {
+                log_warning(
+                    value.py(),
+                    format!(
+                        "cache {:?} has no secret: entries in Redis are checked for \
+                         corruption, but anyone who can write to Redis can plant values; \
+                         pass TwoTierCache(..., secret=...)",
+                        self.name
+                    ),
+                )
+            });
+        }
+        let token = match &address.method_name {
+            None => entry::NO_METHOD,
+            // Without a token (Redis failed) nothing a reader would accept
+            // can be written.
+            Some(name) => self.token_for_write(value.py(), client, name)?,
+        };
+        entry::seal(&mut payload, token, &mac, &address.digest);
+        Some(payload)
     }
 
     /// L1 then L2; counts per method.
@@ -400,6 +662,11 @@ impl TwoTierCache {
             }
             SharedRead::Rejected(elapsed) => {
                 this.count_method(method.as_ref(), |c| c.rejected_entries += 1);
+                this.record_method_latency(method.as_ref(), elapsed);
+                None
+            }
+            SharedRead::Forged(elapsed) => {
+                this.count_method(method.as_ref(), |c| c.forged_entries += 1);
                 this.record_method_latency(method.as_ref(), elapsed);
                 None
             }
@@ -453,7 +720,7 @@ impl TwoTierCache {
         let shared = match (&access, &this.client) {
             (Access::Local, _) | (_, None) => None,
             (_, Some(client)) => this.address(key, method.as_ref()).and_then(|address| {
-                this.frame_entry(value, &address)
+                this.frame_entry(value, client.get(), &address)
                     .map(|p| (client, address, p))
             }),
         };
@@ -514,6 +781,15 @@ impl TwoTierCache {
     }
 }
 
+/// A secret from Python: non-empty str or bytes.
+fn checked_secret(secret: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let bytes = crypto::secret_bytes(secret)?;
+    if bytes.is_empty() {
+        return Err(PyValueError::new_err("secret must not be empty"));
+    }
+    Ok(bytes)
+}
+
 fn lowercase(markers: Vec<String>) -> Vec<String> {
     markers
         .into_iter()
@@ -522,11 +798,13 @@ fn lowercase(markers: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-fn validate_ttl(ttl: u64) -> PyResult<u64> {
-    if ttl == 0 {
-        return Err(PyValueError::new_err("ttl must be at least 1 second"));
+fn validate_ttl(ttl: i64) -> PyResult<u64> {
+    if ttl < 1 {
+        return Err(PyValueError::new_err(format!(
+            "ttl must be a whole number of seconds of at least 1, got {ttl}"
+        )));
     }
-    Ok(ttl)
+    Ok(ttl as u64)
 }
 
 #[pymethods]
@@ -534,29 +812,27 @@ impl TwoTierCache {
     #[new]
     #[pyo3(signature = (
         name, count, *, client, codec, namespace = None, prefix = "ormcache:", ttl = 3600,
-        local_methods = None, secret_markers = None, gate = None, max_bytes = 0
+        local_methods = None, secret_markers = None, gate = None, max_bytes = 0, secret = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn py_new(
         name: String,
-        count: usize,
+        count: i64,
         client: Option<Py<RedisClient>>,
         codec: Py<Codec>,
         namespace: Option<Vec<u8>>,
         prefix: &str,
-        ttl: u64,
+        ttl: i64,
         local_methods: Option<HashSet<String>>,
         secret_markers: Option<Vec<String>>,
         gate: Option<Py<PyAny>>,
-        max_bytes: usize,
+        max_bytes: i64,
+        secret: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let lru = PyLru {
-            lru: Lru::new(Bounds {
-                max_entries: count,
-                max_bytes,
-                default_ttl: None,
-            })?,
+            lru: Lru::new(Bounds::from_args(count, max_bytes, None)?)?,
         };
+        let secret = secret.map(checked_secret).transpose()?;
         let this = TwoTierCache {
             name,
             client,
@@ -569,10 +845,15 @@ impl TwoTierCache {
                 shared: true,
                 local_methods: local_methods.unwrap_or_default(),
                 secret_markers: lowercase(secret_markers.unwrap_or_default()),
+                mac: entry_mac(secret.as_deref()),
+                authenticated: secret.is_some(),
             }),
             methods: Mutex::new(HashMap::new()),
             generations: Mutex::new(HashMap::new()),
+            generations_refreshed: Mutex::new(None),
             warned_methods: Mutex::new(HashSet::new()),
+            warned_values: Mutex::new(HashSet::new()),
+            forged_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(60))),
             counters: SharedCounters::default(),
             latency: LatencyHistogram::default(),
         };
@@ -615,7 +896,7 @@ impl TwoTierCache {
     }
 
     #[setter]
-    fn set_ttl(&self, ttl: u64) -> PyResult<()> {
+    fn set_ttl(&self, ttl: i64) -> PyResult<()> {
         self.settings.write().ttl = validate_ttl(ttl)?;
         Ok(())
     }
@@ -645,6 +926,24 @@ impl TwoTierCache {
     #[setter]
     fn set_secret_markers(&self, markers: Vec<String>) {
         self.settings.write().secret_markers = lowercase(markers);
+    }
+
+    /// Whether entries are authenticated with a secret (else: checked for
+    /// corruption only).
+    #[getter]
+    fn authenticated(&self) -> bool {
+        self.settings.read().authenticated
+    }
+
+    /// Sets the secret that authenticates this cache's entries (str or
+    /// bytes); every server sharing the entries must use the same one.
+    #[setter]
+    fn set_secret(&self, secret: &Bound<'_, PyAny>) -> PyResult<()> {
+        let secret = checked_secret(secret)?;
+        let mut settings = self.settings.write();
+        settings.mac = entry_mac(Some(&secret));
+        settings.authenticated = true;
+        Ok(())
     }
 
     #[getter]
@@ -704,8 +1003,9 @@ impl TwoTierCache {
         }))
     }
 
-    /// Drops the method's entries here and bumps its generation in Redis
-    /// (one HINCRBY), so no process reads its old shared entries again.
+    /// Drops the method's entries here and gives it a fresh random
+    /// generation token in Redis (one HSET), so no process reads its old
+    /// shared entries again.
     fn clear_method(slf: &Bound<'_, Self>, method: &Bound<'_, PyAny>) -> PyResult<usize> {
         let py = slf.py();
         let dropped = TwoTierCache::evict_method(slf, method)?;
@@ -714,22 +1014,31 @@ impl TwoTierCache {
         if let Some(client) = &this.client {
             let key = this.generations_key();
             let field = name.clone();
-            let generation = client
+            let token = entry::new_token();
+            let bookkeeping_ttl = this.bookkeeping_ttl();
+            client
                 .get()
                 .call(py, move |con| {
-                    redis::cmd("HINCRBY")
+                    redis::pipe()
+                        .cmd("HSET")
                         .arg(key.as_slice())
                         .arg(field.as_str())
-                        .arg(1)
-                        .query::<u64>(con)
+                        .arg(token)
+                        .ignore()
+                        .cmd("EXPIRE")
+                        .arg(key.as_slice())
+                        .arg(bookkeeping_ttl)
+                        .ignore()
+                        .query::<()>(con)
                 })
                 .map_err(call_error_to_py)?;
-            this.generations.lock().insert(name, generation);
+            this.generations.lock().entry(name).or_default().adopt(token);
         }
         Ok(dropped)
     }
 
-    /// Per-method generations stored in Redis for the current namespace.
+    /// Per-method generation tokens stored in Redis for the current
+    /// namespace (tokens that are not numbers are left out).
     fn method_generations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
         let Some(client) = &self.client else {
@@ -741,11 +1050,16 @@ impl TwoTierCache {
             .call(py, move |con| {
                 redis::cmd("HGETALL")
                     .arg(key.as_slice())
-                    .query::<Vec<(String, u64)>>(con)
+                    .query::<Vec<(String, Vec<u8>)>>(con)
             })
             .map_err(call_error_to_py)?;
-        for (name, generation) in pairs {
-            dict.set_item(name, generation)?;
+        for (name, token) in pairs {
+            let token = std::str::from_utf8(&token)
+                .ok()
+                .and_then(|text| text.parse::<u64>().ok());
+            if let Some(token) = token {
+                dict.set_item(name, token)?;
+            }
         }
         Ok(dict)
     }
@@ -757,7 +1071,7 @@ impl TwoTierCache {
         };
         let mut queued = 0;
         for item in writes.try_iter()? {
-            let (key, payload, ttl): (Vec<u8>, Vec<u8>, u64) = item?.extract()?;
+            let (key, payload, ttl): (Vec<u8>, Vec<u8>, i64) = item?.extract()?;
             if client
                 .get()
                 .enqueue_command(entry::set_command(key, payload, validate_ttl(ttl)?))
@@ -789,6 +1103,7 @@ impl TwoTierCache {
             ("l2_skipped", &c.l2_skipped),
             ("gated", &c.gated),
             ("rejected_entries", &c.rejected_entries),
+            ("forged_entries", &c.forged_entries),
             ("unencodable_values", &c.unencodable_values),
             ("unencodable_keys", &c.unencodable_keys),
             ("secret_keys", &c.secret_keys),
@@ -814,7 +1129,7 @@ impl TwoTierCache {
         // not happen under the lock.
         struct MethodFigures {
             func: Py<PyAny>,
-            counts: [(&'static str, u64); 9],
+            counts: [(&'static str, u64); 10],
             p50: Option<f64>,
             p99: Option<f64>,
         }
@@ -833,6 +1148,7 @@ impl TwoTierCache {
                         ("errors", c.errors),
                         ("redis_errors", c.redis_errors),
                         ("rejected_entries", c.rejected_entries),
+                        ("forged_entries", c.forged_entries),
                         ("local_only", c.local_only),
                         ("bytes_read", c.bytes_read),
                         ("bytes_written", c.bytes_written),
@@ -883,6 +1199,7 @@ impl TwoTierCache {
             &c.l2_skipped,
             &c.gated,
             &c.rejected_entries,
+            &c.forged_entries,
             &c.unencodable_values,
             &c.unencodable_keys,
             &c.secret_keys,

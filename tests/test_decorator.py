@@ -138,8 +138,15 @@ def test_exceptions_are_not_cached(local_model: type) -> None:
 
 
 def test_bad_decorator_arguments() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="ttl"):
         ormcache("x", ttl=0)
+    with pytest.raises(ValueError, match="ttl"):
+        ormcache("x", ttl=float("nan"))
+    # A lifetime passed positionally would silently become a key expression.
+    with pytest.raises(TypeError, match=r"ttl=600"):
+        ormcache("x", 600)
+    with pytest.raises(TypeError, match="strings"):
+        ormcache(("x",))
     with pytest.raises(TypeError):
         ormcache("x", skiparg=1)
     with pytest.raises(SyntaxError):

@@ -12,6 +12,9 @@ from collections.abc import Callable
 import pytest
 
 from ormcache_redis import Codec, RedisClient, TwoTierCache
+from ormcache_redis._native import canonical_key, derive_key, key_digest, mac_tag
+
+HEADER_LEN = 4 + 8 + 32  # magic, generation token, tag
 
 
 def users_group_ids(uid: int) -> tuple[int, ...]:
@@ -23,11 +26,20 @@ def check_password(uid: int, password: str) -> bool:
     return bool(password)
 
 
+SECRET = "test-deployment-secret"
+
+
 def make_cache(
     url: str, *, namespace: bytes = b"db1:1:default:0", **kwargs: object
 ) -> TwoTierCache:
     client = RedisClient(url, retry_initial=0.05, retry_max=0.2)
+    kwargs.setdefault("secret", SECRET)
     return TwoTierCache("default", 100, client=client, codec=Codec(), namespace=namespace, **kwargs)
+
+
+def entry_names(redis_server) -> list[bytes]:
+    """Names of the data entries in Redis (not the generation bookkeeping)."""
+    return sorted(n for n in redis_server.command("KEYS", "*") if b":c:" in n)
 
 
 def key(*args: object, method: Callable[..., object] = users_group_ids) -> tuple:
@@ -85,7 +97,7 @@ def test_entries_are_written_with_the_ttl(redis_url: str, redis_server) -> None:
     cache[key(1)] = "v"
     cache.set(key(2), "w", ttl=7)
     settle(cache)
-    ttls = sorted(redis_server.command("TTL", k) for k in redis_server.command("KEYS", "*"))
+    ttls = sorted(redis_server.command("TTL", k) for k in entry_names(redis_server))
     assert len(ttls) == 2 and 0 < ttls[0] <= 7 and 100 < ttls[1] <= 120
 
 
@@ -94,9 +106,12 @@ def test_keys_hold_no_clear_text(redis_url: str, redis_server) -> None:
     cache[key("secret-looking-argument")] = "value"
     settle(cache)
     names = redis_server.command("KEYS", "*")
-    assert len(names) == 1
-    name = names[0]
+    assert len(names) == 2  # the entry and its method's generation token
+    name = entry_names(redis_server)[0]
     assert name.startswith(b"pfx:c:") and len(name) == len(b"pfx:c:") + 32
+    (generations,) = set(names) - {name}
+    assert generations.startswith(b"pfx:g:") and len(generations) == len(b"pfx:g:") + 32
+    assert b"secret" not in generations
     assert b"secret" not in name and b"res.users" not in name
     payload = redis_server.command("GET", name)
     assert b"secret-looking-argument" not in payload
@@ -139,20 +154,27 @@ def test_local_methods_never_reach_redis(redis_url: str, redis_server) -> None:
     cache[key(1, "hunter2", method=check_password)] = True
     cache[key(1)] = (1,)
     settle(cache)
-    assert len(redis_server.command("KEYS", "*")) == 1
-    for name in redis_server.command("KEYS", "*"):
+    assert len(entry_names(redis_server)) == 1
+    for name in entry_names(redis_server):
         assert b"hunter2" not in redis_server.command("GET", name)
 
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"", b"garbage", b"OCE1" + b"\x00" * 40, b"\x80\x04\x95pickle", b"OCE1" + os.urandom(200)],
+    [
+        b"",
+        b"garbage",
+        b"OCE1" + b"\x00" * 40,
+        b"\x80\x04\x95pickle",
+        b"OCE1" + os.urandom(200),
+        b"OCE2" + os.urandom(8),
+    ],
 )
 def test_garbage_in_redis_is_a_miss(redis_url: str, redis_server, garbage: bytes) -> None:
     writer = make_cache(redis_url)
     writer[key(5)] = "good"
     settle(writer)
-    (name,) = redis_server.command("KEYS", "*")
+    (name,) = entry_names(redis_server)
     redis_server.command("SET", name, garbage)
     reader = make_cache(redis_url)
     with pytest.raises(KeyError):
@@ -165,7 +187,7 @@ def test_entry_copied_under_another_name_is_a_miss(redis_url: str, redis_server)
     writer[key(1)] = "one"
     writer[key(2)] = "two"
     settle(writer)
-    names = redis_server.command("KEYS", "*")
+    names = entry_names(redis_server)
     payloads = [redis_server.command("GET", n) for n in names]
     # Swap the two payloads: each name now holds the other key's entry.
     redis_server.command("SET", names[0], payloads[1])
@@ -174,20 +196,25 @@ def test_entry_copied_under_another_name_is_a_miss(redis_url: str, redis_server)
     for k in (key(1), key(2)):
         with pytest.raises(KeyError):
             reader[k]
-    assert reader.stats()["rejected_entries"] == 2
+    # The tag covers the key's digest: an authentic entry of another key
+    # does not verify.
+    assert reader.stats()["forged_entries"] == 2
 
 
 def test_other_format_version_is_a_miss(redis_url: str, redis_server) -> None:
     writer = make_cache(redis_url)
     writer[key(1)] = "one"
     settle(writer)
-    (name,) = redis_server.command("KEYS", "*")
+    (name,) = entry_names(redis_server)
     payload = bytearray(redis_server.command("GET", name))
-    # Byte 44 starts the codec frame: corrupt its version, keep everything else.
-    payload[44 + 2] ^= 0xFF
-    redis_server.command("SET", name, bytes(payload))
+    # Byte 44 starts the codec frame: give it another version, and sign it
+    # with the key, as a server running another release would.
+    payload[HEADER_LEN + 2] ^= 0xFF
+    redis_server.command("SET", name, resealed(bytes(payload), key(1)))
+    reader = make_cache(redis_url)
     with pytest.raises(KeyError):
-        make_cache(redis_url)[key(1)]
+        reader[key(1)]
+    assert reader.stats()["rejected_entries"] == 1 and reader.stats()["forged_entries"] == 0
 
 
 def test_clear_method_invalidates_everywhere(redis_url: str) -> None:
@@ -205,7 +232,8 @@ def test_clear_method_invalidates_everywhere(redis_url: str) -> None:
     assert third[key(1, method=check_password)] == "other method"
     # The second process still has it in L1 until it syncs; its generations
     # show that it must.
-    assert second.method_generations() == {f"{__name__}.users_group_ids": 1}
+    generations = second.method_generations()
+    assert set(generations) == {f"{__name__}.users_group_ids", f"{__name__}.check_password"}
     assert second.evict_method(f"{__name__}.users_group_ids") == 1
     with pytest.raises(KeyError):
         second[key(1)]
@@ -233,7 +261,7 @@ def test_gate_controls_shared_access(redis_url: str, redis_server) -> None:
     verdict[0] = pending
     cache[key(2)] = "deferred"
     settle(cache)
-    assert redis_server.command("KEYS", "*") == [] and len(pending) == 1
+    assert entry_names(redis_server) == [] and len(pending) == 1
     assert cache.commit_writes(pending) == 1
     settle(cache)
     assert make_cache(redis_url)[key(2)] == "deferred"
@@ -333,7 +361,7 @@ def test_keys_naming_a_secret_stay_local(redis_url: str, redis_server) -> None:
     cache[key("auth.Access_Token", method=get_param)] = "tok"
     cache[key("web.base.url", method=get_param)] = "http://example.org"
     settle(cache)
-    names = redis_server.command("KEYS", "*")
+    names = entry_names(redis_server)
     assert len(names) == 1
     assert b"s3cr3t-value" not in redis_server.command("GET", names[0])
     assert cache.stats()["secret_keys"] == 2
@@ -369,7 +397,7 @@ def test_per_method_figures(redis_url: str, redis_server) -> None:
         reader[key(2)]  # miss
     with pytest.raises(TypeError):
         reader[key([1, 2])]  # unhashable: Odoo's `err`
-    (stored,) = redis_server.command("KEYS", "*")
+    (stored,) = entry_names(redis_server)
     redis_server.command("SET", stored, b"garbage")
     reader.evict_method(users_group_ids)
     with pytest.raises(KeyError):
@@ -384,3 +412,12 @@ def test_per_method_figures(redis_url: str, redis_server) -> None:
     with pytest.raises(KeyError):
         reader[key(3)]
     assert reader.stats()["methods"][name]["redis_errors"] == 1
+
+
+def resealed(payload: bytes, cache_key: tuple, namespace: bytes = b"db1:1:default:0") -> bytes:
+    """``payload`` with its tag recomputed under the test secret: what only
+    a holder of the secret can write (the entry format's documented tag)."""
+    digest = key_digest(namespace, canonical_key(cache_key))
+    magic, token, body = payload[:4], payload[4:12], payload[HEADER_LEN:]
+    tag = mac_tag(derive_key(SECRET, "cache-entry"), magic + digest + token + body)
+    return magic + token + tag + body

@@ -20,6 +20,7 @@ import logging
 import time
 
 from ormcache_redis._native import TwoTierCache
+from ormcache_redis.decorator import check_decorator_arguments
 
 from . import glue
 
@@ -44,8 +45,7 @@ class ormcache(odoo_cache.ormcache):
     """
 
     def __init__(self, *args, ttl: float | None = None, **kwargs):
-        if ttl is not None and not (isinstance(ttl, int | float) and ttl > 0):
-            raise ValueError(f"ormcache ttl must be a positive number of seconds, got {ttl!r}")
+        check_decorator_arguments(args, ttl)
         super().__init__(*args, **kwargs)
         self.ttl = ttl
 

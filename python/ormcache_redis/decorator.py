@@ -13,12 +13,13 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ormcache_redis._native import CachedMethod, RedisUnavailable, TwoTierCache
 
-__all__ = ["ormcache"]
+__all__ = ["check_decorator_arguments", "ormcache"]
 
 _logger = logging.getLogger("ormcache_redis.decorator")
 
@@ -33,6 +34,29 @@ class _Source:
 
     def __repr__(self) -> str:
         return self.text
+
+
+def check_decorator_arguments(exprs: tuple[object, ...], ttl: object) -> None:
+    """Raises a clear error for arguments Odoo's decorator would misread:
+    ``@ormcache("x", 600)`` would silently take 600 as a key expression."""
+    for expr in exprs:
+        if not isinstance(expr, str):
+            hint = (
+                f"; pass a lifetime as ttl={expr!r}"
+                if isinstance(expr, int | float) and not isinstance(expr, bool)
+                else ""
+            )
+            raise TypeError(
+                f"ormcache key expressions are Python source strings, got {expr!r} "
+                f"({type(expr).__name__}){hint}"
+            )
+    if ttl is not None and (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, int | float)
+        or not math.isfinite(ttl)
+        or not ttl > 0
+    ):
+        raise ValueError(f"ormcache ttl must be a positive number of seconds, got {ttl!r}")
 
 
 def build_key_function(method: Callable[..., Any], exprs: tuple[str, ...]) -> Callable[..., tuple]:
@@ -119,8 +143,7 @@ def ormcache(
     """
     if skiparg is not None:
         raise TypeError("skiparg is not supported: name the key expressions instead")
-    if ttl is not None and not ttl > 0:
-        raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+    check_decorator_arguments(exprs, ttl)
 
     def decorate(method: F) -> F:
         key = build_key_function(method, exprs)
