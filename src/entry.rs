@@ -156,7 +156,10 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        assert_eq!(open(&entry(3, b"codec"), &mac(), &DIGEST, 3), Ok(&b"codec"[..]));
+        assert_eq!(
+            open(&entry(3, b"codec"), &mac(), &DIGEST, 3),
+            Ok(&b"codec"[..])
+        );
     }
 
     #[test]
@@ -164,7 +167,10 @@ mod tests {
         let mut other_digest = DIGEST;
         other_digest[31] ^= 1;
         let good = entry(3, b"codec");
-        assert_eq!(open(&good, &mac(), &other_digest, 3), Err(Rejection::Forged));
+        assert_eq!(
+            open(&good, &mac(), &other_digest, 3),
+            Err(Rejection::Forged)
+        );
         assert_eq!(open(&good, &mac(), &DIGEST, 4), Err(Rejection::Stale));
         let other_key = Mac::new(&derive_key(b"other", "cache-entry"));
         assert_eq!(open(&good, &other_key, &DIGEST, 3), Err(Rejection::Forged));

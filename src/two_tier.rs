@@ -64,7 +64,10 @@ struct Settings {
 
 /// The key of a cache without a secret: detects corruption, not forgery.
 fn entry_mac(secret: Option<&[u8]>) -> Mac {
-    Mac::new(&crypto::derive_key(secret.unwrap_or_default(), "cache-entry"))
+    Mac::new(&crypto::derive_key(
+        secret.unwrap_or_default(),
+        "cache-entry",
+    ))
 }
 
 /// What this process knows of one method's generation in Redis.
@@ -1032,7 +1035,11 @@ impl TwoTierCache {
                         .query::<()>(con)
                 })
                 .map_err(call_error_to_py)?;
-            this.generations.lock().entry(name).or_default().adopt(token);
+            this.generations
+                .lock()
+                .entry(name)
+                .or_default()
+                .adopt(token);
         }
         Ok(dropped)
     }
@@ -1060,6 +1067,22 @@ impl TwoTierCache {
             if let Some(token) = token {
                 dict.set_item(name, token)?;
             }
+        }
+        Ok(dict)
+    }
+
+    /// The generation tokens this process last read or wrote per method: its
+    /// L1 entries of a method are at most as new as that token.
+    fn known_generations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        let known: Vec<(String, u64)> = self
+            .generations
+            .lock()
+            .iter()
+            .filter_map(|(name, g)| g.current.map(|token| (name.clone(), token)))
+            .collect();
+        for (name, token) in known {
+            dict.set_item(name, token)?;
         }
         Ok(dict)
     }

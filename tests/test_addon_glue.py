@@ -232,7 +232,12 @@ def make_tier(client=None, shared=("default", "stable", "assets"), testing=None)
     codec = Codec()
     caches = {
         name: TwoTierCache(
-            name, size, client=client if name in shared else None, codec=codec, prefix="t:"
+            name,
+            size,
+            client=client if name in shared else None,
+            codec=codec,
+            prefix="t:",
+            secret="glue-test-secret",
         )
         for name, size in REGISTRY_CACHES.items()
     }
@@ -445,6 +450,38 @@ def test_method_clear_is_published_at_commit_and_synced_elsewhere(redis_url):
         caches_b["default"][KEY]
 
 
+@pytest.mark.parametrize("lost", ["generations", "version", "both"])
+def test_a_clear_whose_bookkeeping_was_lost_still_evicts_elsewhere(redis_url, lost):
+    """Eviction (allkeys-lru), a FLUSH of one key or a failover can lose the
+    version and the generation tokens right after a clear: other processes
+    must still drop their copies, never serve them again."""
+    _flush(redis_url)
+    worker_a, _caches_a, _ = make_tier(RedisClient(redis_url))
+    worker_b, caches_b, _ = make_tier(RedisClient(redis_url))
+    for tier in (worker_a, worker_b):
+        tier.ready = True
+        tier.adopt(3, SEQUENCES)
+        tier.begin_unit(tier.sync_methods())
+    with pytest.raises(KeyError):
+        caches_b["default"][KEY]
+    caches_b["default"][KEY] = "old"
+    worker_b.commit_unit(set(), False)
+    worker_b.begin_unit(worker_b.sync_methods())
+    assert worker_a.request_method_clear("default", test_looks_secret)
+    worker_a.publish_method_clears(3, SEQUENCES)
+    worker_a.commit_unit(set(), False)
+    raw = RedisClient(redis_url)
+    generations = [k for k in raw.execute("KEYS", "t:g:*")]
+    if lost in ("generations", "both"):
+        raw.execute("DEL", *generations)
+    if lost in ("version", "both"):
+        raw.execute("DEL", worker_a.methods_version_key)
+    worker_b.begin_unit(worker_b.sync_methods())
+    assert KEY not in caches_b["default"]
+    with pytest.raises(KeyError):
+        caches_b["default"][KEY]
+
+
 def test_method_clear_falls_back_when_this_process_is_behind(redis_url):
     tier, _caches, _ = make_tier(RedisClient(redis_url))
     tier.ready = True
@@ -486,3 +523,53 @@ def test_redis_down_sync_evicts_clearable_methods(redis_url):
         assert KEY not in caches["default"]
     finally:
         glue.DECORATED_METHODS.discard(("default", name))
+
+
+# --------------------------------------------------------------------------- secrets
+
+_keys_spec = importlib.util.spec_from_file_location(
+    "ormcache_redis_addon_deployment_keys", GLUE_PATH.with_name("deployment_keys.py")
+)
+deployment_keys = importlib.util.module_from_spec(_keys_spec)
+_keys_spec.loader.exec_module(deployment_keys)
+
+
+def test_each_database_keys_its_data_with_its_own_secret():
+    asked = []
+    stored = {"db1": "secret-of-db1", "db2": "secret-of-db2"}
+
+    def read(db_name):
+        asked.append(db_name)
+        return stored.get(db_name)
+
+    secrets = deployment_keys.DeploymentSecrets(None, read)
+    assert secrets.for_database("db1") == "secret-of-db1"
+    assert secrets.for_database("db1") == "secret-of-db1"
+    assert secrets.for_database("db2") == "secret-of-db2"
+    assert asked == ["db1", "db2"]  # once per process and database
+    assert secrets.for_database("db3") is None
+    stored["db3"] = "installed since"
+    assert secrets.for_database("db3") == "installed since"  # None is asked again
+    assert secrets.for_database(None) is None
+
+
+def test_a_configured_secret_keys_every_database():
+    secrets = deployment_keys.DeploymentSecrets("x" * 32, lambda db: pytest.fail("asked the db"))
+    assert secrets.for_database("db1") == secrets.for_database(None) == "x" * 32
+
+
+def test_an_unreadable_database_secret_is_none_and_logged(caplog):
+    def read(db_name):
+        raise OSError("connection refused")
+
+    secrets = deployment_keys.DeploymentSecrets(None, read)
+    with caplog.at_level("WARNING"):
+        assert secrets.for_database("db1") is None
+    assert "database.secret" in caplog.text and "refused" not in caplog.text
+
+
+def test_configured_secret_option():
+    assert deployment_keys.configured_secret(options()) is None
+    assert deployment_keys.configured_secret(options(ormcache_redis_secret="s" * 16)) == "s" * 16
+    with pytest.raises(ConfigError, match="ormcache_redis_secret"):
+        deployment_keys.configured_secret(options(ormcache_redis_secret="short"))

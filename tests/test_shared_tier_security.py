@@ -207,7 +207,7 @@ def test_the_entry_tag_is_what_the_documented_format_says(redis_url: str, redis_
     cache = make_cache(redis_url)
     cache[key(1)] = "value"
     settle(cache)
-    name, payload = only_entry(redis_server)
+    _name, payload = only_entry(redis_server)
     assert payload[:4] == b"OCE2" and resealed(payload, key(1)) == payload
 
 

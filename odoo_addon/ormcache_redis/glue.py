@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -68,6 +69,10 @@ SECRET_PATTERN = re.compile(
     r"passw|secret|\bsid\b|session|token|credential|api_?key|\bpin\b|\botp\b|totp",
     re.IGNORECASE,
 )
+
+# Seconds the method-clear version lives in Redis after the last clear. When
+# it expires every process re-reads the generations once: nothing is lost.
+METHODS_VERSION_TTL = 7 * 86400
 
 # Deferred writes kept per thread and per cache until the end of the unit
 # of work: a long cron that computes more than this only shares the first.
@@ -318,7 +323,7 @@ class SharedTier:
         self._local = threading.local()
         self._lock = threading.Lock()
         # Method-generation sync (see sync_methods).
-        self.methods_version: int | None = None
+        self.methods_version: bytes | None = None
         self.method_generations: dict[str, dict[str, int]] = {}
         self.clearable_methods: set[tuple[str, str]] = set()
         self.local_method_names: list[str] = []
@@ -447,7 +452,7 @@ class SharedTier:
 
     # ----------------------------------------------------------------- unit of work
 
-    def begin_unit(self, methods_version: int | None) -> None:
+    def begin_unit(self, methods_version: bytes | None) -> None:
         """A request/cron job starts (Odoo's check_signaling)."""
         state = self._thread()
         state.methods_version = methods_version
@@ -517,8 +522,12 @@ class SharedTier:
             if current:
                 # Version first, then the generation: a process that read the
                 # new generation during its transaction is sure to see the new
-                # version when it publishes (see commit_unit).
-                self.client.execute("INCR", self.methods_version_key)
+                # version when it publishes (see commit_unit). A fresh random
+                # version, like the generation tokens: a lost key never brings
+                # back a version some process remembers.
+                self.client.execute(
+                    "SET", self.methods_version_key, secrets.token_hex(8), "EX", METHODS_VERSION_TTL
+                )
                 for cache_name, method in current:
                     self.caches[cache_name].clear_method(method)
                     self.counters["method_clears"] += 1
@@ -589,16 +598,36 @@ class SharedTier:
 
     # ----------------------------------------------------------------- method sync
 
-    def read_methods_version(self) -> int | None:
+    def read_methods_version(self) -> bytes | None:
+        """The current version; None when Redis could not be asked.
+
+        A missing version (never set, expired, evicted) is replaced by a
+        fresh random one, never read as a constant: a process that
+        remembers the version from before the loss then sees it move and
+        re-reads the generations, so no clear goes unnoticed."""
         if self.client is None:
             return None
         try:
             value = self.client.execute("GET", self.methods_version_key)
+            if value is None:
+                _created, value = self.client.pipeline(
+                    [
+                        (
+                            "SET",
+                            self.methods_version_key,
+                            secrets.token_hex(8),
+                            "NX",
+                            "EX",
+                            METHODS_VERSION_TTL,
+                        ),
+                        ("GET", self.methods_version_key),
+                    ]
+                )
         except Exception:
             return None
-        return int(value) if value is not None else 0
+        return value if isinstance(value, bytes) else None
 
-    def sync_methods(self) -> int | None:
+    def sync_methods(self) -> bytes | None:
         """Drops L1 entries of methods another process cleared; returns the
         version read (None when Redis could not be asked).
 
@@ -626,8 +655,14 @@ class SharedTier:
                     continue
                 current = dict(cache.method_generations())
                 known = self.method_generations.get(cache_name, {})
-                for method_name, generation in current.items():
-                    if known.get(method_name) != generation:
+                mine = dict(cache.known_generations())
+                # A token that changed since the last sync, or that differs
+                # from the one this process computed its copies under, was
+                # cleared; one that vanished was lost (evicted, flushed):
+                # either way this process's copies may predate a clear.
+                for method_name in current.keys() | known.keys() | mine.keys():
+                    token = current.get(method_name)
+                    if known.get(method_name) != token or mine.get(method_name, token) != token:
                         cache.evict_method(method_name)
                 self.method_generations[cache_name] = current
         except Exception:

@@ -31,7 +31,7 @@ from typing import Any
 from ormcache_redis._native import Codec, RedisClient, TwoTierCache
 from ormcache_redis.config import ConfigError, OptionSource
 
-from . import glue
+from . import deployment_keys, glue
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
 
@@ -64,6 +64,11 @@ def client() -> RedisClient | None:
     return _installed.get("client")
 
 
+def deployment_secrets() -> deployment_keys.DeploymentSecrets | None:
+    """The secrets that authenticate shared entries and session records."""
+    return _installed.get("secrets")
+
+
 def build_codec() -> Codec:
     from markupsafe import Markup
     from odoo.tools import frozendict
@@ -89,6 +94,10 @@ def install() -> None:
     module = registry_module()
     try:
         options = glue.load_settings(OptionSource(config.get), module._REGISTRY_CACHES)
+        secrets = deployment_keys.DeploymentSecrets(
+            deployment_keys.configured_secret(OptionSource(config.get)),
+            deployment_keys.read_database_secret,
+        )
         redis_client = (
             RedisClient(
                 options.url,
@@ -106,7 +115,9 @@ def install() -> None:
         _logger.critical("%s", error)
         raise SystemExit(f"ormcache_redis: {error}") from None
     try:
-        _installed.update(settings=options, client=redis_client, codec=build_codec())
+        _installed.update(
+            settings=options, client=redis_client, codec=build_codec(), secrets=secrets
+        )
         _patch_registry(module)
         _patch_stats_signal()
     except Exception as error:
@@ -154,8 +165,10 @@ def _patch_registry(module: Any) -> None:
         tier = tier_of(registry)
         if tier is not None and not tier.ready:
             _set_local_methods(registry, tier)
-            tier.ready = True
-            if not registry.registry_invalidated and not test_mode(registry):
+            # Without the key, nothing this process wrote would be accepted
+            # and nothing it read could be trusted: stay in the process.
+            tier.ready = _key_shared_caches(registry, tier)
+            if tier.ready and not registry.registry_invalidated and not test_mode(registry):
                 _adopt_if_confirmed(registry, tier, caches_by_key)
         return registry
 
@@ -248,6 +261,25 @@ def _attach(registry: Any, caches_by_key: dict) -> None:
         testing=_odoo_test_running,
     )
     registry.__dict__[TIER_ATTRIBUTE] = tier
+
+
+def _key_shared_caches(registry: Any, tier: glue.SharedTier) -> bool:
+    """Gives the shared caches the secret that authenticates their entries;
+    False when there is none (they then stay in the process)."""
+    if not tier.shared_caches:
+        return True
+    secret = _installed["secrets"].for_database(registry.db_name)
+    if secret is None:
+        _logger.warning(
+            "database %r has no database.secret and ormcache_redis_secret is not set: "
+            "its caches stay in this process",
+            registry.db_name,
+        )
+        return False
+    caches = registry._Registry__caches
+    for name in tier.shared_caches:
+        caches[name].secret = secret
+    return True
 
 
 def _odoo_test_running() -> bool:

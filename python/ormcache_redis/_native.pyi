@@ -207,7 +207,11 @@ class TwoTierCache(LRU[K, V]):
         secret_markers: Iterable[str] = (),
         gate: Callable[[], bool | list[tuple[bytes, bytes, int]] | None] | None = None,
         max_bytes: int = 0,
-    ) -> None: ...
+        secret: str | bytes | None = None,
+    ) -> None:
+        """``secret`` keys the HMAC that authenticates every entry in Redis;
+        all processes sharing entries need the same one. Without it entries
+        are only checked for corruption (one warning per process)."""
     @property
     def name(self) -> str: ...
     namespace: bytes
@@ -221,14 +225,24 @@ class TwoTierCache(LRU[K, V]):
     secret_markers: list[str]
     """Lower-case fragments: a key whose string argument contains one stays local
     (e.g. ``_get_param('database.secret')``)."""
+    @property
+    def authenticated(self) -> bool:
+        """Whether entries are authenticated with a secret."""
+    @property
+    def secret(self) -> None:
+        """Write-only: sets the secret that authenticates entries."""
+    @secret.setter
+    def secret(self, secret: str | bytes) -> None: ...
     def clear_method(self, method: Callable[..., Any] | str) -> int:
-        """Drop the method's entries here and bump its generation in Redis
-        (one HINCRBY), so every process misses its old shared entries.
-        Returns the number of local entries dropped."""
+        """Drop the method's entries here and give it a fresh random generation
+        token in Redis (one HSET), so every process misses its old shared
+        entries. Returns the number of local entries dropped."""
     def evict_method(self, method: Callable[..., Any] | str) -> int:
         """Drop the method's entries from L1 only."""
+    def known_generations(self) -> dict[str, int]:
+        """Generation tokens this process last read or wrote, per method."""
     def method_generations(self) -> dict[str, int]:
-        """The per-method generations stored in Redis (for cross-process L1 sync)."""
+        """The per-method generation tokens stored in Redis (for cross-process L1 sync)."""
     def commit_writes(self, writes: Sequence[tuple[bytes, bytes, int]]) -> int:
         """Queue deferred writes collected by a gate list; returns how many were queued."""
     @property
