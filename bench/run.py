@@ -13,6 +13,7 @@ Nothing here asserts a time: the table is for people.
 from __future__ import annotations
 
 import argparse
+import hmac
 import os
 import pickle
 import sys
@@ -25,7 +26,10 @@ from inspect import Parameter, signature
 from typing import Any
 
 from ormcache_redis import LRU, Codec, RedisClient, TwoTierCache, ormcache
+from ormcache_redis._native import derive_key, mac_tag, mac_verify
 from ormcache_redis.testing import RedisServer
+
+SECRET = "benchmark-deployment-secret"
 
 # ---------------------------------------------------------------- baselines
 # Odoo 19's LRU (odoo/tools/lru.py), written here as Odoo writes it.
@@ -247,7 +251,12 @@ def bench_decorator(table: Table, scale: int, client: RedisClient) -> None:
     engine_pool = Pool(
         {
             "default": TwoTierCache(
-                "default", 8192, client=client, codec=codec, namespace=b"bench:1:default:0"
+                "default",
+                8192,
+                client=client,
+                codec=codec,
+                namespace=b"bench:1:default:0",
+                secret=SECRET,
             )
         }
     )
@@ -270,7 +279,7 @@ def bench_l2(table: Table, scale: int, client: RedisClient, url: str) -> None:
     value = tuple(range(100))
     codec = Codec()
     cache = TwoTierCache(
-        "default", 8192, client=client, codec=codec, namespace=b"bench:1:default:0"
+        "default", 8192, client=client, codec=codec, namespace=b"bench:1:default:0", secret=SECRET
     )
     key = ("res.users", EngineUsers.has_groups.method, 7, frozenset({1, 2}))
     cache[key] = value
@@ -300,6 +309,22 @@ def bench_l2(table: Table, scale: int, client: RedisClient, url: str) -> None:
     table.add(
         "L2 hit (L1 cold), tuple of 100 ints", o, "RedisClient.ping round trip", own_ping, "(info)"
     )
+
+
+def bench_mac(table: Table, scale: int) -> None:
+    """What authenticating an L2 hit costs: the tag check of an entry
+    holding a tuple of 100 ints (magic, key digest, token, codec bytes)."""
+    key = derive_key(SECRET, "cache-entry")
+    message = b"OCE2" + bytes(32) + bytes(8) + Codec().dumps(tuple(range(100)))
+    tag = mac_tag(key, message)
+    assert mac_verify(key, message, tag)
+    o, t = side_by_side(
+        lambda: mac_verify(key, message, tag),
+        lambda: hmac.compare_digest(hmac.digest(key, message, "sha256"), tag),
+        100_000 * scale,
+        7,
+    )
+    table.add("MAC verify, 100-int tuple entry", o, "stdlib hmac (OpenSSL) + compare", t, "<= 1 us")
 
 
 def bench_codec(table: Table, scale: int) -> None:
@@ -332,7 +357,7 @@ def bench_miss(table: Table, scale: int, client: RedisClient) -> None:
     codec = Codec()
     method = EngineUsers.trivial.method
     shared = TwoTierCache(
-        "default", 10_000_000, client=client, codec=codec, namespace=b"bench:miss"
+        "default", 10_000_000, client=client, codec=codec, namespace=b"bench:miss", secret=SECRET
     )
     local = TwoTierCache("default", 10_000_000, client=None, codec=codec)
     number = 2_000 * scale
@@ -387,10 +412,10 @@ def main() -> int:
     )
     parser.add_argument("--scale", type=int, default=1, help="multiply iteration counts")
     parser.add_argument(
-        "--only", choices=["l1", "decorator", "l2", "codec", "miss"], action="append"
+        "--only", choices=["l1", "decorator", "l2", "mac", "codec", "miss"], action="append"
     )
     args = parser.parse_args()
-    sections = set(args.only or ["l1", "decorator", "l2", "codec", "miss"])
+    sections = set(args.only or ["l1", "decorator", "l2", "mac", "codec", "miss"])
 
     server = None
     url = os.environ.get("REDIS_URL")
@@ -410,6 +435,8 @@ def main() -> int:
             bench_decorator(table, args.scale, client)
         if "l2" in sections:
             bench_l2(table, args.scale, client, url)
+        if "mac" in sections:
+            bench_mac(table, args.scale)
         if "codec" in sections:
             bench_codec(table, args.scale)
         if "miss" in sections:
