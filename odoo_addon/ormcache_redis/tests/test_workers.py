@@ -19,7 +19,10 @@ import odoo
 from odoo.tests import BaseCase, tagged
 from odoo.tools import config
 
+from ormcache_redis import Codec, RedisClient
 from ormcache_redis.testing import RedisServer
+
+ENTRY_HEADER = 4 + 8 + 32  # magic, generation token, tag (see src/entry.rs)
 
 WORKER = Path(__file__).with_name("odoo_worker.py")
 
@@ -199,3 +202,46 @@ class TestTwoProcesses(BaseCase):
             a("set_param", self.key, f"d{time.monotonic()}")  # new generation, new entry
             time.sleep(1)
         self.assertLess(time.monotonic(), deadline, "Redis use did not recover")
+
+    def test_06_values_planted_in_redis_are_never_served(self):
+        """An attacker who can write to Redis copies the header of a genuine
+        entry and appends a body of their choice: a freshly started server
+        must compute the genuine value, never serve the planted one."""
+        a = self.worker_a
+        a("set_param", self.key, "genuine")
+        self.assertEqual(a("get_param", self.key)["value"], "genuine")
+        self.assertTrue(a("flush"))
+        raw = RedisClient(self.redis.url)
+        names = raw.execute("KEYS", "*:c:*")
+        self.assertTrue(names)
+        for name in names:
+            genuine = raw.execute("GET", name)
+            raw.execute("SET", name, genuine[:ENTRY_HEADER] + Codec().dumps("planted"))
+        restarted = OdooWorker(
+            odoo.tests.common.get_db_name(), self.redis.url, self.logdir / "worker_c.log"
+        )
+        try:
+            seen = restarted("get_param", self.key)
+            state = restarted("tier_state", "stable" if "stable" in a("sequences") else "default")
+        finally:
+            restarted.close()
+        self.assertEqual(seen["value"], "genuine")
+        self.assertEqual(seen["l2_hits"], 0)
+        self.assertGreaterEqual(state["cache"]["forged_entries"], 1, state)
+
+    def test_07_lost_method_bookkeeping_never_serves_a_cleared_value(self):
+        """Eviction or a flush can lose the generation tokens and the clear
+        version right after a per-method clear: the other process must
+        still drop its copy."""
+        a, b = self.worker_a, self.worker_b
+        a("set_param", self.key, "m0")
+        self.assertEqual(a("probe_read", self.key)["value"], "m0")
+        self.assertTrue(a("flush"))
+        self.assertEqual(b("probe_read", self.key)["value"], "m0")
+        self.assertEqual(b("probe_read", self.key)["l1_hits"], 1)
+        a("probe_update", self.key, "m1")
+        raw = RedisClient(self.redis.url)
+        lost = [*raw.execute("KEYS", "*:g:*"), *raw.execute("KEYS", "*methods-version")]
+        self.assertTrue(lost)
+        raw.execute("DEL", *lost)
+        self.assertEqual(b("probe_read", self.key)["value"], "m1")
