@@ -49,6 +49,8 @@ enum SharedRead {
 /// Mutable settings, changed rarely (registry reload, cache clear).
 struct Settings {
     namespace: Vec<u8>,
+    /// The Redis hash of the namespace's method generations.
+    generations_key: Vec<u8>,
     prefix: String,
     ttl: u64,
     shared: bool,
@@ -184,6 +186,12 @@ fn names_a_secret(key: &Bound<'_, PyAny>, markers: &[String]) -> bool {
             .and_then(|text| text.to_str().ok().map(str::to_lowercase))
             .is_some_and(|text| markers.iter().any(|marker| text.contains(marker.as_str())))
     })
+}
+
+/// The Redis hash holding the per-method generation tokens of a namespace.
+fn generations_key(prefix: &str, namespace: &[u8]) -> Vec<u8> {
+    let digest = key_digest(namespace, b"method-generations");
+    entry::redis_key(prefix, entry::GENERATIONS, &digest)
 }
 
 /// The generation token of a method after its bookkeeping was missing
@@ -433,9 +441,7 @@ impl TwoTierCache {
 
     /// The Redis hash holding per-method generations of this namespace.
     fn generations_key(&self) -> Vec<u8> {
-        let settings = self.settings.read();
-        let digest = key_digest(&settings.namespace, b"method-generations");
-        entry::redis_key(&settings.prefix, entry::GENERATIONS, &digest)
+        self.settings.read().generations_key.clone()
     }
 
     /// Seconds the generations hash outlives the entries stamped from it.
@@ -842,6 +848,7 @@ impl TwoTierCache {
             codec,
             gate: RwLock::new(gate),
             settings: RwLock::new(Settings {
+                generations_key: generations_key(prefix, namespace.as_deref().unwrap_or_default()),
                 namespace: namespace.unwrap_or_default(),
                 prefix: prefix.to_string(),
                 ttl: validate_ttl(ttl)?,
@@ -877,6 +884,7 @@ impl TwoTierCache {
     fn set_namespace(&self, namespace: Vec<u8>) {
         let mut settings = self.settings.write();
         if settings.namespace != namespace {
+            settings.generations_key = generations_key(&settings.prefix, &namespace);
             settings.namespace = namespace;
             // Generations belong to a namespace.
             self.generations.lock().clear();
