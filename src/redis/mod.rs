@@ -141,7 +141,7 @@ fn log_transition(address: &str, transition: Transition, reason: &str) {
                     "warning",
                     (
                         "Redis %s is unreachable (%s): serving from the local cache and \
-                         recomputing; retrying in %.1f s",
+                         recomputing; probing again in %.2f s",
                         address,
                         reason,
                         retry_in.as_secs_f64(),
