@@ -57,7 +57,8 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server process owned by the caller."""
 
-    def __init__(self, binary: str | None = None) -> None:
+    def __init__(self, binary: str | None = None, args: Sequence[str] = ()) -> None:
+        """``args`` are extra ``redis-server`` options (e.g. ``--rename-command``)."""
         found = binary or shutil.which("redis-server")
         if found is None:
             raise RuntimeError(
@@ -65,6 +66,7 @@ class RedisServer:
                 "redis-server') or run 'make install'."
             )
         self.binary = found
+        self.args = list(args)
         self.port = free_port()
         self._workdir = tempfile.TemporaryDirectory(prefix="ormcache-redis-")
         self.process: subprocess.Popen[bytes] | None = None
@@ -96,6 +98,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 self.workdir,
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
