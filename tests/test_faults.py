@@ -31,11 +31,12 @@ import pytest
 
 from ormcache_redis import ConfigError, RedisClient, RedisUnavailable
 from ormcache_redis.testing import (
+    FAULT_SCENARIOS,
     FaultProxy,
     FaultReport,
+    FaultScenario,
     RedisServer,
     paused_gc,
-    run_through_fault,
 )
 
 MARGIN = 0.020
@@ -73,52 +74,13 @@ def check_bounds(report: FaultReport, deadline: float) -> None:
     assert report.client_stats["state"] == "closed"
 
 
-def server_down(proxy: FaultProxy) -> None:
-    proxy.refuse_new()
-    proxy.close_existing()
-
-
-def unanswered_connections(proxy: FaultProxy) -> None:
-    proxy.hang_new()
-    proxy.close_existing()
-
-
-PROXY_FAULTS: dict[str, tuple[Callable[[FaultProxy], None], float]] = {
-    "delay 200 ms (socket_timeout 0.1 s)": (lambda p: p.delay(200), 0.1),
-    "black hole": (FaultProxy.black_hole, DEFAULT_DEADLINE),
-    "cut mid-reply": (lambda p: p.cut_replies(3), DEFAULT_DEADLINE),
-    "drip 1 byte / 50 ms": (lambda p: p.drip(50), DEFAULT_DEADLINE),
-    "server down (connections closed, new ones refused)": (server_down, DEFAULT_DEADLINE),
-    "new connections never answered": (unanswered_connections, DEFAULT_DEADLINE),
-}
-
-
-@pytest.mark.parametrize("fault", PROXY_FAULTS)
-def test_cache_callers_keep_their_bounds_through_a_network_fault(
-    fault: str, proxy: FaultProxy
+@pytest.mark.parametrize("scenario", FAULT_SCENARIOS, ids=lambda scenario: scenario.name)
+def test_cache_callers_keep_their_bounds_through_a_fault(
+    scenario: FaultScenario, proxy: FaultProxy, own_server: RedisServer
 ) -> None:
-    start, deadline = PROXY_FAULTS[fault]
-    report = run_through_fault(
-        fault, proxy.url, lambda: start(proxy), proxy.pass_through, socket_timeout=deadline
-    )
-    check_bounds(report, deadline)
-
-
-def test_cache_callers_keep_their_bounds_while_redis_is_stopped(own_server: RedisServer) -> None:
-    report = run_through_fault("SIGSTOP", own_server.url, own_server.pause, own_server.resume)
-    check_bounds(report, DEFAULT_DEADLINE)
-
-
-def test_cache_callers_keep_their_bounds_through_a_restart(own_server: RedisServer) -> None:
-    report = run_through_fault(
-        "restart, 8 threads",
-        own_server.url,
-        own_server.stop,
-        own_server.start,
-        fault_seconds=0.1,
-        threads=8,
-    )
-    check_bounds(report, DEFAULT_DEADLINE)
+    # Proxy faults are in front of the suite's server; SIGSTOP and restarts
+    # happen to this module's own server.
+    check_bounds(scenario.run(proxy, own_server), scenario.socket_timeout)
 
 
 def fill_pool(client: RedisClient, count: int) -> None:
@@ -169,6 +131,11 @@ def test_a_command_on_a_connection_closed_as_it_leaves_is_retried_once(
     assert redis_server.command("HGET", "gen", "m") == b"1"
     stats = client.stats()
     assert stats["retries"] == 2 and stats["errors"] == 0
+
+
+def unanswered_connections(proxy: FaultProxy) -> None:
+    proxy.hang_new()
+    proxy.close_existing()
 
 
 DIRECT_FAULTS: dict[str, Callable[[FaultProxy], None]] = {

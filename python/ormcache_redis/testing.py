@@ -7,7 +7,8 @@
   (delay, black hole, cut replies, drip, refused or hanging connections)
   are switched at run time; :func:`run_through_fault` hammers a
   :class:`~ormcache_redis.TwoTierCache` through one and measures what its
-  callers saw.
+  callers saw; :data:`FAULT_SCENARIOS` are the faults the test suite and
+  ``bench/faults.py`` run.
 - :class:`OdooProcess`: a real ``odoo-bin`` (given by the caller) serving HTTP
   on a free loopback port, for end-to-end tests and benchmarks.
 
@@ -37,8 +38,10 @@ from types import TracebackType
 from typing import Any
 
 __all__ = [
+    "FAULT_SCENARIOS",
     "FaultProxy",
     "FaultReport",
+    "FaultScenario",
     "OdooProcess",
     "OdooProcessError",
     "RedisServer",
@@ -413,7 +416,7 @@ def run_through_fault(
     start_fault: Callable[[], object],
     end_fault: Callable[[], object],
     *,
-    fault_seconds: float = 1.0,
+    fault_seconds: float = 1.1,
     threads: int = 4,
     keys: int = 64,
     recovery_timeout: float = 5.0,
@@ -425,6 +428,10 @@ def run_through_fault(
     Redis took to be used again once ``end_fault()`` returned.
 
     L1 holds 8 entries for ``keys`` keys, so most lookups go to Redis.
+    The default fault lasts 1.1 s: with the default probe schedule (every
+    0.25 s, each waiting up to 0.25 s) the fault then ends while a probe is
+    stuck in it, which is the slow case for recovery (a fault of exactly
+    1 s ends just as a fresh probe starts).
     """
     from ormcache_redis import Codec, RedisClient, TwoTierCache
 
@@ -568,3 +575,71 @@ class OdooProcess:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def _server_down(proxy: FaultProxy) -> None:
+    proxy.refuse_new()
+    proxy.close_existing()
+
+
+def _unanswered_connections(proxy: FaultProxy) -> None:
+    proxy.hang_new()
+    proxy.close_existing()
+
+
+@dataclass(frozen=True)
+class FaultScenario:
+    """One fault, started and ended on a proxy or on the server itself."""
+
+    name: str
+    start: Callable[[FaultProxy, RedisServer], object]
+    end: Callable[[FaultProxy, RedisServer], object] = lambda proxy, _server: proxy.pass_through()
+    through_proxy: bool = True
+    socket_timeout: float = 0.25
+    fault_seconds: float = 1.1
+    threads: int = 4
+
+    def run(self, proxy: FaultProxy, server: RedisServer) -> FaultReport:
+        """Runs :func:`run_through_fault`; ``proxy`` and ``server`` may be
+        unrelated when the scenario uses only one of them."""
+        return run_through_fault(
+            self.name,
+            proxy.url if self.through_proxy else server.url,
+            lambda: self.start(proxy, server),
+            lambda: self.end(proxy, server),
+            fault_seconds=self.fault_seconds,
+            threads=self.threads,
+            socket_timeout=self.socket_timeout,
+        )
+
+
+FAULT_SCENARIOS: tuple[FaultScenario, ...] = (
+    FaultScenario(
+        "delay 200 ms (socket_timeout 0.1 s)", lambda p, _s: p.delay(200), socket_timeout=0.1
+    ),
+    FaultScenario("black hole", lambda p, _s: p.black_hole()),
+    FaultScenario("cut mid-reply (after 3 bytes)", lambda p, _s: p.cut_replies(3)),
+    FaultScenario("drip (1 byte / 50 ms)", lambda p, _s: p.drip(50)),
+    FaultScenario(
+        "server down (connections closed, new ones refused)", lambda p, _s: _server_down(p)
+    ),
+    FaultScenario(
+        "new connections never answered (existing closed)",
+        lambda p, _s: _unanswered_connections(p),
+    ),
+    FaultScenario(
+        "SIGSTOP",
+        lambda _p, s: s.pause(),
+        lambda _p, s: s.resume(),
+        through_proxy=False,
+    ),
+    FaultScenario(
+        "restart (8 threads, 8 pooled connections)",
+        lambda _p, s: s.stop(),
+        lambda _p, s: s.start(),
+        through_proxy=False,
+        fault_seconds=0.1,
+        threads=8,
+    ),
+)
+"""The faults of the test suite and of ``bench/faults.py``."""
