@@ -191,6 +191,37 @@ def test_requests_never_contact_redis_while_the_circuit_is_open(proxy: FaultProx
     assert client.execute("PING") == "PONG"
 
 
+def test_a_forked_child_has_its_own_circuit_and_probe(
+    proxy: FaultProxy, run_in_fork: Callable[[Callable[[], bool]], None]
+) -> None:
+    client = RedisClient(proxy.url)
+    client.execute("PING")
+    proxy.black_hole()
+    for _ in range(2):
+        with pytest.raises(RedisUnavailable):
+            client.execute("PING")
+    assert client.state == "open"  # and the parent's probe thread runs
+
+    def child() -> bool:
+        # The proxy's threads stay in the parent and keep black-holing.
+        fresh = client.state == "closed" and client.stats()["probes"] == 0
+        for _ in range(2):
+            try:
+                client.execute("PING")
+                return False
+            except RedisUnavailable:
+                pass
+        time.sleep(0.6)
+        return fresh and client.state == "open" and client.stats()["probes"] >= 1
+
+    run_in_fork(child)
+    proxy.pass_through()
+    ended = time.perf_counter()
+    while not client.healthy:
+        assert time.perf_counter() - ended < RECOVERY
+        time.sleep(0.005)
+
+
 def test_write_queue_bytes_is_checked() -> None:
     with pytest.raises(ConfigError, match="write_queue_bytes"):
         RedisClient("redis://127.0.0.1", write_queue_bytes=0)

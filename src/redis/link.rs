@@ -486,3 +486,63 @@ impl ConnectionLike for Link {
         self.failure.is_none()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn pair() -> (Timed<UnixStream>, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let timed = Timed {
+            socket: ours,
+            deadline: Instant::now(),
+        };
+        (timed, theirs)
+    }
+
+    #[test]
+    fn a_silent_peer_fails_the_read_at_the_deadline() {
+        let (mut ours, _theirs) = pair();
+        let started = Instant::now();
+        ours.deadline = started + Duration::from_millis(50);
+        let err = ours.read(&mut [0u8; 16]).unwrap_err();
+        let waited = started.elapsed();
+        assert_eq!(Failure::of(&err), Failure::Deadline);
+        assert!(waited >= Duration::from_millis(50), "{waited:?}");
+        assert!(waited < Duration::from_millis(70), "{waited:?}");
+    }
+
+    #[test]
+    fn a_dripping_peer_cannot_stretch_the_deadline() {
+        let (ours, mut theirs) = pair();
+        let dripper = std::thread::spawn(move || {
+            for _ in 0..20 {
+                if theirs.write_all(b"+").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let mut stream = Stream::Unix(ours);
+        let started = Instant::now();
+        stream.set_deadline(started + Duration::from_millis(60));
+        let mut parser = redis::Parser::new();
+        // A simple string that never ends: each read gets a byte in time.
+        let err = parser.parse_value(&mut stream).unwrap_err();
+        let waited = started.elapsed();
+        assert!(err.is_timeout(), "{err}");
+        assert!(waited < Duration::from_millis(80), "{waited:?}");
+        drop(stream);
+        dripper.join().unwrap();
+    }
+
+    #[test]
+    fn an_idle_socket_the_peer_closed_is_readable() {
+        let (ours, theirs) = pair();
+        assert!(!readable_now(ours.socket.as_raw_fd()));
+        drop(theirs);
+        assert!(readable_now(ours.socket.as_raw_fd()));
+    }
+}
