@@ -49,6 +49,9 @@ pub struct CircuitBreaker {
     opened_at: Option<Instant>,
     /// Interval after the last failed probe (doubles after `FAST_PROBING`).
     backoff: Duration,
+    /// Whether a probe thread owns this outage. Kept here, under the same
+    /// lock as the state, so that an outage never starts without one.
+    probe_running: bool,
     pub opened_count: u64,
 }
 
@@ -62,6 +65,7 @@ impl CircuitBreaker {
             retry_max,
             opened_at: None,
             backoff: retry_initial,
+            probe_running: false,
             opened_count: 0,
         }
     }
@@ -100,6 +104,21 @@ impl CircuitBreaker {
         Some(Transition::Opened {
             retry_in: self.retry_initial,
         })
+    }
+
+    /// Whether the caller should start the probe of this outage: true once
+    /// per outage (until `release_probe`), and only while open.
+    pub fn claim_probe(&mut self) -> bool {
+        if self.state == State::Open && !self.probe_running {
+            self.probe_running = true;
+            return true;
+        }
+        false
+    }
+
+    /// The probe thread ended (or could not start).
+    pub fn release_probe(&mut self) {
+        self.probe_running = false;
     }
 
     /// The wait before the first probe of an outage.
@@ -159,6 +178,22 @@ mod tests {
         assert_eq!(b.on_success(), Some(Transition::Recovered));
         assert!(b.allows_requests());
         assert_eq!(b.on_success(), None);
+    }
+
+    #[test]
+    fn one_probe_per_outage() {
+        let t0 = Instant::now();
+        let mut b = breaker();
+        assert!(!b.claim_probe(), "no probe while closed");
+        b.on_failure(t0);
+        b.on_failure(t0);
+        assert!(b.claim_probe());
+        assert!(!b.claim_probe(), "already running");
+        b.release_probe();
+        assert!(
+            b.claim_probe(),
+            "the next request restarts a probe that ended"
+        );
     }
 
     #[test]

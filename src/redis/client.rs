@@ -16,7 +16,7 @@
 //!   a request would be given), and closes the circuit when it answers.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -106,7 +106,6 @@ pub struct Pool {
     addresses: Mutex<Vec<SocketAddr>>,
     idle: Mutex<Vec<Link>>,
     breaker: Mutex<CircuitBreaker>,
-    probing: AtomicBool,
     me: Weak<Pool>,
     pub counters: ClientCounters,
     pub latency: LatencyHistogram,
@@ -131,7 +130,6 @@ impl Pool {
             addresses: Mutex::new(Vec::new()),
             idle: Mutex::new(Vec::new()),
             breaker: Mutex::new(breaker),
-            probing: AtomicBool::new(false),
             me: me.clone(),
             counters: ClientCounters::default(),
             latency: LatencyHistogram::default(),
@@ -153,8 +151,14 @@ impl Pool {
     }
 
     /// Whether a request's call would be attempted now (circuit closed).
+    /// Callers that skip Redis on false never reach `run`: restart the
+    /// probe here too if the OS refused its thread earlier.
     pub fn would_attempt(&self) -> bool {
-        self.looks_healthy()
+        let healthy = self.looks_healthy();
+        if !healthy {
+            self.start_probe();
+        }
+        healthy
     }
 
     /// Runs `f` for a request, within `socket_timeout` from now.
@@ -192,8 +196,7 @@ impl Pool {
     ) -> Result<T, CallError> {
         if !self.breaker.lock().allows_requests() {
             self.counters.skipped_open.fetch_add(1, Ordering::Relaxed);
-            // Normally already running; this restarts it if the OS refused
-            // a thread earlier.
+            // Normally already running (see `would_attempt`).
             self.start_probe();
             return Err(CallError::CircuitOpen);
         }
@@ -367,17 +370,21 @@ impl Pool {
 
     /// Starts the background probe of this outage unless it runs already.
     fn start_probe(&self) {
-        if self.probing.swap(true, Ordering::AcqRel) {
-            return;
-        }
+        let first = {
+            let mut breaker = self.breaker.lock();
+            if !breaker.claim_probe() {
+                return;
+            }
+            breaker.first_probe_in()
+        };
         let pool = self.me.clone();
-        let first = self.breaker.lock().first_probe_in();
         let spawned = std::thread::Builder::new()
             .name("ormcache-redis-probe".into())
             .spawn(move || probe_until_recovered(&pool, first));
         if spawned.is_err() {
-            // Requests keep being answered locally; the next one retries.
-            self.probing.store(false, Ordering::Release);
+            // Requests keep being answered locally; the next refused call
+            // tries again.
+            self.breaker.lock().release_probe();
         }
     }
 
@@ -403,14 +410,25 @@ fn probe_until_recovered(pool: &Weak<Pool>, first_wait: Duration) {
         let Some(pool) = pool.upgrade() else {
             return;
         };
-        if pool.looks_healthy() {
-            pool.probing.store(false, Ordering::Release);
-            return;
+        {
+            // Decided under the breaker's lock: an outage that starts right
+            // after this sees no probe running and starts one.
+            let mut breaker = pool.breaker.lock();
+            if breaker.allows_requests() {
+                breaker.release_probe();
+                return;
+            }
         }
         match pool.probe() {
             Ok(()) => {
-                pool.record_success();
-                pool.probing.store(false, Ordering::Release);
+                let transition = {
+                    let mut breaker = pool.breaker.lock();
+                    breaker.release_probe();
+                    breaker.on_success()
+                };
+                if let Some(transition) = transition {
+                    (pool.log_transition)(&pool.config.display_address(), transition, "");
+                }
                 return;
             }
             Err(_) => wait = pool.breaker.lock().on_probe_failure(Instant::now()),
