@@ -129,26 +129,42 @@ class LRU(Generic[K, V]):
 
 @final
 class RedisClient:
-    """Per-process Redis connection pool: timeouts, circuit breaker, fork safety,
-    and a background writer (write-behind) with a bounded queue."""
+    """Per-process Redis connection pool: one deadline per call, circuit
+    breaker with a background probe, fork safety, and a background writer
+    (write-behind) with a queue bounded by count and by bytes.
+
+    Time bounds: every call made for a request (``execute``, ``pipeline``,
+    ``ping``, cache lookups) ends within ``socket_timeout`` of its start,
+    connecting included (TCP, TLS, AUTH/HELLO/SELECT) and including one retry
+    on a fresh connection when a pooled one turns out closed by the server
+    before it answered. ``connect_timeout`` bounds background work only: a
+    probe opening its connection, and each write-behind batch (plus time
+    for its bytes). While the circuit is open, calls raise at once without
+    contacting Redis; a background probe PINGs a fresh connection every
+    ``retry_initial`` for the first 10 s of an outage, then backs off to
+    ``retry_max``, and closes the circuit when Redis answers."""
 
     def __init__(
         self,
         url: str,
         *,
-        connect_timeout: float = 1.0,
+        connect_timeout: float = 0.5,
         socket_timeout: float = 0.25,
         max_idle: int = 8,
         write_queue: int = 10000,
+        write_queue_bytes: int = 64 << 20,
         failure_threshold: int = 2,
-        retry_initial: float = 0.5,
+        retry_initial: float = 0.25,
         retry_max: float = 30.0,
         tls_ca_file: str | os.PathLike[str] | None = None,
         tls_cert_file: str | os.PathLike[str] | None = None,
         tls_key_file: str | os.PathLike[str] | None = None,
     ) -> None:
         """``rediss://`` trusts the system store (and ``SSL_CERT_FILE``) unless
-        ``tls_ca_file`` names a private CA; cert and key files enable mutual TLS."""
+        ``tls_ca_file`` names a private CA; cert and key files enable mutual TLS.
+        ``write_queue`` and ``write_queue_bytes`` bound the write-behind queue
+        (commands, and bytes of their arguments); a write that does not fit is
+        dropped and counted in ``stats()["writes_dropped_full"]``."""
     @property
     def address(self) -> str:
         """Server address without credentials."""
@@ -157,11 +173,13 @@ class RedisClient:
         """False while the circuit breaker is open."""
     @property
     def state(self) -> str:
-        """Breaker state: 'closed', 'open' or 'half-open'."""
+        """Breaker state: 'closed' or 'open'."""
     def execute(self, *args: bytes | str | int | float) -> Any:
         """Run one command synchronously (GIL released). Replies: None, int,
         bytes, str (status), list, float, bool. Raises RedisUnavailable or
-        RedisReplyError."""
+        RedisReplyError. A command is sent twice only when the server closed
+        a pooled connection as it left, before any reply byte (then it almost
+        surely did not run); see the README, "Outages"."""
     def pipeline(
         self, commands: Sequence[Sequence[bytes | str | int | float]], *, transaction: bool = False
     ) -> list[Any]:
@@ -173,11 +191,18 @@ class RedisClient:
         """Wait until every queued write was sent (or dropped)."""
     def ping(self) -> float:
         """Round-trip time in seconds."""
-    def stats(self) -> dict[str, Any]: ...
-    def close(self) -> None: ...
+    def stats(self) -> dict[str, Any]:
+        """Counters of this process: calls, errors, skipped_open (refused while
+        open), connects, retries, discarded_idle, probes, outages, latency,
+        and the writer's writes_queued/sent/dropped_full/dropped_unavailable/
+        failed, write_batches and write_queue_bytes (queued now)."""
+    def close(self) -> None:
+        """Close this process's idle connections (new ones open on demand)."""
 
 def flush_all_writers(timeout: float = 2.0) -> bool:
-    """Flush every write-behind queue of this process (registered with atexit)."""
+    """Flush every write-behind queue of this process (registered with atexit);
+    logs one warning (``ormcache_redis.redis``) with how many queued writes
+    were not sent: dropped (Redis unavailable or refusing) or still queued."""
 
 # --------------------------------------------------------------------------- L1 + L2
 

@@ -1,15 +1,23 @@
-//! Circuit breaker: after repeated failures stop talking to Redis for a
-//! while, then let a single probe through; back off exponentially while the
-//! probes keep failing. Pure state machine: the caller supplies the clock and
-//! logs the transitions it returns, so there is one log line per change.
+//! Circuit breaker: after repeated failures stop sending requests to Redis;
+//! a background probe (see `client.rs`) decides when Redis is back. Pure
+//! state machine: the caller supplies the clock and logs the transitions it
+//! returns, so there is one log line per change.
+//!
+//! Probe schedule: every `retry_initial` during the first
+//! [`FAST_PROBING`] of an outage, so that a short fault (a restart, a
+//! failover, a network blip) costs at most one probe interval plus one
+//! probe's deadline once it ends; after that, the interval doubles with
+//! every failed probe up to `retry_max`.
 
 use std::time::{Duration, Instant};
+
+/// How long an outage is probed at the initial interval.
+pub const FAST_PROBING: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     Closed,
     Open,
-    HalfOpen,
 }
 
 impl State {
@@ -17,7 +25,6 @@ impl State {
         match self {
             State::Closed => "closed",
             State::Open => "open",
-            State::HalfOpen => "half-open",
         }
     }
 }
@@ -25,7 +32,8 @@ impl State {
 /// A state change worth one log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transition {
-    /// The circuit opened: Redis is considered down until `retry_in`.
+    /// The circuit opened: Redis is considered down; the first probe comes
+    /// after `retry_in`.
     Opened { retry_in: Duration },
     /// A probe succeeded after an outage.
     Recovered,
@@ -36,11 +44,14 @@ pub struct CircuitBreaker {
     state: State,
     consecutive_failures: u32,
     failure_threshold: u32,
-    backoff: Duration,
     retry_initial: Duration,
     retry_max: Duration,
-    retry_at: Option<Instant>,
-    probe_in_flight: bool,
+    opened_at: Option<Instant>,
+    /// Interval after the last failed probe (doubles after `FAST_PROBING`).
+    backoff: Duration,
+    /// Whether a probe thread owns this outage. Kept here, under the same
+    /// lock as the state, so that an outage never starts without one.
+    probe_running: bool,
     pub opened_count: u64,
 }
 
@@ -50,11 +61,11 @@ impl CircuitBreaker {
             state: State::Closed,
             consecutive_failures: 0,
             failure_threshold: failure_threshold.max(1),
-            backoff: retry_initial,
             retry_initial,
             retry_max,
-            retry_at: None,
-            probe_in_flight: false,
+            opened_at: None,
+            backoff: retry_initial,
+            probe_running: false,
             opened_count: 0,
         }
     }
@@ -63,68 +74,67 @@ impl CircuitBreaker {
         self.state
     }
 
-    /// Whether `allow` would let a call through now, without claiming the
-    /// probe: lets callers skip preparing a request that would be refused.
-    pub fn would_allow(&self, now: Instant) -> bool {
-        match self.state {
-            State::Closed => true,
-            State::HalfOpen => false,
-            State::Open => self.retry_at.is_some_and(|at| now >= at) && !self.probe_in_flight,
-        }
+    /// Whether requests may go to Redis: only while the circuit is closed.
+    pub fn allows_requests(&self) -> bool {
+        self.state == State::Closed
     }
 
-    /// Whether a call may go to Redis now. In the open state, once the retry
-    /// time has come, exactly one caller is let through as the probe.
-    pub fn allow(&mut self, now: Instant) -> bool {
-        match self.state {
-            State::Closed => true,
-            State::HalfOpen => false,
-            State::Open => {
-                if self.retry_at.is_some_and(|at| now >= at) && !self.probe_in_flight {
-                    self.state = State::HalfOpen;
-                    self.probe_in_flight = true;
-                    true
-                } else {
-                    false
-                }
-            }
-        }
-    }
-
+    /// A request (or a probe) got an answer.
     pub fn on_success(&mut self) -> Option<Transition> {
         self.consecutive_failures = 0;
-        self.probe_in_flight = false;
-        self.backoff = self.retry_initial;
-        self.retry_at = None;
         if self.state == State::Closed {
             return None;
         }
         self.state = State::Closed;
+        self.opened_at = None;
+        self.backoff = self.retry_initial;
         Some(Transition::Recovered)
     }
 
+    /// A call could not reach Redis.
     pub fn on_failure(&mut self, now: Instant) -> Option<Transition> {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        match self.state {
-            State::Closed if self.consecutive_failures < self.failure_threshold => None,
-            State::Closed => {
-                self.state = State::Open;
-                self.backoff = self.retry_initial;
-                self.retry_at = Some(now + self.backoff);
-                self.opened_count += 1;
-                Some(Transition::Opened {
-                    retry_in: self.backoff,
-                })
-            }
-            State::HalfOpen | State::Open => {
-                // A failed probe: stay open, wait longer. Logged once, at opening.
-                self.state = State::Open;
-                self.probe_in_flight = false;
-                self.backoff = (self.backoff * 2).min(self.retry_max);
-                self.retry_at = Some(now + self.backoff);
-                None
-            }
+        if self.state == State::Open || self.consecutive_failures < self.failure_threshold {
+            return None;
         }
+        self.state = State::Open;
+        self.opened_at = Some(now);
+        self.backoff = self.retry_initial;
+        self.opened_count += 1;
+        Some(Transition::Opened {
+            retry_in: self.retry_initial,
+        })
+    }
+
+    /// Whether the caller should start the probe of this outage: true once
+    /// per outage (until `release_probe`), and only while open.
+    pub fn claim_probe(&mut self) -> bool {
+        if self.state == State::Open && !self.probe_running {
+            self.probe_running = true;
+            return true;
+        }
+        false
+    }
+
+    /// The probe thread ended (or could not start).
+    pub fn release_probe(&mut self) {
+        self.probe_running = false;
+    }
+
+    /// The wait before the first probe of an outage.
+    pub fn first_probe_in(&self) -> Duration {
+        self.retry_initial
+    }
+
+    /// A probe failed at `now`: the wait before the next one.
+    pub fn on_probe_failure(&mut self, now: Instant) -> Duration {
+        let age = self
+            .opened_at
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        if age >= FAST_PROBING {
+            self.backoff = (self.backoff * 2).min(self.retry_max);
+        }
+        self.backoff
     }
 }
 
@@ -133,53 +143,79 @@ mod tests {
     use super::*;
 
     fn breaker() -> CircuitBreaker {
-        CircuitBreaker::new(2, Duration::from_millis(100), Duration::from_millis(400))
+        CircuitBreaker::new(2, Duration::from_millis(250), Duration::from_secs(2))
     }
 
     #[test]
-    fn opens_after_threshold_and_logs_once() {
+    fn opens_after_threshold_and_reports_it_once() {
         let t0 = Instant::now();
         let mut b = breaker();
-        assert!(b.allow(t0));
+        assert!(b.allows_requests());
         assert_eq!(b.on_failure(t0), None);
         assert!(matches!(b.on_failure(t0), Some(Transition::Opened { .. })));
         assert_eq!(b.state(), State::Open);
-        assert!(!b.allow(t0));
-        assert!(!b.allow(t0 + Duration::from_millis(50)));
+        assert!(!b.allows_requests());
+        assert_eq!(b.on_failure(t0), None, "already open: no second line");
+        assert_eq!(b.opened_count, 1);
     }
 
     #[test]
-    fn single_probe_then_recovery() {
+    fn a_success_resets_the_failure_count() {
+        let t0 = Instant::now();
+        let mut b = breaker();
+        b.on_failure(t0);
+        assert_eq!(b.on_success(), None);
+        assert_eq!(b.on_failure(t0), None, "one failure after a success");
+        assert!(b.allows_requests());
+    }
+
+    #[test]
+    fn recovery_closes_and_is_reported() {
         let t0 = Instant::now();
         let mut b = breaker();
         b.on_failure(t0);
         b.on_failure(t0);
-        let later = t0 + Duration::from_millis(150);
-        assert!(b.allow(later), "probe allowed after backoff");
-        assert!(!b.allow(later), "only one probe at a time");
         assert_eq!(b.on_success(), Some(Transition::Recovered));
-        assert_eq!(b.state(), State::Closed);
-        assert!(b.allow(later));
+        assert!(b.allows_requests());
         assert_eq!(b.on_success(), None);
     }
 
     #[test]
-    fn failed_probes_back_off_up_to_the_maximum() {
+    fn one_probe_per_outage() {
+        let t0 = Instant::now();
+        let mut b = breaker();
+        assert!(!b.claim_probe(), "no probe while closed");
+        b.on_failure(t0);
+        b.on_failure(t0);
+        assert!(b.claim_probe());
+        assert!(!b.claim_probe(), "already running");
+        b.release_probe();
+        assert!(
+            b.claim_probe(),
+            "the next request restarts a probe that ended"
+        );
+    }
+
+    #[test]
+    fn probes_stay_fast_during_the_first_seconds_then_back_off() {
         let t0 = Instant::now();
         let mut b = breaker();
         b.on_failure(t0);
         b.on_failure(t0);
-        let mut now = t0;
-        for expected_ms in [200, 400, 400] {
-            now += Duration::from_secs(1);
-            assert!(b.allow(now));
-            assert_eq!(
-                b.on_failure(now),
-                None,
-                "failed probes are not logged again"
-            );
-            assert!(!b.allow(now + Duration::from_millis(expected_ms - 1)));
+        let fast = Duration::from_millis(250);
+        assert_eq!(b.first_probe_in(), fast);
+        for second in [1, 5, 9] {
+            assert_eq!(b.on_probe_failure(t0 + Duration::from_secs(second)), fast);
         }
-        assert_eq!(b.opened_count, 1);
+        let late = t0 + FAST_PROBING;
+        let waits: Vec<u64> = (0..5)
+            .map(|_| b.on_probe_failure(late).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [500, 1000, 2000, 2000, 2000]);
+        // A new outage starts fast again.
+        b.on_success();
+        b.on_failure(late);
+        b.on_failure(late);
+        assert_eq!(b.on_probe_failure(late + Duration::from_secs(1)), fast);
     }
 }

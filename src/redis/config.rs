@@ -3,17 +3,28 @@
 use std::time::Duration;
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
+use rustls::pki_types::ServerName;
+
+use super::link::{Endpoint, Handshake};
+use super::tls::{self, TlsFiles};
 
 /// Everything needed to open and supervise connections to one Redis server.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
     pub info: ConnectionInfo,
+    /// Deadline of background work: a probe opening its connection, and
+    /// each write-behind batch (plus time for its bytes, see `writer.rs`).
     pub connect_timeout: Duration,
+    /// Deadline of every call made for a request (`socket_timeout`): from
+    /// the call's start to its last reply byte, connecting included.
     pub io_timeout: Duration,
     /// Idle connections kept per process for request threads.
     pub max_idle: usize,
-    /// Capacity of the write-behind queue; a full queue drops (and counts).
+    /// Capacity of the write-behind queue in commands; a full queue drops
+    /// (and counts).
     pub write_queue: usize,
+    /// Capacity of the write-behind queue in bytes of command arguments.
+    pub write_queue_bytes: usize,
     /// Consecutive failures that open the circuit breaker.
     pub failure_threshold: u32,
     pub retry_initial: Duration,
@@ -38,6 +49,7 @@ impl RedisConfig {
         io_timeout: f64,
         max_idle: usize,
         write_queue: usize,
+        write_queue_bytes: usize,
         failure_threshold: u32,
         retry_initial: f64,
         retry_max: f64,
@@ -68,16 +80,73 @@ impl RedisConfig {
         if write_queue == 0 {
             return Err("write_queue must be at least 1".to_string());
         }
+        if write_queue_bytes == 0 {
+            return Err("write_queue_bytes must be at least 1".to_string());
+        }
         Ok(RedisConfig {
             info,
             connect_timeout: positive_duration("connect_timeout", connect_timeout)?,
             io_timeout: positive_duration("socket_timeout", io_timeout)?,
             max_idle,
             write_queue,
+            write_queue_bytes,
             failure_threshold,
             retry_initial,
             retry_max,
         })
+    }
+
+    /// Where to connect; TLS settings are read from `files` for `rediss://`.
+    pub fn endpoint(&self, files: &TlsFiles<'_>) -> Result<Endpoint, String> {
+        match self.info.addr() {
+            ConnectionAddr::Tcp(host, port) if !files.any() => Ok(Endpoint::Tcp {
+                host: host.clone(),
+                port: *port,
+            }),
+            ConnectionAddr::Unix(path) if !files.any() => Ok(Endpoint::Unix(path.clone())),
+            ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure,
+                ..
+            } => {
+                if *insecure {
+                    return Err(format!(
+                        "{}: certificate checks cannot be switched off (#insecure); \
+                         give the server's CA with tls_ca_file",
+                        self.display_address()
+                    ));
+                }
+                let server_name = ServerName::try_from(host.clone()).map_err(|err| {
+                    format!("{}: not a TLS server name: {err}", self.display_address())
+                })?;
+                Ok(Endpoint::Tls {
+                    host: host.clone(),
+                    port: *port,
+                    config: tls::client_config(files)?,
+                    server_name,
+                })
+            }
+            ConnectionAddr::Tcp(..) | ConnectionAddr::Unix(_) => Err(format!(
+                "tls_ca_file, tls_cert_file and tls_key_file need a rediss:// URL, got {}",
+                self.display_address()
+            )),
+            _ => Err(format!(
+                "unsupported Redis address {}",
+                self.display_address()
+            )),
+        }
+    }
+
+    /// What every new connection says first (credentials, database, protocol).
+    pub fn handshake(&self) -> Handshake {
+        let settings = self.info.redis_settings();
+        Handshake {
+            username: settings.username().map(str::to_string),
+            password: settings.password().map(str::to_string),
+            db: settings.db(),
+            resp3: settings.protocol().supports_resp3(),
+        }
     }
 
     /// The server address without credentials, for logs and reprs.
@@ -108,7 +177,7 @@ mod tests {
     use super::*;
 
     fn config(url: &str) -> Result<RedisConfig, String> {
-        RedisConfig::new(url, 1.0, 0.25, 8, 100, 2, 0.5, 30.0)
+        RedisConfig::new(url, 1.0, 0.25, 8, 100, 1 << 20, 2, 0.5, 30.0)
     }
 
     #[test]
@@ -139,8 +208,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_timeouts() {
-        assert!(RedisConfig::new("redis://h", 0.0, 0.25, 8, 100, 2, 0.5, 30.0).is_err());
-        assert!(RedisConfig::new("redis://h", 1.0, f64::NAN, 8, 100, 2, 0.5, 30.0).is_err());
-        assert!(RedisConfig::new("redis://h", 1.0, 0.25, 8, 100, 2, 5.0, 1.0).is_err());
+        let new = |connect, io, initial, max| {
+            RedisConfig::new("redis://h", connect, io, 8, 100, 1 << 20, 2, initial, max)
+        };
+        assert!(new(0.0, 0.25, 0.5, 30.0).is_err());
+        assert!(new(1.0, f64::NAN, 0.5, 30.0).is_err());
+        assert!(new(1.0, 0.25, 5.0, 1.0).is_err());
+    }
+
+    #[test]
+    fn rejects_an_empty_write_queue() {
+        let err = RedisConfig::new("redis://h", 1.0, 0.25, 8, 100, 0, 2, 0.5, 30.0).unwrap_err();
+        assert!(err.contains("write_queue_bytes"), "{err}");
     }
 }

@@ -4,6 +4,8 @@
 pub mod breaker;
 pub mod client;
 pub mod config;
+pub mod link;
+pub mod tls;
 pub mod writer;
 
 use std::sync::atomic::Ordering;
@@ -20,13 +22,16 @@ use crate::fork::{self, ProcessLocal};
 use breaker::Transition;
 use client::{CallError, Pool};
 use config::RedisConfig;
+use link::{Endpoint, Link};
 use parking_lot::Mutex;
+use tls::TlsFiles;
 use writer::{Command, Writer};
 
 /// Everything that belongs to one process image.
 pub struct Process {
     pub pool: Arc<Pool>,
     write_queue: usize,
+    write_queue_bytes: usize,
     /// Started on the first write: Odoo's master process builds clients
     /// before forking workers, and a thread there would only be abandoned
     /// at the fork (Python 3.12+ also warns when a threaded process forks).
@@ -34,10 +39,11 @@ pub struct Process {
 }
 
 impl Process {
-    fn start(config: &RedisConfig, client: &redis::Client) -> Process {
+    fn start(config: &RedisConfig, endpoint: &Endpoint) -> Process {
         Process {
-            pool: Arc::new(Pool::new(config.clone(), client.clone(), log_transition)),
+            pool: Pool::new(config.clone(), endpoint.clone(), log_transition),
             write_queue: config.write_queue,
+            write_queue_bytes: config.write_queue_bytes,
             writer: OnceLock::new(),
         }
     }
@@ -52,9 +58,13 @@ impl Process {
             .get_or_init(|| {
                 // Without a writer thread (the OS refused one), writes are
                 // dropped and counted: reads keep working.
-                let writer = Writer::spawn(Arc::clone(&self.pool), self.write_queue)
-                    .ok()
-                    .map(Arc::new)?;
+                let writer = Writer::spawn(
+                    Arc::clone(&self.pool),
+                    self.write_queue,
+                    self.write_queue_bytes,
+                )
+                .ok()
+                .map(Arc::new)?;
                 LIVE_WRITERS
                     .lock()
                     .push((fork::epoch(), Arc::downgrade(&writer)));
@@ -73,10 +83,11 @@ impl Process {
 /// fork) are skipped: their threads do not exist here.
 static LIVE_WRITERS: Mutex<Vec<(u64, Weak<Writer>)>> = Mutex::new(Vec::new());
 
-/// Flushes every live writer of this process, sharing one time budget.
+/// Flushes every live writer of this process, sharing one time budget, and
+/// logs one warning with how many queued writes were not sent.
 #[pyfunction]
 #[pyo3(signature = (timeout = 2.0))]
-fn flush_all_writers(py: Python<'_>, timeout: f64) -> bool {
+fn flush_all_writers(py: Python<'_>, timeout: f64) -> PyResult<bool> {
     let epoch = fork::epoch();
     let writers: Vec<Arc<Writer>> = {
         let mut live = LIVE_WRITERS.lock();
@@ -85,14 +96,34 @@ fn flush_all_writers(py: Python<'_>, timeout: f64) -> bool {
             .filter_map(|(_, writer)| writer.upgrade())
             .collect()
     };
-    let deadline = Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 60.0));
-    py.allow_threads(|| {
+    let timeout = timeout.clamp(0.0, 60.0);
+    let unsent_before = writer::unsent();
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout);
+    let flushed = py.allow_threads(|| {
         let flushed = writers
             .iter()
             .all(|writer| writer.flush(deadline.saturating_duration_since(Instant::now())));
         // Writers of dropped clients still drain their queues.
         flushed && writer::wait_until_drained(deadline)
-    })
+    });
+    let left = writer::in_flight();
+    let dropped = writer::unsent().saturating_sub(unsent_before);
+    if left + dropped > 0 {
+        py.import("logging")?
+            .call_method1("getLogger", ("ormcache_redis.redis",))?
+            .call_method1(
+                "warning",
+                (
+                    "%d queued Redis writes were not sent: %d dropped (Redis unavailable \
+                     or refusing them), %d still queued after %.1f s",
+                    left + dropped,
+                    dropped,
+                    left,
+                    timeout,
+                ),
+            )?;
+    }
+    Ok(flushed)
 }
 
 fn log_transition(address: &str, transition: Transition, reason: &str) {
@@ -110,7 +141,7 @@ fn log_transition(address: &str, transition: Transition, reason: &str) {
                     "warning",
                     (
                         "Redis %s is unreachable (%s): serving from the local cache and \
-                         recomputing; retrying in %.1f s",
+                         recomputing; probing again in %.2f s",
                         address,
                         reason,
                         retry_in.as_secs_f64(),
@@ -216,63 +247,33 @@ pub fn reply_to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
     })
 }
 
-/// PEM files for TLS: a private CA, and a client certificate for mutual TLS.
-fn tls_files(
-    ca_file: Option<std::path::PathBuf>,
-    cert_file: Option<std::path::PathBuf>,
-    key_file: Option<std::path::PathBuf>,
-) -> PyResult<Option<redis::TlsCertificates>> {
-    let read = |option: &str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|err| {
-            ConfigError::new_err(format!("{option}: cannot read {}: {err}", path.display()))
-        })
-    };
-    let client_tls = match (&cert_file, &key_file) {
-        (None, None) => None,
-        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-            client_cert: read("tls_cert_file", cert)?,
-            client_key: read("tls_key_file", key)?,
-        }),
-        _ => {
-            return Err(ConfigError::new_err(
-                "tls_cert_file and tls_key_file go together (mutual TLS needs both)",
-            ))
-        }
-    };
-    let root_cert = ca_file.map(|path| read("tls_ca_file", &path)).transpose()?;
-    if client_tls.is_none() && root_cert.is_none() {
-        return Ok(None);
-    }
-    Ok(Some(redis::TlsCertificates {
-        client_tls,
-        root_cert,
-    }))
-}
-
-/// Per-process Redis connections with timeouts, a circuit breaker, fork
-/// safety and a background writer.
+/// Per-process Redis connections with a deadline per call, a circuit
+/// breaker with a background probe, fork safety and a background writer.
 #[pyclass(module = "ormcache_redis._native", frozen)]
 pub struct RedisClient {
     config: RedisConfig,
-    client: redis::Client,
+    endpoint: Endpoint,
     process: ProcessLocal<Process>,
 }
 
 impl RedisClient {
     pub fn process(&self) -> &Process {
         self.process
-            .get(|| Process::start(&self.config, &self.client))
+            .get(|| Process::start(&self.config, &self.endpoint))
     }
 
     pub fn pool(&self) -> &Pool {
         &self.process().pool
     }
 
-    /// Runs `f` on a connection with the GIL released.
+    /// Runs `f` on a connection with the GIL released, within the call
+    /// deadline (`socket_timeout`). `f` may run twice: once more on a fresh
+    /// connection when a pooled one turned out closed by the server before
+    /// it answered (see `client::Pool::attempt`).
     pub fn call<T: Send>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T> + Send,
+        f: impl FnMut(&mut Link) -> redis::RedisResult<T> + Send,
     ) -> Result<T, CallError> {
         let pool = self.pool();
         py.allow_threads(|| pool.call(f))
@@ -287,8 +288,9 @@ impl RedisClient {
 impl RedisClient {
     #[new]
     #[pyo3(signature = (
-        url, *, connect_timeout = 1.0, socket_timeout = 0.25, max_idle = 8,
-        write_queue = 10000, failure_threshold = 2, retry_initial = 0.5, retry_max = 30.0,
+        url, *, connect_timeout = 0.5, socket_timeout = 0.25, max_idle = 8,
+        write_queue = 10000, write_queue_bytes = 64 << 20, failure_threshold = 2,
+        retry_initial = 0.25, retry_max = 30.0,
         tls_ca_file = None, tls_cert_file = None, tls_key_file = None
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -298,6 +300,7 @@ impl RedisClient {
         socket_timeout: f64,
         max_idle: usize,
         write_queue: usize,
+        write_queue_bytes: usize,
         failure_threshold: u32,
         retry_initial: f64,
         retry_max: f64,
@@ -311,26 +314,23 @@ impl RedisClient {
             socket_timeout,
             max_idle,
             write_queue,
+            write_queue_bytes,
             failure_threshold,
             retry_initial,
             retry_max,
         )
         .map_err(ConfigError::new_err)?;
-        let tls = tls_files(tls_ca_file, tls_cert_file, tls_key_file)?;
-        let client = match tls {
-            None => redis::Client::open(config.info.clone()),
-            Some(certificates) => redis::Client::build_with_tls(config.info.clone(), certificates),
-        }
-        .map_err(|err| {
-            ConfigError::new_err(format!(
-                "cannot use Redis at {}: {err}",
-                config.display_address()
-            ))
-        })?;
-        let process = ProcessLocal::new(Process::start(&config, &client));
+        let endpoint = config
+            .endpoint(&TlsFiles {
+                ca_file: tls_ca_file.as_deref(),
+                cert_file: tls_cert_file.as_deref(),
+                key_file: tls_key_file.as_deref(),
+            })
+            .map_err(ConfigError::new_err)?;
+        let process = ProcessLocal::new(Process::start(&config, &endpoint));
         Ok(RedisClient {
             config,
-            client,
+            endpoint,
             process,
         })
     }
@@ -402,6 +402,11 @@ impl RedisClient {
         }
     }
 
+    /// Closes this process's idle connections; later calls open new ones.
+    fn close(&self) {
+        self.pool().discard_idle();
+    }
+
     fn ping(&self, py: Python<'_>) -> PyResult<f64> {
         let started = Instant::now();
         self.call(py, |con| redis::cmd("PING").query::<()>(con))
@@ -421,6 +426,9 @@ impl RedisClient {
         dict.set_item("errors", c.errors.load(Ordering::Relaxed))?;
         dict.set_item("skipped_open", c.skipped_open.load(Ordering::Relaxed))?;
         dict.set_item("connects", c.connects.load(Ordering::Relaxed))?;
+        dict.set_item("retries", c.retries.load(Ordering::Relaxed))?;
+        dict.set_item("discarded_idle", c.discarded_idle.load(Ordering::Relaxed))?;
+        dict.set_item("probes", c.probes.load(Ordering::Relaxed))?;
         dict.set_item("latency_p50_us", pool.latency.quantile_micros(0.5))?;
         dict.set_item("latency_p99_us", pool.latency.quantile_micros(0.99))?;
         let idle = writer::WriterCounters::default();
@@ -439,6 +447,7 @@ impl RedisClient {
         )?;
         dict.set_item("writes_failed", w.failed.load(Ordering::Relaxed))?;
         dict.set_item("write_batches", w.batches.load(Ordering::Relaxed))?;
+        dict.set_item("write_queue_bytes", w.queued_bytes.load(Ordering::Relaxed))?;
         Ok(dict)
     }
 

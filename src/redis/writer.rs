@@ -1,7 +1,8 @@
 //! Write-behind: cache writes go to a bounded queue and a background thread
 //! sends them in pipelined batches, so a cache miss never waits for Redis.
-//! A full queue, or an open circuit, drops writes (counted): the cache is an
-//! optimisation, and memory must stay bounded while Redis is away.
+//! A full queue (by count or by bytes), or an open circuit, drops writes
+//! (counted): the cache is an optimisation, and memory must stay bounded
+//! while Redis is away or slow.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -11,19 +12,37 @@ use std::time::{Duration, Instant};
 use super::client::{CallError, Pool};
 use crate::fork::ProcessLocal;
 
-/// Writes queued in this process image and not yet handled, across every
-/// writer, including writers whose client was already dropped (their thread
-/// drains the queue before it ends): what an exit flush must wait for.
-fn in_flight() -> &'static AtomicU64 {
-    static IN_FLIGHT: OnceLock<ProcessLocal<AtomicU64>> = OnceLock::new();
-    IN_FLIGHT
-        .get_or_init(|| ProcessLocal::new(AtomicU64::new(0)))
-        .get(|| AtomicU64::new(0))
+/// Writes of this process image, across every writer, including writers
+/// whose client was already dropped (their thread drains the queue before
+/// it ends): what an exit flush waits for and reports.
+#[derive(Default)]
+struct ProcessWrites {
+    /// Queued and not yet sent or dropped.
+    in_flight: AtomicU64,
+    /// Taken from a queue and not sent (Redis unavailable or refusing).
+    unsent: AtomicU64,
+}
+
+fn process_writes() -> &'static ProcessWrites {
+    static WRITES: OnceLock<ProcessLocal<ProcessWrites>> = OnceLock::new();
+    WRITES
+        .get_or_init(|| ProcessLocal::new(ProcessWrites::default()))
+        .get(ProcessWrites::default)
+}
+
+/// Writes queued in this process and not handled yet.
+pub fn in_flight() -> u64 {
+    process_writes().in_flight.load(Ordering::Acquire)
+}
+
+/// Writes of this process taken from a queue but not sent, since start.
+pub fn unsent() -> u64 {
+    process_writes().unsent.load(Ordering::Acquire)
 }
 
 /// Waits (without the GIL) until no queued write is left in this process.
 pub fn wait_until_drained(deadline: Instant) -> bool {
-    while in_flight().load(Ordering::Acquire) > 0 {
+    while in_flight() > 0 {
         if Instant::now() >= deadline {
             return false;
         }
@@ -34,11 +53,20 @@ pub fn wait_until_drained(deadline: Instant) -> bool {
 
 /// Commands sent in one round trip at most.
 const BATCH: usize = 256;
+/// Argument bytes that close a batch: bounds the memory of the batch being
+/// sent (and its encoded copy) and the deadline it needs.
+const BATCH_BYTES: usize = 1 << 20;
 
 pub type Command = Vec<Vec<u8>>;
 
+/// The memory a queued command holds: its bytes plus the vectors around them.
+fn command_bytes(command: &Command) -> usize {
+    const VEC: usize = std::mem::size_of::<Vec<u8>>();
+    VEC + command.iter().map(|arg| arg.len() + VEC).sum::<usize>()
+}
+
 enum Job {
-    Write(Command),
+    Write(Command, usize),
     /// Acknowledged once every job queued before it was handled.
     Flush(mpsc::Sender<()>),
 }
@@ -47,20 +75,24 @@ enum Job {
 pub struct WriterCounters {
     pub queued: AtomicU64,
     pub written: AtomicU64,
+    /// Refused because the queue was full, by count or by bytes.
     pub dropped_full: AtomicU64,
     pub dropped_unavailable: AtomicU64,
     pub failed: AtomicU64,
     pub batches: AtomicU64,
+    /// Bytes queued now (see `command_bytes`).
+    pub queued_bytes: AtomicU64,
 }
 
 pub struct Writer {
     tx: SyncSender<Job>,
     pool: Arc<Pool>,
+    max_bytes: u64,
     pub counters: Arc<WriterCounters>,
 }
 
 impl Writer {
-    pub fn spawn(pool: Arc<Pool>, capacity: usize) -> std::io::Result<Writer> {
+    pub fn spawn(pool: Arc<Pool>, capacity: usize, max_bytes: usize) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::sync_channel(capacity);
         let counters = Arc::new(WriterCounters::default());
         let thread_pool = Arc::clone(&pool);
@@ -68,7 +100,12 @@ impl Writer {
         std::thread::Builder::new()
             .name("ormcache-redis-writer".into())
             .spawn(move || run(rx, &thread_pool, &thread_counters))?;
-        Ok(Writer { tx, pool, counters })
+        Ok(Writer {
+            tx,
+            pool,
+            max_bytes: max_bytes as u64,
+            counters,
+        })
     }
 
     /// Queues a command; false when it was dropped.
@@ -79,15 +116,31 @@ impl Writer {
                 .fetch_add(1, Ordering::Relaxed);
             return false;
         }
+        let bytes = command_bytes(&command);
+        let level = self
+            .counters
+            .queued_bytes
+            .fetch_add(bytes as u64, Ordering::AcqRel);
+        if level + bytes as u64 > self.max_bytes {
+            self.counters
+                .queued_bytes
+                .fetch_sub(bytes as u64, Ordering::AcqRel);
+            self.counters.dropped_full.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
         // Counted before sending: the writer may handle it at once.
-        in_flight().fetch_add(1, Ordering::AcqRel);
-        match self.tx.try_send(Job::Write(command)) {
+        let writes = process_writes();
+        writes.in_flight.fetch_add(1, Ordering::AcqRel);
+        match self.tx.try_send(Job::Write(command, bytes)) {
             Ok(()) => {
                 self.counters.queued.fetch_add(1, Ordering::Relaxed);
                 true
             }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                in_flight().fetch_sub(1, Ordering::AcqRel);
+                writes.in_flight.fetch_sub(1, Ordering::AcqRel);
+                self.counters
+                    .queued_bytes
+                    .fetch_sub(bytes as u64, Ordering::AcqRel);
                 self.counters.dropped_full.fetch_add(1, Ordering::Relaxed);
                 false
             }
@@ -125,19 +178,28 @@ fn run(rx: Receiver<Job>, pool: &Pool, counters: &WriterCounters) {
     let mut commands: Vec<Command> = Vec::with_capacity(BATCH);
     let mut acks: Vec<mpsc::Sender<()>> = Vec::new();
     while let Ok(first) = rx.recv() {
+        let mut batch_bytes = 0;
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Write(command) => commands.push(command),
+                Job::Write(command, bytes) => {
+                    commands.push(command);
+                    batch_bytes += bytes;
+                }
                 Job::Flush(ack) => acks.push(ack),
             }
-            if commands.len() < BATCH {
+            if commands.len() < BATCH && batch_bytes < BATCH_BYTES {
                 next = rx.try_recv().ok();
             }
         }
         if !commands.is_empty() {
-            send_batch(pool, counters, &commands);
-            in_flight().fetch_sub(commands.len() as u64, Ordering::AcqRel);
+            send_batch(pool, counters, &commands, batch_bytes);
+            counters
+                .queued_bytes
+                .fetch_sub(batch_bytes as u64, Ordering::AcqRel);
+            process_writes()
+                .in_flight
+                .fetch_sub(commands.len() as u64, Ordering::AcqRel);
             commands.clear();
         }
         for ack in acks.drain(..) {
@@ -146,10 +208,10 @@ fn run(rx: Receiver<Job>, pool: &Pool, counters: &WriterCounters) {
     }
 }
 
-fn send_batch(pool: &Pool, counters: &WriterCounters, commands: &[Command]) {
+fn send_batch(pool: &Pool, counters: &WriterCounters, commands: &[Command], bytes: usize) {
     let n = commands.len() as u64;
     counters.batches.fetch_add(1, Ordering::Relaxed);
-    let result = pool.call(|con| {
+    let result = pool.call_in_background(bytes, |con| {
         let mut pipe = redis::pipe();
         for command in commands {
             let mut cmd = redis::Cmd::new();
@@ -160,15 +222,16 @@ fn send_batch(pool: &Pool, counters: &WriterCounters, commands: &[Command]) {
         }
         pipe.query::<()>(con)
     });
-    match result {
+    let unsent = match result {
         Ok(()) => {
             counters.written.fetch_add(n, Ordering::Relaxed);
+            return;
         }
         Err(CallError::CircuitOpen) | Err(CallError::Unavailable(_)) => {
-            counters.dropped_unavailable.fetch_add(n, Ordering::Relaxed);
+            &counters.dropped_unavailable
         }
-        Err(CallError::Server(_)) => {
-            counters.failed.fetch_add(n, Ordering::Relaxed);
-        }
-    }
+        Err(CallError::Server(_)) => &counters.failed,
+    };
+    unsent.fetch_add(n, Ordering::Relaxed);
+    process_writes().unsent.fetch_add(n, Ordering::AcqRel);
 }

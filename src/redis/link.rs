@@ -1,0 +1,548 @@
+//! One Redis connection whose every socket operation is bounded by the
+//! deadline of the call it serves.
+//!
+//! redis-rs's synchronous `Connection` only offers per-read socket timeouts:
+//! a reply dripping one byte at a time never trips them, and opening a
+//! connection stacks a connect timeout on top of setup timeouts. So this
+//! module owns the socket (TCP, TLS over TCP, or unix), keeps it
+//! non-blocking and, before each read or write that would block, waits with
+//! `poll(2)` for at most the time left before the deadline. Replies are
+//! parsed by redis-rs's own `Parser`, and `Link` implements redis-rs's
+//! `ConnectionLike`, so `Cmd::query` and `Pipeline::query` work unchanged.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, Value};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// How a link stopped being usable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The deadline passed before the operation completed.
+    Deadline,
+    /// The server closed or reset the connection (EOF, reset, broken pipe).
+    Gone,
+    /// Anything else: a protocol error, a TLS alert, a local socket error.
+    Other,
+}
+
+impl Failure {
+    fn of(err: &io::Error) -> Failure {
+        match err.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Failure::Deadline,
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::NotConnected => Failure::Gone,
+            _ => Failure::Other,
+        }
+    }
+}
+
+fn deadline_passed() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "deadline passed")
+}
+
+/// Waits until `fd` is ready for `events` or the deadline passes.
+fn wait_ready(fd: RawFd, events: libc::c_short, deadline: Instant) -> io::Result<()> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(deadline_passed());
+        }
+        // Rounded up: poll counts whole milliseconds, and 0 would not wait.
+        let millis = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+        let mut pollfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, owned by this frame.
+        match unsafe { libc::poll(&mut pollfd, 1, millis) } {
+            0 => continue, // re-checks the clock: returns once the deadline passed
+            n if n > 0 => return Ok(()),
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
+/// Whether `fd` has anything to read (data, EOF or a pending error) right now.
+fn readable_now(fd: RawFd) -> bool {
+    let mut pollfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, owned by this frame; timeout 0 never blocks.
+    unsafe { libc::poll(&mut pollfd, 1, 0) != 0 }
+}
+
+/// A non-blocking socket whose reads and writes wait at most until `deadline`.
+struct Timed<S> {
+    socket: S,
+    deadline: Instant,
+}
+
+impl<S: Read + AsRawFd> Read for Timed<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            // Waiting first saves a read that would fail with EAGAIN: a
+            // reply is rarely there already when we ask for it.
+            wait_ready(self.socket.as_raw_fd(), libc::POLLIN, self.deadline)?;
+            match self.socket.read(buf) {
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<S: Write + AsRawFd> Write for Timed<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            // A write usually fits in the socket buffer: try it first.
+            match self.socket.write(buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    wait_ready(self.socket.as_raw_fd(), libc::POLLOUT, self.deadline)?
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.socket.flush()
+    }
+}
+
+enum Stream {
+    Tcp(Timed<TcpStream>),
+    Tls(Box<StreamOwned<ClientConnection, Timed<TcpStream>>>),
+    Unix(Timed<UnixStream>),
+}
+
+impl Stream {
+    fn set_deadline(&mut self, deadline: Instant) {
+        match self {
+            Stream::Tcp(timed) => timed.deadline = deadline,
+            Stream::Tls(tls) => tls.sock.deadline = deadline,
+            Stream::Unix(timed) => timed.deadline = deadline,
+        }
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(timed) => timed.socket.as_raw_fd(),
+            Stream::Tls(tls) => tls.sock.socket.as_raw_fd(),
+            Stream::Unix(timed) => timed.socket.as_raw_fd(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(timed) => timed.read(buf),
+            Stream::Tls(tls) => tls.read(buf),
+            Stream::Unix(timed) => timed.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(timed) => timed.write(buf),
+            Stream::Tls(tls) => tls.write(buf),
+            Stream::Unix(timed) => timed.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(timed) => timed.flush(),
+            Stream::Tls(tls) => tls.flush(),
+            Stream::Unix(timed) => timed.flush(),
+        }
+    }
+}
+
+/// Where and how to connect: resolved once per client from its URL.
+#[derive(Clone)]
+pub enum Endpoint {
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Tls {
+        host: String,
+        port: u16,
+        config: Arc<ClientConfig>,
+        server_name: ServerName<'static>,
+    },
+    Unix(std::path::PathBuf),
+}
+
+/// What a fresh connection says before its first command.
+pub struct Handshake {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: i64,
+    pub resp3: bool,
+}
+
+fn connect_socket(domain: Domain, address: &SockAddr, deadline: Instant) -> io::Result<Socket> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(deadline_passed());
+    }
+    let protocol = (domain != Domain::UNIX).then_some(Protocol::TCP);
+    let socket = Socket::new(domain, Type::STREAM, protocol)?;
+    socket.connect_timeout(address, left)?;
+    socket.set_nonblocking(true)?;
+    if domain != Domain::UNIX {
+        // Commands are written whole: waiting for more bytes only adds latency.
+        socket.set_tcp_nodelay(true)?;
+    }
+    Ok(socket)
+}
+
+/// Connects to the first of `addresses` that accepts before the deadline.
+fn connect_tcp(addresses: &[SocketAddr], deadline: Instant) -> io::Result<TcpStream> {
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "no address to connect to");
+    for address in addresses {
+        match connect_socket(Domain::for_address(*address), &(*address).into(), deadline) {
+            Ok(socket) => return Ok(socket.into()),
+            Err(err) => last_error = err,
+        }
+    }
+    Err(last_error)
+}
+
+fn connect_unix(path: &Path, deadline: Instant) -> io::Result<UnixStream> {
+    Ok(connect_socket(Domain::UNIX, &SockAddr::unix(path)?, deadline)?.into())
+}
+
+/// One connection to Redis. Every operation is bounded by the deadline set
+/// with [`Link::arm`]; after any I/O or protocol failure the link is out of
+/// step with the server and must be dropped ([`Link::failure`]).
+pub struct Link {
+    stream: Stream,
+    parser: redis::Parser,
+    db: i64,
+    failure: Option<Failure>,
+    /// Reply bytes received since the last `arm`: zero means the server
+    /// answered nothing to this call.
+    reply_bytes: usize,
+}
+
+impl Link {
+    /// Opens, secures and sets up a connection, all before `deadline`.
+    /// `addresses` are the resolved TCP addresses (unused for unix sockets).
+    pub fn open(
+        endpoint: &Endpoint,
+        addresses: &[SocketAddr],
+        handshake: &Handshake,
+        deadline: Instant,
+    ) -> RedisResult<Link> {
+        let stream = match endpoint {
+            Endpoint::Tcp { .. } => Stream::Tcp(Timed {
+                socket: connect_tcp(addresses, deadline)?,
+                deadline,
+            }),
+            Endpoint::Tls {
+                config,
+                server_name,
+                ..
+            } => {
+                let socket = connect_tcp(addresses, deadline)?;
+                let session = ClientConnection::new(Arc::clone(config), server_name.clone())
+                    .map_err(io::Error::other)?;
+                let mut tls = StreamOwned::new(session, Timed { socket, deadline });
+                // Handshake now, so that a certificate problem is reported
+                // as such and within this deadline.
+                while tls.conn.is_handshaking() {
+                    tls.conn.complete_io(&mut tls.sock)?;
+                }
+                Stream::Tls(Box::new(tls))
+            }
+            Endpoint::Unix(path) => Stream::Unix(Timed {
+                socket: connect_unix(path, deadline)?,
+                deadline,
+            }),
+        };
+        let mut link = Link {
+            stream,
+            parser: redis::Parser::new(),
+            db: handshake.db,
+            failure: None,
+            reply_bytes: 0,
+        };
+        link.greet(handshake, true)?;
+        Ok(link)
+    }
+
+    /// AUTH (or HELLO 3) and SELECT, pipelined in one round trip.
+    fn greet(&mut self, handshake: &Handshake, with_username: bool) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        let username = handshake.username.as_deref().filter(|_| with_username);
+        if handshake.resp3 {
+            let hello = pipe.cmd("HELLO").arg(3);
+            if let Some(password) = &handshake.password {
+                hello
+                    .arg("AUTH")
+                    .arg(username.unwrap_or("default"))
+                    .arg(password.as_bytes());
+            }
+        } else if let Some(password) = &handshake.password {
+            let auth = pipe.cmd("AUTH");
+            if let Some(username) = username {
+                auth.arg(username);
+            }
+            auth.arg(password.as_bytes());
+        }
+        if handshake.db != 0 {
+            pipe.cmd("SELECT").arg(handshake.db);
+        }
+        if pipe.is_empty() {
+            return Ok(());
+        }
+        let authenticating = handshake.resp3 || handshake.password.is_some();
+        let replies = self.exchange(&pipe.get_packed_pipeline(), pipe.len())?;
+        for (index, reply) in replies.into_iter().enumerate() {
+            let Value::ServerError(err) = reply else {
+                continue;
+            };
+            let detail = err.details().unwrap_or_default().to_string();
+            if index == 0 && authenticating {
+                // Redis 5 knows no users: retry with the password alone.
+                if username.is_some() && detail.contains("wrong number of arguments for 'auth'") {
+                    return self.greet(handshake, false);
+                }
+                return Err(RedisError::from((
+                    ErrorKind::AuthenticationFailed,
+                    "Redis refused the credentials",
+                    format!("{} {detail}", err.code()),
+                )));
+            }
+            return Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "Redis refused to switch database",
+                format!("{} {detail}", err.code()),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bounds every operation of the next call by `deadline`.
+    pub fn arm(&mut self, deadline: Instant) {
+        self.stream.set_deadline(deadline);
+        self.reply_bytes = 0;
+    }
+
+    /// Whether an idle link is still usable: nothing may arrive on a
+    /// connection nobody asked anything of, so data, EOF or an error there
+    /// all mean the server closed it (restart, idle timeout, CLIENT KILL).
+    pub fn still_idle(&self) -> bool {
+        self.failure.is_none() && !readable_now(self.stream.raw_fd())
+    }
+
+    /// Why the link became unusable, if it did.
+    pub fn failure(&self) -> Option<Failure> {
+        self.failure
+    }
+
+    /// Whether the server went away before sending any byte of a reply to
+    /// this call (see `Pool::attempt` for why such a call may be retried).
+    pub fn went_away_unanswered(&self) -> bool {
+        self.failure == Some(Failure::Gone) && self.reply_bytes == 0
+    }
+
+    fn fail(&mut self, err: io::Error) -> RedisError {
+        self.failure.get_or_insert(Failure::of(&err));
+        err.into()
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> RedisResult<()> {
+        if self.failure.is_some() {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "connection broken").into());
+        }
+        match self
+            .stream
+            .write_all(bytes)
+            .and_then(|()| self.stream.flush())
+        {
+            Ok(()) => Ok(()),
+            Err(err) => Err(self.fail(err)),
+        }
+    }
+
+    /// Reads the next reply, skipping RESP3 push messages.
+    fn receive(&mut self) -> RedisResult<Value> {
+        loop {
+            let mut reader = Counting {
+                inner: &mut self.stream,
+                count: &mut self.reply_bytes,
+                eof: false,
+            };
+            let result = self.parser.parse_value(&mut reader);
+            let hit_eof = reader.eof;
+            match result {
+                Ok(Value::Push { .. }) => continue,
+                Ok(value) => return Ok(value),
+                Err(err) => {
+                    let failure = if hit_eof || err.is_connection_dropped() {
+                        Failure::Gone
+                    } else if err.is_timeout() {
+                        Failure::Deadline
+                    } else {
+                        Failure::Other
+                    };
+                    self.failure.get_or_insert(failure);
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// Sends `bytes` and reads `count` replies, stopping at the first
+    /// failure (the link is dropped then, so nothing is left unread).
+    fn exchange(&mut self, bytes: &[u8], count: usize) -> RedisResult<Vec<Value>> {
+        self.send(bytes)?;
+        (0..count).map(|_| self.receive()).collect()
+    }
+}
+
+/// Counts the reply bytes handed to the parser, and notices EOF.
+struct Counting<'a> {
+    inner: &'a mut Stream,
+    count: &'a mut usize,
+    eof: bool,
+}
+
+impl Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        if read == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
+        *self.count += read;
+        Ok(read)
+    }
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
+        self.send(cmd)?;
+        self.receive()
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        let mut replies = self.exchange(cmd, offset + count)?;
+        // In a transaction the first `offset` replies are MULTI's and the
+        // QUEUED acknowledgements: an error there aborted the transaction.
+        if let Some(err) = replies[..offset].iter().find_map(|reply| match reply {
+            Value::ServerError(err) => Some(err.clone()),
+            _ => None,
+        }) {
+            return Err(err.into());
+        }
+        Ok(replies.split_off(offset))
+    }
+
+    fn get_db(&self) -> i64 {
+        self.db
+    }
+
+    fn check_connection(&mut self) -> bool {
+        redis::cmd("PING").query::<String>(self).is_ok()
+    }
+
+    fn is_open(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn pair() -> (Timed<UnixStream>, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let timed = Timed {
+            socket: ours,
+            deadline: Instant::now(),
+        };
+        (timed, theirs)
+    }
+
+    #[test]
+    fn a_silent_peer_fails_the_read_at_the_deadline() {
+        let (mut ours, _theirs) = pair();
+        let started = Instant::now();
+        ours.deadline = started + Duration::from_millis(50);
+        let err = ours.read(&mut [0u8; 16]).unwrap_err();
+        let waited = started.elapsed();
+        assert_eq!(Failure::of(&err), Failure::Deadline);
+        assert!(waited >= Duration::from_millis(50), "{waited:?}");
+        assert!(waited < Duration::from_millis(70), "{waited:?}");
+    }
+
+    #[test]
+    fn a_dripping_peer_cannot_stretch_the_deadline() {
+        let (ours, mut theirs) = pair();
+        let dripper = std::thread::spawn(move || {
+            for _ in 0..20 {
+                if theirs.write_all(b"+").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let mut stream = Stream::Unix(ours);
+        let started = Instant::now();
+        stream.set_deadline(started + Duration::from_millis(60));
+        let mut parser = redis::Parser::new();
+        // A simple string that never ends: each read gets a byte in time.
+        let err = parser.parse_value(&mut stream).unwrap_err();
+        let waited = started.elapsed();
+        assert!(err.is_timeout(), "{err}");
+        assert!(waited < Duration::from_millis(80), "{waited:?}");
+        drop(stream);
+        dripper.join().unwrap();
+    }
+
+    #[test]
+    fn an_idle_socket_the_peer_closed_is_readable() {
+        let (ours, theirs) = pair();
+        assert!(!readable_now(ours.socket.as_raw_fd()));
+        drop(theirs);
+        assert!(readable_now(ours.socket.as_raw_fd()));
+    }
+}
