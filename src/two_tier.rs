@@ -199,7 +199,7 @@ fn generations_key(prefix: &str, namespace: &[u8]) -> Vec<u8> {
 /// fresh random one, never an old one. HSETNX keeps the token a concurrent
 /// process may have just created; a rolled-back token is overwritten.
 fn fresh_token(
-    con: &mut redis::Connection,
+    con: &mut impl redis::ConnectionLike,
     generations_key: &[u8],
     method_name: &str,
     overwrite: bool,
@@ -285,6 +285,8 @@ pub struct TwoTierCache {
     methods: Mutex<HashMap<usize, MethodEntry>>,
     /// Generation tokens of this namespace's methods, as last read.
     generations: Mutex<HashMap<String, MethodGeneration>>,
+    /// The client's outage count when the known tokens were read.
+    tokens_outages: AtomicU64,
     /// When the generations hash's expiry was last pushed back.
     generations_refreshed: Mutex<Option<Instant>>,
     /// Methods whose unshareable keys were already reported.
@@ -531,6 +533,7 @@ impl TwoTierCache {
     /// The token to stamp a write with: the one last read, or (a store
     /// without a lookup before it, e.g. priming) read from Redis now.
     fn token_for_write(&self, py: Python<'_>, client: &RedisClient, name: &str) -> Option<u64> {
+        self.forget_tokens_after_outage(client);
         if let Some(token) = self.generations.lock().get(name).and_then(|g| g.current) {
             return Some(token);
         }
@@ -548,6 +551,19 @@ impl TwoTierCache {
             .or_default()
             .adopt(token);
         Some(token)
+    }
+
+    /// Tokens read before an outage may be gone with the Redis that held
+    /// them (a restart without persistence, a failover): stamping writes
+    /// with them would only store entries nobody accepts. Forgotten, not
+    /// retired: after a mere network cut they are still valid.
+    fn forget_tokens_after_outage(&self, client: &RedisClient) {
+        let outages = client.pool().breaker_opened_count();
+        if self.tokens_outages.swap(outages, Ordering::Relaxed) != outages {
+            for known in self.generations.lock().values_mut() {
+                known.current = None;
+            }
+        }
     }
 
     /// Pushes the generations hash's expiry back, at most every quarter of
@@ -860,6 +876,7 @@ impl TwoTierCache {
             }),
             methods: Mutex::new(HashMap::new()),
             generations: Mutex::new(HashMap::new()),
+            tokens_outages: AtomicU64::new(0),
             generations_refreshed: Mutex::new(None),
             warned_methods: Mutex::new(HashSet::new()),
             warned_values: Mutex::new(HashSet::new()),
