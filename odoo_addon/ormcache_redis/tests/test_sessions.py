@@ -283,7 +283,7 @@ class TestRedisSessions(HttpCase):
             self.raw.execute("HSET", *address, forged)
             response, _ = self.request("/web/session/get_session_info", sid, params={})
             self.assertEqual(response.status_code, 200, response.text)
-            self.assertIsNone(response.json()["result"].get("uid"), name)
+            self.assertIsNone(response.json().get("result", {}).get("uid"), name)
             self.assertEqual(self.store.refused.total["forged"], forged_before + 1, name)
 
     def test_expired_session_is_gone(self) -> None:
@@ -401,7 +401,8 @@ class TestRedisSessions(HttpCase):
             database's secret the record is refused; planted even with it, the
             next_sid does not open (sealed under the victim's own id)."""
             attacker_sid = self.login()
-            for secret in ("a secret guessed by the attacker", self.database_secret()):
+            guessed = "a secret guessed by the attacker"
+            for secret in (guessed, self.database_secret()):
                 sid = self.login()
                 self._age_session(sid, http.SESSION_ROTATION_INTERVAL + 60)
                 # The attacker does not know the victim's id: the best they can
@@ -415,7 +416,14 @@ class TestRedisSessions(HttpCase):
                 response, cookie = self.request("/web/session/get_session_info", sid, params={})
                 self.assertEqual(response.status_code, 200, response.text)
                 self.assertNotEqual(cookie[42:], attacker_sid[42:])
-                self.assertNotEqual(cookie, sid)
+                uid = response.json().get("result", {}).get("uid")
+                if secret == guessed:
+                    self.assertIsNone(uid)  # refused: a new session, logged out
+                else:
+                    # Read, but the planted next_sid was dropped: a fresh rotation.
+                    self.assertEqual(uid, self.admin.id)
+                    self.assertNotEqual(cookie, sid)
+                    self.assertEqual(self.read_record(sid)["next_sid"], cookie)
             self.assertEqual(self.session_uid(attacker_sid), self.admin.id)
 
         def test_rotated_away_session_is_dropped_after_the_deletion_timer(self) -> None:
