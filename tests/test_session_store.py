@@ -29,17 +29,23 @@ from typing import Any
 import pytest
 
 from ormcache_redis import session_migrate
-from ormcache_redis._native import RedisClient
+from ormcache_redis._native import RedisClient, mac_tag
 from ormcache_redis.config import ConfigError, OptionSource
 from ormcache_redis.session_records import (
     FORMAT_CODEC,
     FORMAT_JSON,
+    TAG_BYTES,
     RecordError,
+    RecordForged,
+    RecordKeyMissing,
+    address_of,
     decode_record,
     encode_record,
     field_of,
     hash_key,
-    secret_key,
+    record_key,
+    seal_next_sid,
+    sid_key,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +112,26 @@ class StandInSession17(StandInSession):
 
 TOKEN_SECRET = b"stand-in database secret"
 
+DATABASE_SECRETS = {
+    "db1": "database.secret of db1, 36 chars long",
+    "db2": "database.secret of db2, 36 chars long",
+}
+"""What ``DeploymentSecrets.for_database`` answers in these tests: each
+database's own secret, nothing for no database (no ``ormcache_redis_secret``)."""
+PREFIX = "test:session:"
+
+
+def database_secrets(secrets: dict[str, str] | None = None, configured: str | None = None) -> Any:
+    """A ``record_secret_for`` callable, like the addon's ``DeploymentSecrets``."""
+    found = DATABASE_SECRETS if secrets is None else secrets
+
+    def for_database(db: str | None) -> str | None:
+        if configured is not None:
+            return configured
+        return found.get(db) if db else None
+
+    return for_database
+
 
 def stand_in_session_token(session: Any, env: Any) -> str:
     """Like res.users._compute_session_token: bound to the session id."""
@@ -124,13 +150,24 @@ def raw(redis_url: str) -> RedisClient:
 
 def make_store(url: str, odoo_major: int = 18, **options: Any) -> Any:
     options.setdefault("lifetime", lambda: 3600)
+    options.setdefault("record_secret_for", database_secrets())
+    options.setdefault("prefix", PREFIX)
     return RedisSessionStore(
         RedisClient(url, socket_timeout=0.5),
         session_class=StandInSession17 if odoo_major == 17 else StandInSession,
         odoo_major=odoo_major,
         compute_session_token=stand_in_session_token,
-        prefix="test:session:",
         **options,
+    )
+
+
+CONFIGURED_SECRET = "an ormcache_redis_secret of 40 characters"
+
+
+def configured_store(url: str, odoo_major: int, **options: Any) -> Any:
+    """A store of a deployment that sets ormcache_redis_secret."""
+    return make_store(
+        url, odoo_major, record_secret_for=database_secrets(configured=CONFIGURED_SECRET), **options
     )
 
 
@@ -585,8 +622,11 @@ def test_garbage_in_redis_is_no_session(
 def test_record_of_another_odoo_version_is_no_session(redis_url: str, raw: RedisClient) -> None:
     store_18 = make_store(redis_url, 18)
     sid = store_18.generate_key()
-    record = encode_record({"uid": 2}, sid, fmt=FORMAT_CODEC, ttl=60, codec=store_module.Codec())
-    raw.execute("HSET", hash_key("test:session:", sid[:42]), field_of(sid), record)
+    record = encode_record(
+        {"db": "db1", "uid": 2}, sid, prefix=PREFIX, fmt=FORMAT_CODEC, ttl=60,
+        secret_for=database_secrets(), codec=store_module.Codec(),
+    )  # fmt: skip
+    raw.execute("HSET", *address_of(PREFIX, sid), record)
     assert store_18.get(sid).is_new
 
 
@@ -599,21 +639,411 @@ def test_foreign_value_type_under_a_session_key_is_no_session(
     assert store.get(sid).is_new
 
 
-def test_records_roundtrip_and_seal(redis_url: str) -> None:
+def test_records_roundtrip_and_seal() -> None:
     sid = "A" * 84
-    key = secret_key("s3cret")
-    data = {"uid": 2, "next_sid": "B" * 84}
-    record = encode_record(data, sid, fmt=FORMAT_JSON, ttl=99, sid_key=key)
+    key, field = address_of(PREFIX, sid)
+    sealing = sid_key("s3cret")
+    data = {"db": "db1", "uid": 2, "next_sid": "A" * 42 + "B" * 42}
+    record = encode_record(data, sid, prefix=PREFIX, fmt=FORMAT_JSON, ttl=99,
+                           secret_for=database_secrets(), sealing_key=sealing)  # fmt: skip
     assert b"A" * 42 not in record and b"B" * 42 not in record
-    decoded = decode_record(record, sid, fmt=FORMAT_JSON, sid_key=key)
+    assert b"db1" in record  # the database is named in clear, for the reader's key choice
+
+    def decode(sid: str | None, **options: Any) -> Any:
+        options.setdefault("secret_for", database_secrets())
+        return decode_record(record, key=key, field=field, sid=sid, fmt=FORMAT_JSON, **options)
+
+    decoded = decode(sid, sealing_key=sealing)
     assert decoded.data == data and decoded.ttl == 99 and decoded.sid == sid
+    assert decoded.db == "db1" and decoded.authenticated and not decoded.stripped
     # Scanning (no sid known): the sealed id opens next_sid.
-    assert decode_record(record, None, fmt=FORMAT_JSON, sid_key=key).data == data
-    # Without the secret: no id, and next_sid cannot be opened, so it is dropped.
-    assert decode_record(record, None, fmt=FORMAT_JSON).data == {"uid": 2}
-    tampered = record[:-3] + b'"}}'
+    assert decode(None, sealing_key=sealing).data == data
+    # Without session_store_secret: no id, and next_sid cannot be opened, so it is dropped.
+    assert decode(None).data == {"db": "db1", "uid": 2}
+    assert decode(None).sid is None
     with pytest.raises(RecordError):
-        decode_record(tampered[:12], sid, fmt=FORMAT_JSON)
+        decode_record(record[:12], key=key, field=field, sid=sid, fmt=FORMAT_JSON,
+                      secret_for=database_secrets())  # fmt: skip
+
+
+def test_record_keys_are_separate_derivations() -> None:
+    """The sid-sealing key, the record key and the public key all differ,
+    even for one secret."""
+    secret = DATABASE_SECRETS["db1"]
+    keys = {sid_key(secret), record_key(secret), record_key(None), record_key("other secret")}
+    assert len(keys) == 4 and all(len(k) == 32 for k in keys)
+
+
+# --------------------------------------------------------------------------- forgery
+# The attacker can read and write Redis, and may know some secrets (the
+# public key; the secret of a database they administer), never the secret of
+# the victim's database nor the victim's session id.
+
+
+def forge(
+    payload: dict[str, Any] | bytes,
+    *,
+    key: str,
+    field: str,
+    mac_secret: str | None,
+    db: str | None = "db1",
+    keying: bytes = b"D",
+    fmt: bytes = FORMAT_JSON,
+    ttl: int = 3600,
+    sealed_sid: bytes = b"",
+) -> bytes:
+    """A version-2 record built by hand from the documented layout, tagged
+    with ``mac_secret``'s record key (None: the public key): what a writer
+    with that secret can produce for any address it sees in Redis."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    db_raw = (db or "").encode()
+    record = (
+        b"OCRS" + bytes([2]) + fmt + keying + ttl.to_bytes(4, "big")
+        + bytes([len(db_raw)]) + db_raw + bytes([len(sealed_sid)]) + sealed_sid + body
+    )  # fmt: skip
+    address = key.encode()
+    tag_input = len(address).to_bytes(2, "big") + address + field.encode() + record
+    return record + mac_tag(record_key(mac_secret), tag_input)
+
+
+def saved_record(store: Any, raw: RedisClient, session: Any) -> tuple[str, str, bytes]:
+    store.save(session)
+    key, field = address_of(PREFIX, session.sid)
+    return key, field, raw.execute("HGET", key, field)
+
+
+def test_forge_helper_matches_the_real_format(redis_url: str, raw: RedisClient) -> None:
+    """The attack tests below mean something only if the hand-made records
+    are accepted when tagged with the right key."""
+    store = make_store(redis_url, 18)
+    session = logged_in(store)
+    key, field, record = saved_record(store, raw, session)
+    body = record[record.index(b"{") : -TAG_BYTES]
+    assert forge(body, key=key, field=field, mac_secret=DATABASE_SECRETS["db1"]) == record
+    raw.execute("HSET", key, field, forge({**dict(session), "debug": "1"}, key=key, field=field,
+                                          mac_secret=DATABASE_SECRETS["db1"]))  # fmt: skip
+    assert store.get(session.sid)["debug"] == "1"
+    assert store.refused.total == {"forged": 0, "no_key": 0, "unreadable": 0}
+
+
+@pytest.mark.parametrize("odoo_major", VERSIONS)
+def test_forged_payloads_are_new_sessions(
+    redis_url: str, raw: RedisClient, odoo_major: int
+) -> None:
+    store = make_store(redis_url, odoo_major)
+    victim = logged_in(store, uid=7)
+    key, field, record = saved_record(store, raw, victim)
+    admin = {**dict(victim), "uid": 2, "login": "admin"}
+    fmt = FORMAT_CODEC if odoo_major == 17 else FORMAT_JSON
+    payload = store_module.Codec().dumps(admin) if odoo_major == 17 else json.dumps(admin).encode()
+    forgeries = [
+        # The payload replaced, the old tag kept.
+        record[: len(record) - TAG_BYTES - len(payload)] + payload + record[-TAG_BYTES:]
+        if odoo_major != 17
+        else record[:20] + payload + record[-TAG_BYTES:],
+        # Tagged with keys the attacker may have: the public one, another database's.
+        forge(payload, key=key, field=field, mac_secret=None, fmt=fmt),
+        forge(payload, key=key, field=field, mac_secret=DATABASE_SECRETS["db2"], fmt=fmt),
+        forge(payload, key=key, field=field, mac_secret="guessed secret", fmt=fmt),
+        # The tag cut off, or replaced by zeros.
+        record[:-TAG_BYTES],
+        record[:-TAG_BYTES] + bytes(TAG_BYTES),
+    ]
+    for forged in forgeries:
+        raw.execute("HSET", key, field, forged)
+        session = store.get(victim.sid)
+        assert session.is_new and dict(session) == {}
+    assert store.refused.total["forged"] + store.refused.total["unreadable"] == len(forgeries)
+
+
+@pytest.mark.parametrize("odoo_major", VERSIONS)
+def test_every_flipped_bit_is_refused(odoo_major: int) -> None:
+    store_fmt = FORMAT_CODEC if odoo_major == 17 else FORMAT_JSON
+    sid = "c" * 40 if odoo_major == 17 else "C" * 84
+    key, field = address_of(PREFIX, sid)
+    data = {"db": "db1", "uid": 2, "login": "admin", "session_token": "t" * 64,
+            "context": {"lang": "en_US"}, "next_sid": sid[:42] + "N" * (len(sid) - 42)}  # fmt: skip
+    record = encode_record(data, sid, prefix=PREFIX, fmt=store_fmt, ttl=3600,
+                           secret_for=database_secrets(), codec=store_module.Codec(),
+                           sealing_key=sid_key("s3cret"))  # fmt: skip
+    accepted = 0
+    for bit in range(len(record) * 8):
+        flipped = bytearray(record)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        try:
+            decode_record(bytes(flipped), key=key, field=field, sid=sid, fmt=store_fmt,
+                          secret_for=database_secrets(), codec=store_module.Codec(),
+                          sealing_key=sid_key("s3cret"))  # fmt: skip
+        except RecordError:
+            continue
+        accepted += 1
+    assert accepted == 0, f"{accepted} of {len(record) * 8} flipped bits accepted"
+
+
+def test_flipped_bits_through_the_store(redis_url: str, raw: RedisClient) -> None:
+    store = make_store(redis_url, 19)
+    session = logged_in(store)
+    key, field, record = saved_record(store, raw, session)
+    for position in range(0, len(record), 7):
+        flipped = bytearray(record)
+        flipped[position] ^= 0x10
+        raw.execute("HSET", key, field, bytes(flipped))
+        assert store.get(session.sid).is_new, position
+    raw.execute("HSET", key, field, record)
+    assert dict(store.get(session.sid)) == dict(session)
+
+
+@pytest.mark.parametrize("odoo_major", VERSIONS)
+def test_records_copied_to_another_session_are_refused(
+    redis_url: str, raw: RedisClient, odoo_major: int
+) -> None:
+    """An attacker's own valid record (same database) moved under the
+    victim's address, in the same identifier's hash or another one, or
+    under another prefix."""
+    store = make_store(redis_url, odoo_major)
+    attacker, victim = logged_in(store, uid=9), logged_in(store, uid=2)
+    _, _, attacker_record = saved_record(store, raw, attacker)
+    victim_key, victim_field, victim_record = saved_record(store, raw, victim)
+    sibling_sid = victim.sid[:42] + store.generate_key()[42:]
+    if odoo_major == 17:
+        sibling_sid = store.generate_key()
+    sibling_key, sibling_field = address_of(PREFIX, sibling_sid)
+
+    raw.execute("HSET", victim_key, victim_field, attacker_record)
+    assert store.get(victim.sid).is_new
+    raw.execute("HSET", sibling_key, sibling_field, victim_record)  # the victim's, moved
+    assert store.get(sibling_sid).is_new
+    other_prefix = make_store(redis_url, odoo_major, prefix="other:")
+    raw.execute("HSET", *address_of("other:", victim.sid), victim_record)
+    assert other_prefix.get(victim.sid).is_new
+    assert store.refused.total["forged"] == 2 and other_prefix.refused.total["forged"] == 1
+
+
+def test_records_of_another_database_are_refused(redis_url: str, raw: RedisClient) -> None:
+    store = make_store(redis_url, 18)
+    victim = logged_in(store)  # db1
+    key, field, _record = saved_record(store, raw, victim)
+    as_db2 = {**dict(victim), "db": "db2"}
+    db2_secret, db1_secret = DATABASE_SECRETS["db2"], DATABASE_SECRETS["db1"]
+    forgeries = [
+        # Names db1, tagged with db2's secret (an administrator of db2 can read it).
+        forge(dict(victim), key=key, field=field, mac_secret=db2_secret, db="db1"),
+        # Names db2 and tagged with db1's key: the header chooses db2's key.
+        forge(as_db2, key=key, field=field, mac_secret=db1_secret, db="db2"),
+        # Header and payload disagree on the database.
+        forge(as_db2, key=key, field=field, mac_secret=db1_secret, db="db1"),
+        forge(dict(victim), key=key, field=field, mac_secret=db2_secret, db="db2"),
+        # A database no secret is known for.
+        forge({**dict(victim), "db": "db3"}, key=key, field=field, mac_secret=None, db="db3"),
+    ]
+    for forged in forgeries:
+        raw.execute("HSET", key, field, forged)
+        assert store.get(victim.sid).is_new
+    assert store.refused.total == {"forged": 4, "no_key": 1, "unreadable": 0}
+    # A genuine db2 session of another sid, copied over: refused for its address.
+    other = logged_in(store)
+    other["db"] = "db2"
+    _, _, db2_record = saved_record(store, raw, other)
+    raw.execute("HSET", key, field, db2_record)
+    assert store.get(victim.sid).is_new
+
+
+def test_login_into_another_database_rekeys_the_record(redis_url: str, raw: RedisClient) -> None:
+    store = make_store(redis_url, 18)
+    session = logged_in(store)
+    key, field, _ = saved_record(store, raw, session)
+    session.update({"db": "db2", "uid": 5, "login": "other"})
+    _, _, record = saved_record(store, raw, session)
+    assert b"db2" in record[:40] and b"db1" not in record
+
+    def decode(secrets: dict[str, str]) -> Any:
+        return decode_record(record, key=key, field=field, sid=session.sid, fmt=FORMAT_JSON,
+                             secret_for=database_secrets(secrets))  # fmt: skip
+
+    assert decode({"db2": DATABASE_SECRETS["db2"]}).data["uid"] == 5
+    with pytest.raises(RecordForged):
+        decode({"db2": DATABASE_SECRETS["db1"]})
+    with pytest.raises(RecordKeyMissing):
+        decode({"db1": DATABASE_SECRETS["db1"]})
+
+
+@pytest.mark.parametrize("odoo_major", VERSIONS)
+def test_version_1_records_are_new_sessions(
+    redis_url: str, raw: RedisClient, odoo_major: int
+) -> None:
+    """What version 1 wrote for a logged-in session: no tag."""
+    store = make_store(redis_url, odoo_major)
+    sid = store.generate_key()
+    data = user_data()
+    payload = store_module.Codec().dumps(data) if odoo_major == 17 else json.dumps(data).encode()
+    fmt = FORMAT_CODEC if odoo_major == 17 else FORMAT_JSON
+    v1 = b"OCRS\x01" + fmt + (3600).to_bytes(4, "big") + b"\x00" + payload
+    raw.execute("HSET", *address_of(PREFIX, sid), v1)
+    assert store.get(sid).is_new
+    assert store.refused.total == {"forged": 0, "no_key": 0, "unreadable": 1}
+
+
+def _anonymous(sid: str, **extra: Any) -> dict[str, Any]:
+    return {"db": None, "context": {"lang": "en_US"}, "debug": "assets", **extra}
+
+
+IMPOSTOR = {"uid": 2, "login": "admin", "session_token": "t" * 64, "pre_uid": 2,
+            "pre_login": "admin", "identity-check-last": 9e9, "next_sid": "N" * 84,
+            "deletion_time": 9e9, "gc_previous_sessions": True}  # fmt: skip
+
+
+@pytest.mark.parametrize("odoo_major", VERSIONS)
+def test_public_records_cannot_carry_a_user(
+    redis_url: str, raw: RedisClient, odoo_major: int
+) -> None:
+    """Sessions without a database and without ormcache_redis_secret are
+    tagged with the public key: anyone can write one, so nothing in them
+    authenticates anyone."""
+    store = make_store(redis_url, odoo_major)
+    anonymous = store.new()
+    anonymous.update(_anonymous(anonymous.sid))
+    key, field, record = saved_record(store, raw, anonymous)
+    assert record[6:7] == b"P"
+    assert dict(store.get(anonymous.sid)) == dict(anonymous)  # a normal one reads back
+    assert store.refused.total["forged"] == 0
+
+    fmt = FORMAT_CODEC if odoo_major == 17 else FORMAT_JSON
+    for db in (None, "db1", "db3"):
+        tampered = {**dict(anonymous), **IMPOSTOR, "db": db}
+        payload = (
+            store_module.Codec().dumps(tampered) if odoo_major == 17
+            else json.dumps(tampered).encode()
+        )  # fmt: skip
+        raw.execute("HSET", key, field, forge(payload, key=key, field=field, mac_secret=None,
+                                              db=db, keying=b"P", fmt=fmt))  # fmt: skip
+        loaded = store.get(anonymous.sid)
+        assert not loaded.is_new  # an anonymous session: harmless, so kept
+        assert loaded.get("db") == db and loaded["debug"] == "assets"
+        assert not set(IMPOSTOR) & set(loaded), f"db={db}: kept {set(IMPOSTOR) & set(loaded)}"
+    assert store.refused.total["forged"] == 3  # counted and reported all the same
+
+
+def test_sessions_without_database_use_the_configured_secret(
+    redis_url: str, raw: RedisClient
+) -> None:
+    configured = configured_store(redis_url, 18)
+    session = configured.new()
+    session.update(_anonymous(session.sid, uid=None, pre_uid=4, pre_login="x"))
+    key, field, record = saved_record(configured, raw, session)
+    assert record[6:7] == b"D"
+    assert dict(configured.get(session.sid)) == dict(session)  # nothing stripped
+    # The same key claimed by a record tagged with the public key: refused.
+    raw.execute("HSET", key, field, forge(dict(session), key=key, field=field, mac_secret=None,
+                                          db=None, keying=b"D"))  # fmt: skip
+    assert configured.get(session.sid).is_new
+    # Servers without the configured secret cannot check it: a new session.
+    assert make_store(redis_url, 18).get(session.sid).is_new
+
+
+def test_logged_in_session_without_a_secret_is_a_503_not_a_public_record(
+    redis_url: str, raw: RedisClient
+) -> None:
+    store = make_store(redis_url, 18, record_secret_for=database_secrets({}))
+    session = logged_in(store)
+    with pytest.raises(SessionStoreUnavailable, match="'db1'") as error:
+        store.save(session)
+    assert error.value.code == 503
+    assert all_keys(raw) == []
+    anonymous = store.new()
+    anonymous.update({"db": "db1", "debug": "1"})  # authenticates nobody: public is fine
+    store.save(anonymous)
+    assert dict(store.get(anonymous.sid)) == dict(anonymous)
+
+
+def test_injected_next_sid_is_not_followed(redis_url: str, raw: RedisClient) -> None:
+    """Odoo 19 follows ``next_sid`` of a rotated-away session: an attacker
+    who could plant one would move the victim to a session id they know."""
+    store = make_store(redis_url, 19)
+    victim = logged_in(store)
+    victim["create_time"] = time.time() - 4 * 3600
+    key, field, _ = saved_record(store, raw, victim)
+    attacker_sid = victim.sid[:42] + store.generate_key()[42:]
+    # A next_sid sealed under the attacker's own sid (as in their own
+    # rotated-away session).
+    sealed_for_attacker = seal_next_sid({"next_sid": attacker_sid}, attacker_sid)["next_sid"]
+    injections = [
+        # Without any key: the plain id written into the payload.
+        forge({**dict(victim), "next_sid": attacker_sid, "deletion_time": time.time() + 99},
+              key=key, field=field, mac_secret=None),
+        # Even with the database's secret (its administrator): plain, or sealed
+        # under another sid, the next_sid does not open and is dropped.
+        forge({**dict(victim), "next_sid": attacker_sid, "deletion_time": time.time() + 99},
+              key=key, field=field, mac_secret=DATABASE_SECRETS["db1"]),
+        forge({**dict(victim), "next_sid": sealed_for_attacker, "deletion_time": time.time() + 99},
+              key=key, field=field, mac_secret=DATABASE_SECRETS["db1"]),
+    ]  # fmt: skip
+    for injected in injections:
+        raw.execute("HSET", key, field, injected)
+        loaded = store.get(victim.sid)
+        assert "next_sid" not in loaded
+        if not loaded.is_new:
+            store.rotate(loaded, env=object(), soft=True)
+            assert loaded.sid != attacker_sid and loaded.sid != victim.sid
+    assert store.refused.total["forged"] == 1
+
+
+def test_modified_next_sid_of_a_real_rotation_is_refused(redis_url: str, raw: RedisClient) -> None:
+    store = make_store(redis_url, 19)
+    session = logged_in(store)
+    session["create_time"] = time.time() - 4 * 3600
+    store.save(session)
+    old_sid = session.sid
+    store.rotate(session, env=object(), soft=True)
+    key, field = address_of(PREFIX, old_sid)
+    record = raw.execute("HGET", key, field)
+    start = record.index(b"ocr-sealed:2:") + len(b"ocr-sealed:2:")
+    for position in (start, start + 20, start + 60):
+        changed = bytearray(record)
+        changed[position] = ord("A") if changed[position] != ord("A") else ord("B")
+        raw.execute("HSET", key, field, bytes(changed))
+        assert store.get(old_sid).is_new
+    raw.execute("HSET", key, field, record)
+    assert store.get(old_sid)["next_sid"] == session.sid
+
+
+def test_refused_records_are_reported_at_most_once_a_minute(
+    redis_url: str, raw: RedisClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = make_store(redis_url, 18)
+    session = logged_in(store)
+    key, field, record = saved_record(store, raw, session)
+    raw.execute("HSET", key, field, record[:-1] + bytes([record[-1] ^ 1]))
+    with caplog.at_level(logging.WARNING):
+        for _ in range(25):
+            assert store.get(session.sid).is_new
+    warnings = [r for r in caplog.records if "Refused session records" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "1 whose authentication tag does not verify" in warnings[0].getMessage()
+    assert "different secrets" in warnings[0].getMessage()
+    assert store.refused.total["forged"] == 25
+    assert session.sid[:20] not in caplog.text
+    # Once the interval has passed, the next refusal reports what was held back.
+    store.refused.interval = 0.2
+    time.sleep(0.25)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        store.get(session.sid)
+    assert "25 whose authentication tag" in caplog.text
+
+
+def test_normal_flow_after_every_attack_still_works(redis_url: str, raw: RedisClient) -> None:
+    store = make_store(redis_url, 19)
+    session = logged_in(store)
+    session["create_time"] = time.time() - 4 * 3600
+    store.save(session)
+    old_sid = session.sid
+    store.rotate(session, env=object(), soft=True)
+    assert store.get(old_sid)["next_sid"] == session.sid
+    store.rotate(session, env=object())  # hard
+    assert dict(store.get(session.sid)) == dict(session)
+    store.delete_from_identifiers([session.sid[:42]])
+    assert store.get(session.sid).is_new
+    assert store.refused.total == {"forged": 0, "no_key": 0, "unreadable": 0}
 
 
 # --------------------------------------------------------------------------- outages
@@ -780,7 +1210,7 @@ def user_data(uid: int = 2) -> dict[str, Any]:
 def test_to_redis_copies_files_with_their_remaining_lifetime(
     redis_url: str, raw: RedisClient, tmp_path: Path, odoo_major: int
 ) -> None:
-    store = make_store(redis_url, odoo_major)
+    store = configured_store(redis_url, odoo_major)
     fresh, old, ancient, empty = (store.generate_key() for _ in range(4))
     write_odoo_file(tmp_path, fresh, user_data())
     write_odoo_file(tmp_path, old, user_data(7), age=3 * 86400)
@@ -788,7 +1218,7 @@ def test_to_redis_copies_files_with_their_remaining_lifetime(
     write_odoo_file(tmp_path, empty, {"db": None, "context": {}, "uid": None, "debug": ""})
 
     assert migrate("to-redis", "--session-dir", str(tmp_path), "--url", redis_url,
-                   "--prefix", "test:session:") == 0  # fmt: skip
+                   "--prefix", "test:session:", "--secret", CONFIGURED_SECRET) == 0  # fmt: skip
 
     # The copy keeps what was left of the file's 7 days (a read then slides it).
     old_ttl = raw.execute("TTL", hash_key("test:session:", old[:42]))
@@ -801,7 +1231,7 @@ def test_to_redis_copies_files_with_their_remaining_lifetime(
     session["debug"] = "1"
     store.save(session)
     assert migrate("to-redis", "--session-dir", str(tmp_path), "--url", redis_url,
-                   "--prefix", "test:session:") == 0  # fmt: skip
+                   "--prefix", "test:session:", "--secret", CONFIGURED_SECRET) == 0  # fmt: skip
     assert store.get(fresh)["debug"] == "1"
 
 
@@ -814,7 +1244,8 @@ def test_to_redis_reads_odoo17_pickles_without_running_code(
     redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    store = make_store(redis_url, 17)
+    monkeypatch.setenv("ORMCACHE_REDIS_SECRET", CONFIGURED_SECRET)
+    store = configured_store(redis_url, 17)
     good, evil = store.generate_key(), store.generate_key()
     data = {**user_data(), "tags": {"a"}, "seen": datetime.datetime(2024, 5, 1, 12, 0)}
     sessions = tmp_path / "sessions"
@@ -835,15 +1266,19 @@ def test_to_redis_reads_odoo17_pickles_without_running_code(
 def test_to_files_and_back(
     redis_url: str, raw: RedisClient, tmp_path: Path, odoo_major: int
 ) -> None:
-    store = make_store(redis_url, odoo_major, secret="s3cret", lifetime=lambda: 86400)
+    store = configured_store(redis_url, odoo_major, secret="s3cret", lifetime=lambda: 86400)
     sessions = [logged_in(store, uid) for uid in (2, 3)]
     for session in sessions:
         store.save(session)
+    common = ("--session-dir", str(tmp_path), "--url", redis_url, "--prefix", PREFIX)
 
-    assert migrate("to-files", "--session-dir", str(tmp_path), "--url", redis_url,
-                   "--prefix", "test:session:") == 2  # no secret: refused  # fmt: skip
-    assert migrate("to-files", "--session-dir", str(tmp_path), "--url", redis_url,
-                   "--prefix", "test:session:", "--secret", "s3cret") == 0  # fmt: skip
+    assert migrate("to-files", *common, "--secret", CONFIGURED_SECRET) == 2  # no id secret
+    assert not any(tmp_path.iterdir())
+    # Without the record secret nothing can be checked: nothing is written.
+    assert migrate("to-files", *common, "--session-store-secret", "s3cret") == 1
+    assert not any(tmp_path.iterdir())
+    assert migrate("to-files", *common, "--session-store-secret", "s3cret",
+                   "--secret", CONFIGURED_SECRET) == 0  # fmt: skip
     for session in sessions:
         path = tmp_path / session.sid[:2] / session.sid
         content = path.read_bytes()
@@ -856,10 +1291,93 @@ def test_to_files_and_back(
         assert time.time() - path.stat().st_mtime < 120
 
     raw.execute("FLUSHALL")
-    assert migrate("to-redis", "--session-dir", str(tmp_path), "--url", redis_url,
-                   "--prefix", "test:session:", "--secret", "s3cret") == 0  # fmt: skip
+    assert migrate("to-redis", *common, "--session-store-secret", "s3cret",
+                   "--secret", CONFIGURED_SECRET) == 0  # fmt: skip
     for session in sessions:
         assert dict(store.get(session.sid)) == dict(session)
+
+
+PG_URI = os.environ.get("ORMCACHE_REDIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+"""A PostgreSQL the suite may create and drop a throwaway database on (trust auth)."""
+
+
+@pytest.fixture
+def odoo_like_database() -> Iterator[tuple[str, str]]:
+    """(name, database.secret) of a throwaway database holding what the
+    migration reads of an Odoo database: ir_config_parameter."""
+    try:
+        import psycopg2  # type: ignore[import-untyped]
+    except ImportError:
+        pytest.fail("psycopg2 is needed (scripts/setup.sh installs psycopg2-binary)")
+    name, secret = f"ocr_sessions_{os.getpid()}_{int(time.time())}", "a-real-database-secret-uuid"
+    try:
+        admin = psycopg2.connect(PG_URI, dbname="postgres")
+    except psycopg2.Error as exc:
+        pytest.fail(f"PostgreSQL at {PG_URI} (ORMCACHE_REDIS_TEST_PG) is needed: {exc}")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        connection = psycopg2.connect(PG_URI, dbname=name)
+        with connection, connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE ir_config_parameter (key varchar PRIMARY KEY, value text)")
+            cursor.execute("INSERT INTO ir_config_parameter VALUES ('database.secret', %s)",
+                           [secret])  # fmt: skip
+        connection.close()
+        yield name, secret
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.mark.parametrize("odoo_major", [17, 19])
+def test_migration_reads_each_database_secret_from_postgresql(
+    redis_url: str, tmp_path: Path, odoo_like_database: tuple[str, str],
+    capsys: pytest.CaptureFixture[str], odoo_major: int,
+) -> None:  # fmt: skip
+    db, secret = odoo_like_database
+    store = make_store(redis_url, odoo_major, secret="s3cret",
+                       record_secret_for=database_secrets({db: secret}))  # fmt: skip
+    files, back = tmp_path / "files", tmp_path / "back"
+    known, gone, anonymous = store.generate_key(), store.generate_key(), store.generate_key()
+    write_odoo_file(files, known, {**user_data(), "db": db})
+    write_odoo_file(files, gone, {**user_data(), "db": "ocr_no_such_database"})
+    write_odoo_file(files, anonymous, {"db": None, "debug": "1", "context": {}})
+    common = ("--url", redis_url, "--prefix", PREFIX, "--session-store-secret", "s3cret")
+
+    # Without a way to the secrets: only the session without a database is copied.
+    assert migrate("to-redis", "--session-dir", str(files), *common, "--dry-run") == 1
+    assert "without a known database secret 2" in capsys.readouterr().out
+
+    assert migrate("to-redis", "--session-dir", str(files), *common, "--db-uri", PG_URI) == 1
+    out, err = capsys.readouterr()
+    assert "copied 2" in out and "without a known database secret 1" in out
+    assert "ocr_no_such_database" in err
+    assert store.get(known)["uid"] == 2 and store.get(known)["db"] == db
+    assert store.get(anonymous)["debug"] == "1"
+    assert store.get(gone).is_new
+
+    assert migrate("to-files", "--session-dir", str(back), *common, "--db-uri", PG_URI) == 0
+    assert "copied 2" in capsys.readouterr().out
+    assert sorted(p.name for p in back.glob("*/*")) == sorted([known, anonymous])
+
+
+def test_migration_database_errors_name_the_option(
+    redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    common = ("to-redis", "--session-dir", str(tmp_path), "--url", redis_url)
+    assert migrate(*common, "--db-uri", "postgresql://postgres@127.0.0.1:1") == 2
+    assert "--db-uri: cannot connect to PostgreSQL" in capsys.readouterr().err
+    assert migrate(*common, "--db-uri", "mysql://x") == 2
+    assert "--db-uri must look like postgresql://" in capsys.readouterr().err
+    assert migrate(*common, "--secret", "short") == 2
+    assert "--secret (ormcache_redis_secret) must be at least 16" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "psycopg2", None)  # as in a Python without it
+    assert migrate(*common, "--db-uri", PG_URI) == 2
+    err = capsys.readouterr().err
+    assert "needs psycopg2" in err and "--db-uri" in err
 
 
 def test_migration_cli_runs_as_a_command(redis_url: str, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import base64
 import functools
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
@@ -52,14 +53,16 @@ from ormcache_redis.session_records import (
     SID_PATTERN_B64_84,
     SID_PATTERN_HEX40,
     RecordError,
+    RecordForged,
+    RecordKeyMissing,
+    SecretForDatabase,
+    address_of,
     carries_nothing,
     decode_record,
     encode_record,
-    field_of,
     hash_key,
-    identifier_of,
     record_ttl,
-    secret_key,
+    sid_key,
 )
 
 _logger = logging.getLogger(__name__)
@@ -114,6 +117,63 @@ class SessionStoreUnavailable(ServiceUnavailable):
 
 class SessionValueError(TypeError):
     """A session value the safe codec cannot store (Odoo 17 allowed any picklable value)."""
+
+
+REFUSED_REPORT_INTERVAL = 60.0
+"""Seconds between two warnings about refused session records, per process."""
+
+
+class RefusedRecords:
+    """Counts the session records a store refused, and says so in the log at
+    most once per ``interval`` seconds (a flood of forged records must not
+    flood the log), with what the refusals likely mean."""
+
+    KINDS = ("forged", "no_key", "unreadable")
+
+    def __init__(self, interval: float = REFUSED_REPORT_INTERVAL) -> None:
+        self.interval = interval
+        self.total = dict.fromkeys(self.KINDS, 0)
+        self._unreported = dict.fromkeys(self.KINDS, 0)
+        self._reported_at: float | None = None
+        self._lock = threading.Lock()
+
+    def count(self, kind: str) -> None:
+        with self._lock:
+            self.total[kind] += 1
+            self._unreported[kind] += 1
+            now = time.monotonic()
+            if self._reported_at is not None and now - self._reported_at < self.interval:
+                return
+            self._reported_at = now
+            unreported, self._unreported = self._unreported, dict.fromkeys(self.KINDS, 0)
+        _logger.warning("%s", self.describe(unreported))
+
+    @staticmethod
+    def describe(counts: dict[str, int]) -> str:
+        parts, meanings = [], []
+        if counts["forged"]:
+            parts.append(f"{counts['forged']} whose authentication tag does not verify")
+            meanings.append(
+                "someone wrote to Redis, or the servers sharing it run with different "
+                "secrets (a copy of the database with another database.secret, or "
+                "ormcache_redis_secret set on some servers only)"
+            )
+        if counts["no_key"]:
+            parts.append(f"{counts['no_key']} of a database whose secret cannot be read")
+            meanings.append("a dropped database, or database.secret cannot be read")
+        if counts["unreadable"]:
+            parts.append(f"{counts['unreadable']} unreadable")
+            meanings.append(
+                "garbage under a session key, or records written before the upgrade to "
+                "authenticated records (their users log in once more)"
+            )
+        return (
+            "Refused session records from Redis (each request got a new session): "
+            + ", ".join(parts)
+            + ". Likely: "
+            + "; ".join(meanings)
+            + "."
+        )
 
 
 @dataclass(frozen=True)
@@ -176,6 +236,14 @@ class RedisSessionStore:
     (Odoo's ``sessions.max_inactivity_seconds``); anonymous ones get
     ``min(anonymous_ttl, lifetime())``. ``compute_session_token(session, env)``
     is Odoo's ``security.compute_session_token``, used on rotation.
+
+    ``record_secret_for(db_name)`` is the secret that authenticates the
+    records of sessions of ``db_name`` (``None``: sessions without a
+    database), or None when there is none (the addon passes
+    ``DeploymentSecrets.for_database``). A record whose tag does not verify
+    is a new session, counted in ``refused`` and reported in the log.
+    ``secret`` is ``session_store_secret``: it seals session ids into the
+    records, for ``ormcache-redis-sessions to-files``.
     """
 
     renew_missing = True  # like Odoo's store: a missing session is a new one
@@ -187,6 +255,7 @@ class RedisSessionStore:
         session_class: Callable[..., SessionLike],
         odoo_major: int,
         compute_session_token: Callable[[SessionLike, Any], str],
+        record_secret_for: SecretForDatabase,
         lifetime: Callable[[], int] = lambda: DEFAULT_SESSION_LIFETIME,
         prefix: str = DEFAULT_PREFIX,
         anonymous_ttl: int = DEFAULT_ANONYMOUS_TTL,
@@ -205,10 +274,12 @@ class RedisSessionStore:
         self.anonymous_ttl = anonymous_ttl
         self.deletion_timer = deletion_timer
         self._compute_session_token = compute_session_token
+        self._record_secret_for = record_secret_for
+        self.refused = RefusedRecords()
         self._lifetime = lifetime
         self._format = FORMAT_CODEC if odoo_major == 17 else FORMAT_JSON
         self._codec = (codec or Codec()) if odoo_major == 17 else None
-        self._sid_key = secret_key(secret) if secret else None
+        self._sid_key = sid_key(secret) if secret else None
         self._sid_pattern = SID_PATTERN_HEX40 if odoo_major == 17 else SID_PATTERN_B64_84
 
     def __repr__(self) -> str:
@@ -233,7 +304,7 @@ class RedisSessionStore:
         return sid
 
     def _address(self, sid: str) -> tuple[str, str]:
-        return hash_key(self.prefix, identifier_of(sid)), field_of(sid)
+        return address_of(self.prefix, sid)
 
     # ------------------------------------------------------------------ errors
 
@@ -274,11 +345,29 @@ class RedisSessionStore:
             return self.new()
         try:
             record = decode_record(
-                raw, sid, fmt=self._format, codec=self._codec, sid_key=self._sid_key
+                raw,
+                key=key,
+                field=field,
+                sid=sid,
+                fmt=self._format,
+                secret_for=self._record_secret_for,
+                codec=self._codec,
+                sealing_key=self._sid_key,
             )
-        except RecordError as exc:
-            _logger.warning("Ignoring an unreadable session record in Redis: %s.", exc)
+        except RecordForged:
+            self.refused.count("forged")
             return self.new()
+        except RecordKeyMissing:
+            self.refused.count("no_key")
+            return self.new()
+        except RecordError as exc:
+            _logger.debug("Unreadable session record in Redis: %s.", exc)
+            self.refused.count("unreadable")
+            return self.new()
+        if record.stripped:
+            # Only the public key covered it, yet it names a user: never
+            # written by a store (encode_record refuses to).
+            self.refused.count("forged")
         self._slide_expiry(key, record.data, record.ttl, remaining_ms)
         return self.session_class(record.data, sid, False)
 
@@ -308,10 +397,23 @@ class RedisSessionStore:
     def _encode(self, sid: str, data: dict[str, Any], ttl: int) -> bytes:
         try:
             return encode_record(
-                data, sid, fmt=self._format, ttl=ttl, codec=self._codec, sid_key=self._sid_key
+                data,
+                sid,
+                prefix=self.prefix,
+                fmt=self._format,
+                ttl=ttl,
+                secret_for=self._record_secret_for,
+                codec=self._codec,
+                sealing_key=self._sid_key,
             )
         except EncodeError:
             raise SessionValueError(self._describe_unencodable(data)) from None
+        except RecordKeyMissing as exc:
+            raise SessionStoreUnavailable(
+                f"HTTP sessions of database {exc.db!r} cannot be stored: no secret is known "
+                "to authenticate them (its database.secret cannot be read; "
+                "ormcache_redis_secret would give one secret to every database)."
+            ) from None
         except (TypeError, ValueError) as exc:
             raise SessionValueError(
                 f"This session holds a value that is not JSON ({exc}); Odoo "
@@ -377,7 +479,10 @@ class RedisSessionStore:
             old_sid = self._checked_sid(session.sid)
             recent = self.get(old_sid)
             next_sid = recent.get("next_sid")
-            if next_sid is not None and self.is_valid_key(next_sid):
+            if (
+                self.is_valid_key(next_sid)
+                and next_sid[:IDENTIFIER_LENGTH] == old_sid[:IDENTIFIER_LENGTH]
+            ):
                 # A concurrent request already rotated: follow it. Odoo then
                 # sends the new id as cookie, without saving.
                 session.sid = next_sid
@@ -533,6 +638,9 @@ def install_session_store(
     from odoo import http
     from odoo.service import security
 
+    from .deployment_keys import DeploymentSecrets, configured_secret, read_database_secret
+
+    deployment_secrets = DeploymentSecrets(configured_secret(option_source), read_database_secret)
     client = client_factory(
         settings.url, connect_timeout=settings.timeout, socket_timeout=settings.timeout
     )
@@ -541,6 +649,7 @@ def install_session_store(
         session_class=http.Session,
         odoo_major=_odoo_major_version(),
         compute_session_token=security.compute_session_token,
+        record_secret_for=deployment_secrets.for_database,
         lifetime=_odoo_session_lifetime,
         prefix=settings.prefix,
         anonymous_ttl=settings.anonymous_ttl,

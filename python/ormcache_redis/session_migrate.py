@@ -3,14 +3,23 @@
 Switching ``session_store`` logs nobody out when the sessions are copied
 first (and back, to return to files)::
 
+    ormcache-redis-sessions to-redis -c /etc/odoo/odoo.conf
     ormcache-redis-sessions to-redis --session-dir ~/.local/share/Odoo/sessions \\
-        --url redis://localhost:6379/0
+        --url redis://localhost:6379/0 --db-uri postgresql://odoo:pw@localhost:5432
     ormcache-redis-sessions to-files --session-dir ~/.local/share/Odoo/sessions \\
-        --url redis://localhost:6379/0 --secret "$SESSION_STORE_SECRET"
+        --url redis://localhost:6379/0 --db-uri postgresql://odoo:pw@localhost:5432 \\
+        --session-store-secret "$SESSION_STORE_SECRET"
 
 The copy is what the Redis store itself writes and reads (same layout, same
 records: ``ormcache_redis.session_records``), and keeps each session's
 remaining lifetime. Session ids are never printed.
+
+Records are authenticated with the secret of the session's database, so the
+command needs it as Odoo does: ``--secret`` (``ormcache_redis_secret``, or
+``ORMCACHE_REDIS_SECRET``) when the deployment sets one, else each database's
+``database.secret``, read from PostgreSQL with ``--db-uri`` (or the ``db_*``
+options of ``--config``; needs ``psycopg2``, which Odoo's Python has).
+Sessions without a database need neither.
 
 File formats: Odoo 18/19 write JSON files named by their 84-character id;
 Odoo 17 writes pickles named by a 40-hex id. Pickles are read with the same
@@ -42,6 +51,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ormcache_redis._native import (
     Codec,
@@ -60,14 +70,14 @@ from ormcache_redis.session_records import (
     SID_PATTERN_B64_84,
     SID_PATTERN_HEX40,
     RecordError,
+    RecordForged,
+    RecordKeyMissing,
+    address_of,
     carries_nothing,
     decode_record,
     encode_record,
-    field_of,
-    hash_key,
-    identifier_of,
     record_ttl,
-    secret_key,
+    sid_key,
 )
 
 BATCH = 200
@@ -114,8 +124,14 @@ class Report:
     expired: int = 0
     empty: int = 0
     unreadable: int = 0
+    forged: int = 0
+    no_key: int = 0
     no_id: int = 0
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.unreadable or self.forged or self.no_key)
 
     def line(self, direction: str, dry_run: bool) -> str:
         verb = "would copy" if dry_run else "copied"
@@ -125,7 +141,10 @@ class Report:
             f"expired {self.expired}",
             f"empty anonymous {self.empty}",
             f"unreadable {self.unreadable}",
+            f"without a known database secret {self.no_key}",
         ]
+        if direction == "to-files":
+            parts.append(f"not authentic {self.forged}")
         if direction == "to-files":
             parts.append(f"without a recoverable id {self.no_id}")
         return f"{direction}: " + ", ".join(parts) + "."
@@ -191,13 +210,97 @@ def with_suppressed_unlink(path: str) -> None:
         pass
 
 
+# --------------------------------------------------------------------------- secrets
+
+MIN_SECRET_LENGTH = 16
+"""As the addon requires of ``ormcache_redis_secret``."""
+_SECRET_SQL = "SELECT value FROM ir_config_parameter WHERE key = 'database.secret'"
+
+
+class DatabaseSecrets:
+    """The secret of each database's session records, as the addon finds it
+    (``deployment_keys.DeploymentSecrets``): the configured secret for every
+    database, else the database's own ``database.secret``, read once."""
+
+    def __init__(self, configured: str | None, connect: dict[str, str] | None) -> None:
+        self.configured = configured
+        self._connect = connect
+        self._found: dict[str, str | None] = {}
+        self.problems: list[str] = []
+        self._psycopg2: Any = _import_psycopg2() if connect is not None else None
+
+    def check_connection(self) -> None:
+        """A clear error now rather than one per database later."""
+        if self._connect is None or self.configured is not None:
+            return
+        try:
+            self._psycopg2.connect(**{"dbname": "postgres", **self._connect}).close()
+        except self._psycopg2.Error as exc:
+            raise ConfigError(
+                f"--db-uri: cannot connect to PostgreSQL ({str(exc).strip()})."
+            ) from None
+
+    def for_database(self, db: str | None) -> str | None:
+        if self.configured is not None:
+            return self.configured
+        if db is None or self._connect is None:
+            return None
+        if db not in self._found:
+            self._found[db] = self._read(db)
+        return self._found[db]
+
+    def _read(self, db: str) -> str | None:
+        try:
+            connection = self._psycopg2.connect(**{**self._connect, "dbname": db})
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(_SECRET_SQL)
+                    row = cursor.fetchone()
+            finally:
+                connection.close()
+        except self._psycopg2.Error as exc:
+            self.problems.append(f"database {db!r}: {str(exc).strip().splitlines()[0]}")
+            return None
+        return row[0] if row else None
+
+
+def _import_psycopg2() -> Any:
+    try:
+        import psycopg2  # type: ignore[import-untyped]
+    except ImportError:
+        raise ConfigError(
+            "--db-uri (or --config's db_* options) needs psycopg2 to read each database's "
+            "database.secret: run this command with Odoo's Python, install psycopg2-binary, "
+            "or pass --secret when the deployment sets ormcache_redis_secret."
+        ) from None
+    return psycopg2
+
+
+def _connect_options(db_uri: str | None, conf: dict[str, str]) -> dict[str, str] | None:
+    """psycopg2.connect() keywords from ``--db-uri``, else from odoo.conf's db_* options."""
+    if db_uri:
+        if not db_uri.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("--db-uri must look like postgresql://user:password@host:5432.")
+        database = urlsplit(db_uri).path.strip("/")
+        return {"dsn": db_uri, **({"dbname": database} if database else {})}
+    if not conf:
+        return None
+    options = {}
+    for name, keyword in (("db_host", "host"), ("db_port", "port"),
+                          ("db_user", "user"), ("db_password", "password")):  # fmt: skip
+        value = conf.get(name)
+        if value not in (None, "", "False"):  # Odoo writes unset options as False
+            options[keyword] = str(value)
+    return options
+
+
 # --------------------------------------------------------------------------- commands
 
 
 def to_redis(args: argparse.Namespace, client: RedisClient) -> Report:
     report = Report()
     codec = Codec()
-    sid_key = secret_key(args.secret) if args.secret else None
+    sealing_key = sid_key(args.session_store_secret) if args.session_store_secret else None
     now = time.time()
     pending: list[tuple[str, Sequence[Any]]] = []
 
@@ -236,13 +339,26 @@ def to_redis(args: argparse.Namespace, client: RedisClient) -> Report:
             report.expired += 1
             continue
         try:
-            record = encode_record(data, sid, fmt=fmt, ttl=ttl, codec=codec, sid_key=sid_key)
+            record = encode_record(
+                data,
+                sid,
+                prefix=args.prefix,
+                fmt=fmt,
+                ttl=ttl,
+                secret_for=args.secrets.for_database,
+                codec=codec,
+                sealing_key=sealing_key,
+            )
+        except RecordKeyMissing as exc:
+            report.no_key += 1
+            report.problems.append(f"{path.parent.name}/…: {exc}")
+            continue
         except (EncodeError, TypeError, ValueError) as exc:
             report.unreadable += 1
             report.problems.append(f"{path.parent.name}/…: cannot be stored safely: {exc}")
             continue
-        key = hash_key(args.prefix, identifier_of(sid))
-        pending.append((key, (field_of(sid), record, max(1, int(remaining * 1000)))))
+        key, fld = address_of(args.prefix, sid)
+        pending.append((key, (fld, record, max(1, int(remaining * 1000)))))
         if len(pending) >= BATCH:
             flush()
     flush()
@@ -262,13 +378,14 @@ def _scan(client: RedisClient, prefix: str) -> Iterator[bytes]:
 
 def to_files(args: argparse.Namespace, client: RedisClient) -> Report:
     report = Report()
-    if not args.secret:
+    if not args.session_store_secret:
         raise ConfigError(
-            "to-files needs --secret (or SESSION_STORE_SECRET): the session_store_secret the "
-            "store ran with. Without it Redis holds no session id to name the files by."
+            "to-files needs --session-store-secret (or SESSION_STORE_SECRET): the "
+            "session_store_secret the store ran with. Without it Redis holds no session id "
+            "to name the files by."
         )
     codec = Codec()
-    sid_key = secret_key(args.secret)
+    sealing_key = sid_key(args.session_store_secret)
     args.session_dir.mkdir(parents=True, exist_ok=True)
     now = time.time()
     for key in _scan(client, args.prefix):
@@ -280,22 +397,41 @@ def to_files(args: argparse.Namespace, client: RedisClient) -> Report:
             continue
         if not fields:
             continue  # expired between SCAN and now
+        key_name = key.decode() if isinstance(key, bytes) else key
         for fld, raw in zip(fields[0::2], fields[1::2], strict=True):
+            field_name = fld.decode() if isinstance(fld, bytes) else fld
             try:
-                record = decode_record(raw, None, fmt=None, codec=codec, sid_key=sid_key)
+                record = decode_record(
+                    raw,
+                    key=key_name,
+                    field=field_name,
+                    sid=None,
+                    fmt=None,
+                    secret_for=args.secrets.for_database,
+                    codec=codec,
+                    sealing_key=sealing_key,
+                )
+            except RecordForged as exc:
+                report.forged += 1
+                report.problems.append(f"a record under {key_name!r}: {exc}")
+                continue
+            except RecordKeyMissing as exc:
+                report.no_key += 1
+                report.problems.append(f"a record under {key_name!r}: {exc}")
+                continue
             except RecordError as exc:
                 report.unreadable += 1
-                report.problems.append(f"a record under {key!r}: {exc}")
+                report.problems.append(f"a record under {key_name!r}: {exc}")
                 continue
             sid = record.sid
             if sid is None or _sid_format(sid) != record.fmt:
                 report.no_id += 1
                 continue
-            field_name = fld.decode() if isinstance(fld, bytes) else fld
-            key_name = key.decode() if isinstance(key, bytes) else key
-            if field_of(sid) != field_name or hash_key(args.prefix, identifier_of(sid)) != key_name:
-                report.unreadable += 1
-                report.problems.append(f"a record under {key!r} is filed under another id")
+            if address_of(args.prefix, sid) != (key_name, field_name):
+                # The tag covers the address and the sealed id: only a writer
+                # holding the keys could file a record under another id.
+                report.forged += 1
+                report.problems.append(f"a record under {key_name!r} is filed under another id")
                 continue
             if (args.session_dir / sid[:2] / sid).exists() and not args.overwrite:
                 report.existing += 1
@@ -342,7 +478,12 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--url", help="Redis URL (default: session_store_url / SESSION_STORE_URL)")
         cmd.add_argument("-c", "--config", type=Path, help="odoo.conf to read session_store_* from")
         cmd.add_argument("--prefix", help=f"key prefix (default: {DEFAULT_PREFIX!r})")
-        cmd.add_argument("--secret", help="session_store_secret (default: SESSION_STORE_SECRET)")
+        cmd.add_argument("--secret", help="ormcache_redis_secret, when the deployment sets "
+                         "one (default: ORMCACHE_REDIS_SECRET)")  # fmt: skip
+        cmd.add_argument("--db-uri", help="postgresql://user:password@host:port, to read "
+                         "each database.secret (default: --config's db_* options)")  # fmt: skip
+        cmd.add_argument("--session-store-secret", help="session_store_secret: seals session "
+                         "ids for to-files (default: SESSION_STORE_SECRET)")  # fmt: skip
         cmd.add_argument("--lifetime", type=int, default=DEFAULT_SESSION_LIFETIME,
                          help="sessions.max_inactivity_seconds (default: 7 days)")  # fmt: skip
         cmd.add_argument("--anonymous-ttl", type=int, default=None,
@@ -362,7 +503,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.url is None:
             raise ConfigError("--url (or session_store_url / SESSION_STORE_URL) is required.")
         args.prefix = args.prefix or options.raw("session_store_prefix") or DEFAULT_PREFIX
-        args.secret = args.secret or options.raw("session_store_secret")
+        args.session_store_secret = args.session_store_secret or options.raw("session_store_secret")
+        configured = args.secret or options.raw("ormcache_redis_secret")
+        if configured is not None and len(configured) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"--secret (ormcache_redis_secret) must be at least {MIN_SECRET_LENGTH} "
+                f"characters, got {len(configured)}."
+            )
+        connect = None if configured else _connect_options(args.db_uri, conf)
+        args.secrets = DatabaseSecrets(configured, connect)
+        args.secrets.check_connection()
         if args.anonymous_ttl is None:
             args.anonymous_ttl = int(
                 options.raw("session_store_anonymous_ttl") or DEFAULT_ANONYMOUS_TTL
@@ -389,10 +539,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
-    for problem in report.problems[:20]:
+    for problem in [*args.secrets.problems, *report.problems][:20]:
         print(f"  skipped {problem}", file=sys.stderr)
     print(report.line(args.direction, args.dry_run))
-    return 1 if report.unreadable else 0
+    if report.no_key and args.secrets.configured is None and not args.db_uri and not args.config:
+        print(
+            "ormcache-redis-sessions: sessions of a database need its secret: pass --db-uri "
+            "(or --config), or --secret when the deployment sets ormcache_redis_secret.",
+            file=sys.stderr,
+        )
+    return 1 if report.failed else 0
 
 
 if __name__ == "__main__":

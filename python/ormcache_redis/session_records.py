@@ -21,32 +21,50 @@ field; the hashes cannot be turned back into ids (42 base64 characters carry
 252 bits, Odoo 17's 40 hex characters 160 bits). Odoo 17 has no identifier
 concept; its 40-character ids are their own identifier.
 
-Record
-------
-``b"OCRS" | version (1 byte) | format (1 byte: J=JSON, C=engine codec) |
-ttl seconds (uint32 big-endian) | sealed-sid length (uint8) | sealed sid |
-payload``. The TTL the record was written with lets a read slide the expiry
-without knowing Odoo's lifetime setting. The sealed sid is present only when a
-``session_store_secret`` is configured: it is what lets ``to-files`` name the
-session files again, while Redis alone never reveals an id.
+Record (version 2)
+------------------
+``b"OCRS" | version 2 | format (J=JSON, C=engine codec) | keying (D or P) |
+ttl seconds (uint32 big-endian) | db length (uint8) | db name |
+sealed-sid length (uint8) | sealed sid | payload | tag (32 bytes)``
 
-Odoo 19's soft rotation stores ``next_sid`` (the successor's full id) in the
-rotated-away session; it is sealed with a key derived from the session's own
-id, which only a holder of the old cookie knows.
+Whoever can write to Redis must not be able to change who a session belongs
+to, so the tag is HMAC-SHA-256 over the record's address (Redis key and field:
+a record copied to another session or prefix fails) and every byte before the
+tag, checked before the payload is decoded. Its key is derived from the
+secret of the database the session belongs to (``database.secret``, or the
+deployment's ``ormcache_redis_secret``): keying ``D``. The header names that
+database in clear (a database name is not secret) so a reader knows which key
+to check with; the payload's ``db`` must be the same.
+
+A session without a database carries no user. When no secret covers it
+(keying ``P``), its tag uses a fixed public key: that only detects
+corruption, so a reader drops everything in it that would authenticate
+anyone (:data:`AUTHENTICATING_KEYS`).
+
+The TTL the record was written with lets a read slide the expiry without
+knowing Odoo's lifetime setting. The sealed sid (ChaCha20-Poly1305 under a key
+derived from ``session_store_secret``) is present only when that secret is
+configured: it is what lets ``to-files`` name the session files again, while
+Redis alone never reveals an id. Odoo 19's soft rotation stores ``next_sid``
+(the successor's full id) in the rotated-away session, sealed under a key
+derived from the session's own id, which only a holder of the old cookie knows.
+
+Version-1 records (no tag) are refused: their users log in once more.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
-import hmac
 import json
-import os
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from ormcache_redis._native import aead_open, aead_seal, derive_key, mac_tag, mac_verify
 
 DEFAULT_PREFIX = "odoo:session:"
 DEFAULT_SESSION_LIFETIME = 7 * 24 * 3600
@@ -54,10 +72,16 @@ DEFAULT_SESSION_LIFETIME = 7 * 24 * 3600
 DEFAULT_ANONYMOUS_TTL = 4 * 3600
 
 MAGIC = b"OCRS"
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 FORMAT_JSON = b"J"
 FORMAT_CODEC = b"C"
-_HEADER = struct.Struct(">4sBcIB")
+KEYED_BY_SECRET = b"D"
+KEYED_PUBLICLY = b"P"
+_HEADER = struct.Struct(">4sBccIB")
+_SEALED_LENGTH = struct.Struct(">B")
+TAG_BYTES = 32
+MAX_DB_NAME_BYTES = 63
+"""PostgreSQL's NAMEDATALEN - 1."""
 
 IDENTIFIER_LENGTH = 42
 """Odoo's ``STORED_SESSION_BYTES``: the part of a session id kept in the database."""
@@ -68,10 +92,40 @@ SID_PATTERN_B64_84 = re.compile(r"^[A-Za-z0-9_-]{84}\Z")
 """Odoo 18/19 session ids."""
 IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z0-9_-]{42}\Z")
 
-SEALED_PREFIX = "ocr-sealed:1:"
-_NONCE_BYTES = 16
-_TAG_BYTES = 16
+SEALED_PREFIX = "ocr-sealed:2:"
 _MAX_TTL = 2**32 - 1
+
+# One key per purpose (HKDF info), so no key ever serves two uses.
+PURPOSE_RECORD = "session-record/v2"
+PURPOSE_SID = "session-id/v2"
+PURPOSE_NEXT_SID = "session-next-sid/v2"
+PUBLIC_SECRET = b"ormcache_redis: sessions without a database and without a secret"
+"""Keys the tag of records no secret covers: known to everyone, it only
+detects corruption (see :data:`AUTHENTICATING_KEYS`)."""
+
+AUTHENTICATING_KEYS = frozenset(
+    {
+        # Who the session belongs to: get_default_session() in odoo/http.py (17, 18, 19).
+        "uid",
+        "login",
+        "session_token",
+        # A login waiting for its second factor: Session.authenticate/finalize.
+        "pre_uid",
+        "pre_login",
+        # The password was re-entered recently: res.users' check_identity.
+        "identity-check-last",
+        # Odoo 19's soft rotation: where the old cookie is sent, and when it dies.
+        "next_sid",
+        "deletion_time",
+        "gc_previous_sessions",
+    }
+)
+"""Session keys that authenticate someone or steer a rotation. A record that
+only the public key covers never carries them to Odoo."""
+
+SecretForDatabase = Callable[[str | None], str | bytes | None]
+"""The secret of a database's session records (``None``: no database); returns
+None when there is none (for no database: no ``ormcache_redis_secret``)."""
 
 
 class PayloadCodec(Protocol):
@@ -83,6 +137,21 @@ class PayloadCodec(Protocol):
 
 class RecordError(ValueError):
     """Bytes found in Redis are not a session record this code can read."""
+
+
+class RecordForged(RecordError):
+    """The record's tag does not verify: written by someone without the key
+    (or a server with another secret), or copied from another session."""
+
+
+class RecordKeyMissing(RecordError):
+    """No secret is known for the database a record names (reading), or a
+    session that authenticates someone would have to be written under the
+    public key (writing)."""
+
+    def __init__(self, message: str, db: str | None) -> None:
+        super().__init__(message)
+        self.db = db
 
 
 # Keys that Odoo's get_default_session() fills on every request: a session
@@ -114,6 +183,11 @@ def carries_nothing(data: Mapping[str, Any]) -> bool:
     return True
 
 
+def authenticates_someone(data: Mapping[str, Any]) -> bool:
+    """Whether ``data`` holds a value under one of :data:`AUTHENTICATING_KEYS`."""
+    return any(data.get(name) not in (None, "", False) for name in AUTHENTICATING_KEYS)
+
+
 def record_ttl(data: Mapping[str, Any], lifetime: int, anonymous_ttl: int) -> int:
     """Seconds a session lives without activity: Odoo's lifetime once logged
     in, the shorter anonymous TTL (never above the lifetime) before."""
@@ -135,43 +209,34 @@ def field_of(sid: str) -> str:
     return hashlib.sha256(sid.encode()).hexdigest()
 
 
-# --------------------------------------------------------------------------- sealing
-# A stream cipher from the standard library: SHAKE-256(key, nonce) is the
-# keystream, HMAC-SHA-256 authenticates nonce + ciphertext. Good enough for
-# short ids, and needs no third-party package in the migration tool.
+def address_of(prefix: str, sid: str) -> tuple[str, str]:
+    """(Redis key, hash field) of a session."""
+    return hash_key(prefix, identifier_of(sid)), field_of(sid)
 
 
-def _xor_keystream(key: bytes, nonce: bytes, data: bytes) -> bytes:
-    stream = hashlib.shake_256(b"ormcache_redis/seal/1" + key + nonce).digest(len(data))
-    return bytes(a ^ b for a, b in zip(data, stream, strict=True))
+# --------------------------------------------------------------------------- keys
 
 
-def seal(key: bytes, plaintext: bytes) -> bytes:
-    nonce = os.urandom(_NONCE_BYTES)
-    cipher = _xor_keystream(key, nonce, plaintext)
-    tag = hmac.new(key, nonce + cipher, hashlib.sha256).digest()[:_TAG_BYTES]
-    return nonce + cipher + tag
+@functools.lru_cache(maxsize=256)
+def _derived(secret: str | bytes, purpose: str) -> bytes:
+    return derive_key(secret, purpose)
 
 
-def unseal(key: bytes, sealed: bytes) -> bytes | None:
-    if len(sealed) < _NONCE_BYTES + _TAG_BYTES:
-        return None
-    nonce, tag = sealed[:_NONCE_BYTES], sealed[-_TAG_BYTES:]
-    cipher = sealed[_NONCE_BYTES:-_TAG_BYTES]
-    expected = hmac.new(key, nonce + cipher, hashlib.sha256).digest()[:_TAG_BYTES]
-    if not hmac.compare_digest(tag, expected):
-        return None
-    return _xor_keystream(key, nonce, cipher)
+def record_key(secret: str | bytes | None) -> bytes:
+    """The key of record tags for a database's ``secret`` (None: the public key)."""
+    return _derived(PUBLIC_SECRET if secret is None else secret, PURPOSE_RECORD)
 
 
-def secret_key(secret: str | bytes) -> bytes:
-    """The sealing key of session ids derived from ``session_store_secret``."""
-    raw = secret.encode() if isinstance(secret, str) else secret
-    return hashlib.sha256(b"ormcache_redis/session-id/1" + raw).digest()
+def sid_key(session_store_secret: str | bytes) -> bytes:
+    """The key sealing session ids into records, from ``session_store_secret``."""
+    return _derived(session_store_secret, PURPOSE_SID)
 
 
 def _next_sid_key(sid: str) -> bytes:
-    return hashlib.sha256(b"ormcache_redis/next-sid/1" + sid.encode()).digest()
+    return derive_key(sid, PURPOSE_NEXT_SID)
+
+
+# --------------------------------------------------------------------------- next_sid
 
 
 def seal_next_sid(data: Mapping[str, Any], sid: str) -> dict[str, Any]:
@@ -179,25 +244,25 @@ def seal_next_sid(data: Mapping[str, Any], sid: str) -> dict[str, Any]:
     out = dict(data)
     next_sid = out.get("next_sid")
     if isinstance(next_sid, str) and not next_sid.startswith(SEALED_PREFIX):
-        sealed = seal(_next_sid_key(sid), next_sid.encode())
+        sealed = aead_seal(_next_sid_key(sid), next_sid.encode(), b"next_sid")
         out["next_sid"] = SEALED_PREFIX + base64.urlsafe_b64encode(sealed).decode()
     return out
 
 
-def open_next_sid(data: dict[str, Any], sid: str) -> dict[str, Any]:
-    """Reverse of :func:`seal_next_sid`; an unreadable ``next_sid`` is dropped
-    (the old session then rotates again instead of following it)."""
-    next_sid = data.get("next_sid")
-    if isinstance(next_sid, str) and next_sid.startswith(SEALED_PREFIX):
-        try:
-            sealed = base64.urlsafe_b64decode(next_sid[len(SEALED_PREFIX) :])
-        except ValueError:
-            sealed = b""
-        opened = unseal(_next_sid_key(sid), sealed)
-        if opened is None:
-            del data["next_sid"]
-        else:
-            data["next_sid"] = opened.decode("ascii", "replace")
+def open_next_sid(data: dict[str, Any], sid: str | None) -> dict[str, Any]:
+    """Reverse of :func:`seal_next_sid`; a ``next_sid`` that does not open
+    (no ``sid``, another one, altered) is dropped: the old session then
+    rotates again instead of following it."""
+    next_sid = data.pop("next_sid", None)
+    if sid is None or not isinstance(next_sid, str) or not next_sid.startswith(SEALED_PREFIX):
+        return data
+    try:
+        sealed = base64.urlsafe_b64decode(next_sid[len(SEALED_PREFIX) :])
+    except ValueError:
+        return data
+    opened = aead_open(_next_sid_key(sid), sealed, b"next_sid")
+    if opened is not None:
+        data["next_sid"] = opened.decode("ascii", "replace")
     return data
 
 
@@ -212,20 +277,66 @@ class Record:
     sid: str | None
     """The session id, when it was sealed in and the key is known."""
     fmt: bytes
+    db: str | None
+    """The database the record is keyed for (the session's ``db``)."""
+    authenticated: bool
+    """Keyed by a secret; False: only the public key covered it, and
+    :data:`AUTHENTICATING_KEYS` were dropped (``stripped`` tells whether any was there)."""
+    stripped: bool = False
+
+
+def _db_of(data: Mapping[str, Any]) -> str | None:
+    db = data.get("db")
+    if db in (None, "", False):
+        return None
+    if not isinstance(db, str) or not _valid_db_name(db.encode()):
+        raise ValueError(f"the session's db must be a database name, got {db!r}")
+    return db
+
+
+def _valid_db_name(raw: bytes) -> bool:
+    if not 0 < len(raw) <= MAX_DB_NAME_BYTES:
+        return False
+    try:
+        return raw.decode("utf-8").isprintable()
+    except UnicodeDecodeError:
+        return False
+
+
+def _mac_input(key: str, field: str, body: bytes) -> bytes:
+    address = key.encode()
+    return struct.pack(">H", len(address)) + address + field.encode() + body
 
 
 def encode_record(
     data: Mapping[str, Any],
     sid: str,
     *,
+    prefix: str,
     fmt: bytes,
     ttl: int,
+    secret_for: SecretForDatabase,
     codec: PayloadCodec | None = None,
-    sid_key: bytes | None = None,
+    sealing_key: bytes | None = None,
 ) -> bytes:
-    """Serialize one session. JSON records must hold JSON values (Odoo 18/19
-    guarantee it); codec records use the engine's closed-type codec, which
-    raises its ``EncodeError`` on anything else. Never pickle."""
+    """Serialize one session, tagged for its address under ``prefix``.
+
+    The tag's key comes from ``secret_for(data["db"])``; when that is None the
+    record is written under the public key, which only a session
+    authenticating nobody may be (else :class:`RecordKeyMissing`: it would be
+    a silent logout). A ``db`` that is not a database name is a ValueError.
+    JSON records must hold JSON values (Odoo 18/19 guarantee it); codec
+    records use the engine's closed-type codec, which raises its
+    ``EncodeError`` on anything else. Never pickle. ``sealing_key``
+    (:func:`sid_key`) seals the session id in, for ``to-files``."""
+    db = _db_of(data)
+    secret = secret_for(db)
+    if secret is None and authenticates_someone(data):
+        raise RecordKeyMissing(
+            f"no secret for the sessions of database {db!r}: a logged-in session cannot be "
+            "stored under the public key",
+            db,
+        )
     clean = seal_next_sid(data, sid)
     if fmt == FORMAT_JSON:
         payload = json.dumps(clean, separators=(",", ":"), allow_nan=False).encode()
@@ -235,43 +346,77 @@ def encode_record(
         payload = codec.dumps(clean)
     else:
         raise ValueError(f"unknown record format {fmt!r}")
-    sealed_sid = seal(sid_key, sid.encode()) if sid_key is not None else b""
-    header = _HEADER.pack(
-        MAGIC, RECORD_VERSION, fmt, max(1, min(int(ttl), _MAX_TTL)), len(sealed_sid)
+    key, field = address_of(prefix, sid)
+    sealed_sid = aead_seal(sealing_key, sid.encode(), field.encode()) if sealing_key else b""
+    db_raw = db.encode() if db else b""
+    keying = KEYED_PUBLICLY if secret is None else KEYED_BY_SECRET
+    body = b"".join(
+        (
+            _HEADER.pack(
+                MAGIC, RECORD_VERSION, fmt, keying, max(1, min(int(ttl), _MAX_TTL)), len(db_raw)
+            ),
+            db_raw,
+            _SEALED_LENGTH.pack(len(sealed_sid)),
+            sealed_sid,
+            payload,
+        )
     )
-    return header + sealed_sid + payload
+    return body + mac_tag(record_key(secret), _mac_input(key, field, body))
 
 
 def decode_record(
     raw: bytes,
-    sid: str | None,
     *,
+    key: str,
+    field: str,
+    sid: str | None,
     fmt: bytes | None,
+    secret_for: SecretForDatabase,
     codec: PayloadCodec | None = None,
-    sid_key: bytes | None = None,
+    sealing_key: bytes | None = None,
 ) -> Record:
-    """Parse a record written by :func:`encode_record`; raises
-    :class:`RecordError` for anything else (garbage, foreign data, another
-    format). ``fmt`` None accepts either format. ``sid`` is the id it was
-    looked up by (``None`` when scanning: then the sealed id, if any, opens
-    ``next_sid``)."""
-    if not isinstance(raw, bytes) or len(raw) < _HEADER.size:
+    """Check and parse a record found at (``key``, ``field``).
+
+    Raises :class:`RecordForged` when the tag does not verify,
+    :class:`RecordKeyMissing` when no secret is known for the database it
+    names, and :class:`RecordError` for anything else that is not a
+    version-2 record (garbage, foreign data, another format). The tag is
+    checked before the payload is decoded. ``fmt`` None accepts either format.
+    ``sid`` is the id it was looked up by (None when scanning: then the sealed
+    id, if ``sealing_key`` opens it, opens ``next_sid``)."""
+    if not isinstance(raw, bytes) or len(raw) < _HEADER.size + _SEALED_LENGTH.size + TAG_BYTES:
         raise RecordError("too short to be a session record")
-    magic, version, record_fmt, ttl, sealed_len = _HEADER.unpack_from(raw)
-    if magic != MAGIC or version != RECORD_VERSION:
-        raise RecordError("not a session record of this format version")
+    magic, version, record_fmt, keying, ttl, db_len = _HEADER.unpack_from(raw)
+    if magic != MAGIC:
+        raise RecordError("not a session record")
+    if version != RECORD_VERSION:
+        raise RecordError(f"a version-{version} session record (this code reads version 2)")
     if record_fmt not in (FORMAT_JSON, FORMAT_CODEC) or fmt not in (None, record_fmt):
         raise RecordError(f"record format {record_fmt!r} where {fmt!r} is expected")
-    body_start = _HEADER.size + sealed_len
-    if len(raw) < body_start:
+    if keying not in (KEYED_BY_SECRET, KEYED_PUBLICLY):
+        raise RecordError("unknown record keying")
+    body, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
+    sealed_at = _HEADER.size + db_len
+    if len(body) < sealed_at + _SEALED_LENGTH.size:
         raise RecordError("truncated record")
-    sealed_sid = raw[_HEADER.size : body_start]
-    payload = raw[body_start:]
-    stored_sid: str | None = None
-    if sealed_sid and sid_key is not None:
-        opened = unseal(sid_key, sealed_sid)
-        if opened is not None:
-            stored_sid = opened.decode("ascii", "replace")
+    db_raw = body[_HEADER.size : sealed_at]
+    if db_raw and not _valid_db_name(db_raw):
+        raise RecordError("the database name in the record is not one")
+    db = db_raw.decode() if db_raw else None
+    (sealed_len,) = _SEALED_LENGTH.unpack_from(body, sealed_at)
+    payload_at = sealed_at + _SEALED_LENGTH.size + sealed_len
+    if len(body) < payload_at:
+        raise RecordError("truncated record")
+
+    secret = None
+    if keying == KEYED_BY_SECRET:
+        secret = secret_for(db)
+        if secret is None:
+            raise RecordKeyMissing(f"no secret is known for database {db!r}", db)
+    if not mac_verify(record_key(secret), _mac_input(key, field, body), tag):
+        raise RecordForged("the record's tag does not verify")
+
+    payload = body[payload_at:]
     try:
         if record_fmt == FORMAT_JSON:
             data = json.loads(payload)
@@ -284,9 +429,25 @@ def decode_record(
         raise RecordError(f"payload does not decode ({type(exc).__name__})") from None
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         raise RecordError("payload is not a mapping of names to values")
-    opener_sid = sid if sid is not None else stored_sid
-    if opener_sid is not None:
-        data = open_next_sid(data, opener_sid)
-    else:
-        data.pop("next_sid", None)
-    return Record(data=data, ttl=ttl, sid=stored_sid, fmt=record_fmt)
+    try:
+        consistent = _db_of(data) == db
+    except ValueError:
+        consistent = False
+    if not consistent:
+        # The tag verified: only a writer holding the key (or the public
+        # key, for P records) gets here.
+        raise RecordForged("the record's database is not the session's")
+
+    stored_sid: str | None = None
+    sealed_sid = body[sealed_at + _SEALED_LENGTH.size : payload_at]
+    if sealed_sid and sealing_key is not None:
+        opened = aead_open(sealing_key, sealed_sid, field.encode())
+        if opened is not None:
+            stored_sid = opened.decode("ascii", "replace")
+    if keying == KEYED_PUBLICLY:
+        stripped = authenticates_someone(data)
+        for name in AUTHENTICATING_KEYS:
+            data.pop(name, None)
+        return Record(data, ttl, stored_sid, record_fmt, db, authenticated=False, stripped=stripped)
+    data = open_next_sid(data, sid if sid is not None else stored_sid)
+    return Record(data, ttl, stored_sid, record_fmt, db, authenticated=True)

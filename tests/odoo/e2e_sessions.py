@@ -40,6 +40,7 @@ from e2e_common import add_odoo_arguments, check, report
 from ormcache_redis import RedisClient
 from ormcache_redis.session_records import (
     FORMAT_JSON,
+    address_of,
     decode_record,
     encode_record,
     field_of,
@@ -138,6 +139,35 @@ def stored(raw: RedisClient, sid: str) -> bool:
     return bool(raw.execute("HEXISTS", hash_key(PREFIX, sid[:42]), field_of(sid)))
 
 
+def database_secret(args: argparse.Namespace) -> str:
+    """The secret the servers key this database's session records with."""
+    import psycopg2  # Odoo's Python has it
+
+    connection = psycopg2.connect(
+        host=args.db_host, port=args.db_port, user=args.db_user,
+        password=args.db_password, dbname=args.database,
+    )  # fmt: skip
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT value FROM ir_config_parameter WHERE key = 'database.secret'")
+            return cursor.fetchone()[0]
+    finally:
+        connection.close()
+
+
+def rewrite_json_record(
+    raw: RedisClient, sid: str, secret: str, change: dict[str, Any], tag_secret: str
+) -> None:
+    """Read a 18/19 session record with ``secret``, change it, write it back
+    tagged with ``tag_secret`` (a guessed one: what a Redis writer can do)."""
+    key, fld = address_of(PREFIX, sid)
+    record = decode_record(raw.execute("HGET", key, fld), key=key, field=fld, sid=sid,
+                           fmt=FORMAT_JSON, secret_for=lambda db: secret)  # fmt: skip
+    raw.execute("HSET", key, fld, encode_record(
+        {**record.data, **change}, sid, prefix=PREFIX, fmt=FORMAT_JSON, ttl=record.ttl,
+        secret_for=lambda db: tag_secret))  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> list[str]:
     passed: list[str] = []
     redis = RedisServer().start()
@@ -208,12 +238,18 @@ def run(args: argparse.Namespace) -> list[str]:
         check(user.sid[:16] not in "".join(lines), "the session id was logged")
         passed.append(f"Redis outage: 503 in {elapsed:.2f}s with one log line, then recovery")
 
+        if major >= 18:
+            secret = database_secret(args)
+            victim = Browser()
+            victim.login(server_a, args.database)
+            rewrite_json_record(raw, victim.sid, secret, {"uid": 1}, "a guessed secret, 32 chars")
+            check(victim.uid(server_b) is None, "a session rewritten in Redis was honored")
+            check("Refused session records" in server_b.log_text(), "no warning for a forgery")
+            passed.append("a session record rewritten without the database's secret is refused")
+
         if major >= 19:
-            key, fld = hash_key(PREFIX, user.sid[:42]), field_of(user.sid)
-            record = decode_record(raw.execute("HGET", key, fld), user.sid, fmt=FORMAT_JSON)
-            record.data["create_time"] = time.time() - 4 * 3600
-            raw.execute("HSET", key, fld, encode_record(
-                record.data, user.sid, fmt=FORMAT_JSON, ttl=record.ttl))  # fmt: skip
+            rewrite_json_record(raw, user.sid, secret, {"create_time": time.time() - 4 * 3600},
+                                secret)  # fmt: skip
             old_sid = user.sid
             check(user.uid(server_a) == uid, "soft rotation logged the user out")
             check(user.sid != old_sid and user.sid[:42] == old_sid[:42], "no soft rotation")

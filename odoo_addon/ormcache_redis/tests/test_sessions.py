@@ -28,25 +28,39 @@ from odoo.release import version_info
 from odoo.service import security
 from odoo.tests import HttpCase, tagged
 
-from ormcache_redis import RedisClient
+from ormcache_redis import Codec, RedisClient
 from ormcache_redis.config import OptionSource
-from ormcache_redis.session_records import field_of, hash_key
+from ormcache_redis.session_records import (
+    FORMAT_CODEC,
+    FORMAT_JSON,
+    address_of,
+    decode_record,
+    encode_record,
+    field_of,
+    hash_key,
+    seal_next_sid,
+)
 from ormcache_redis.testing import RedisServer
 
 from .. import session_store as session_store_module
+from ..deployment_keys import DeploymentSecrets, read_database_secret
 from ..session_store import RedisSessionStore, SessionStoreUnavailable
 
 ODOO_MAJOR = version_info[0]
 PREFIX = "test:odoo-session:"
+RECORD_FORMAT = FORMAT_CODEC if ODOO_MAJOR == 17 else FORMAT_JSON
 
 
 def make_store(url: str, **options: Any) -> RedisSessionStore:
+    """A store as the addon installs it: records keyed by each database's
+    own database.secret, read with SQL."""
     client = RedisClient(url, socket_timeout=0.3, connect_timeout=0.3, retry_max=1.0)
     return RedisSessionStore(
         client,
         session_class=http.Session,
         odoo_major=ODOO_MAJOR,
         compute_session_token=security.compute_session_token,
+        record_secret_for=DeploymentSecrets(None, read_database_secret).for_database,
         lifetime=session_store_module._odoo_session_lifetime,
         prefix=PREFIX,
         **options,
@@ -141,6 +155,26 @@ class TestRedisSessions(HttpCase):
     def stored(self, sid: str) -> bool:
         return bool(self.raw.execute("HEXISTS", hash_key(PREFIX, sid[:42]), field_of(sid)))
 
+    def database_secret(self) -> str:
+        return self.env["ir.config_parameter"].sudo().get_param("database.secret")
+
+    def secret_for(self, secret: str) -> Any:
+        return lambda db: secret if db == self.env.cr.dbname else None
+
+    def read_record(self, sid: str) -> dict[str, Any]:
+        key, field = address_of(PREFIX, sid)
+        return decode_record(
+            self.raw.execute("HGET", key, field), key=key, field=field, sid=sid,
+            fmt=RECORD_FORMAT, secret_for=self.secret_for(self.database_secret()), codec=Codec(),
+        ).data  # fmt: skip
+
+    def forged_record(self, sid: str, data: dict[str, Any], secret: str) -> bytes:
+        """What a Redis writer holding ``secret`` can put at this session's address."""
+        return encode_record(
+            data, sid, prefix=PREFIX, fmt=RECORD_FORMAT, ttl=3600,
+            secret_for=self.secret_for(secret), codec=Codec(),
+        )  # fmt: skip
+
     # ------------------------------------------------------------------ tests
 
     def test_login_lives_in_redis_and_survives_a_restart(self) -> None:
@@ -190,10 +224,12 @@ class TestRedisSessions(HttpCase):
             f"""
             from ormcache_redis import Codec, RedisClient
             from ormcache_redis.session_records import *
-            raw = RedisClient({self.redis.url!r}).execute(
-                "HGET", hash_key({PREFIX!r}, {sid[:42]!r}), field_of({sid!r}))
+            key, field = address_of({PREFIX!r}, {sid!r})
+            raw = RedisClient({self.redis.url!r}).execute("HGET", key, field)
             fmt = FORMAT_CODEC if {ODOO_MAJOR} == 17 else FORMAT_JSON
-            print(decode_record(raw, {sid!r}, fmt=fmt, codec=Codec()).data["uid"])
+            secret = {self.database_secret()!r}
+            print(decode_record(raw, key=key, field=field, sid={sid!r}, fmt=fmt,
+                                secret_for=lambda db: secret, codec=Codec()).data["uid"])
             """
         )
         output = subprocess.run(
@@ -212,6 +248,43 @@ class TestRedisSessions(HttpCase):
         sid = self.login()
         self.raw.execute("HSET", hash_key(PREFIX, sid[:42]), field_of(sid), b"\x80garbage")
         self.assertIsNone(self.session_uid(sid))
+
+    def test_records_are_authenticated_with_the_database_secret(self) -> None:
+        sid = self.login()
+        record = self.raw.execute("HGET", *address_of(PREFIX, sid))
+        self.assertEqual(record[:7], b"OCRS\x02" + RECORD_FORMAT + b"D")
+        self.assertIn(self.env.cr.dbname.encode(), record[:80])
+        self.assertEqual(self.read_record(sid)["uid"], self.admin.id)
+
+    def test_a_rewritten_uid_is_not_honored(self) -> None:
+        """A Redis writer changes whom the session belongs to: without the
+        database's secret, with a guessed one, or by editing the payload in
+        place. Each time the cookie is no longer logged in, and nobody is
+        logged in as the other user."""
+        sid = self.login()
+        other = self.env.ref("base.user_root").id
+        address = address_of(PREFIX, sid)
+        record = self.raw.execute("HGET", *address)
+        if ODOO_MAJOR >= 18:
+            edited = record.replace(b'"uid":%d' % self.admin.id, b'"uid":%d' % other)
+        else:  # the codec's payload: change a byte before the 32-byte tag
+            edited = record[:-40] + bytes([record[-40] ^ 1]) + record[-39:]
+        self.assertNotEqual(edited, record)
+        forgeries = {
+            "tagged with a guessed secret": self.forged_record(
+                sid, {**self.read_record(sid), "uid": other}, "a secret guessed by the attacker"
+            ),
+            "edited in place": edited,
+        }
+        for name, forged in forgeries.items():
+            self.raw.execute("HSET", *address, record)
+            self.assertEqual(self.session_uid(sid), self.admin.id)
+            forged_before = self.store.refused.total["forged"]
+            self.raw.execute("HSET", *address, forged)
+            response, _ = self.request("/web/session/get_session_info", sid, params={})
+            self.assertEqual(response.status_code, 200, response.text)
+            self.assertIsNone(response.json().get("result", {}).get("uid"), name)
+            self.assertEqual(self.store.refused.total["forged"], forged_before + 1, name)
 
     def test_expired_session_is_gone(self) -> None:
         self.env["ir.config_parameter"].sudo().set_param("sessions.max_inactivity_seconds", "2")
@@ -321,6 +394,37 @@ class TestRedisSessions(HttpCase):
             self.assertEqual(followed, new_sid)
             self.assertEqual(self.session_uid(new_sid), self.admin.id)
             self.assertEqual(self.raw.execute("HLEN", hash_key(PREFIX, sid[:42])), 2)
+
+        def test_an_injected_next_sid_is_not_followed(self) -> None:
+            """Soft rotation follows ``next_sid``: a planted one would move the
+            victim to a session id the attacker knows. Planted without the
+            database's secret the record is refused; planted even with it, the
+            next_sid does not open (sealed under the victim's own id)."""
+            attacker_sid = self.login()
+            guessed = "a secret guessed by the attacker"
+            for secret in (guessed, self.database_secret()):
+                sid = self.login()
+                self._age_session(sid, http.SESSION_ROTATION_INTERVAL + 60)
+                # The attacker does not know the victim's id: the best they can
+                # plant is a next_sid sealed under an id they know (their own).
+                target = {"next_sid": sid[:42] + attacker_sid[42:]}
+                planted = {**self.read_record(sid), "deletion_time": time.time() + 100,
+                           "next_sid": seal_next_sid(target, attacker_sid)["next_sid"]}  # fmt: skip
+                self.raw.execute(
+                    "HSET", *address_of(PREFIX, sid), self.forged_record(sid, planted, secret)
+                )
+                response, cookie = self.request("/web/session/get_session_info", sid, params={})
+                self.assertEqual(response.status_code, 200, response.text)
+                self.assertNotEqual(cookie[42:], attacker_sid[42:])
+                uid = response.json().get("result", {}).get("uid")
+                if secret == guessed:
+                    self.assertIsNone(uid)  # refused: a new session, logged out
+                else:
+                    # Read, but the planted next_sid was dropped: a fresh rotation.
+                    self.assertEqual(uid, self.admin.id)
+                    self.assertNotEqual(cookie, sid)
+                    self.assertEqual(self.read_record(sid)["next_sid"], cookie)
+            self.assertEqual(self.session_uid(attacker_sid), self.admin.id)
 
         def test_rotated_away_session_is_dropped_after_the_deletion_timer(self) -> None:
             sid = self.login()
