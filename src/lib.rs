@@ -15,6 +15,7 @@ pub mod lru;
 pub mod redis;
 pub mod stats;
 pub mod two_tier;
+pub mod unit;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -27,6 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     lru::register(m)?;
     redis::register(m)?;
     two_tier::register(m)?;
+    unit::register(m)?;
     decorator::register(m)?;
     errors::set_public_module(m)?;
     Ok(())

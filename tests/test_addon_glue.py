@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ormcache_redis._native import Codec, RedisClient, TwoTierCache
+from ormcache_redis._native import Codec, RedisClient, TwoTierCache, UnitOfWork
 from ormcache_redis.config import ConfigError, OptionSource
 from ormcache_redis.testing import RedisServer
 
@@ -287,40 +287,47 @@ def test_guessed_numbers_suspend_until_read_back(redis_url):
 
 
 def test_gate_refuses_caches_invalidated_in_this_thread(redis_url):
-    tier, _caches, flags = make_tier(RedisClient(redis_url))
+    tier, caches, flags = make_tier(RedisClient(redis_url))
     tier.ready = True
     tier.adopt(3, SEQUENCES)
+    tier.begin_unit(tier.sync_methods())
     gate = tier._gates["default"]
-    pending = gate()
-    assert pending == [] and isinstance(pending, list)
-    pending.append((b"k", b"v", 10))
+    unit = gate()
+    assert isinstance(unit, UnitOfWork) and unit.pending() == {}
+    caches["default"][KEY] = "computed before the invalidation"
+    assert unit.pending() == {"default": 1}
     flags.names.add("stable")  # stable cascades into default
     assert gate() is False
-    assert tier._gates["assets"]() == []
+    assert tier._gates["assets"]() is unit
     # The pending write computed before the invalidation is gone.
-    assert "default" not in tier._thread().pending
+    assert unit.pending().get("default", 0) == 0
+    assert tier.counters["pending_dropped_invalidated"] == 1
     seen = {}
     thread = threading.Thread(target=lambda: seen.update(other=tier._gates["default"]()))
     thread.start()
     thread.join()
-    assert seen["other"] == []  # other threads are not affected
+    assert isinstance(seen["other"], UnitOfWork)  # other threads are not affected
+    assert seen["other"] is not unit
 
 
 def test_while_a_test_runs_only_threads_that_opted_in_use_redis(redis_url):
     # An HttpCase request runs in the test's uncommitted transaction, in
     # another thread than the one that changed data (thread-local flags).
     running = {"test": None}
-    tier, _caches, _flags = make_tier(RedisClient(redis_url), testing=lambda: running["test"])
+    tier, caches, _flags = make_tier(RedisClient(redis_url), testing=lambda: running["test"])
     tier.ready = True
     tier.adopt(3, SEQUENCES)
+    tier.begin_unit(tier.sync_methods())
     gate = tier._gates["default"]
-    assert gate() == []
-    gate().append((b"k", b"v", 10))
+    unit = gate()
+    assert isinstance(unit, UnitOfWork)
+    caches["default"][KEY] = "computed before the test"
+    assert unit.pending() == {"default": 1}
     running["test"] = "TestSomething.test_x"
     assert gate() is False  # neither read nor written
-    assert "default" not in tier._thread().pending
+    assert unit.pending().get("default", 0) == 0
     tier.share_in_tests(True)
-    assert gate() == []
+    assert gate() is unit
     seen = {}
     thread = threading.Thread(target=lambda: seen.update(other=tier._gates["default"]()))
     thread.start()
@@ -328,7 +335,7 @@ def test_while_a_test_runs_only_threads_that_opted_in_use_redis(redis_url):
     assert seen["other"] is False  # opting in is per thread
     tier.share_in_tests(False)
     running["test"] = None
-    assert gate() == []
+    assert gate() is unit
 
 
 def _entry_count(redis_url: str) -> int:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ormcache_redis._native import UnitOfWork
 from ormcache_redis.config import (
     ConfigError,
     OptionSource,
@@ -73,10 +74,6 @@ SECRET_PATTERN = re.compile(
 # Seconds the method-clear version lives in Redis after the last clear. When
 # it expires every process re-reads the generations once: nothing is lost.
 METHODS_VERSION_TTL = 7 * 86400
-
-# Deferred writes kept per thread and per cache until the end of the unit
-# of work: a long cron that computes more than this only shares the first.
-MAX_PENDING_WRITES = 2000
 
 # Safe default factories for collections.defaultdict (anything else, e.g. a
 # lambda or a model method, cannot be rebuilt safely in another process).
@@ -324,7 +321,6 @@ class SharedTier:
         self._lock = threading.Lock()
         # Method-generation sync (see sync_methods).
         self.methods_version: bytes | None = None
-        self.method_generations: dict[str, dict[str, int]] = {}
         self.clearable_methods: set[tuple[str, str]] = set()
         self.local_method_names: list[str] = []
         self.counters = {
@@ -352,13 +348,14 @@ class SharedTier:
 
     def _thread(self) -> Any:
         state = self._local
-        if not hasattr(state, "pending"):
-            state.pending = {}  # cache name -> [(redis_key, payload, ttl)]
+        if not hasattr(state, "unit"):
+            # Writes before the first begin_unit are never sent: their
+            # unit knows no namespace to check them against.
+            state.unit = UnitOfWork()
             state.method_clears = []  # [(cache name, method)]
             state.blocked = set()  # cache names with a method cleared in this unit
             state.methods_version = None  # version seen when this unit started
             state.shared_in_tests = False  # see share_in_tests
-            state.namespaces = {}  # cache name -> namespace when this unit started
         return state
 
     def share_in_tests(self, enabled: bool = True) -> None:
@@ -385,17 +382,9 @@ class SharedTier:
                 # values the test changed and receive values it rolls back.
                 or (testing is not None and not state.shared_in_tests and testing())
             ):
-                pending = state.pending.pop(cache_name, None)
-                if pending:
-                    self.counters["pending_dropped_invalidated"] += len(pending)
+                self.counters["pending_dropped_invalidated"] += state.unit.discard(cache_name)
                 return False
-            pending = state.pending.get(cache_name)
-            if pending is None:
-                pending = state.pending[cache_name] = []
-            elif len(pending) >= MAX_PENDING_WRITES:
-                self.counters["pending_dropped_overflow"] += 1
-                return []  # read Redis; this write goes nowhere
-            return pending
+            return state.unit
 
         gate.__qualname__ = f"SharedTier.gate[{cache_name}]"
         return gate
@@ -452,11 +441,22 @@ class SharedTier:
 
     # ----------------------------------------------------------------- unit of work
 
+    def _new_unit(self) -> UnitOfWork:
+        """A unit checking its writes against the namespaces of now."""
+        return UnitOfWork([self.caches[name] for name in self.shared_caches])
+
+    def _end_unit(self, state: Any) -> UnitOfWork:
+        unit, state.unit = state.unit, self._new_unit()
+        self.counters["pending_dropped_overflow"] += unit.overflow
+        return unit
+
     def begin_unit(self, methods_version: bytes | None) -> None:
         """A request/cron job starts (Odoo's check_signaling)."""
         state = self._thread()
         state.methods_version = methods_version
-        state.namespaces = {name: self.caches[name].namespace for name in self.shared_caches}
+        # Writes of a unit that never ended (no commit, no rollback) are not
+        # known to be committed: never sent.
+        self.counters["pending_dropped_raced"] += self._end_unit(state).discard_all()
 
     def request_method_clear(self, cache_name: str, method: Callable[..., Any]) -> bool:
         """``method.clear_cache(record)``: drop this process's entries now,
@@ -473,9 +473,7 @@ class SharedTier:
         state = self._thread()
         state.method_clears.append((cache_name, method))
         state.blocked.add(cache_name)
-        pending = state.pending.pop(cache_name, None)
-        if pending:
-            self.counters["pending_dropped_invalidated"] += len(pending)
+        self.counters["pending_dropped_invalidated"] += state.unit.discard(cache_name)
         self.clearable_methods.add((cache_name, qualified_name(method)))
         return True
 
@@ -549,46 +547,41 @@ class SharedTier:
         in this unit, except those of caches it invalidated. Returns how many
         writes were queued."""
         state = self._thread()
-        pending, state.pending = state.pending, {}
+        unit = self._end_unit(state)
         blocked, state.blocked = state.blocked, set()
         start_version = state.methods_version
-        if not pending or not any(pending.values()):
+        pending = {name: count for name, count in unit.pending().items() if count}
+        if not pending:
             return 0
         if registry_invalidated:
-            self.counters["pending_dropped_invalidated"] += sum(map(len, pending.values()))
+            self.counters["pending_dropped_invalidated"] += unit.discard_all()
             return 0
         invalidated = set(invalidated)
         if start_version is None or self.read_methods_version() != start_version:
             # A method was cleared while this unit ran (or we cannot tell):
             # values it computed may predate that clear yet carry the new
             # method generation the engine read during the transaction.
-            self.counters["pending_dropped_raced"] += sum(map(len, pending.values()))
+            self.counters["pending_dropped_raced"] += unit.discard_all()
             return 0
         queued = 0
-        for cache_name, writes in pending.items():
-            if not writes:
-                continue
+        for cache_name in pending:
             sources = self.sources.get(cache_name, (cache_name,))
             if cache_name in blocked or not invalidated.isdisjoint(sources):
-                self.counters["pending_dropped_invalidated"] += len(writes)
+                self.counters["pending_dropped_invalidated"] += unit.discard(cache_name)
                 continue
-            cache = self.caches[cache_name]
-            if not cache.shared or cache.namespace != state.namespaces.get(cache_name):
-                # The namespace moved while this unit ran: another thread of
-                # this process committed a change of this cache (threaded
-                # server). Values this unit computed from its older snapshot
-                # may carry the new namespace: never send them.
-                self.counters["pending_dropped_raced"] += len(writes)
-                continue
-            queued += cache.commit_writes(writes)
+            # The unit drops the writes of a cache whose namespace moved
+            # while it ran (another thread of this process committed a
+            # change of it): they may carry the newer namespace.
+            sent, _dropped, raced = unit.commit(self.caches[cache_name])
+            queued += sent
+            self.counters["pending_dropped_raced"] += raced
         self.counters["writes_committed"] += queued
         return queued
 
     def rollback_unit(self) -> None:
         """Odoo's reset_changes: nothing computed in this unit reaches Redis."""
         state = self._thread()
-        pending, state.pending = state.pending, {}
-        self.counters["pending_dropped_rollback"] += sum(map(len, pending.values()))
+        self.counters["pending_dropped_rollback"] += self._end_unit(state).discard_all()
         clears, state.method_clears = state.method_clears, []
         for cache_name, method in clears:
             # L1 may hold values computed after the clear from the data that
@@ -651,20 +644,8 @@ class SharedTier:
         try:
             for cache_name in self.shared_caches:
                 cache = self.caches[cache_name]
-                if not cache.shared:
-                    continue
-                current = dict(cache.method_generations())
-                known = self.method_generations.get(cache_name, {})
-                mine = dict(cache.known_generations())
-                # A token that changed since the last sync, or that differs
-                # from the one this process computed its copies under, was
-                # cleared; one that vanished was lost (evicted, flushed):
-                # either way this process's copies may predate a clear.
-                for method_name in current.keys() | known.keys() | mine.keys():
-                    token = current.get(method_name)
-                    if known.get(method_name) != token or mine.get(method_name, token) != token:
-                        cache.evict_method(method_name)
-                self.method_generations[cache_name] = current
+                if cache.shared:
+                    cache.sync_generations()
         except Exception:
             self.counters["sync_failures"] += 1
             return None

@@ -2,6 +2,8 @@ import time
 
 from odoo.tools.cache import get_cache_key_counter
 
+from ormcache_redis._native import UnitOfWork
+
 from .. import glue
 from ..decorator import ormcache
 from .common import SharedTierCase
@@ -73,7 +75,7 @@ class TestDecorator(SharedTierCase):
         generations = dict(self.cache.method_generations())
         self.registry.reset_changes()  # rollback: nothing is published
         self.assertEqual(dict(self.cache.method_generations()), generations)
-        self.assertIsInstance(self.cache.gate(), list)
+        self.assertIsInstance(self.cache.gate(), UnitOfWork)
         self.assertIn(
             ("default", glue.qualified_name(Probe.compute.__cache__.method)), glue.DECORATED_METHODS
         )

@@ -4,7 +4,7 @@ import signal
 from markupsafe import Markup
 from odoo.tools import frozendict
 
-from ormcache_redis._native import TwoTierCache
+from ormcache_redis._native import TwoTierCache, UnitOfWork
 
 from .. import glue, wiring
 from .common import SharedTierCase
@@ -69,23 +69,24 @@ class TestWiring(SharedTierCase):
         self.assertTrue(secret)
         stable = self.caches.get("stable") or self.caches["default"]  # 17.0 has no 'stable'
         before = stable.stats()["secret_keys"]
+        unit = self.tier._thread().unit
+        pending_before = unit.pending().get(stable.name, 0)
         stable.clear()
         self.assertEqual(Params.get_param("database.secret"), secret)
         self.assertGreater(stable.stats()["secret_keys"], before)
-        pending = self.tier._thread().pending.get(stable.name, [])
-        self.assertFalse([p for p in pending if secret.encode() in p[1]])
+        self.assertEqual(unit.pending().get(stable.name, 0), pending_before)
 
     def test_clear_cache_keeps_odoo_meaning_and_stops_sharing_in_this_transaction(self):
         default = self.caches["default"]
         self.env["ir.model.data"]._xmlid_lookup("base.user_admin")
         self.assertTrue(len(default))
-        self.assertIsInstance(default.gate(), list)
+        self.assertIsInstance(default.gate(), UnitOfWork)
         self.registry.clear_cache("default")
         self.assertEqual(len(default), 0)
         self.assertIn("default", self.registry.cache_invalidated)
         self.assertIs(default.gate(), False)
         # Other caches are not affected.
-        self.assertIsInstance(self.caches["assets"].gate(), list)
+        self.assertIsInstance(self.caches["assets"].gate(), UnitOfWork)
         # Values computed now stay in L1.
         before = default.stats()["writes_deferred"]
         self.env["ir.model.data"]._xmlid_lookup("base.user_admin")
@@ -106,11 +107,11 @@ class TestWiring(SharedTierCase):
         default = self.caches["default"]
         default.clear()  # L1 only: the lookup below must compute
         self.env["ir.model.data"]._xmlid_lookup("base.user_admin")
-        pending = self.tier._thread().pending.get("default")
+        pending = self.tier._thread().unit.pending().get("default")
         self.assertTrue(pending, "the value waits for the commit")
         before = self.tier.counters["pending_dropped_rollback"]
         self.registry.reset_changes()
-        self.assertFalse(self.tier._thread().pending)
+        self.assertFalse(any(self.tier._thread().unit.pending().values()))
         self.assertGreater(self.tier.counters["pending_dropped_rollback"], before)
 
     def test_value_types_round_trip_as_themselves(self):
