@@ -12,6 +12,7 @@ pub mod errors;
 pub mod fork;
 pub mod keys;
 pub mod lru;
+pub mod naming;
 pub mod redis;
 pub mod stats;
 pub mod two_tier;
@@ -26,6 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     crypto::register(m)?;
     keys::register(m)?;
     lru::register(m)?;
+    naming::register(m)?;
     redis::register(m)?;
     two_tier::register(m)?;
     unit::register(m)?;

@@ -21,6 +21,7 @@ use crate::crypto::{self, Mac};
 use crate::entry::{self, Rejection};
 use crate::keys::{canonical_key, key_digest};
 use crate::lru::{deadline_after, lru_stats_dict, Bounds, Lru, PyLru, Stored};
+use crate::naming::{key_method, method_name};
 use crate::redis::writer::Command;
 use crate::redis::{call_error_to_py, RedisClient};
 use crate::stats::LatencyHistogram;
@@ -153,36 +154,11 @@ struct SharedCounters {
     bytes_written: AtomicU64,
 }
 
-/// `module.qualname` of a function, bound method or class.
-fn qualified_name(func: &Bound<'_, PyAny>) -> Option<String> {
-    let func = match func.getattr("__func__") {
-        Ok(inner) => inner,
-        Err(_) => func.clone(),
-    };
-    let module: String = func.getattr("__module__").ok()?.extract().ok()?;
-    let qualname: String = func.getattr("__qualname__").ok()?.extract().ok()?;
-    Some(format!("{module}.{qualname}"))
-}
-
-/// The method element of an Odoo cache key `(model_name, method, *args)`.
-fn method_of<'py>(key: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
-    let tuple = key.downcast::<PyTuple>().ok()?;
-    if tuple.len() < 2 {
-        return None;
-    }
-    let item = tuple.get_item(1).ok()?;
-    if item.is_callable() && !item.is_instance_of::<PyString>() {
-        Some(item)
-    } else {
-        None
-    }
-}
-
 fn method_name_arg(method: &Bound<'_, PyAny>) -> PyResult<String> {
     if let Ok(name) = method.extract::<String>() {
         return Ok(name);
     }
-    qualified_name(method)
+    method_name(method)
         .ok_or_else(|| PyValueError::new_err("expected a function or its 'module.qualname' string"))
 }
 
@@ -408,7 +384,7 @@ impl TwoTierCache {
         key: &Bound<'_, PyAny>,
         method: Option<&Bound<'_, PyAny>>,
     ) -> Option<Address> {
-        let method_name = method.and_then(qualified_name);
+        let method_name = method.and_then(|m| crate::naming::method_name(m));
         let settings = self.settings.read();
         if let Some(name) = &method_name {
             if settings.local_methods.contains(name) {
@@ -717,7 +693,7 @@ impl TwoTierCache {
         let hash = match key.hash() {
             Ok(hash) => hash,
             Err(err) => {
-                this.count_method(method_of(key).as_ref(), |c| c.errors += 1);
+                this.count_method(key_method(key).as_ref(), |c| c.errors += 1);
                 return Err(err);
             }
         };
@@ -725,7 +701,7 @@ impl TwoTierCache {
             // Counted per method by the entry's own hit counter.
             return Ok(Some(value));
         }
-        let method = method_of(key);
+        let method = key_method(key);
         let read = match this.access(py)? {
             Access::Local => SharedRead::Skipped,
             Access::Shared | Access::Deferred(_) => {
@@ -796,7 +772,7 @@ impl TwoTierCache {
         let this = slf.get();
         let lru = &slf.as_super().get().lru;
         let hash = key.hash()?;
-        let method = method_of(key);
+        let method = key_method(key);
         let access = this.access(py)?;
         let shared = match (&access, &this.client) {
             (Access::Local, _) | (_, None) => None,
@@ -1078,7 +1054,7 @@ impl TwoTierCache {
         let name = method_name_arg(method)?;
         let lru = &slf.as_super().get().lru;
         Ok(lru.remove_where(slf.py(), |key| {
-            method_of(key).and_then(|m| qualified_name(&m)).as_deref() == Some(name.as_str())
+            key_method(key).and_then(|m| method_name(&m)).as_deref() == Some(name.as_str())
         }))
     }
 
@@ -1245,8 +1221,7 @@ impl TwoTierCache {
             })
             .collect();
         for figure in figures {
-            let name =
-                qualified_name(figure.func.bind(py)).unwrap_or_else(|| "<unknown>".to_string());
+            let name = method_name(figure.func.bind(py)).unwrap_or_else(|| "<unknown>".to_string());
             let m = PyDict::new(py);
             for (label, count) in figure.counts {
                 m.set_item(label, count)?;

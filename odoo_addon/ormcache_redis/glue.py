@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ormcache_redis._native import UnitOfWork
+from ormcache_redis._native import UnitOfWork, qualified_name
 from ormcache_redis.config import (
     ConfigError,
     OptionSource,
@@ -61,13 +61,19 @@ DEFAULT_LOCAL_METHODS = (
     "res.users._crypt_context",  # a passlib CryptContext: process-bound
 )
 
-# Fragments that keep one cache entry local when a string argument of its key
-# contains them: `ir.config_parameter._get_param('database.secret')` caches
-# the secret that signs sessions, and must not be copied to Redis.
+# The one list of what names a secret. A cache entry stays in the process
+# when a string argument of its key contains one of these fragments
+# (`ir.config_parameter._get_param('database.secret')` caches the secret that
+# signs sessions); a method stays in the process when its key expressions or
+# parameter names contain one, or one of the words below.
 SECRET_KEY_MARKERS = ("secret", "passw", "token", "api_key", "apikey", "private_key", "credential")
+SECRET_NAME_FRAGMENTS = (*SECRET_KEY_MARKERS, "session", "totp")
+SECRET_NAME_WORDS = ("sid", "pin", "otp")
 
 SECRET_PATTERN = re.compile(
-    r"passw|secret|\bsid\b|session|token|credential|api_?key|\bpin\b|\botp\b|totp",
+    "|".join(
+        [*map(re.escape, SECRET_NAME_FRAGMENTS), *(rf"\b{word}\b" for word in SECRET_NAME_WORDS)]
+    ),
     re.IGNORECASE,
 )
 
@@ -240,12 +246,6 @@ def defaultdict_from_state(state: Any) -> defaultdict:
 
 
 # --------------------------------------------------------------------------- names
-
-
-def qualified_name(function: Callable[..., Any]) -> str:
-    """The engine's name of a method: ``module.qualname``."""
-    function = getattr(function, "__func__", function)
-    return f"{function.__module__}.{function.__qualname__}"
 
 
 def looks_secret(key_exprs: Iterable[str], parameter_names: Iterable[str]) -> bool:

@@ -303,3 +303,11 @@ class CachedMethod:
     def cache_for(self, obj: Any) -> Any: ...
     def counters(self) -> dict[str, int]: ...
     clear_cache: Callable[[Any], int]
+
+# --------------------------------------------------------------------------- naming
+
+def qualified_name(obj: object) -> str | None:
+    """``module.qualname`` of a function, bound method or class: its name in every process."""
+
+def key_method(key: object) -> Callable[..., Any] | None:
+    """The method of an Odoo cache key ``(model_name, method, *args)``, if it is one."""

@@ -4,13 +4,14 @@ the caches of the current registry, in the worker serving the request."""
 from markupsafe import Markup, escape
 from odoo import api, fields, models
 
-from .. import glue, wiring
+from ormcache_redis._native import key_method, qualified_name
+
+from .. import wiring
 
 
 def _method_name(key) -> str | None:
-    if isinstance(key, tuple) and len(key) > 1 and callable(key[1]):
-        return glue.qualified_name(key[1])
-    return None
+    method = key_method(key)
+    return qualified_name(method) if method is not None else None
 
 
 def _ratio(hits: int, lookups: int) -> str:
