@@ -2,9 +2,9 @@ import time
 
 from odoo.tools.cache import get_cache_key_counter
 
-from ormcache_redis._native import UnitOfWork
+from ormcache_redis._native import UnitOfWork, qualified_name
+from ormcache_redis.addon import shared_tier
 
-from .. import glue
 from ..decorator import ormcache
 from .common import SharedTierCase
 
@@ -77,5 +77,6 @@ class TestDecorator(SharedTierCase):
         self.assertEqual(dict(self.cache.method_generations()), generations)
         self.assertIsInstance(self.cache.gate(), UnitOfWork)
         self.assertIn(
-            ("default", glue.qualified_name(Probe.compute.__cache__.method)), glue.DECORATED_METHODS
+            ("default", qualified_name(Probe.compute.__cache__.method)),
+            shared_tier.DECORATED_METHODS,
         )

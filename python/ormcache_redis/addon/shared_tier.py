@@ -1,7 +1,8 @@
-"""The part of the addon that needs no Odoo: settings, namespaces, the gate.
+"""One registry's shared tier: namespaces, the gate, units of work and
+method clears.
 
-Everything here is plain Python on top of the engine, so it is tested
-without Odoo (tests/test_addon_glue.py). ``wiring.py`` connects it to
+Plain Python on top of the engine, tested without Odoo
+(tests/test_shared_tier.py); the addon's ``registry_patch`` connects it to
 Odoo's registry.
 
 Why the shared tier is safe (the rules the code below implements):
@@ -15,7 +16,7 @@ Why the shared tier is safe (the rules the code below implements):
 * A transaction that invalidated a cache (Odoo's thread-local
   ``registry.cache_invalidated``, with the ``_CACHES_BY_KEY`` cascade) or one
   of its methods neither reads nor writes that cache in Redis.
-* Values computed in a transaction are collected (gate lists) and sent only
+* Values computed in a transaction are kept in the engine's unit of work and sent only
   when Odoo signals the end of that unit of work (``signal_changes``, which
   runs after commit), minus those of caches the transaction invalidated at
   any point; ``reset_changes`` (rollback) discards them.
@@ -24,234 +25,24 @@ Why the shared tier is safe (the rules the code below implements):
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import threading
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ormcache_redis._native import UnitOfWork, qualified_name
-from ormcache_redis.config import (
-    ConfigError,
-    OptionSource,
-    parse_int,
-    parse_names,
-    parse_redis_url,
-    parse_seconds,
-)
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
-
-# Caches whose values are plain data that every process computes alike.
-# routing* (werkzeug maps, endpoints), templates* (compiled QWeb code) and
-# groups (SetDefinitions) hold process-bound objects: they stay local.
-DEFAULT_SHARED_CACHES = ("default", "stable", "assets")
-
-# Methods keyed on secrets, in Odoo's own words (model.method): a cache key
-# never leaves the process when it holds a password or a session id, hashed
-# or not (a fast hash of a password is guessable offline). Methods whose
-# key expressions or parameters look like secrets are added automatically
-# (see looks_secret).
-DEFAULT_LOCAL_METHODS = (
-    "res.users.check",  # 17.0, 18.0: keyed on (uid, passwd)
-    "res.users._check_uid_passwd",  # 19.0: keyed on (uid, passwd)
-    "res.users._compute_session_token",  # keyed on the session id
-    "res.users._crypt_context",  # a passlib CryptContext: process-bound
-)
-
-# The one list of what names a secret. A cache entry stays in the process
-# when a string argument of its key contains one of these fragments
-# (`ir.config_parameter._get_param('database.secret')` caches the secret that
-# signs sessions); a method stays in the process when its key expressions or
-# parameter names contain one, or one of the words below.
-SECRET_KEY_MARKERS = ("secret", "passw", "token", "api_key", "apikey", "private_key", "credential")
-SECRET_NAME_FRAGMENTS = (*SECRET_KEY_MARKERS, "session", "totp")
-SECRET_NAME_WORDS = ("sid", "pin", "otp")
-
-SECRET_PATTERN = re.compile(
-    "|".join(
-        [*map(re.escape, SECRET_NAME_FRAGMENTS), *(rf"\b{word}\b" for word in SECRET_NAME_WORDS)]
-    ),
-    re.IGNORECASE,
-)
 
 # Seconds the method-clear version lives in Redis after the last clear. When
 # it expires every process re-reads the generations once: nothing is lost.
 METHODS_VERSION_TTL = 7 * 86400
-
-# Safe default factories for collections.defaultdict (anything else, e.g. a
-# lambda or a model method, cannot be rebuilt safely in another process).
-SAFE_DEFAULT_FACTORIES: dict[str, Any] = {
-    "list": list,
-    "dict": dict,
-    "set": set,
-    "frozenset": frozenset,
-    "tuple": tuple,
-    "int": int,
-    "float": float,
-    "str": str,
-    "bool": bool,
-}
 
 
 # (cache name, module.qualname) of every method decorated with this addon's
 # ormcache: the only ones another process can clear one by one, so the ones
 # whose L1 entries are dropped when the clears cannot be read from Redis.
 DECORATED_METHODS: set[tuple[str, str]] = set()
-
-
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class Settings:
-    url: str | None
-    expire: int
-    prefix: str
-    shared_caches: tuple[str, ...]
-    local_methods: tuple[str, ...]
-    connect_timeout: float
-    socket_timeout: float
-    write_queue: int
-
-    @property
-    def enabled(self) -> bool:
-        return self.url is not None
-
-
-def load_settings(source: OptionSource, known_caches: Iterable[str]) -> Settings:
-    """Reads every option; raises ConfigError (one sentence) on a bad value."""
-    known = tuple(known_caches)
-    url = parse_redis_url("ormcache_redis_url", source.raw("ormcache_redis_url"))
-    expire = parse_int(
-        "ormcache_redis_expire",
-        source.raw("ormcache_redis_expire"),
-        3600,
-        minimum=1,
-        maximum=365 * 86400,
-    )
-    prefix = source.raw("ormcache_redis_prefix") or "ormcache:"
-    if any(ch.isspace() for ch in prefix) or len(prefix) > 64:
-        raise ConfigError(
-            f"ormcache_redis_prefix must be at most 64 characters without spaces, got {prefix!r}."
-        )
-    # The default names only those of this Odoo (17.0 has no 'stable');
-    # a name the operator wrote must exist.
-    shared = parse_names(
-        "ormcache_redis_shared_caches",
-        source.raw("ormcache_redis_shared_caches"),
-        tuple(name for name in DEFAULT_SHARED_CACHES if name in known),
-    )
-    unknown = [name for name in shared if name not in known]
-    if unknown:
-        raise ConfigError(
-            f"ormcache_redis_shared_caches names unknown cache {unknown[0]!r} "
-            f"(this Odoo has: {', '.join(known)})."
-        )
-    # The built-in secret list always applies: an option can add methods,
-    # never make a password-keyed method shared.
-    extra_local = parse_names(
-        "ormcache_redis_local_methods", source.raw("ormcache_redis_local_methods"), ()
-    )
-    connect_timeout = parse_seconds(
-        "ormcache_redis_connect_timeout",
-        source.raw("ormcache_redis_connect_timeout"),
-        1.0,
-        maximum=60,
-    )
-    socket_timeout = parse_seconds(
-        "ormcache_redis_socket_timeout",
-        source.raw("ormcache_redis_socket_timeout"),
-        0.25,
-        maximum=60,
-    )
-    write_queue = parse_int(
-        "ormcache_redis_write_queue",
-        source.raw("ormcache_redis_write_queue"),
-        10000,
-        minimum=1,
-        maximum=10**7,
-    )
-    return Settings(
-        url=url,
-        expire=expire,
-        prefix=prefix,
-        shared_caches=shared,
-        local_methods=(*DEFAULT_LOCAL_METHODS, *extra_local),
-        connect_timeout=connect_timeout,
-        socket_timeout=socket_timeout,
-        write_queue=write_queue,
-    )
-
-
-# --------------------------------------------------------------------------- value types
-
-
-def register_value_types(
-    codec: Any,
-    *,
-    frozendict: type | None = None,
-    markup: type | None = None,
-    lang_data: type | None = None,
-    lang_data_dict: type | None = None,
-) -> list[str]:
-    """Teaches the codec Odoo's value types; returns the tags registered.
-
-    Each type comes back as itself: a Markup that came back as str would be
-    escaped twice, a LangData that came back as dict would lose attribute
-    access.
-    """
-    tags = []
-    if frozendict is not None:
-        codec.register_type(frozendict, "odoo.frozendict", dict, frozendict)
-        tags.append("odoo.frozendict")
-    if markup is not None:
-        codec.register_type(markup, "markupsafe.Markup", str, markup)
-        tags.append("markupsafe.Markup")
-    if lang_data is not None:
-        codec.register_type(lang_data, "odoo.LangData", dict, lang_data)
-        tags.append("odoo.LangData")
-    if lang_data_dict is not None:
-        codec.register_type(lang_data_dict, "odoo.LangDataDict", dict, lang_data_dict)
-        tags.append("odoo.LangDataDict")
-    codec.register_type(
-        defaultdict, "collections.defaultdict", defaultdict_to_state, defaultdict_from_state
-    )
-    tags.append("collections.defaultdict")
-    return tags
-
-
-def defaultdict_to_state(value: defaultdict) -> tuple[str, dict]:
-    factory = value.default_factory
-    if factory is None:
-        return ("", dict(value))
-    for name, safe in SAFE_DEFAULT_FACTORIES.items():
-        if factory is safe:
-            return (name, dict(value))
-    # The engine counts the value as unencodable and keeps it in L1.
-    raise TypeError(f"defaultdict with default_factory {factory!r} is not shared")
-
-
-def defaultdict_from_state(state: Any) -> defaultdict:
-    name, items = state
-    if name == "":
-        return defaultdict(None, items)
-    try:
-        factory = SAFE_DEFAULT_FACTORIES[name]
-    except KeyError:
-        raise ValueError(f"unknown defaultdict factory {name!r}") from None
-    return defaultdict(factory, items)
-
-
-# --------------------------------------------------------------------------- names
-
-
-def looks_secret(key_exprs: Iterable[str], parameter_names: Iterable[str]) -> bool:
-    """Whether a cache key (its expressions, or the parameters it may use)
-    looks like it holds a password, token or session id."""
-    return any(SECRET_PATTERN.search(text) for text in (*key_exprs, *parameter_names))
 
 
 def build_namespace(
@@ -276,9 +67,6 @@ def signal_sources(caches_by_key: Mapping[str, Iterable[str]]) -> dict[str, tupl
         for cache_name in cache_names:
             sources.setdefault(cache_name, []).append(signal_name)
     return {name: tuple(names) for name, names in sources.items()}
-
-
-# --------------------------------------------------------------------------- per registry
 
 
 class SharedTier:
