@@ -52,13 +52,14 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyTuple};
 use pyo3::Borrowed;
 use sha2::{Digest, Sha256};
 
 use crate::codec::format::{write_varint, write_zvarint};
 use crate::codec::types::StdTypes;
 use crate::errors::EncodeError;
+use crate::naming;
 
 pub const KEY_FORMAT_VERSION: u8 = 1;
 /// Nesting bound (tuples and frozensets) for keys.
@@ -308,26 +309,19 @@ fn encode_set(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: u32) -> PyResult
 /// "module.qualname" of a function or class; refuses names that do not
 /// identify a single object.
 fn qualified_name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
-    let py = obj.py();
-    let module = obj.getattr(intern!(py, "__module__"))?;
-    let qualname = obj.getattr(intern!(py, "__qualname__"))?;
-    let (Ok(module), Ok(qualname)) = (
-        module.downcast::<PyString>(),
-        qualname.downcast::<PyString>(),
-    ) else {
+    let Some(name) = naming::qualified_name(obj)? else {
         return Err(EncodeError::new_err(format!(
             "{} has no module-level name and cannot be part of a cache key",
             obj.repr()?
         )));
     };
-    let qualname = qualname.to_str()?;
-    if qualname.contains('<') {
+    if !naming::is_unique(&name) {
         return Err(EncodeError::new_err(format!(
-            "{qualname:?} (a lambda or local definition) has no unique name \
+            "{name:?} (a lambda or local definition) has no unique name \
              and cannot be part of a cache key"
         )));
     }
-    Ok(format!("{}.{}", module.to_str()?, qualname))
+    Ok(name)
 }
 
 fn function_name(obj: &Bound<'_, PyAny>, kt: &KeyTypes) -> PyResult<String> {

@@ -12,9 +12,11 @@ pub mod errors;
 pub mod fork;
 pub mod keys;
 pub mod lru;
+pub mod naming;
 pub mod redis;
 pub mod stats;
 pub mod two_tier;
+pub mod unit;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -25,8 +27,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     crypto::register(m)?;
     keys::register(m)?;
     lru::register(m)?;
+    naming::register(m)?;
     redis::register(m)?;
     two_tier::register(m)?;
+    unit::register(m)?;
     decorator::register(m)?;
     errors::set_public_module(m)?;
     Ok(())

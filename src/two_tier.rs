@@ -14,22 +14,25 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 
 use crate::codec::Codec;
 use crate::crypto::{self, Mac};
 use crate::entry::{self, Rejection};
 use crate::keys::{canonical_key, key_digest};
 use crate::lru::{deadline_after, lru_stats_dict, Bounds, Lru, PyLru, Stored};
+use crate::naming::{key_method, method_name};
+use crate::redis::writer::Command;
 use crate::redis::{call_error_to_py, RedisClient};
 use crate::stats::LatencyHistogram;
+use crate::unit::{Outcome, UnitOfWork};
 
 /// What the gate allows for one access of the shared tier.
 enum Access {
     Local,
     Shared,
-    /// Read Redis; collect writes in this list for the caller to send later.
-    Deferred(Py<PyList>),
+    /// Read Redis; keep writes in this unit of work until it commits.
+    Deferred(Py<UnitOfWork>),
 }
 
 /// The outcome of one read of the shared tier.
@@ -87,13 +90,23 @@ struct MethodGeneration {
 const RETIRED_TOKENS: usize = 16;
 
 impl MethodGeneration {
+    fn forget(&mut self) {
+        if let Some(previous) = self.current.take() {
+            self.retire(previous);
+        }
+    }
+
+    fn retire(&mut self, token: u64) {
+        if self.retired.len() == RETIRED_TOKENS {
+            self.retired.remove(0);
+        }
+        self.retired.push(token);
+    }
+
     fn adopt(&mut self, token: u64) {
         if let Some(previous) = self.current.replace(token) {
             if previous != token {
-                if self.retired.len() == RETIRED_TOKENS {
-                    self.retired.remove(0);
-                }
-                self.retired.push(previous);
+                self.retire(previous);
             }
         }
     }
@@ -141,36 +154,11 @@ struct SharedCounters {
     bytes_written: AtomicU64,
 }
 
-/// `module.qualname` of a function, bound method or class.
-fn qualified_name(func: &Bound<'_, PyAny>) -> Option<String> {
-    let func = match func.getattr("__func__") {
-        Ok(inner) => inner,
-        Err(_) => func.clone(),
-    };
-    let module: String = func.getattr("__module__").ok()?.extract().ok()?;
-    let qualname: String = func.getattr("__qualname__").ok()?.extract().ok()?;
-    Some(format!("{module}.{qualname}"))
-}
-
-/// The method element of an Odoo cache key `(model_name, method, *args)`.
-fn method_of<'py>(key: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
-    let tuple = key.downcast::<PyTuple>().ok()?;
-    if tuple.len() < 2 {
-        return None;
-    }
-    let item = tuple.get_item(1).ok()?;
-    if item.is_callable() && !item.is_instance_of::<PyString>() {
-        Some(item)
-    } else {
-        None
-    }
-}
-
 fn method_name_arg(method: &Bound<'_, PyAny>) -> PyResult<String> {
     if let Ok(name) = method.extract::<String>() {
         return Ok(name);
     }
-    qualified_name(method)
+    method_name(method)
         .ok_or_else(|| PyValueError::new_err("expected a function or its 'module.qualname' string"))
 }
 
@@ -287,6 +275,8 @@ pub struct TwoTierCache {
     generations: Mutex<HashMap<String, MethodGeneration>>,
     /// The client's outage count when the known tokens were read.
     tokens_outages: AtomicU64,
+    /// The tokens in Redis at the last `sync_generations`.
+    synced_generations: Mutex<HashMap<String, u64>>,
     /// When the generations hash's expiry was last pushed back.
     generations_refreshed: Mutex<Option<Instant>>,
     /// Methods whose unshareable keys were already reported.
@@ -299,6 +289,41 @@ pub struct TwoTierCache {
 }
 
 impl TwoTierCache {
+    pub fn cache_name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn namespace_now(&self) -> Vec<u8> {
+        self.settings.read().namespace.clone()
+    }
+
+    pub fn is_shared(&self) -> bool {
+        self.settings.read().shared
+    }
+
+    /// Queues the writes of a committed unit of work.
+    pub fn send_committed(&self, writes: Vec<Command>) -> Outcome {
+        let mut outcome = Outcome::default();
+        let Some(client) = &self.client else {
+            outcome.dropped = writes.len() as u64;
+            return outcome;
+        };
+        for command in writes {
+            if client.get().enqueue_command(command) {
+                outcome.queued += 1;
+            } else {
+                outcome.dropped += 1;
+            }
+        }
+        self.counters
+            .writes_queued
+            .fetch_add(outcome.queued, Ordering::Relaxed);
+        self.counters
+            .writes_dropped
+            .fetch_add(outcome.dropped, Ordering::Relaxed);
+        outcome
+    }
+
     /// Updates the method's counters; returns its L1 hit counter.
     fn count_method(
         &self,
@@ -344,8 +369,8 @@ impl TwoTierCache {
             return Ok(Access::Shared);
         };
         let verdict = gate.bind(py).call0()?;
-        if let Ok(list) = verdict.downcast::<PyList>() {
-            return Ok(Access::Deferred(list.clone().unbind()));
+        if let Ok(unit) = verdict.downcast::<UnitOfWork>() {
+            return Ok(Access::Deferred(unit.clone().unbind()));
         }
         if verdict.is_truthy()? {
             Ok(Access::Shared)
@@ -361,7 +386,7 @@ impl TwoTierCache {
         key: &Bound<'_, PyAny>,
         method: Option<&Bound<'_, PyAny>>,
     ) -> Option<Address> {
-        let method_name = method.and_then(qualified_name);
+        let method_name = method.and_then(|m| crate::naming::method_name(m));
         let settings = self.settings.read();
         if let Some(name) = &method_name {
             if settings.local_methods.contains(name) {
@@ -439,6 +464,29 @@ impl TwoTierCache {
                 self.name
             ),
         );
+    }
+
+    /// The generation tokens of this namespace's methods in Redis.
+    fn read_generations(&self, py: Python<'_>) -> PyResult<HashMap<String, u64>> {
+        let Some(client) = &self.client else {
+            return Ok(HashMap::new());
+        };
+        let key = self.generations_key();
+        let pairs = client
+            .get()
+            .call(py, move |con| {
+                redis::cmd("HGETALL")
+                    .arg(key.as_slice())
+                    .query::<Vec<(String, Vec<u8>)>>(con)
+            })
+            .map_err(call_error_to_py)?;
+        Ok(pairs
+            .into_iter()
+            .filter_map(|(name, token)| {
+                let token = std::str::from_utf8(&token).ok()?.parse::<u64>().ok()?;
+                Some((name, token))
+            })
+            .collect())
     }
 
     /// The Redis hash holding per-method generations of this namespace.
@@ -661,7 +709,7 @@ impl TwoTierCache {
         let hash = match key.hash() {
             Ok(hash) => hash,
             Err(err) => {
-                this.count_method(method_of(key).as_ref(), |c| c.errors += 1);
+                this.count_method(key_method(key).as_ref(), |c| c.errors += 1);
                 return Err(err);
             }
         };
@@ -669,7 +717,7 @@ impl TwoTierCache {
             // Counted per method by the entry's own hit counter.
             return Ok(Some(value));
         }
-        let method = method_of(key);
+        let method = key_method(key);
         let read = match this.access(py)? {
             Access::Local => SharedRead::Skipped,
             Access::Shared | Access::Deferred(_) => {
@@ -740,7 +788,7 @@ impl TwoTierCache {
         let this = slf.get();
         let lru = &slf.as_super().get().lru;
         let hash = key.hash()?;
-        let method = method_of(key);
+        let method = key_method(key);
         let access = this.access(py)?;
         let shared = match (&access, &this.client) {
             (Access::Local, _) | (_, None) => None,
@@ -773,24 +821,18 @@ impl TwoTierCache {
             None => this.settings.read().ttl,
         };
         let written = payload.len() as u64;
+        let command = entry::set_command(address.redis_key, payload, ttl_seconds);
         match access {
-            Access::Deferred(list) => {
-                let item = (
-                    PyBytes::new(py, &address.redis_key),
-                    PyBytes::new(py, &payload),
-                    ttl_seconds,
-                );
-                list.bind(py).append(item)?;
+            Access::Deferred(unit) => {
+                if !unit.get().defer(&this.name, command) {
+                    return Ok(());
+                }
                 this.counters
                     .writes_deferred
                     .fetch_add(1, Ordering::Relaxed);
             }
             _ => {
-                if client.get().enqueue_command(entry::set_command(
-                    address.redis_key,
-                    payload,
-                    ttl_seconds,
-                )) {
+                if client.get().enqueue_command(command) {
                     this.counters.writes_queued.fetch_add(1, Ordering::Relaxed);
                 } else {
                     this.counters.writes_dropped.fetch_add(1, Ordering::Relaxed);
@@ -877,6 +919,7 @@ impl TwoTierCache {
             methods: Mutex::new(HashMap::new()),
             generations: Mutex::new(HashMap::new()),
             tokens_outages: AtomicU64::new(0),
+            synced_generations: Mutex::new(HashMap::new()),
             generations_refreshed: Mutex::new(None),
             warned_methods: Mutex::new(HashSet::new()),
             warned_values: Mutex::new(HashSet::new()),
@@ -905,6 +948,7 @@ impl TwoTierCache {
             settings.namespace = namespace;
             // Generations belong to a namespace.
             self.generations.lock().clear();
+            self.synced_generations.lock().clear();
         }
     }
 
@@ -1027,7 +1071,7 @@ impl TwoTierCache {
         let name = method_name_arg(method)?;
         let lru = &slf.as_super().get().lru;
         Ok(lru.remove_where(slf.py(), |key| {
-            method_of(key).and_then(|m| qualified_name(&m)).as_deref() == Some(name.as_str())
+            key_method(key).and_then(|m| method_name(&m)).as_deref() == Some(name.as_str())
         }))
     }
 
@@ -1071,68 +1115,55 @@ impl TwoTierCache {
 
     /// Per-method generation tokens stored in Redis for the current
     /// namespace (tokens that are not numbers are left out).
-    fn method_generations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let dict = PyDict::new(py);
-        let Some(client) = &self.client else {
-            return Ok(dict);
-        };
-        let key = self.generations_key();
-        let pairs = client
-            .get()
-            .call(py, move |con| {
-                redis::cmd("HGETALL")
-                    .arg(key.as_slice())
-                    .query::<Vec<(String, Vec<u8>)>>(con)
-            })
-            .map_err(call_error_to_py)?;
-        for (name, token) in pairs {
-            let token = std::str::from_utf8(&token)
-                .ok()
-                .and_then(|text| text.parse::<u64>().ok());
-            if let Some(token) = token {
-                dict.set_item(name, token)?;
-            }
-        }
-        Ok(dict)
+    fn method_generations(&self, py: Python<'_>) -> PyResult<HashMap<String, u64>> {
+        self.read_generations(py)
     }
 
-    /// The generation tokens this process last read or wrote per method: its
-    /// L1 entries of a method are at most as new as that token.
-    fn known_generations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let dict = PyDict::new(py);
-        let known: Vec<(String, u64)> = self
-            .generations
-            .lock()
-            .iter()
-            .filter_map(|(name, g)| g.current.map(|token| (name.clone(), token)))
-            .collect();
-        for (name, token) in known {
-            dict.set_item(name, token)?;
-        }
-        Ok(dict)
-    }
-
-    /// Queues writes collected by a gate list; returns how many were queued.
-    fn commit_writes(&self, writes: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let Some(client) = &self.client else {
-            return Ok(0);
-        };
-        let mut queued = 0;
-        for item in writes.try_iter()? {
-            let (key, payload, ttl): (Vec<u8>, Vec<u8>, i64) = item?.extract()?;
-            if client
-                .get()
-                .enqueue_command(entry::set_command(key, payload, validate_ttl(ttl)?))
-            {
-                queued += 1;
-            } else {
-                self.counters.writes_dropped.fetch_add(1, Ordering::Relaxed);
+    /// Drops this process's copies of every method cleared by another
+    /// process since the last sync: its token in Redis changed or vanished
+    /// (evicted, flushed), or differs from the token this process computed
+    /// its copies under. Returns the methods dropped; raises
+    /// `RedisUnavailable` when Redis cannot tell (the caller then drops
+    /// whatever a clear could have targeted).
+    fn sync_generations(slf: &Bound<'_, Self>) -> PyResult<Vec<String>> {
+        let this = slf.get();
+        let tokens = this.read_generations(slf.py())?;
+        let stale: Vec<String> = {
+            let mut synced = this.synced_generations.lock();
+            let mut mine = this.generations.lock();
+            let names: HashSet<&String> = tokens
+                .keys()
+                .chain(synced.keys())
+                .chain(mine.keys())
+                .collect();
+            let stale: Vec<String> = names
+                .into_iter()
+                .filter(|name| {
+                    let now = tokens.get(*name);
+                    synced.get(*name) != now
+                        || mine
+                            .get(*name)
+                            .and_then(|known| known.current)
+                            .is_some_and(|token| Some(&token) != now)
+                })
+                .cloned()
+                .collect();
+            // From now on this process computes under Redis's tokens (a
+            // vanished one is recreated fresh on the next use).
+            for name in &stale {
+                let known = mine.entry(name.clone()).or_default();
+                match tokens.get(name) {
+                    Some(token) => known.adopt(*token),
+                    None => known.forget(),
+                }
             }
+            *synced = tokens;
+            stale
+        };
+        for name in &stale {
+            TwoTierCache::evict_method(slf, &PyString::new(slf.py(), name))?;
         }
-        self.counters
-            .writes_queued
-            .fetch_add(queued as u64, Ordering::Relaxed);
-        Ok(queued)
+        Ok(stale)
     }
 
     fn stats<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
@@ -1207,8 +1238,7 @@ impl TwoTierCache {
             })
             .collect();
         for figure in figures {
-            let name =
-                qualified_name(figure.func.bind(py)).unwrap_or_else(|| "<unknown>".to_string());
+            let name = method_name(figure.func.bind(py)).unwrap_or_else(|| "<unknown>".to_string());
             let m = PyDict::new(py);
             for (label, count) in figure.counts {
                 m.set_item(label, count)?;

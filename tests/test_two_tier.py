@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from ormcache_redis import Codec, RedisClient, TwoTierCache
-from ormcache_redis._native import canonical_key, derive_key, key_digest, mac_tag
+from ormcache_redis._native import UnitOfWork, canonical_key, derive_key, key_digest, mac_tag
 
 HEADER_LEN = 4 + 8 + 32  # magic, generation token, tag
 
@@ -257,19 +257,31 @@ def test_gate_controls_shared_access(redis_url: str, redis_server) -> None:
     assert redis_server.command("KEYS", "*") == []
     assert cache.stats()["gated"] >= 1
 
-    pending: list[tuple[bytes, bytes, int]] = []
-    verdict[0] = pending
+    unit = UnitOfWork([cache])
+    verdict[0] = unit
     cache[key(2)] = "deferred"
     settle(cache)
-    assert entry_names(redis_server) == [] and len(pending) == 1
-    assert cache.commit_writes(pending) == 1
+    assert entry_names(redis_server) == [] and unit.pending() == {"default": 1}
+    assert unit.commit(cache) == (1, 0, 0)
     settle(cache)
     assert make_cache(redis_url)[key(2)] == "deferred"
+    # A unit whose cache moved to another namespace while it ran sends nothing.
+    raced = UnitOfWork([cache])
+    verdict[0] = raced
+    cache[key(3)] = "computed from the old state"
+    cache.namespace = b"db1:1:default:1"
+    assert raced.commit(cache) == (0, 0, 1)
+    # Nor does a unit that never began over that cache.
+    orphan = UnitOfWork()
+    verdict[0] = orphan
+    cache[key(4)] = "outside any unit"
+    assert orphan.commit(cache) == (0, 0, 1)
+    cache.namespace = b"db1:1:default:0"
 
     verdict[0] = True
-    cache[key(3)] = "now"
+    cache[key(5)] = "now"
     settle(cache)
-    assert make_cache(redis_url)[key(3)] == "now"
+    assert make_cache(redis_url)[key(5)] == "now"
 
 
 def test_shared_switch(redis_url: str, redis_server) -> None:

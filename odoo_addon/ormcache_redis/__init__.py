@@ -13,10 +13,10 @@ def post_load():
 
     from ormcache_redis.config import ConfigError, OptionSource
 
-    from . import wiring
+    from . import registry_patch
     from .session_store import install_session_store
 
-    wiring.install()
+    registry_patch.install()
     try:
         install_session_store(OptionSource(config.get))
     except ConfigError as error:

@@ -19,10 +19,9 @@ import inspect
 import logging
 import time
 
-from ormcache_redis._native import TwoTierCache
+from ormcache_redis._native import TwoTierCache, qualified_name
+from ormcache_redis.addon import shared_tier
 from ormcache_redis.decorator import check_decorator_arguments
-
-from . import glue
 
 # Not ``from odoo.tools import cache``: in 17.0/18.0 that name is the
 # ``cache = ormcache`` alias, not the module.
@@ -52,15 +51,15 @@ class ormcache(odoo_cache.ormcache):
     def __call__(self, method):
         lookup = super().__call__(method)
         lookup.clear_cache = self.clear_cache
-        glue.DECORATED_METHODS.add((self.cache_name, glue.qualified_name(method)))
+        shared_tier.DECORATED_METHODS.add((self.cache_name, qualified_name(method)))
         return lookup
 
     def clear_cache(self, model) -> None:
         """Invalidates this method's entries, here and in every process."""
-        from . import wiring
+        from . import registry_patch
 
         registry = model.pool
-        tier = wiring.tier_of(registry)
+        tier = registry_patch.tier_of(registry)
         if tier is not None and tier.request_method_clear(self.cache_name, self.method):
             return
         # Not shared through Redis (cache kept local, no URL, or the addon is
@@ -116,9 +115,9 @@ class ormcache(odoo_cache.ormcache):
 
 
 def _signal_name(registry, cache_name: str) -> str:
-    from . import wiring
+    from . import registry_patch
 
-    caches_by_key = wiring.registry_module()._CACHES_BY_KEY
+    caches_by_key = registry_patch.registry_module()._CACHES_BY_KEY
     if cache_name in caches_by_key:
         return cache_name
     for name, cache_names in caches_by_key.items():

@@ -575,7 +575,7 @@ class RedisSessionStore:
         this with ``max_lifetime=``)."""
 
 
-# ---------------------------------------------------------------------- Odoo wiring
+# ---------------------------------------------------------------------- Odoo registry_patch
 
 
 def _odoo_major_version() -> int:

@@ -3,7 +3,8 @@
 The public API is small:
 
 - :func:`ormcache`: the ``@ormcache``-compatible decorator (plus ``ttl=``).
-- :class:`LRU`, :class:`TwoTierCache`: the cache mappings.
+- :class:`LRU`, :class:`TwoTierCache`: the cache mappings;
+  :class:`UnitOfWork`: writes held until a transaction commits.
 - :class:`RedisClient`, :class:`Codec`: the Redis client and the safe codec.
 - :func:`cache_stats`: the figures of a set of caches as one dict.
 """
@@ -23,6 +24,7 @@ from ormcache_redis._native import (
     RedisReplyError,
     RedisUnavailable,
     TwoTierCache,
+    UnitOfWork,
     __version__,
     canonical_key,
 )
@@ -43,6 +45,7 @@ __all__ = [
     "RedisReplyError",
     "RedisUnavailable",
     "TwoTierCache",
+    "UnitOfWork",
     "__version__",
     "cache_stats",
     "canonical_key",

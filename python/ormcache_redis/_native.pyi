@@ -206,6 +206,28 @@ def flush_all_writers(timeout: float = 2.0) -> bool:
 
 # --------------------------------------------------------------------------- L1 + L2
 
+@final
+class UnitOfWork:
+    """The shared-tier writes of one request or job, sent only once it commits.
+
+    Built over the caches it may write (their namespaces are remembered: a
+    cache whose namespace moved meanwhile gets none of its writes); a gate
+    returns it, the engine keeps sealed entries in it (at most 2000 per cache).
+    """
+
+    def __init__(self, caches: Iterable[TwoTierCache[Any, Any]] | None = None) -> None: ...
+    def pending(self) -> dict[str, int]:
+        """Writes waiting, per cache name."""
+    @property
+    def overflow(self) -> int:
+        """Writes refused because a cache had 2000 waiting."""
+    def discard(self, cache_name: str) -> int:
+        """Drop the cache's waiting writes; returns how many."""
+    def discard_all(self) -> int:
+        """Drop every waiting write; returns how many."""
+    def commit(self, cache: TwoTierCache[Any, Any]) -> tuple[int, int, int]:
+        """Queue the cache's waiting writes: ``(queued, dropped, raced)``."""
+
 class TwoTierCache(LRU[K, V]):
     """L1 (this process) in front of L2 (Redis, shared by every process).
 
@@ -213,9 +235,9 @@ class TwoTierCache(LRU[K, V]):
     Store: L1, plus a queued Redis write when the value is encodable.
 
     ``gate`` (optional) is called on every L2 access: it returns False/None
-    (this access stays local), True (read and write Redis now), or a list
-    (read Redis; writes are appended to the list as ``(redis_key, payload,
-    ttl)`` tuples for the caller to send later with ``commit_writes``).
+    (this access stays local), True (read and write Redis now), or a
+    :class:`UnitOfWork` (read Redis; writes wait in the unit until the caller
+    commits or discards them).
     """
 
     def __init__(
@@ -230,7 +252,7 @@ class TwoTierCache(LRU[K, V]):
         ttl: int = 3600,
         local_methods: Iterable[str] = (),
         secret_markers: Iterable[str] = (),
-        gate: Callable[[], bool | list[tuple[bytes, bytes, int]] | None] | None = None,
+        gate: Callable[[], bool | UnitOfWork | None] | None = None,
         max_bytes: int = 0,
         secret: str | bytes | None = None,
     ) -> None:
@@ -264,12 +286,13 @@ class TwoTierCache(LRU[K, V]):
         entries. Returns the number of local entries dropped."""
     def evict_method(self, method: Callable[..., Any] | str) -> int:
         """Drop the method's entries from L1 only."""
-    def known_generations(self) -> dict[str, int]:
-        """Generation tokens this process last read or wrote, per method."""
     def method_generations(self) -> dict[str, int]:
-        """The per-method generation tokens stored in Redis (for cross-process L1 sync)."""
-    def commit_writes(self, writes: Sequence[tuple[bytes, bytes, int]]) -> int:
-        """Queue deferred writes collected by a gate list; returns how many were queued."""
+        """The per-method generation tokens stored in Redis."""
+    def sync_generations(self) -> list[str]:
+        """Drop this process's copies of every method cleared elsewhere since the
+        last sync (token changed or vanished in Redis, or differing from the one
+        the copies were computed under); returns those methods. Raises
+        RedisUnavailable when Redis cannot tell."""
     @property
     def client(self) -> RedisClient | None: ...
     @property
@@ -305,3 +328,11 @@ class CachedMethod:
     def cache_for(self, obj: Any) -> Any: ...
     def counters(self) -> dict[str, int]: ...
     clear_cache: Callable[[Any], int]
+
+# --------------------------------------------------------------------------- naming
+
+def qualified_name(obj: object) -> str | None:
+    """``module.qualname`` of a function, bound method or class: its name in every process."""
+
+def key_method(key: object) -> Callable[..., Any] | None:
+    """The method of an Odoo cache key ``(model_name, method, *args)``, if it is one."""

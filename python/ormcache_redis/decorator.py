@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ormcache_redis._native import CachedMethod, RedisUnavailable, TwoTierCache
+from ormcache_redis._native import CachedMethod, RedisUnavailable, TwoTierCache, key_method
 
 __all__ = ["check_decorator_arguments", "ormcache"]
 
@@ -97,7 +97,7 @@ def _report_unhashable(obj: Any, key: Any, error: BaseException) -> None:
     _logger.warning(
         "cache lookup error on %s.%s: %s (computed, not cached)",
         getattr(obj, "_name", type(obj).__name__),
-        getattr(key[1], "__qualname__", "?") if isinstance(key, tuple) and len(key) > 1 else "?",
+        getattr(key_method(key), "__qualname__", "?"),
         error,
     )
 
@@ -119,7 +119,7 @@ def _clear_function(cached: CachedMethod) -> Callable[[Any], int]:
                     cache.ttl,
                 )
                 return 0
-        doomed = [key for key in cache if isinstance(key, tuple) and key[1:2] == (method,)]
+        doomed = [key for key in cache if key_method(key) is method]
         for key in doomed:
             cache.pop(key, None)
         return len(doomed)

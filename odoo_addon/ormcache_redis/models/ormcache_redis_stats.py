@@ -4,13 +4,14 @@ the caches of the current registry, in the worker serving the request."""
 from markupsafe import Markup, escape
 from odoo import api, fields, models
 
-from .. import glue, wiring
+from ormcache_redis._native import key_method, qualified_name
+
+from .. import registry_patch
 
 
 def _method_name(key) -> str | None:
-    if isinstance(key, tuple) and len(key) > 1 and callable(key[1]):
-        return glue.qualified_name(key[1])
-    return None
+    method = key_method(key)
+    return qualified_name(method) if method is not None else None
 
 
 def _ratio(hits: int, lookups: int) -> str:
@@ -33,7 +34,7 @@ class OrmcacheRedisStats(models.TransientModel):
 
     @api.model
     def _selection_cache_to_clear(self):
-        return [(name, name) for name in wiring.registry_module()._CACHES_BY_KEY]
+        return [(name, name) for name in registry_patch.registry_module()._CACHES_BY_KEY]
 
     @api.model
     def default_get(self, fields_list):
@@ -43,7 +44,7 @@ class OrmcacheRedisStats(models.TransientModel):
 
     @api.model
     def _collect(self) -> dict:
-        client = wiring.client()
+        client = registry_patch.client()
         address, health, latency = "-", "not configured (L1 only)", 0.0
         if client is not None:
             address = client.address
@@ -126,7 +127,7 @@ class OrmcacheRedisStats(models.TransientModel):
             html += [Markup("<td>%s</td>") % escape(cell) for cell in cells]
             html.append(Markup("</tr>"))
         html.append(Markup("</tbody></table>"))
-        tier = wiring.tier_of(registry)
+        tier = registry_patch.tier_of(registry)
         if tier is not None:
             html.append(
                 Markup("<p>Registry r%s, signaling %s, suspended: %s, counters: %s</p>")

@@ -1,1 +1,1 @@
-from . import test_decorator, test_sessions, test_wiring, test_workers
+from . import test_decorator, test_registry_patch, test_sessions, test_workers

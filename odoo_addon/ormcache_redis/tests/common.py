@@ -1,7 +1,7 @@
 from odoo.tests import TransactionCase, tagged
 from odoo.tests.common import get_db_name
 
-from .. import wiring
+from .. import registry_patch
 
 
 @tagged("post_install", "-at_install")
@@ -15,18 +15,18 @@ class SharedTierCase(TransactionCase):
         # request, never read: catch up the way each request does. A moved
         # registry number cannot be caught up without rebuilding the
         # registry under the test runner, so it is reported below.
-        registry = wiring.registry_module().Registry(get_db_name())
+        registry = registry_patch.registry_module().Registry(get_db_name())
         with registry.cursor() as cr:
             registry_sequence, _sequences = registry.get_sequences(cr)
         if registry_sequence == registry.registry_sequence:
             registry.check_signaling()
         super().setUpClass()
-        cls.tier = wiring.tier_of(cls.registry)
+        cls.tier = registry_patch.tier_of(cls.registry)
         if cls.tier is None:
             raise RuntimeError("ormcache_redis is not loaded: add it to --load")
-        if wiring.client() is None:
+        if registry_patch.client() is None:
             raise RuntimeError("these tests need ormcache_redis_url (or ORMCACHE_REDIS_URL)")
-        if not wiring.adopt_from_database(cls.registry):
+        if not registry_patch.adopt_from_database(cls.registry):
             with cls.registry.cursor() as cr:
                 numbers = cls.registry.get_sequences(cr)
             raise RuntimeError(

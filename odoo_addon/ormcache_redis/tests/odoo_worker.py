@@ -23,11 +23,11 @@ def main():
 
     server.load_server_wide_modules()
 
-    from odoo.addons.ormcache_redis import wiring
+    from odoo.addons.ormcache_redis import registry_patch
     from odoo.addons.ormcache_redis.tests.probe import Probe
     from odoo.service.model import retrying
 
-    Registry = wiring.registry_module().Registry
+    Registry = registry_patch.registry_module().Registry
     db_name = options["db"]
 
     def request(function):
@@ -86,13 +86,13 @@ def main():
         return {"registry": env.registry.registry_sequence, **env.registry.cache_sequences}
 
     def tier_state(env, cache_name):
-        tier = wiring.tier_of(env.registry)
+        tier = registry_patch.tier_of(env.registry)
         stats = env.registry._Registry__caches[cache_name].stats()
         stats.pop("methods", None)
         return {"counters": tier.counters, "cache": stats, "unverified": sorted(tier.unverified)}
 
     def flush(env):
-        client = wiring.client()
+        client = registry_patch.client()
         return client.flush(5.0) if client is not None else True
 
     commands = {
@@ -116,7 +116,7 @@ def main():
             if name != "flush":
                 # Deferred writes are queued at commit; wait until they are
                 # sent so the other process can read them right away.
-                client = wiring.client()
+                client = registry_patch.client()
                 if client is not None:
                     client.flush(5.0)
             answer = {"ok": True, "result": result}

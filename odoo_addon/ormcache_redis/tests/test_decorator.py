@@ -2,7 +2,9 @@ import time
 
 from odoo.tools.cache import get_cache_key_counter
 
-from .. import glue
+from ormcache_redis._native import UnitOfWork, qualified_name
+from ormcache_redis.addon import shared_tier
+
 from ..decorator import ormcache
 from .common import SharedTierCase
 
@@ -73,7 +75,8 @@ class TestDecorator(SharedTierCase):
         generations = dict(self.cache.method_generations())
         self.registry.reset_changes()  # rollback: nothing is published
         self.assertEqual(dict(self.cache.method_generations()), generations)
-        self.assertIsInstance(self.cache.gate(), list)
+        self.assertIsInstance(self.cache.gate(), UnitOfWork)
         self.assertIn(
-            ("default", glue.qualified_name(Probe.compute.__cache__.method)), glue.DECORATED_METHODS
+            ("default", qualified_name(Probe.compute.__cache__.method)),
+            shared_tier.DECORATED_METHODS,
         )

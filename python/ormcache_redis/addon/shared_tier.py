@@ -1,7 +1,8 @@
-"""The part of the addon that needs no Odoo: settings, namespaces, the gate.
+"""One registry's shared tier: namespaces, the gate, units of work and
+method clears.
 
-Everything here is plain Python on top of the engine, so it is tested
-without Odoo (tests/test_addon_glue.py). ``wiring.py`` connects it to
+Plain Python on top of the engine, tested without Odoo
+(tests/test_shared_tier.py); the addon's ``registry_patch`` connects it to
 Odoo's registry.
 
 Why the shared tier is safe (the rules the code below implements):
@@ -15,7 +16,7 @@ Why the shared tier is safe (the rules the code below implements):
 * A transaction that invalidated a cache (Odoo's thread-local
   ``registry.cache_invalidated``, with the ``_CACHES_BY_KEY`` cascade) or one
   of its methods neither reads nor writes that cache in Redis.
-* Values computed in a transaction are collected (gate lists) and sent only
+* Values computed in a transaction are kept in the engine's unit of work and sent only
   when Odoo signals the end of that unit of work (``signal_changes``, which
   runs after commit), minus those of caches the transaction invalidated at
   any point; ``reset_changes`` (rollback) discards them.
@@ -24,237 +25,24 @@ Why the shared tier is safe (the rules the code below implements):
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import threading
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from ormcache_redis.config import (
-    ConfigError,
-    OptionSource,
-    parse_int,
-    parse_names,
-    parse_redis_url,
-    parse_seconds,
-)
+from ormcache_redis._native import UnitOfWork, qualified_name
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
-
-# Caches whose values are plain data that every process computes alike.
-# routing* (werkzeug maps, endpoints), templates* (compiled QWeb code) and
-# groups (SetDefinitions) hold process-bound objects: they stay local.
-DEFAULT_SHARED_CACHES = ("default", "stable", "assets")
-
-# Methods keyed on secrets, in Odoo's own words (model.method): a cache key
-# never leaves the process when it holds a password or a session id, hashed
-# or not (a fast hash of a password is guessable offline). Methods whose
-# key expressions or parameters look like secrets are added automatically
-# (see looks_secret).
-DEFAULT_LOCAL_METHODS = (
-    "res.users.check",  # 17.0, 18.0: keyed on (uid, passwd)
-    "res.users._check_uid_passwd",  # 19.0: keyed on (uid, passwd)
-    "res.users._compute_session_token",  # keyed on the session id
-    "res.users._crypt_context",  # a passlib CryptContext: process-bound
-)
-
-# Fragments that keep one cache entry local when a string argument of its key
-# contains them: `ir.config_parameter._get_param('database.secret')` caches
-# the secret that signs sessions, and must not be copied to Redis.
-SECRET_KEY_MARKERS = ("secret", "passw", "token", "api_key", "apikey", "private_key", "credential")
-
-SECRET_PATTERN = re.compile(
-    r"passw|secret|\bsid\b|session|token|credential|api_?key|\bpin\b|\botp\b|totp",
-    re.IGNORECASE,
-)
 
 # Seconds the method-clear version lives in Redis after the last clear. When
 # it expires every process re-reads the generations once: nothing is lost.
 METHODS_VERSION_TTL = 7 * 86400
-
-# Deferred writes kept per thread and per cache until the end of the unit
-# of work: a long cron that computes more than this only shares the first.
-MAX_PENDING_WRITES = 2000
-
-# Safe default factories for collections.defaultdict (anything else, e.g. a
-# lambda or a model method, cannot be rebuilt safely in another process).
-SAFE_DEFAULT_FACTORIES: dict[str, Any] = {
-    "list": list,
-    "dict": dict,
-    "set": set,
-    "frozenset": frozenset,
-    "tuple": tuple,
-    "int": int,
-    "float": float,
-    "str": str,
-    "bool": bool,
-}
 
 
 # (cache name, module.qualname) of every method decorated with this addon's
 # ormcache: the only ones another process can clear one by one, so the ones
 # whose L1 entries are dropped when the clears cannot be read from Redis.
 DECORATED_METHODS: set[tuple[str, str]] = set()
-
-
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class Settings:
-    url: str | None
-    expire: int
-    prefix: str
-    shared_caches: tuple[str, ...]
-    local_methods: tuple[str, ...]
-    connect_timeout: float
-    socket_timeout: float
-    write_queue: int
-
-    @property
-    def enabled(self) -> bool:
-        return self.url is not None
-
-
-def load_settings(source: OptionSource, known_caches: Iterable[str]) -> Settings:
-    """Reads every option; raises ConfigError (one sentence) on a bad value."""
-    known = tuple(known_caches)
-    url = parse_redis_url("ormcache_redis_url", source.raw("ormcache_redis_url"))
-    expire = parse_int(
-        "ormcache_redis_expire",
-        source.raw("ormcache_redis_expire"),
-        3600,
-        minimum=1,
-        maximum=365 * 86400,
-    )
-    prefix = source.raw("ormcache_redis_prefix") or "ormcache:"
-    if any(ch.isspace() for ch in prefix) or len(prefix) > 64:
-        raise ConfigError(
-            f"ormcache_redis_prefix must be at most 64 characters without spaces, got {prefix!r}."
-        )
-    # The default names only those of this Odoo (17.0 has no 'stable');
-    # a name the operator wrote must exist.
-    shared = parse_names(
-        "ormcache_redis_shared_caches",
-        source.raw("ormcache_redis_shared_caches"),
-        tuple(name for name in DEFAULT_SHARED_CACHES if name in known),
-    )
-    unknown = [name for name in shared if name not in known]
-    if unknown:
-        raise ConfigError(
-            f"ormcache_redis_shared_caches names unknown cache {unknown[0]!r} "
-            f"(this Odoo has: {', '.join(known)})."
-        )
-    # The built-in secret list always applies: an option can add methods,
-    # never make a password-keyed method shared.
-    extra_local = parse_names(
-        "ormcache_redis_local_methods", source.raw("ormcache_redis_local_methods"), ()
-    )
-    connect_timeout = parse_seconds(
-        "ormcache_redis_connect_timeout",
-        source.raw("ormcache_redis_connect_timeout"),
-        1.0,
-        maximum=60,
-    )
-    socket_timeout = parse_seconds(
-        "ormcache_redis_socket_timeout",
-        source.raw("ormcache_redis_socket_timeout"),
-        0.25,
-        maximum=60,
-    )
-    write_queue = parse_int(
-        "ormcache_redis_write_queue",
-        source.raw("ormcache_redis_write_queue"),
-        10000,
-        minimum=1,
-        maximum=10**7,
-    )
-    return Settings(
-        url=url,
-        expire=expire,
-        prefix=prefix,
-        shared_caches=shared,
-        local_methods=(*DEFAULT_LOCAL_METHODS, *extra_local),
-        connect_timeout=connect_timeout,
-        socket_timeout=socket_timeout,
-        write_queue=write_queue,
-    )
-
-
-# --------------------------------------------------------------------------- value types
-
-
-def register_value_types(
-    codec: Any,
-    *,
-    frozendict: type | None = None,
-    markup: type | None = None,
-    lang_data: type | None = None,
-    lang_data_dict: type | None = None,
-) -> list[str]:
-    """Teaches the codec Odoo's value types; returns the tags registered.
-
-    Each type comes back as itself: a Markup that came back as str would be
-    escaped twice, a LangData that came back as dict would lose attribute
-    access.
-    """
-    tags = []
-    if frozendict is not None:
-        codec.register_type(frozendict, "odoo.frozendict", dict, frozendict)
-        tags.append("odoo.frozendict")
-    if markup is not None:
-        codec.register_type(markup, "markupsafe.Markup", str, markup)
-        tags.append("markupsafe.Markup")
-    if lang_data is not None:
-        codec.register_type(lang_data, "odoo.LangData", dict, lang_data)
-        tags.append("odoo.LangData")
-    if lang_data_dict is not None:
-        codec.register_type(lang_data_dict, "odoo.LangDataDict", dict, lang_data_dict)
-        tags.append("odoo.LangDataDict")
-    codec.register_type(
-        defaultdict, "collections.defaultdict", defaultdict_to_state, defaultdict_from_state
-    )
-    tags.append("collections.defaultdict")
-    return tags
-
-
-def defaultdict_to_state(value: defaultdict) -> tuple[str, dict]:
-    factory = value.default_factory
-    if factory is None:
-        return ("", dict(value))
-    for name, safe in SAFE_DEFAULT_FACTORIES.items():
-        if factory is safe:
-            return (name, dict(value))
-    # The engine counts the value as unencodable and keeps it in L1.
-    raise TypeError(f"defaultdict with default_factory {factory!r} is not shared")
-
-
-def defaultdict_from_state(state: Any) -> defaultdict:
-    name, items = state
-    if name == "":
-        return defaultdict(None, items)
-    try:
-        factory = SAFE_DEFAULT_FACTORIES[name]
-    except KeyError:
-        raise ValueError(f"unknown defaultdict factory {name!r}") from None
-    return defaultdict(factory, items)
-
-
-# --------------------------------------------------------------------------- names
-
-
-def qualified_name(function: Callable[..., Any]) -> str:
-    """The engine's name of a method: ``module.qualname``."""
-    function = getattr(function, "__func__", function)
-    return f"{function.__module__}.{function.__qualname__}"
-
-
-def looks_secret(key_exprs: Iterable[str], parameter_names: Iterable[str]) -> bool:
-    """Whether a cache key (its expressions, or the parameters it may use)
-    looks like it holds a password, token or session id."""
-    return any(SECRET_PATTERN.search(text) for text in (*key_exprs, *parameter_names))
 
 
 def build_namespace(
@@ -279,9 +67,6 @@ def signal_sources(caches_by_key: Mapping[str, Iterable[str]]) -> dict[str, tupl
         for cache_name in cache_names:
             sources.setdefault(cache_name, []).append(signal_name)
     return {name: tuple(names) for name, names in sources.items()}
-
-
-# --------------------------------------------------------------------------- per registry
 
 
 class SharedTier:
@@ -324,7 +109,6 @@ class SharedTier:
         self._lock = threading.Lock()
         # Method-generation sync (see sync_methods).
         self.methods_version: bytes | None = None
-        self.method_generations: dict[str, dict[str, int]] = {}
         self.clearable_methods: set[tuple[str, str]] = set()
         self.local_method_names: list[str] = []
         self.counters = {
@@ -352,13 +136,14 @@ class SharedTier:
 
     def _thread(self) -> Any:
         state = self._local
-        if not hasattr(state, "pending"):
-            state.pending = {}  # cache name -> [(redis_key, payload, ttl)]
+        if not hasattr(state, "unit"):
+            # Writes before the first begin_unit are never sent: their
+            # unit knows no namespace to check them against.
+            state.unit = UnitOfWork()
             state.method_clears = []  # [(cache name, method)]
             state.blocked = set()  # cache names with a method cleared in this unit
             state.methods_version = None  # version seen when this unit started
             state.shared_in_tests = False  # see share_in_tests
-            state.namespaces = {}  # cache name -> namespace when this unit started
         return state
 
     def share_in_tests(self, enabled: bool = True) -> None:
@@ -385,17 +170,9 @@ class SharedTier:
                 # values the test changed and receive values it rolls back.
                 or (testing is not None and not state.shared_in_tests and testing())
             ):
-                pending = state.pending.pop(cache_name, None)
-                if pending:
-                    self.counters["pending_dropped_invalidated"] += len(pending)
+                self.counters["pending_dropped_invalidated"] += state.unit.discard(cache_name)
                 return False
-            pending = state.pending.get(cache_name)
-            if pending is None:
-                pending = state.pending[cache_name] = []
-            elif len(pending) >= MAX_PENDING_WRITES:
-                self.counters["pending_dropped_overflow"] += 1
-                return []  # read Redis; this write goes nowhere
-            return pending
+            return state.unit
 
         gate.__qualname__ = f"SharedTier.gate[{cache_name}]"
         return gate
@@ -452,11 +229,22 @@ class SharedTier:
 
     # ----------------------------------------------------------------- unit of work
 
+    def _new_unit(self) -> UnitOfWork:
+        """A unit checking its writes against the namespaces of now."""
+        return UnitOfWork([self.caches[name] for name in self.shared_caches])
+
+    def _end_unit(self, state: Any) -> UnitOfWork:
+        unit, state.unit = state.unit, self._new_unit()
+        self.counters["pending_dropped_overflow"] += unit.overflow
+        return unit
+
     def begin_unit(self, methods_version: bytes | None) -> None:
         """A request/cron job starts (Odoo's check_signaling)."""
         state = self._thread()
         state.methods_version = methods_version
-        state.namespaces = {name: self.caches[name].namespace for name in self.shared_caches}
+        # Writes of a unit that never ended (no commit, no rollback) are not
+        # known to be committed: never sent.
+        self.counters["pending_dropped_raced"] += self._end_unit(state).discard_all()
 
     def request_method_clear(self, cache_name: str, method: Callable[..., Any]) -> bool:
         """``method.clear_cache(record)``: drop this process's entries now,
@@ -473,9 +261,7 @@ class SharedTier:
         state = self._thread()
         state.method_clears.append((cache_name, method))
         state.blocked.add(cache_name)
-        pending = state.pending.pop(cache_name, None)
-        if pending:
-            self.counters["pending_dropped_invalidated"] += len(pending)
+        self.counters["pending_dropped_invalidated"] += state.unit.discard(cache_name)
         self.clearable_methods.add((cache_name, qualified_name(method)))
         return True
 
@@ -549,46 +335,41 @@ class SharedTier:
         in this unit, except those of caches it invalidated. Returns how many
         writes were queued."""
         state = self._thread()
-        pending, state.pending = state.pending, {}
+        unit = self._end_unit(state)
         blocked, state.blocked = state.blocked, set()
         start_version = state.methods_version
-        if not pending or not any(pending.values()):
+        pending = {name: count for name, count in unit.pending().items() if count}
+        if not pending:
             return 0
         if registry_invalidated:
-            self.counters["pending_dropped_invalidated"] += sum(map(len, pending.values()))
+            self.counters["pending_dropped_invalidated"] += unit.discard_all()
             return 0
         invalidated = set(invalidated)
         if start_version is None or self.read_methods_version() != start_version:
             # A method was cleared while this unit ran (or we cannot tell):
             # values it computed may predate that clear yet carry the new
             # method generation the engine read during the transaction.
-            self.counters["pending_dropped_raced"] += sum(map(len, pending.values()))
+            self.counters["pending_dropped_raced"] += unit.discard_all()
             return 0
         queued = 0
-        for cache_name, writes in pending.items():
-            if not writes:
-                continue
+        for cache_name in pending:
             sources = self.sources.get(cache_name, (cache_name,))
             if cache_name in blocked or not invalidated.isdisjoint(sources):
-                self.counters["pending_dropped_invalidated"] += len(writes)
+                self.counters["pending_dropped_invalidated"] += unit.discard(cache_name)
                 continue
-            cache = self.caches[cache_name]
-            if not cache.shared or cache.namespace != state.namespaces.get(cache_name):
-                # The namespace moved while this unit ran: another thread of
-                # this process committed a change of this cache (threaded
-                # server). Values this unit computed from its older snapshot
-                # may carry the new namespace: never send them.
-                self.counters["pending_dropped_raced"] += len(writes)
-                continue
-            queued += cache.commit_writes(writes)
+            # The unit drops the writes of a cache whose namespace moved
+            # while it ran (another thread of this process committed a
+            # change of it): they may carry the newer namespace.
+            sent, _dropped, raced = unit.commit(self.caches[cache_name])
+            queued += sent
+            self.counters["pending_dropped_raced"] += raced
         self.counters["writes_committed"] += queued
         return queued
 
     def rollback_unit(self) -> None:
         """Odoo's reset_changes: nothing computed in this unit reaches Redis."""
         state = self._thread()
-        pending, state.pending = state.pending, {}
-        self.counters["pending_dropped_rollback"] += sum(map(len, pending.values()))
+        self.counters["pending_dropped_rollback"] += self._end_unit(state).discard_all()
         clears, state.method_clears = state.method_clears, []
         for cache_name, method in clears:
             # L1 may hold values computed after the clear from the data that
@@ -651,20 +432,8 @@ class SharedTier:
         try:
             for cache_name in self.shared_caches:
                 cache = self.caches[cache_name]
-                if not cache.shared:
-                    continue
-                current = dict(cache.method_generations())
-                known = self.method_generations.get(cache_name, {})
-                mine = dict(cache.known_generations())
-                # A token that changed since the last sync, or that differs
-                # from the one this process computed its copies under, was
-                # cleared; one that vanished was lost (evicted, flushed):
-                # either way this process's copies may predate a clear.
-                for method_name in current.keys() | known.keys() | mine.keys():
-                    token = current.get(method_name)
-                    if known.get(method_name) != token or mine.get(method_name, token) != token:
-                        cache.evict_method(method_name)
-                self.method_generations[cache_name] = current
+                if cache.shared:
+                    cache.sync_generations()
         except Exception:
             self.counters["sync_failures"] += 1
             return None

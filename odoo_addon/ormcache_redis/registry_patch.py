@@ -24,14 +24,14 @@ import functools
 import importlib
 import inspect
 import logging
-import threading
 from contextlib import closing
 from typing import Any
 
-from ormcache_redis._native import Codec, RedisClient, TwoTierCache
+from ormcache_redis._native import Codec, RedisClient, TwoTierCache, qualified_name
+from ormcache_redis.addon import settings, shared_tier, value_types
 from ormcache_redis.config import ConfigError, OptionSource
 
-from . import deployment_keys, glue
+from . import deployment_keys
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
 
@@ -52,11 +52,11 @@ def registry_module() -> Any:
     return importlib.import_module("odoo.modules.registry")
 
 
-def tier_of(registry: Any) -> glue.SharedTier | None:
+def tier_of(registry: Any) -> shared_tier.SharedTier | None:
     return registry.__dict__.get(TIER_ATTRIBUTE) if registry is not None else None
 
 
-def settings() -> glue.Settings | None:
+def installed_settings() -> settings.Settings | None:
     return _installed.get("settings")
 
 
@@ -75,7 +75,7 @@ def build_codec() -> Codec:
 
     res_lang = importlib.import_module("odoo.addons.base.models.res_lang")
     codec = Codec()
-    glue.register_value_types(
+    value_types.register_value_types(
         codec,
         frozendict=frozendict,
         markup=Markup,
@@ -93,7 +93,7 @@ def install() -> None:
 
     module = registry_module()
     try:
-        options = glue.load_settings(OptionSource(config.get), module._REGISTRY_CACHES)
+        options = settings.load_settings(OptionSource(config.get), module._REGISTRY_CACHES)
         secrets = deployment_keys.DeploymentSecrets(
             deployment_keys.configured_secret(OptionSource(config.get)),
             deployment_keys.read_database_secret,
@@ -119,9 +119,11 @@ def install() -> None:
             settings=options, client=redis_client, codec=build_codec(), secrets=secrets
         )
         _patch_registry(module)
-        _patch_stats_signal()
+        from . import stats_signal  # it reads this module's registries
+
+        stats_signal.install()
     except Exception as error:
-        # Half-installed wiring would be worse than no start at all.
+        # Half-installed registry_patch would be worse than no start at all.
         _logger.critical("cannot install (%s)", error, exc_info=True)
         raise SystemExit(f"ormcache_redis: cannot install: {error}") from error
     if redis_client is None:
@@ -233,7 +235,7 @@ def _patch_registry(module: Any) -> None:
 
 def _attach(registry: Any, caches_by_key: dict) -> None:
     """Replaces every cache of the registry with an engine cache."""
-    options: glue.Settings = _installed["settings"]
+    options: settings.Settings = _installed["settings"]
     redis_client = _installed["client"]
     codec = _installed["codec"]
     caches = registry._Registry__caches
@@ -247,10 +249,10 @@ def _attach(registry: Any, caches_by_key: dict) -> None:
             codec=codec,
             prefix=options.prefix,
             ttl=options.expire,
-            secret_markers=glue.SECRET_KEY_MARKERS,
+            secret_markers=settings.SECRET_KEY_MARKERS,
         )
     caches.update(two_tier)
-    tier = glue.SharedTier(
+    tier = shared_tier.SharedTier(
         db_name=registry.db_name,
         caches=caches,
         caches_by_key=caches_by_key,
@@ -263,7 +265,7 @@ def _attach(registry: Any, caches_by_key: dict) -> None:
     registry.__dict__[TIER_ATTRIBUTE] = tier
 
 
-def _key_shared_caches(registry: Any, tier: glue.SharedTier) -> bool:
+def _key_shared_caches(registry: Any, tier: shared_tier.SharedTier) -> bool:
     """Gives the shared caches the secret that authenticates their entries;
     False when there is none (they then stay in the process)."""
     if not tier.shared_caches:
@@ -310,7 +312,10 @@ def _read_sequences(registry: Any) -> tuple[int, dict[str, int]]:
 
 
 def _adopt_if_confirmed(
-    registry: Any, tier: glue.SharedTier, caches_by_key: dict, expected_registry: int | None = None
+    registry: Any,
+    tier: shared_tier.SharedTier,
+    caches_by_key: dict,
+    expected_registry: int | None = None,
 ) -> bool:
     """Turns sharing on when the database holds the numbers Odoo has."""
     try:
@@ -330,7 +335,7 @@ def _adopt_if_confirmed(
 
 
 def _confirm_signal(
-    registry: Any, tier: glue.SharedTier, invalidated: set[str], before: dict[str, int]
+    registry: Any, tier: shared_tier.SharedTier, invalidated: set[str], before: dict[str, int]
 ) -> None:
     """After Odoo signaled ``invalidated``: keep sharing those caches only
     if the numbers Odoo now holds are the database's and nobody else
@@ -352,10 +357,10 @@ def _confirm_signal(
         tier.suspend(invalidated)
 
 
-def _set_local_methods(registry: Any, tier: glue.SharedTier) -> None:
+def _set_local_methods(registry: Any, tier: shared_tier.SharedTier) -> None:
     """Every cached method keyed on a secret, or listed in the options,
     stays in the process (all overrides of it, in every module)."""
-    options: glue.Settings = _installed["settings"]
+    options: settings.Settings = _installed["settings"]
     listed = set(options.local_methods)
     local = set()
     seen: set[int] = set()
@@ -370,7 +375,7 @@ def _set_local_methods(registry: Any, tier: glue.SharedTier) -> None:
                 method = getattr(cache, "method", None)
                 if method is None:
                     continue
-                name = glue.qualified_name(method)
+                name = qualified_name(method)
                 exprs = [*getattr(cache, "args", ()), *map(str, getattr(cache, "keys", ()) or ())]
                 try:
                     parameters = list(inspect.signature(method).parameters)
@@ -379,80 +384,10 @@ def _set_local_methods(registry: Any, tier: glue.SharedTier) -> None:
                 if (
                     f"{model_name}.{attribute}" in listed
                     or name in listed
-                    or glue.looks_secret(exprs, parameters[1:])
+                    or settings.looks_secret(exprs, parameters[1:])
                 ):
                     local.add(name)
     frozen = frozenset(local)
     for cache in registry._Registry__caches.values():
         cache.local_methods = frozen
     tier.local_method_names = sorted(frozen)
-
-
-# --------------------------------------------------------------------------- SIGUSR1
-
-
-def _patch_stats_signal() -> None:
-    """``kill -USR1``: Odoo's table first, then the shared-tier figures."""
-    import odoo.tools
-    from odoo.service import server
-
-    # Not ``from odoo.tools import cache``: in 17.0/18.0 that name is the
-    # ``cache = ormcache`` alias, not the module.
-    odoo_cache = importlib.import_module("odoo.tools.cache")
-
-    original = odoo_cache.log_ormcache_stats
-
-    @functools.wraps(original)
-    def log_ormcache_stats(sig=None, frame=None):
-        result = original(sig, frame)
-        # Logging from a signal handler can deadlock on the handler's lock
-        # (19 moved its own logging to a thread for that reason).
-        threading.Thread(target=log_shared_stats, name="ormcache_redis.stats").start()
-        return result
-
-    odoo_cache.log_ormcache_stats = log_ormcache_stats
-    server.log_ormcache_stats = log_ormcache_stats
-    if getattr(odoo.tools, "log_ormcache_stats", None) is original:
-        odoo.tools.log_ormcache_stats = log_ormcache_stats
-
-
-def stats_lines(registry: Any) -> list[str]:
-    tier = tier_of(registry)
-    if tier is None:
-        return []
-    lines = [
-        f"ormcache_redis {registry.db_name}: registry r{tier.registry_sequence}, "
-        f"counters {tier.counters}"
-    ]
-    for cache_name, cache in registry._Registry__caches.items():
-        stats = cache.stats()
-        lines.append(
-            f"{cache_name:>25}: {len(cache)}/{cache.count} entries, "
-            f"shared={'yes' if stats.get('shared') and cache.client is not None else 'no'}, "
-            f"L1 {stats.get('l1_hits', 0)}, L2 {stats.get('l2_hits', 0)}, "
-            f"miss {stats.get('misses', 0)}, unencodable {stats.get('unencodable_values', 0)}, "
-            f"writes {stats.get('writes_queued', 0)}, "
-            f"redis p50 {stats.get('redis_latency_p50_us', 0)}us"
-        )
-        methods = stats.get("methods") or {}
-        for method_name, figures in sorted(methods.items()):
-            lookups = figures["l1_hits"] + figures["l2_hits"] + figures["misses"]
-            lines.append(
-                f"{'':>27}{figures['hit_ratio'] * 100:5.1f}% hit, "
-                f"L1 {figures['l1_hits']:6d}, L2 {figures['l2_hits']:6d}, "
-                f"miss {figures['misses']:6d}, lookups {lookups:7d}  {method_name}"
-            )
-    return lines
-
-
-def log_shared_stats() -> None:
-    try:
-        Registry = registry_module().Registry
-        registries = Registry.registries
-        items = registries.snapshot if hasattr(registries, "snapshot") else registries.d
-        for _db_name, registry in sorted(dict(items).items()):
-            lines = stats_lines(registry)
-            if lines:
-                _logger.info("\n".join(lines))
-    except Exception:
-        _logger.exception("cannot log shared-tier stats")

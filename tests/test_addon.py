@@ -1,29 +1,25 @@
-"""The Odoo addon's glue that needs no Odoo: options, namespaces, the gate,
-deferred writes, method clears, value types.
+"""The Odoo addon's logic that needs no Odoo (``ormcache_redis.addon``):
+options, namespaces, the gate, units of work, method clears, value types.
 
-glue.py is loaded from its file (the addon package itself imports Odoo).
 Tests that talk to Redis start their own redis-server on a free port.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import sys
 import threading
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from ormcache_redis._native import Codec, RedisClient, TwoTierCache
+from ormcache_redis._native import Codec, RedisClient, TwoTierCache, UnitOfWork, qualified_name
+from ormcache_redis.addon import shared_tier, value_types
+from ormcache_redis.addon.settings import load_settings, looks_secret
 from ormcache_redis.config import ConfigError, OptionSource
 from ormcache_redis.testing import RedisServer
 
-GLUE_PATH = Path(__file__).parent.parent / "odoo_addon" / "ormcache_redis" / "glue.py"
-_spec = importlib.util.spec_from_file_location("ormcache_redis_addon_glue", GLUE_PATH)
-glue = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = glue  # dataclasses look their module up
-_spec.loader.exec_module(glue)
+ADDON_PATH = Path(__file__).parent.parent / "odoo_addon" / "ormcache_redis"
 
 # Odoo 19's tables (17 has no stable/groups; the logic is the same).
 REGISTRY_CACHES = {
@@ -67,7 +63,7 @@ def redis_url():
 
 
 def test_defaults_without_any_option():
-    settings = glue.load_settings(options(), REGISTRY_CACHES)
+    settings = load_settings(options(), REGISTRY_CACHES)
     assert settings.url is None and not settings.enabled
     assert settings.expire == 3600
     assert settings.prefix == "ormcache:"
@@ -85,13 +81,13 @@ def test_config_file_wins_over_environment_which_is_the_fallback():
         {"ormcache_redis_expire": "60"}.get,
         environ={"ORMCACHE_REDIS_EXPIRE": "90", "ORMCACHE_REDIS_URL": "redis://h:1/2"},
     )
-    settings = glue.load_settings(source, REGISTRY_CACHES)
+    settings = load_settings(source, REGISTRY_CACHES)
     assert settings.expire == 60
     assert settings.url == "redis://h:1/2"
 
 
 def test_local_methods_option_extends_the_secret_list():
-    settings = glue.load_settings(
+    settings = load_settings(
         options(ormcache_redis_local_methods="my.model._secret, x.y.Z.m"), REGISTRY_CACHES
     )
     assert "res.users._compute_session_token" in settings.local_methods
@@ -115,7 +111,7 @@ def test_local_methods_option_extends_the_secret_list():
 )
 def test_bad_value_is_one_sentence_naming_the_option(option, value):
     with pytest.raises(ConfigError) as raised:
-        glue.load_settings(options(**{option: value}), REGISTRY_CACHES)
+        load_settings(options(**{option: value}), REGISTRY_CACHES)
     message = str(raised.value)
     assert option in message
     assert "\n" not in message and message.endswith(".")
@@ -123,10 +119,10 @@ def test_bad_value_is_one_sentence_naming_the_option(option, value):
 
 def test_shared_caches_are_checked_against_this_odoo():
     odoo17 = {name: n for name, n in REGISTRY_CACHES.items() if name not in ("stable", "groups")}
-    assert glue.load_settings(options(), odoo17).shared_caches == ("default", "assets")
+    assert load_settings(options(), odoo17).shared_caches == ("default", "assets")
     with pytest.raises(ConfigError, match="ormcache_redis_shared_caches"):
-        glue.load_settings(options(ormcache_redis_shared_caches="stable"), odoo17)
-    settings = glue.load_settings(options(ormcache_redis_shared_caches="default,assets"), odoo17)
+        load_settings(options(ormcache_redis_shared_caches="stable"), odoo17)
+    settings = load_settings(options(ormcache_redis_shared_caches="default,assets"), odoo17)
     assert settings.shared_caches == ("default", "assets")
 
 
@@ -134,32 +130,32 @@ def test_shared_caches_are_checked_against_this_odoo():
 
 
 def test_namespace_holds_db_registry_cache_and_generation():
-    namespace = glue.build_namespace("prod", 12, "default", (40, 7))
+    namespace = shared_tier.build_namespace("prod", 12, "default", (40, 7))
     assert namespace == b"prod:r12:default:g40.7"
     others = {
-        glue.build_namespace("prod2", 12, "default", (40, 7)),
-        glue.build_namespace("prod", 13, "default", (40, 7)),
-        glue.build_namespace("prod", 12, "stable", (40, 7)),
-        glue.build_namespace("prod", 12, "default", (41, 7)),
-        glue.build_namespace("prod", 12, "default", (40, 8)),
+        shared_tier.build_namespace("prod2", 12, "default", (40, 7)),
+        shared_tier.build_namespace("prod", 13, "default", (40, 7)),
+        shared_tier.build_namespace("prod", 12, "stable", (40, 7)),
+        shared_tier.build_namespace("prod", 12, "default", (41, 7)),
+        shared_tier.build_namespace("prod", 12, "default", (40, 8)),
     }
     assert namespace not in others and len(others) == 5
 
 
 def test_signal_sources_follow_the_cascade():
-    sources = glue.signal_sources(CACHES_BY_KEY)
+    sources = shared_tier.signal_sources(CACHES_BY_KEY)
     assert sources["default"] == ("default", "stable")
     assert sources["stable"] == ("stable",)
     assert sources["templates.cached_values"] == tuple(CACHES_BY_KEY)
 
 
 def test_looks_secret():
-    assert glue.looks_secret(["uid", "passwd"], [])
-    assert glue.looks_secret(["sid"], [])
-    assert glue.looks_secret([], ["api_key"])
-    assert glue.looks_secret(["self.env.context.get('access_token')"], [])
-    assert not glue.looks_secret(["key"], ["key"])
-    assert not glue.looks_secret(["model_name", "self.env.uid", "frozenset(groups)"], [])
+    assert looks_secret(["uid", "passwd"], [])
+    assert looks_secret(["sid"], [])
+    assert looks_secret([], ["api_key"])
+    assert looks_secret(["self.env.context.get('access_token')"], [])
+    assert not looks_secret(["key"], ["key"])
+    assert not looks_secret(["model_name", "self.env.uid", "frozenset(groups)"], [])
 
 
 def test_qualified_name_of_function_and_classmethod():
@@ -171,10 +167,10 @@ def test_qualified_name_of_function_and_classmethod():
         def klass(cls):
             pass
 
-    assert glue.qualified_name(Users.check).endswith(
+    assert qualified_name(Users.check).endswith(
         "test_qualified_name_of_function_and_classmethod.<locals>.Users.check"
     )
-    assert glue.qualified_name(Users.klass).endswith("Users.klass")
+    assert qualified_name(Users.klass).endswith("Users.klass")
 
 
 # --------------------------------------------------------------------------- value types
@@ -194,7 +190,7 @@ class FakeLangData(dict):
 
 def test_value_types_come_back_as_themselves():
     codec = Codec()
-    tags = glue.register_value_types(
+    tags = value_types.register_value_types(
         codec, frozendict=FakeFrozendict, markup=FakeMarkup, lang_data=FakeLangData
     )
     assert "odoo.frozendict" in tags and "markupsafe.Markup" in tags
@@ -209,7 +205,7 @@ def test_value_types_come_back_as_themselves():
 
 def test_defaultdict_only_with_a_safe_factory():
     codec = Codec()
-    glue.register_value_types(codec)
+    value_types.register_value_types(codec)
     value = defaultdict(list, {"a": [1]})
     back = codec.loads(codec.dumps(value))
     assert type(back) is defaultdict and back.default_factory is list and back == value
@@ -237,12 +233,12 @@ def make_tier(client=None, shared=("default", "stable", "assets"), testing=None)
             client=client if name in shared else None,
             codec=codec,
             prefix="t:",
-            secret="glue-test-secret",
+            secret="addon-test-secret",
         )
         for name, size in REGISTRY_CACHES.items()
     }
     flags = Invalidation()
-    tier = glue.SharedTier(
+    tier = shared_tier.SharedTier(
         db_name="db1",
         caches=caches,
         caches_by_key=CACHES_BY_KEY,
@@ -287,40 +283,47 @@ def test_guessed_numbers_suspend_until_read_back(redis_url):
 
 
 def test_gate_refuses_caches_invalidated_in_this_thread(redis_url):
-    tier, _caches, flags = make_tier(RedisClient(redis_url))
+    tier, caches, flags = make_tier(RedisClient(redis_url))
     tier.ready = True
     tier.adopt(3, SEQUENCES)
+    tier.begin_unit(tier.sync_methods())
     gate = tier._gates["default"]
-    pending = gate()
-    assert pending == [] and isinstance(pending, list)
-    pending.append((b"k", b"v", 10))
+    unit = gate()
+    assert isinstance(unit, UnitOfWork) and unit.pending() == {}
+    caches["default"][KEY] = "computed before the invalidation"
+    assert unit.pending() == {"default": 1}
     flags.names.add("stable")  # stable cascades into default
     assert gate() is False
-    assert tier._gates["assets"]() == []
+    assert tier._gates["assets"]() is unit
     # The pending write computed before the invalidation is gone.
-    assert "default" not in tier._thread().pending
+    assert unit.pending().get("default", 0) == 0
+    assert tier.counters["pending_dropped_invalidated"] == 1
     seen = {}
     thread = threading.Thread(target=lambda: seen.update(other=tier._gates["default"]()))
     thread.start()
     thread.join()
-    assert seen["other"] == []  # other threads are not affected
+    assert isinstance(seen["other"], UnitOfWork)  # other threads are not affected
+    assert seen["other"] is not unit
 
 
 def test_while_a_test_runs_only_threads_that_opted_in_use_redis(redis_url):
     # An HttpCase request runs in the test's uncommitted transaction, in
     # another thread than the one that changed data (thread-local flags).
     running = {"test": None}
-    tier, _caches, _flags = make_tier(RedisClient(redis_url), testing=lambda: running["test"])
+    tier, caches, _flags = make_tier(RedisClient(redis_url), testing=lambda: running["test"])
     tier.ready = True
     tier.adopt(3, SEQUENCES)
+    tier.begin_unit(tier.sync_methods())
     gate = tier._gates["default"]
-    assert gate() == []
-    gate().append((b"k", b"v", 10))
+    unit = gate()
+    assert isinstance(unit, UnitOfWork)
+    caches["default"][KEY] = "computed before the test"
+    assert unit.pending() == {"default": 1}
     running["test"] = "TestSomething.test_x"
     assert gate() is False  # neither read nor written
-    assert "default" not in tier._thread().pending
+    assert unit.pending().get("default", 0) == 0
     tier.share_in_tests(True)
-    assert gate() == []
+    assert gate() is unit
     seen = {}
     thread = threading.Thread(target=lambda: seen.update(other=tier._gates["default"]()))
     thread.start()
@@ -328,7 +331,7 @@ def test_while_a_test_runs_only_threads_that_opted_in_use_redis(redis_url):
     assert seen["other"] is False  # opting in is per thread
     tier.share_in_tests(False)
     running["test"] = None
-    assert gate() == []
+    assert gate() is unit
 
 
 def _entry_count(redis_url: str) -> int:
@@ -515,20 +518,20 @@ def test_redis_down_sync_evicts_clearable_methods(redis_url):
     tier, caches, _ = make_tier(RedisClient("redis://127.0.0.1:1/0", connect_timeout=0.1))
     tier.ready = True
     tier.adopt(3, SEQUENCES)
-    name = glue.qualified_name(test_looks_secret)
-    glue.DECORATED_METHODS.add(("default", name))
+    name = qualified_name(test_looks_secret)
+    shared_tier.DECORATED_METHODS.add(("default", name))
     try:
         caches["default"][KEY] = "value"
         assert tier.sync_methods() is None
         assert KEY not in caches["default"]
     finally:
-        glue.DECORATED_METHODS.discard(("default", name))
+        shared_tier.DECORATED_METHODS.discard(("default", name))
 
 
 # --------------------------------------------------------------------------- secrets
 
 _keys_spec = importlib.util.spec_from_file_location(
-    "ormcache_redis_addon_deployment_keys", GLUE_PATH.with_name("deployment_keys.py")
+    "ormcache_redis_addon_deployment_keys", ADDON_PATH / "deployment_keys.py"
 )
 deployment_keys = importlib.util.module_from_spec(_keys_spec)
 _keys_spec.loader.exec_module(deployment_keys)

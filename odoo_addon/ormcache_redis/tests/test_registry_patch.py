@@ -4,15 +4,16 @@ import signal
 from markupsafe import Markup
 from odoo.tools import frozendict
 
-from ormcache_redis._native import TwoTierCache
+from ormcache_redis._native import TwoTierCache, UnitOfWork, qualified_name
+from ormcache_redis.addon import shared_tier
 
-from .. import glue, wiring
+from .. import registry_patch, stats_signal
 from .common import SharedTierCase
 
 odoo_cache = importlib.import_module("odoo.tools.cache")  # not odoo.tools.cache: an alias
 
 
-class TestWiring(SharedTierCase):
+class TestRegistryPatch(SharedTierCase):
     def test_every_registry_cache_is_two_tier(self):
         self.assertTrue(self.caches)
         for name, cache in self.caches.items():
@@ -20,7 +21,7 @@ class TestWiring(SharedTierCase):
             self.assertEqual(cache.name, name)
 
     def test_shared_and_local_caches(self):
-        shared = set(wiring.settings().shared_caches)
+        shared = set(registry_patch.installed_settings().shared_caches)
         self.assertIn("default", shared)
         for name, cache in self.caches.items():
             if name in shared:
@@ -33,9 +34,9 @@ class TestWiring(SharedTierCase):
     def test_namespace_is_the_database_signaling(self):
         with self.registry.cursor() as cr:
             registry_sequence, sequences = self.registry.get_sequences(cr)
-        sources = glue.signal_sources(wiring.registry_module()._CACHES_BY_KEY)
-        for name in wiring.settings().shared_caches:
-            expected = glue.build_namespace(
+        sources = shared_tier.signal_sources(registry_patch.registry_module()._CACHES_BY_KEY)
+        for name in registry_patch.installed_settings().shared_caches:
+            expected = shared_tier.build_namespace(
                 self.env.cr.dbname,
                 registry_sequence,
                 name,
@@ -52,9 +53,9 @@ class TestWiring(SharedTierCase):
             if method is None:
                 continue
             cached = getattr(method, "__func__", method).__cache__.method
-            self.assertIn(glue.qualified_name(cached), local, attribute)
+            self.assertIn(qualified_name(cached), local, attribute)
         # And a real computation is counted as local only.
-        name = glue.qualified_name(type(Users)._compute_session_token.__cache__.method)
+        name = qualified_name(type(Users)._compute_session_token.__cache__.method)
         cache = self.caches["default"]
         before = cache.stats()["methods"].get(name, {}).get("local_only", 0)
         self.env.user._compute_session_token("0" * 40)
@@ -69,23 +70,24 @@ class TestWiring(SharedTierCase):
         self.assertTrue(secret)
         stable = self.caches.get("stable") or self.caches["default"]  # 17.0 has no 'stable'
         before = stable.stats()["secret_keys"]
+        unit = self.tier._thread().unit
+        pending_before = unit.pending().get(stable.name, 0)
         stable.clear()
         self.assertEqual(Params.get_param("database.secret"), secret)
         self.assertGreater(stable.stats()["secret_keys"], before)
-        pending = self.tier._thread().pending.get(stable.name, [])
-        self.assertFalse([p for p in pending if secret.encode() in p[1]])
+        self.assertEqual(unit.pending().get(stable.name, 0), pending_before)
 
     def test_clear_cache_keeps_odoo_meaning_and_stops_sharing_in_this_transaction(self):
         default = self.caches["default"]
         self.env["ir.model.data"]._xmlid_lookup("base.user_admin")
         self.assertTrue(len(default))
-        self.assertIsInstance(default.gate(), list)
+        self.assertIsInstance(default.gate(), UnitOfWork)
         self.registry.clear_cache("default")
         self.assertEqual(len(default), 0)
         self.assertIn("default", self.registry.cache_invalidated)
         self.assertIs(default.gate(), False)
         # Other caches are not affected.
-        self.assertIsInstance(self.caches["assets"].gate(), list)
+        self.assertIsInstance(self.caches["assets"].gate(), UnitOfWork)
         # Values computed now stay in L1.
         before = default.stats()["writes_deferred"]
         self.env["ir.model.data"]._xmlid_lookup("base.user_admin")
@@ -93,7 +95,7 @@ class TestWiring(SharedTierCase):
         self.assertTrue(len(default))
 
     def test_cascade_of_invalidations(self):
-        cascade = wiring.registry_module()._CACHES_BY_KEY
+        cascade = registry_patch.registry_module()._CACHES_BY_KEY
         for name, targets in cascade.items():
             for target in targets:
                 if target in self.caches and self.caches[target].gate is not None:
@@ -106,15 +108,15 @@ class TestWiring(SharedTierCase):
         default = self.caches["default"]
         default.clear()  # L1 only: the lookup below must compute
         self.env["ir.model.data"]._xmlid_lookup("base.user_admin")
-        pending = self.tier._thread().pending.get("default")
+        pending = self.tier._thread().unit.pending().get("default")
         self.assertTrue(pending, "the value waits for the commit")
         before = self.tier.counters["pending_dropped_rollback"]
         self.registry.reset_changes()
-        self.assertFalse(self.tier._thread().pending)
+        self.assertFalse(any(self.tier._thread().unit.pending().values()))
         self.assertGreater(self.tier.counters["pending_dropped_rollback"], before)
 
     def test_value_types_round_trip_as_themselves(self):
-        codec = wiring._installed["codec"]
+        codec = registry_patch._installed["codec"]
         value = frozendict({"html": Markup("<b>x</b>"), "ids": (1, 2)})
         back = codec.loads(codec.dumps(value))
         self.assertIs(type(back), frozendict)
@@ -132,11 +134,11 @@ class TestWiring(SharedTierCase):
     def test_usr1_stats_include_the_shared_tier(self):
         self.assertIsNot(odoo_cache.log_ormcache_stats.__wrapped__, None)
         self.env["ir.model.data"]._xmlid_lookup("base.user_admin")
-        text = "\n".join(wiring.stats_lines(self.registry))
+        text = "\n".join(stats_signal.stats_lines(self.registry))
         self.assertIn("default", text)
         self.assertIn("_xmlid_lookup", text)
         self.assertIn("L2", text)
-        wiring.log_shared_stats()  # what the signal handler's thread runs
+        stats_signal.log_shared_stats()  # what the signal handler's thread runs
         # The handler Odoo installed for SIGUSR1 runs Odoo's table and ours.
         odoo_cache.log_ormcache_stats(signal.SIGUSR1, None)
 

@@ -1,0 +1,9 @@
+"""The Odoo addon's logic that needs no Odoo, importable and tested without it.
+
+- :mod:`.settings`: the ``ormcache_redis_*`` options and what stays local;
+- :mod:`.value_types`: Odoo's value types taught to the codec;
+- :mod:`.shared_tier`: one registry's shared tier (namespaces from Odoo's
+  signaling, the transaction gate, units of work, method clears).
+
+``odoo_addon/ormcache_redis`` connects them to Odoo's registry.
+"""
