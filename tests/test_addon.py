@@ -6,7 +6,6 @@ Tests that talk to Redis start their own redis-server on a free port.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from collections import defaultdict
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ormcache_redis._native import Codec, RedisClient, TwoTierCache, UnitOfWork, qualified_name
-from ormcache_redis.addon import shared_tier, value_types
+from ormcache_redis.addon import deployment_keys, shared_tier, value_types
 from ormcache_redis.addon.settings import load_settings, looks_secret
 from ormcache_redis.config import ConfigError, OptionSource
 from ormcache_redis.testing import RedisServer
@@ -68,6 +67,8 @@ def test_defaults_without_any_option():
     assert settings.expire == 3600
     assert settings.prefix == "ormcache:"
     assert settings.shared_caches == ("default", "stable", "assets")
+    assert (settings.socket_timeout, settings.connect_timeout) == (0.25, 0.5)
+    assert settings.write_queue_bytes == 64 * 1024 * 1024
     for secret in (
         "res.users.check",
         "res.users._check_uid_passwd",
@@ -107,11 +108,14 @@ def test_local_methods_option_extends_the_secret_list():
         ("ormcache_redis_socket_timeout", "-1"),
         ("ormcache_redis_connect_timeout", "nan"),
         ("ormcache_redis_write_queue", "many"),
+        ("ormcache_redis_write_queue_mb", "0"),
+        ("ormcache_redis_secret", "too-short"),
     ],
 )
 def test_bad_value_is_one_sentence_naming_the_option(option, value):
     with pytest.raises(ConfigError) as raised:
         load_settings(options(**{option: value}), REGISTRY_CACHES)
+        deployment_keys.configured_secret(options(**{option: value}))
     message = str(raised.value)
     assert option in message
     assert "\n" not in message and message.endswith(".")
@@ -530,12 +534,6 @@ def test_redis_down_sync_evicts_clearable_methods(redis_url):
 
 # --------------------------------------------------------------------------- secrets
 
-_keys_spec = importlib.util.spec_from_file_location(
-    "ormcache_redis_addon_deployment_keys", ADDON_PATH / "deployment_keys.py"
-)
-deployment_keys = importlib.util.module_from_spec(_keys_spec)
-_keys_spec.loader.exec_module(deployment_keys)
-
 
 def test_each_database_keys_its_data_with_its_own_secret():
     asked = []
@@ -576,3 +574,26 @@ def test_configured_secret_option():
     assert deployment_keys.configured_secret(options(ormcache_redis_secret="s" * 16)) == "s" * 16
     with pytest.raises(ConfigError, match="ormcache_redis_secret"):
         deployment_keys.configured_secret(options(ormcache_redis_secret="short"))
+
+
+def test_an_unreadable_database_is_asked_again_only_after_a_while(caplog):
+    """Database names come from session records, chosen by whoever writes to
+    Redis: a name that does not exist must not cost a PostgreSQL connection
+    (and a log line) per request."""
+    attempts = []
+    now = [1000.0]
+
+    def read(db_name):
+        attempts.append(db_name)
+        raise OSError("database does not exist")
+
+    secrets = deployment_keys.DeploymentSecrets(None, read, clock=lambda: now[0])
+    with caplog.at_level("WARNING"):
+        for _ in range(50):
+            assert secrets.for_database("forged") is None
+        assert secrets.for_database("also-forged") is None
+    assert attempts == ["forged", "also-forged"]
+    assert len(caplog.records) == 1  # one line a minute at most
+    now[0] += 61
+    assert secrets.for_database("forged") is None
+    assert attempts == ["forged", "also-forged", "forged"]

@@ -30,6 +30,7 @@ from typing import Any
 from ormcache_redis._native import Codec, RedisClient, TwoTierCache, qualified_name
 from ormcache_redis.addon import settings, shared_tier, value_types
 from ormcache_redis.config import ConfigError, OptionSource
+from ormcache_redis.server_check import eviction_warning
 
 from . import deployment_keys
 
@@ -64,11 +65,6 @@ def client() -> RedisClient | None:
     return _installed.get("client")
 
 
-def deployment_secrets() -> deployment_keys.DeploymentSecrets | None:
-    """The secrets that authenticate shared entries and session records."""
-    return _installed.get("secrets")
-
-
 def build_codec() -> Codec:
     from markupsafe import Markup
     from odoo.tools import frozendict
@@ -94,16 +90,14 @@ def install() -> None:
     module = registry_module()
     try:
         options = settings.load_settings(OptionSource(config.get), module._REGISTRY_CACHES)
-        secrets = deployment_keys.DeploymentSecrets(
-            deployment_keys.configured_secret(OptionSource(config.get)),
-            deployment_keys.read_database_secret,
-        )
+        secrets = deployment_keys.deployment_secrets()
         redis_client = (
             RedisClient(
                 options.url,
                 connect_timeout=options.connect_timeout,
                 socket_timeout=options.socket_timeout,
                 write_queue=options.write_queue,
+                write_queue_bytes=options.write_queue_bytes,
             )
             if options.enabled
             else None
@@ -135,6 +129,9 @@ def install() -> None:
             redis_client.address,
             options.expire,
         )
+        warning = eviction_warning(redis_client, "cache")
+        if warning:
+            _logger.warning("%s", warning)
 
 
 # --------------------------------------------------------------------------- registry

@@ -42,6 +42,7 @@ from ormcache_redis.config import (
     parse_seconds,
     redact_url,
 )
+from ormcache_redis.server_check import eviction_warning
 from ormcache_redis.session_records import (
     DEFAULT_ANONYMOUS_TTL,
     DEFAULT_PREFIX,
@@ -638,9 +639,8 @@ def install_session_store(
     from odoo import http
     from odoo.service import security
 
-    from .deployment_keys import DeploymentSecrets, configured_secret, read_database_secret
+    from .deployment_keys import deployment_secrets
 
-    deployment_secrets = DeploymentSecrets(configured_secret(option_source), read_database_secret)
     client = client_factory(
         settings.url, connect_timeout=settings.timeout, socket_timeout=settings.timeout
     )
@@ -649,7 +649,7 @@ def install_session_store(
         session_class=http.Session,
         odoo_major=_odoo_major_version(),
         compute_session_token=security.compute_session_token,
-        record_secret_for=deployment_secrets.for_database,
+        record_secret_for=deployment_secrets().for_database,
         lifetime=_odoo_session_lifetime,
         prefix=settings.prefix,
         anonymous_ttl=settings.anonymous_ttl,
@@ -671,4 +671,8 @@ def install_session_store(
             redact_url(settings.url),
             exc,
         )
+    else:
+        warning = eviction_warning(client, "sessions")
+        if warning:
+            _logger.warning("%s", warning)
     return store

@@ -60,6 +60,7 @@ from ormcache_redis._native import (
     RedisReplyError,
     RedisUnavailable,
 )
+from ormcache_redis.addon.deployment_keys import DeploymentSecrets, check_secret
 from ormcache_redis.config import ConfigError, OptionSource, parse_redis_url, redact_url
 from ormcache_redis.session_records import (
     DEFAULT_ANONYMOUS_TTL,
@@ -212,22 +213,19 @@ def with_suppressed_unlink(path: str) -> None:
 
 # --------------------------------------------------------------------------- secrets
 
-MIN_SECRET_LENGTH = 16
-"""As the addon requires of ``ormcache_redis_secret``."""
 _SECRET_SQL = "SELECT value FROM ir_config_parameter WHERE key = 'database.secret'"
 
 
-class DatabaseSecrets:
-    """The secret of each database's session records, as the addon finds it
-    (``deployment_keys.DeploymentSecrets``): the configured secret for every
-    database, else the database's own ``database.secret``, read once."""
+class DatabaseSecrets(DeploymentSecrets):
+    """The secret of each database's session records, found as the addon
+    finds it: the configured secret for every database, else the
+    database's own ``database.secret``, read once with psycopg2."""
 
     def __init__(self, configured: str | None, connect: dict[str, str] | None) -> None:
-        self.configured = configured
         self._connect = connect
-        self._found: dict[str, str | None] = {}
         self.problems: list[str] = []
         self._psycopg2: Any = _import_psycopg2() if connect is not None else None
+        super().__init__(configured, self._read_secret)
 
     def check_connection(self) -> None:
         """A clear error now rather than one per database later."""
@@ -240,16 +238,9 @@ class DatabaseSecrets:
                 f"--db-uri: cannot connect to PostgreSQL ({str(exc).strip()})."
             ) from None
 
-    def for_database(self, db: str | None) -> str | None:
-        if self.configured is not None:
-            return self.configured
-        if db is None or self._connect is None:
+    def _read_secret(self, db: str) -> str | None:
+        if self._connect is None:
             return None
-        if db not in self._found:
-            self._found[db] = self._read(db)
-        return self._found[db]
-
-    def _read(self, db: str) -> str | None:
         try:
             connection = self._psycopg2.connect(**{**self._connect, "dbname": db})
             try:
@@ -505,11 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.prefix = args.prefix or options.raw("session_store_prefix") or DEFAULT_PREFIX
         args.session_store_secret = args.session_store_secret or options.raw("session_store_secret")
         configured = args.secret or options.raw("ormcache_redis_secret")
-        if configured is not None and len(configured) < MIN_SECRET_LENGTH:
-            raise ConfigError(
-                f"--secret (ormcache_redis_secret) must be at least {MIN_SECRET_LENGTH} "
-                f"characters, got {len(configured)}."
-            )
+        check_secret("--secret (ormcache_redis_secret)", configured)
         connect = None if configured else _connect_options(args.db_uri, conf)
         args.secrets = DatabaseSecrets(configured, connect)
         args.secrets.check_connection()

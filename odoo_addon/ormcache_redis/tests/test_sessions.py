@@ -29,6 +29,7 @@ from odoo.service import security
 from odoo.tests import HttpCase, tagged
 
 from ormcache_redis import Codec, RedisClient
+from ormcache_redis.addon.deployment_keys import DeploymentSecrets
 from ormcache_redis.config import OptionSource
 from ormcache_redis.session_records import (
     FORMAT_CODEC,
@@ -43,7 +44,7 @@ from ormcache_redis.session_records import (
 from ormcache_redis.testing import RedisServer
 
 from .. import session_store as session_store_module
-from ..deployment_keys import DeploymentSecrets, read_database_secret
+from ..deployment_keys import read_database_secret
 from ..session_store import RedisSessionStore, SessionStoreUnavailable
 
 ODOO_MAJOR = version_info[0]

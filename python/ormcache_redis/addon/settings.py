@@ -60,6 +60,7 @@ class Settings:
     connect_timeout: float
     socket_timeout: float
     write_queue: int
+    write_queue_bytes: int
 
     @property
     def enabled(self) -> bool:
@@ -100,10 +101,12 @@ def load_settings(source: OptionSource, known_caches: Iterable[str]) -> Settings
     extra_local = parse_names(
         "ormcache_redis_local_methods", source.raw("ormcache_redis_local_methods"), ()
     )
+    # Bounds background work only (the probe's new connection, write
+    # batches): a request never waits for it.
     connect_timeout = parse_seconds(
         "ormcache_redis_connect_timeout",
         source.raw("ormcache_redis_connect_timeout"),
-        1.0,
+        0.5,
         maximum=60,
     )
     socket_timeout = parse_seconds(
@@ -119,6 +122,13 @@ def load_settings(source: OptionSource, known_caches: Iterable[str]) -> Settings
         minimum=1,
         maximum=10**7,
     )
+    write_queue_mb = parse_int(
+        "ormcache_redis_write_queue_mb",
+        source.raw("ormcache_redis_write_queue_mb"),
+        64,
+        minimum=1,
+        maximum=64 * 1024,
+    )
     return Settings(
         url=url,
         expire=expire,
@@ -128,6 +138,7 @@ def load_settings(source: OptionSource, known_caches: Iterable[str]) -> Settings
         connect_timeout=connect_timeout,
         socket_timeout=socket_timeout,
         write_queue=write_queue,
+        write_queue_bytes=write_queue_mb * 1024 * 1024,
     )
 
 
