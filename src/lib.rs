@@ -14,6 +14,7 @@ pub mod keys;
 pub mod lru;
 pub mod naming;
 pub mod redis;
+pub mod settings;
 pub mod stats;
 pub mod two_tier;
 pub mod unit;
@@ -29,6 +30,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     lru::register(m)?;
     naming::register(m)?;
     redis::register(m)?;
+    settings::register(m)?;
     two_tier::register(m)?;
     unit::register(m)?;
     decorator::register(m)?;

@@ -66,7 +66,7 @@ def test_defaults_without_any_option():
     assert settings.url is None and not settings.enabled
     assert settings.expire == 3600
     assert settings.prefix == "ormcache:"
-    assert settings.shared_caches == ("default", "stable", "assets")
+    assert settings.shared_caches == ["default", "stable", "assets"]
     assert (settings.socket_timeout, settings.connect_timeout) == (0.25, 0.5)
     assert settings.write_queue_bytes == 64 * 1024 * 1024
     for secret in (
@@ -123,11 +123,11 @@ def test_bad_value_is_one_sentence_naming_the_option(option, value):
 
 def test_shared_caches_are_checked_against_this_odoo():
     odoo17 = {name: n for name, n in REGISTRY_CACHES.items() if name not in ("stable", "groups")}
-    assert load_settings(options(), odoo17).shared_caches == ("default", "assets")
+    assert load_settings(options(), odoo17).shared_caches == ["default", "assets"]
     with pytest.raises(ConfigError, match="ormcache_redis_shared_caches"):
         load_settings(options(ormcache_redis_shared_caches="stable"), odoo17)
     settings = load_settings(options(ormcache_redis_shared_caches="default,assets"), odoo17)
-    assert settings.shared_caches == ("default", "assets")
+    assert settings.shared_caches == ["default", "assets"]
 
 
 # --------------------------------------------------------------------------- names

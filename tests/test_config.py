@@ -7,9 +7,6 @@ import pytest
 from ormcache_redis.config import (
     ConfigError,
     OptionSource,
-    parse_bool,
-    parse_int,
-    parse_names,
     parse_redis_url,
     parse_seconds,
     redact_url,
@@ -58,24 +55,11 @@ def test_password_never_in_errors() -> None:
     assert redact_url("redis://h:1/0") == "redis://h:1/0"
 
 
-def test_numbers_and_booleans() -> None:
+def test_seconds() -> None:
     assert parse_seconds("ormcache_redis_expire", None, 3600) == 3600
     assert parse_seconds("ormcache_redis_expire", "90", 3600) == 90
     for bad in ("abc", "-1", "0", "nan", "inf"):
         with pytest.raises(ConfigError, match=r"^ormcache_redis_expire must be"):
             parse_seconds("ormcache_redis_expire", bad, 3600)
-    assert parse_int("n", "5", 1, minimum=1) == 5
-    with pytest.raises(ConfigError, match=r"^n must be"):
-        parse_int("n", "five", 1)
-    with pytest.raises(ConfigError, match="between"):
-        parse_int("n", "0", 1, minimum=1)
-    assert parse_bool("b", "Yes", False) is True and parse_bool("b", "off", True) is False
-    with pytest.raises(ConfigError, match=r"^b must be true or false"):
-        parse_bool("b", "maybe", False)
-
-
-def test_names() -> None:
-    assert parse_names("c", None, ("default",)) == ("default",)
-    assert parse_names("c", " default, stable ,,assets", ()) == ("default", "stable", "assets")
-    with pytest.raises(ConfigError):
-        parse_names("c", "a b, c", ())
+    with pytest.raises(ConfigError, match="at most 60"):
+        parse_seconds("session_store_timeout", "61", 1.0, maximum=60)

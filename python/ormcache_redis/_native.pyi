@@ -1,7 +1,7 @@
 """Type stubs for the Rust engine, ``ormcache_redis._native``."""
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar, final
 
 K = TypeVar("K")
@@ -336,3 +336,50 @@ def qualified_name(obj: object) -> str | None:
 
 def key_method(key: object) -> Callable[..., Any] | None:
     """The method of an Odoo cache key ``(model_name, method, *args)``, if it is one."""
+
+# --------------------------------------------------------------------------- Redis URLs
+
+def check_redis_url(option: str, url: str) -> str:
+    """``url`` when it is a valid Redis URL; else ConfigError, one sentence naming ``option``."""
+
+def redact_url(url: str) -> str:
+    """``url`` without its user and password, for logs and error messages."""
+
+# --------------------------------------------------------------------------- options
+
+@final
+class CacheSettings:
+    """The addon's ``ormcache_redis_*`` options, checked (src/settings.rs)."""
+
+    @staticmethod
+    def parse(options: Mapping[str, str | None], known_caches: list[str]) -> CacheSettings:
+        """Raises ConfigError, one sentence naming the option, on a bad value."""
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def expire(self) -> int: ...
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def shared_caches(self) -> list[str]: ...
+    @property
+    def local_methods(self) -> list[str]:
+        """The built-in secret-keyed methods, then ``ormcache_redis_local_methods``."""
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def socket_timeout(self) -> float: ...
+    @property
+    def write_queue(self) -> int: ...
+    @property
+    def write_queue_bytes(self) -> int: ...
+
+def cache_option_names() -> list[str]:
+    """The option names ``CacheSettings.parse`` reads."""
+
+def parse_seconds(
+    option: str, raw: str | None, default: float, *, above: float = 0.0, at_most: float = 1e9
+) -> float:
+    """Seconds in (above, at_most], or ConfigError naming ``option``."""

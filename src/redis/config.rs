@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
+use redis::{ConnectionAddr, ConnectionInfo};
 use rustls::pki_types::ServerName;
 
 use super::link::{Endpoint, Handshake};
@@ -54,21 +54,7 @@ impl RedisConfig {
         retry_initial: f64,
         retry_max: f64,
     ) -> Result<Self, String> {
-        let scheme = url.split("://").next().unwrap_or("");
-        if !url.contains("://")
-            || !matches!(
-                scheme,
-                "redis" | "rediss" | "unix" | "redis+unix" | "valkey" | "valkeys"
-            )
-        {
-            return Err(format!(
-                "Redis URL must start with redis://, rediss://, unix:// or valkey://, got {}",
-                redact_url(url)
-            ));
-        }
-        let info = url
-            .into_connection_info()
-            .map_err(|err| format!("invalid Redis URL {}: {}", redact_url(url), err))?;
+        let info = super::url::parse("url", url)?;
         let retry_initial = positive_duration("retry_initial", retry_initial)?;
         let retry_max = positive_duration("retry_max", retry_max)?;
         if retry_max < retry_initial {
@@ -158,17 +144,6 @@ impl RedisConfig {
             ConnectionAddr::Unix(path) => format!("unix://{}?db={db}", path.display()),
             _ => "redis://?".to_string(),
         }
-    }
-}
-
-/// A URL with its user info removed: passwords never reach logs or errors.
-pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://***@{host}"),
-            None => format!("{scheme}://{rest}"),
-        },
-        None => "<not a URL>".to_string(),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod link;
 pub mod tls;
+pub mod url;
 pub mod writer;
 
 use std::sync::atomic::Ordering;
@@ -458,6 +459,7 @@ impl RedisClient {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RedisClient>()?;
+    url::register(m)?;
     let flush = wrap_pyfunction!(flush_all_writers, m)?;
     m.add_function(flush.clone())?;
     m.py()

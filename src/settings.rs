@@ -1,0 +1,365 @@
+//! The addon's options, parsed once, with every rule and error sentence.
+//!
+//! Python gathers the raw strings (odoo.conf first, the environment second:
+//! `ormcache_redis.config.OptionSource`) into a mapping; `pythonize` fills
+//! the serde-derived `RawOptions` from it, and each value is checked here.
+//! A bad value is a `ConfigError` of one sentence naming the option, which
+//! is what start-up shows the operator. See docs/decisions/serde.md for
+//! why serde is used here and not in the codec.
+
+use pyo3::prelude::*;
+use serde::Deserialize;
+
+use crate::errors::ConfigError;
+use crate::redis::url;
+
+/// Caches whose values are plain data that every process computes alike.
+/// routing* (werkzeug maps, endpoints), templates* (compiled QWeb code) and
+/// groups (SetDefinitions) hold process-bound objects: they stay local.
+pub const DEFAULT_SHARED_CACHES: [&str; 3] = ["default", "stable", "assets"];
+
+/// Methods keyed on secrets, in Odoo's own words (model.method): a cache
+/// key never leaves the process when it holds a password or a session id,
+/// hashed or not (a fast hash of a password is guessable offline).
+pub const DEFAULT_LOCAL_METHODS: [&str; 4] = [
+    "res.users.check",                  // 17.0, 18.0: keyed on (uid, passwd)
+    "res.users._check_uid_passwd",      // 19.0: keyed on (uid, passwd)
+    "res.users._compute_session_token", // keyed on the session id
+    "res.users._crypt_context",         // a passlib CryptContext: process-bound
+];
+
+/// The raw option strings, absent when unset.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawOptions {
+    ormcache_redis_url: Option<String>,
+    ormcache_redis_expire: Option<String>,
+    ormcache_redis_prefix: Option<String>,
+    ormcache_redis_shared_caches: Option<String>,
+    ormcache_redis_local_methods: Option<String>,
+    ormcache_redis_connect_timeout: Option<String>,
+    ormcache_redis_socket_timeout: Option<String>,
+    ormcache_redis_write_queue: Option<String>,
+    ormcache_redis_write_queue_mb: Option<String>,
+}
+
+/// The shared tier's settings, valid by construction.
+#[pyclass(module = "ormcache_redis._native", frozen, get_all)]
+pub struct CacheSettings {
+    /// None: caches stay in the process (L1 only).
+    pub url: Option<String>,
+    pub expire: u64,
+    pub prefix: String,
+    pub shared_caches: Vec<String>,
+    /// The built-in secret-keyed methods, then the option's.
+    pub local_methods: Vec<String>,
+    pub connect_timeout: f64,
+    pub socket_timeout: f64,
+    pub write_queue: u64,
+    pub write_queue_bytes: u64,
+}
+
+/// Python's repr of a string, as the operator wrote it.
+fn quoted(raw: &str) -> String {
+    format!("'{}'", raw.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Seconds in (`above`, `at_most`].
+pub fn seconds(
+    option: &str,
+    raw: Option<&str>,
+    default: f64,
+    above: f64,
+    at_most: f64,
+) -> Result<f64, String> {
+    let Some(raw) = raw else {
+        return Ok(default);
+    };
+    let value: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("{option} must be a number of seconds, got {}.", quoted(raw)))?;
+    if !value.is_finite() || value <= above || value > at_most {
+        return Err(format!(
+            "{option} must be a number of seconds above {above} and at most {at_most}, got {}.",
+            quoted(raw)
+        ));
+    }
+    Ok(value)
+}
+
+/// A whole number in [`minimum`, `maximum`].
+pub fn whole(
+    option: &str,
+    raw: Option<&str>,
+    default: u64,
+    minimum: u64,
+    maximum: u64,
+) -> Result<u64, String> {
+    let Some(raw) = raw else {
+        return Ok(default);
+    };
+    let value: i128 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("{option} must be a whole number, got {}.", quoted(raw)))?;
+    if value < minimum as i128 || value > maximum as i128 {
+        return Err(format!(
+            "{option} must be between {minimum} and {maximum}, got {}.",
+            quoted(raw)
+        ));
+    }
+    Ok(value as u64)
+}
+
+/// A comma-separated list of names (cache names, method names).
+pub fn names(option: &str, raw: Option<&str>) -> Result<Option<Vec<String>>, String> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let names: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect();
+    if names.iter().any(|name| name.contains(char::is_whitespace)) {
+        return Err(format!(
+            "{option} must be a comma-separated list of names, got {}.",
+            quoted(raw)
+        ));
+    }
+    Ok(Some(names))
+}
+
+impl CacheSettings {
+    fn from_raw(raw: RawOptions, known_caches: &[String]) -> Result<CacheSettings, String> {
+        let url = raw
+            .ormcache_redis_url
+            .map(|url| url::parse("ormcache_redis_url", &url).map(|_| url))
+            .transpose()?;
+        let prefix = raw
+            .ormcache_redis_prefix
+            .unwrap_or_else(|| "ormcache:".to_string());
+        if prefix.contains(char::is_whitespace) || prefix.chars().count() > 64 {
+            return Err(format!(
+                "ormcache_redis_prefix must be at most 64 characters without spaces, got {}.",
+                quoted(&prefix)
+            ));
+        }
+        // The default names only those of this Odoo (17.0 has no 'stable');
+        // a name the operator wrote must exist.
+        let shared_caches = match names(
+            "ormcache_redis_shared_caches",
+            raw.ormcache_redis_shared_caches.as_deref(),
+        )? {
+            Some(written) => {
+                if let Some(unknown) = written.iter().find(|name| !known_caches.contains(name)) {
+                    return Err(format!(
+                        "ormcache_redis_shared_caches names unknown cache {} (this Odoo has: {}).",
+                        quoted(unknown),
+                        known_caches.join(", ")
+                    ));
+                }
+                written
+            }
+            None => DEFAULT_SHARED_CACHES
+                .iter()
+                .filter(|name| known_caches.iter().any(|known| known == *name))
+                .map(|name| name.to_string())
+                .collect(),
+        };
+        // The built-in secret list always applies: an option can add
+        // methods, never make a password-keyed method shared.
+        let mut local_methods: Vec<String> = DEFAULT_LOCAL_METHODS
+            .iter()
+            .map(|name| name.to_string())
+            .collect();
+        local_methods.extend(
+            names(
+                "ormcache_redis_local_methods",
+                raw.ormcache_redis_local_methods.as_deref(),
+            )?
+            .unwrap_or_default(),
+        );
+        let write_queue_mb = whole(
+            "ormcache_redis_write_queue_mb",
+            raw.ormcache_redis_write_queue_mb.as_deref(),
+            64,
+            1,
+            64 * 1024,
+        )?;
+        Ok(CacheSettings {
+            url,
+            expire: whole(
+                "ormcache_redis_expire",
+                raw.ormcache_redis_expire.as_deref(),
+                3600,
+                1,
+                365 * 86400,
+            )?,
+            prefix,
+            shared_caches,
+            local_methods,
+            // Bounds background work only (a probe's new connection, write
+            // batches): a request never waits for it.
+            connect_timeout: seconds(
+                "ormcache_redis_connect_timeout",
+                raw.ormcache_redis_connect_timeout.as_deref(),
+                0.5,
+                0.0,
+                60.0,
+            )?,
+            socket_timeout: seconds(
+                "ormcache_redis_socket_timeout",
+                raw.ormcache_redis_socket_timeout.as_deref(),
+                0.25,
+                0.0,
+                60.0,
+            )?,
+            write_queue: whole(
+                "ormcache_redis_write_queue",
+                raw.ormcache_redis_write_queue.as_deref(),
+                10_000,
+                1,
+                10_000_000,
+            )?,
+            write_queue_bytes: write_queue_mb * 1024 * 1024,
+        })
+    }
+}
+
+#[pymethods]
+impl CacheSettings {
+    /// Reads the options from `options` (name -> raw string or None) for an
+    /// Odoo whose registry has `known_caches`; raises ConfigError.
+    #[staticmethod]
+    fn parse(options: &Bound<'_, PyAny>, known_caches: Vec<String>) -> PyResult<CacheSettings> {
+        let raw: RawOptions = pythonize::depythonize(options).map_err(|err| {
+            ConfigError::new_err(format!("ormcache_redis options are not text: {err}."))
+        })?;
+        CacheSettings::from_raw(raw, &known_caches).map_err(ConfigError::new_err)
+    }
+
+    /// Whether a Redis URL is set (else: L1 only).
+    #[getter]
+    fn enabled(&self) -> bool {
+        self.url.is_some()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<CacheSettings url={:?} shared={:?} expire={}>",
+            self.url.as_deref().map(url::redact),
+            self.shared_caches,
+            self.expire
+        )
+    }
+}
+
+/// Seconds option, for the Python side's other options (sessions).
+#[pyfunction]
+#[pyo3(signature = (option, raw, default, *, above = 0.0, at_most = 1e9))]
+fn parse_seconds(
+    option: &str,
+    raw: Option<&str>,
+    default: f64,
+    above: f64,
+    at_most: f64,
+) -> PyResult<f64> {
+    seconds(option, raw, default, above, at_most).map_err(ConfigError::new_err)
+}
+
+/// The option names `CacheSettings.parse` reads.
+#[pyfunction]
+fn cache_option_names() -> Vec<&'static str> {
+    vec![
+        "ormcache_redis_url",
+        "ormcache_redis_expire",
+        "ormcache_redis_prefix",
+        "ormcache_redis_shared_caches",
+        "ormcache_redis_local_methods",
+        "ormcache_redis_connect_timeout",
+        "ormcache_redis_socket_timeout",
+        "ormcache_redis_write_queue",
+        "ormcache_redis_write_queue_mb",
+    ]
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<CacheSettings>()?;
+    m.add_function(wrap_pyfunction!(parse_seconds, m)?)?;
+    m.add_function(wrap_pyfunction!(cache_option_names, m)?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> Vec<String> {
+        ["default", "assets", "templates"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    #[test]
+    fn defaults() {
+        let settings = CacheSettings::from_raw(RawOptions::default(), &known()).unwrap();
+        assert_eq!(settings.url, None);
+        assert_eq!(settings.shared_caches, ["default", "assets"]);
+        assert_eq!(
+            (settings.socket_timeout, settings.connect_timeout),
+            (0.25, 0.5)
+        );
+        assert_eq!(settings.write_queue_bytes, 64 << 20);
+        assert!(settings
+            .local_methods
+            .contains(&"res.users.check".to_string()));
+    }
+
+    #[test]
+    fn every_error_is_one_sentence_naming_the_option() {
+        type SetOption = fn(&mut RawOptions, String);
+        let cases: [(SetOption, &str, &str); 6] = [
+            (
+                |r, v| r.ormcache_redis_expire = Some(v),
+                "ormcache_redis_expire",
+                "soon",
+            ),
+            (
+                |r, v| r.ormcache_redis_expire = Some(v),
+                "ormcache_redis_expire",
+                "0",
+            ),
+            (
+                |r, v| r.ormcache_redis_socket_timeout = Some(v),
+                "ormcache_redis_socket_timeout",
+                "nan",
+            ),
+            (
+                |r, v| r.ormcache_redis_prefix = Some(v),
+                "ormcache_redis_prefix",
+                "a b",
+            ),
+            (
+                |r, v| r.ormcache_redis_shared_caches = Some(v),
+                "ormcache_redis_shared_caches",
+                "stable",
+            ),
+            (
+                |r, v| r.ormcache_redis_url = Some(v),
+                "ormcache_redis_url",
+                "http://u:hunter2@h",
+            ),
+        ];
+        for (set, option, value) in cases {
+            let mut raw = RawOptions::default();
+            set(&mut raw, value.to_string());
+            let err = CacheSettings::from_raw(raw, &known()).err().unwrap();
+            assert!(err.starts_with(option), "{err}");
+            assert!(err.ends_with('.') && !err.contains('\n'), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+}
