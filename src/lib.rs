@@ -17,7 +17,6 @@ pub mod redis;
 pub mod settings;
 pub mod stats;
 pub mod two_tier;
-pub mod unit;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -32,7 +31,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     redis::register(m)?;
     settings::register(m)?;
     two_tier::register(m)?;
-    unit::register(m)?;
     decorator::register(m)?;
     errors::set_public_module(m)?;
     Ok(())

@@ -25,7 +25,9 @@ use crate::naming::{key_method, method_name};
 use crate::redis::writer::Command;
 use crate::redis::{call_error_to_py, RedisClient};
 use crate::stats::LatencyHistogram;
-use crate::unit::{Outcome, UnitOfWork};
+pub mod unit;
+
+use unit::{Outcome, UnitOfWork};
 
 /// What the gate allows for one access of the shared tier.
 enum Access {
@@ -1304,5 +1306,6 @@ impl TwoTierCache {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TwoTierCache>()?;
+    unit::register(m)?;
     Ok(())
 }
