@@ -15,7 +15,8 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
-use crate::lru::{deadline_after, PyLru};
+use crate::clock::deadline_after;
+use crate::lru::PyLru;
 use crate::two_tier::TwoTierCache;
 
 #[pyclass(

@@ -4,6 +4,7 @@
 
 use pyo3::prelude::*;
 
+pub mod clock;
 pub mod codec;
 pub mod crypto;
 pub mod decorator;

@@ -7,8 +7,9 @@ use super::counters::bump;
 use super::policy::Access;
 use super::shared::SharedRead;
 use super::TwoTierCache;
+use crate::clock::deadline_after;
 use crate::entry;
-use crate::lru::{deadline_after, Stored};
+use crate::lru::Stored;
 use crate::naming::key_method;
 
 impl TwoTierCache {
