@@ -15,4 +15,4 @@ mod python;
 
 pub use self::core::Stored;
 pub use locked::{Bounds, Lru};
-pub use python::{lru_stats_dict, register, PyLru};
+pub use python::{lru_stats_dict, register, PyLru, L1_LOOKUP_LABELS};

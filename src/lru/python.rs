@@ -169,7 +169,7 @@ impl PyLru {
 
     /// Local counters: hits, misses, sets, evictions, expirations, size.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        lru_stats_dict(py, &self.lru)
+        lru_stats_dict(py, &self.lru, LRU_LOOKUP_LABELS)
     }
 
     fn reset_stats(&self) {
@@ -195,15 +195,25 @@ impl PyLru {
     }
 }
 
-pub fn lru_stats_dict<'py>(py: Python<'py>, lru: &Lru) -> PyResult<Bound<'py, PyDict>> {
+/// How an LRU's hit and miss counts are named: `hits`/`misses` for a
+/// plain LRU; a two-tier cache reports them as its L1's.
+pub type LookupLabels = (&'static str, &'static str);
+pub const LRU_LOOKUP_LABELS: LookupLabels = ("hits", "misses");
+pub const L1_LOOKUP_LABELS: LookupLabels = ("l1_hits", "l1_misses");
+
+pub fn lru_stats_dict<'py>(
+    py: Python<'py>,
+    lru: &Lru,
+    (hits_label, misses_label): LookupLabels,
+) -> PyResult<Bound<'py, PyDict>> {
     let counters = lru.counters();
     let dict = PyDict::new(py);
     dict.set_item("entries", lru.len())?;
     dict.set_item("max_entries", lru.bounds.max_entries)?;
     dict.set_item("bytes", lru.total_bytes())?;
     dict.set_item("max_bytes", lru.bounds.max_bytes)?;
-    dict.set_item("hits", counters.hits)?;
-    dict.set_item("misses", counters.misses)?;
+    dict.set_item(hits_label, counters.hits)?;
+    dict.set_item(misses_label, counters.misses)?;
     dict.set_item("sets", counters.sets)?;
     dict.set_item("evictions", counters.evictions)?;
     dict.set_item("expirations", counters.expirations)?;

@@ -42,7 +42,11 @@ macro_rules! counter_table {
 counter_table! {
     /// The cache's own counters (the L1's come from the LRU).
     SharedCounters {
+        /// Lookups that returned nothing (neither tier had the key).
+        misses,
         l2_hits,
+        /// Lookups Redis answered without a valid entry for the key
+        /// (absent, rejected or forged).
         l2_misses,
         l2_errors,
         l2_skipped,
@@ -64,6 +68,7 @@ counter_table! {
     /// One method's counters (its L1 hits are counted by its entries).
     MethodCounters {
         l2_hits,
+        /// Lookups that returned nothing.
         misses,
         /// Lookups whose key could not be hashed (Odoo counts them as `err`).
         errors,
@@ -130,8 +135,6 @@ impl TwoTierCache {
         for (label, count) in self.counters.figures() {
             dict.set_item(label, count)?;
         }
-        // A lookup that fell through L1 is either an L2 hit or a real miss.
-        dict.set_item("misses", self.counters.l2_misses.load(Ordering::Relaxed))?;
         dict.set_item("redis_latency_p50_us", self.latency.quantile_micros(0.5))?;
         dict.set_item("redis_latency_p99_us", self.latency.quantile_micros(0.99))?;
         Ok(())

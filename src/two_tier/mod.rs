@@ -15,7 +15,7 @@ mod tiers;
 pub mod unit;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
@@ -24,7 +24,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::codec::Codec;
-use crate::lru::{lru_stats_dict, Bounds, Lru, PyLru};
+use crate::lru::{lru_stats_dict, Bounds, Lru, PyLru, L1_LOOKUP_LABELS};
 use crate::naming::{key_method, method_name};
 use crate::redis::RedisClient;
 use crate::stats::LatencyHistogram;
@@ -309,11 +309,12 @@ impl TwoTierCache {
         let py = slf.py();
         let this = slf.get();
         let lru = &slf.as_super().get().lru;
-        let dict = lru_stats_dict(py, lru)?;
-        let l1 = lru.counters();
+        let dict = lru_stats_dict(py, lru, L1_LOOKUP_LABELS)?;
         dict.set_item("name", &this.name)?;
-        dict.set_item("l1_hits", l1.hits)?;
         this.put_figures(&dict)?;
+        // Lookups that returned a value, from either tier.
+        let l2_hits = this.counters.l2_hits.load(Ordering::Relaxed);
+        dict.set_item("hits", lru.counters().hits + l2_hits)?;
         dict.set_item("shared", this.settings.read().shared)?;
         dict.set_item(
             "redis_healthy",

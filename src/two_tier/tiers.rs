@@ -46,16 +46,19 @@ impl TwoTierCache {
                 None
             }
             SharedRead::Rejected(elapsed) => {
+                bump(&this.counters.l2_misses, 1);
                 this.count_method(method.as_ref(), |c| bump(&c.rejected_entries, 1));
                 this.record_method_latency(method.as_ref(), elapsed);
                 None
             }
             SharedRead::Forged(elapsed) => {
+                bump(&this.counters.l2_misses, 1);
                 this.count_method(method.as_ref(), |c| bump(&c.forged_entries, 1));
                 this.record_method_latency(method.as_ref(), elapsed);
                 None
             }
             SharedRead::Absent(elapsed) => {
+                bump(&this.counters.l2_misses, 1);
                 this.count_method(method.as_ref(), |_| ());
                 this.record_method_latency(method.as_ref(), elapsed);
                 None
@@ -80,7 +83,7 @@ impl TwoTierCache {
                 Ok(Some(value))
             }
             None => {
-                bump(&this.counters.l2_misses, 1);
+                bump(&this.counters.misses, 1);
                 this.count_method(method.as_ref(), |c| bump(&c.misses, 1));
                 Ok(None)
             }
