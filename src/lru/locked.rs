@@ -316,7 +316,7 @@ mod tests {
 
     #[test]
     fn evicts_the_least_recently_used() {
-        Python::with_gil(|py| {
+        Python::attach(|py| {
             let lru = lru(3, 0);
             for k in 1..=3 {
                 put(&lru, py, k, 0, 0);
@@ -334,7 +334,7 @@ mod tests {
 
     #[test]
     fn byte_bound_and_slot_reuse() {
-        Python::with_gil(|py| {
+        Python::attach(|py| {
             let lru = lru(100, 250);
             for k in 0..10 {
                 put(&lru, py, k, 100, 0);
@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn expired_entries_are_misses() {
-        Python::with_gil(|py| {
+        Python::attach(|py| {
             let lru = lru(10, 0);
             put(&lru, py, 1, 0, now_ns()); // already due
             put(&lru, py, 2, 0, now_ns() + 60_000_000_000);
@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn colliding_hashes_are_told_apart_by_equality() {
-        Python::with_gil(|py| {
+        Python::attach(|py| {
             // -1 and -2 share Python hash -2.
             let lru = lru(10, 0);
             put(&lru, py, -1, 0, 0);

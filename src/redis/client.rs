@@ -21,10 +21,10 @@ use crate::fork::ProcessLocal;
 
 /// A command argument as Redis bytes.
 fn to_arg(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    if let Ok(bytes) = obj.downcast::<PyBytes>() {
+    if let Ok(bytes) = obj.cast::<PyBytes>() {
         return Ok(bytes.as_bytes().to_vec());
     }
-    if let Ok(text) = obj.downcast::<PyString>() {
+    if let Ok(text) = obj.cast::<PyString>() {
         return Ok(text.to_str()?.as_bytes().to_vec());
     }
     if obj.is_instance_of::<PyBool>() {
@@ -128,7 +128,7 @@ impl RedisClient {
         f: impl FnMut(&mut Link) -> redis::RedisResult<T> + Send,
     ) -> Result<T, CallError> {
         let pool = self.pool();
-        py.allow_threads(|| pool.call(f))
+        py.detach(|| pool.call(f))
     }
 
     pub fn enqueue_command(&self, command: Command) -> bool {
@@ -249,7 +249,7 @@ impl RedisClient {
         let timeout = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
         let process = self.process();
         match process.started_writer() {
-            Some(writer) => py.allow_threads(|| writer.flush(timeout)),
+            Some(writer) => py.detach(|| writer.flush(timeout)),
             None => true,
         }
     }

@@ -99,7 +99,7 @@ fn flush_all_writers(py: Python<'_>, timeout: f64) -> PyResult<bool> {
     let timeout = timeout.clamp(0.0, 60.0);
     let unsent_before = writer::unsent();
     let deadline = Instant::now() + Duration::from_secs_f64(timeout);
-    let flushed = py.allow_threads(|| {
+    let flushed = py.detach(|| {
         let flushed = writers
             .iter()
             .all(|writer| writer.flush(deadline.saturating_duration_since(Instant::now())));
@@ -131,7 +131,7 @@ fn log_transition(address: &str, transition: Transition, reason: &str) {
     if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
         return;
     }
-    Python::with_gil(|py| {
+    Python::attach(|py| {
         let log = || -> PyResult<()> {
             let logger = py
                 .import("logging")?

@@ -118,11 +118,11 @@ pub(super) fn method_name_arg(method: &Bound<'_, PyAny>) -> PyResult<String> {
 /// Whether a string argument of the key (after the model and the method)
 /// contains one of the markers, case-insensitively.
 fn names_a_secret(key: &Bound<'_, PyAny>, markers: &[String]) -> bool {
-    let Ok(tuple) = key.downcast::<PyTuple>() else {
+    let Ok(tuple) = key.cast::<PyTuple>() else {
         return false;
     };
     tuple.iter().skip(2).any(|item| {
-        item.downcast::<PyString>()
+        item.cast::<PyString>()
             .ok()
             .and_then(|text| text.to_str().ok().map(str::to_lowercase))
             .is_some_and(|text| markers.iter().any(|marker| text.contains(marker.as_str())))
@@ -162,7 +162,7 @@ impl TwoTierCache {
             return Ok(Access::Shared);
         };
         let verdict = gate.bind(py).call0()?;
-        if let Ok(unit) = verdict.downcast::<UnitOfWork>() {
+        if let Ok(unit) = verdict.cast::<UnitOfWork>() {
             return Ok(Access::Deferred(unit.clone().unbind()));
         }
         if verdict.is_truthy()? {
