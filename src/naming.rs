@@ -19,10 +19,8 @@ pub fn qualified_name(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
         .unwrap_or_else(|_| obj.clone());
     let module = obj.getattr(intern!(py, "__module__"))?;
     let qualname = obj.getattr(intern!(py, "__qualname__"))?;
-    let (Ok(module), Ok(qualname)) = (
-        module.cast::<PyString>(),
-        qualname.cast::<PyString>(),
-    ) else {
+    let (Ok(module), Ok(qualname)) = (module.cast::<PyString>(), qualname.cast::<PyString>())
+    else {
         return Ok(None);
     };
     Ok(Some(format!("{}.{}", module.to_str()?, qualname.to_str()?)))
