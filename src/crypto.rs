@@ -46,7 +46,7 @@ pub struct Mac {
 impl Mac {
     pub fn new(key: &Key) -> Mac {
         Mac {
-            keyed: <Hmac<Sha256> as hmac::Mac>::new_from_slice(key)
+            keyed: <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key)
                 .expect("HMAC takes keys of any length"),
         }
     }
@@ -73,7 +73,7 @@ impl Mac {
 /// Random bytes from the operating system.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
-    getrandom::getrandom(&mut bytes).expect("the operating system's random source failed");
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
     bytes
 }
 
@@ -84,7 +84,7 @@ pub fn seal(key: &Key, plaintext: &[u8], associated: &[u8]) -> Vec<u8> {
     let nonce = random_bytes::<NONCE_LEN>();
     let sealed = cipher
         .encrypt(
-            Nonce::from_slice(&nonce),
+            &Nonce::from(nonce),
             Payload {
                 msg: plaintext,
                 aad: associated,
@@ -104,9 +104,10 @@ pub fn open(key: &Key, sealed: &[u8], associated: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let (nonce, body) = sealed.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
     ChaCha20Poly1305::new(key.into())
         .decrypt(
-            Nonce::from_slice(nonce),
+            &Nonce::from(nonce),
             Payload {
                 msg: body,
                 aad: associated,

@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::sync::GILOnceCell;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
-use crate::lru::{deadline_after, PyLru};
+use crate::clock::deadline_after;
+use crate::lru::PyLru;
 use crate::two_tier::TwoTierCache;
 
 #[pyclass(
@@ -53,9 +54,9 @@ impl CachedMethod {
     }
 
     fn lookup(cache: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> PyResult<Lookup> {
-        let found = if let Ok(two_tier) = cache.downcast::<TwoTierCache>() {
+        let found = if let Ok(two_tier) = cache.cast::<TwoTierCache>() {
             TwoTierCache::lookup(two_tier, key)
-        } else if let Ok(lru) = cache.downcast::<PyLru>() {
+        } else if let Ok(lru) = cache.cast::<PyLru>() {
             key.hash().and_then(|hash| lru.get().lru.lookup(key, hash))
         } else {
             match cache.get_item(key) {
@@ -80,10 +81,10 @@ impl CachedMethod {
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        if let Ok(two_tier) = cache.downcast::<TwoTierCache>() {
+        if let Ok(two_tier) = cache.cast::<TwoTierCache>() {
             return TwoTierCache::store(two_tier, key, value, self.ttl);
         }
-        if let Ok(lru) = cache.downcast::<PyLru>() {
+        if let Ok(lru) = cache.cast::<PyLru>() {
             return lru.get().set_item(key, value, deadline_after(self.ttl)?);
         }
         cache.set_item(key, value)
@@ -225,7 +226,7 @@ enum Binder {
 }
 
 fn binder(py: Python<'_>) -> PyResult<&'static Binder> {
-    static BINDER: GILOnceCell<Binder> = GILOnceCell::new();
+    static BINDER: PyOnceLock<Binder> = PyOnceLock::new();
     BINDER.get_or_try_init(py, || {
         let types = py.import("types")?;
         let method_type = types.getattr("MethodType")?;

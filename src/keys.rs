@@ -51,7 +51,7 @@ use pyo3::exceptions::PyException;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::GILOnceCell;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 use pyo3::Borrowed;
 use sha2::{Digest, Sha256};
@@ -97,7 +97,7 @@ struct KeyTypes {
     method: usize,
 }
 
-static KEY_TYPES: GILOnceCell<KeyTypes> = GILOnceCell::new();
+static KEY_TYPES: PyOnceLock<KeyTypes> = PyOnceLock::new();
 
 fn key_types(py: Python<'_>) -> PyResult<&'static KeyTypes> {
     KEY_TYPES.get_or_try_init(py, || {
@@ -236,7 +236,7 @@ fn encode_str(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
         intern!(py, "encode"),
         (intern!(py, "utf-8"), intern!(py, "surrogatepass")),
     )?;
-    write_bytes(out, K_STR, b.downcast::<PyBytes>()?.as_bytes());
+    write_bytes(out, K_STR, b.cast::<PyBytes>()?.as_bytes());
     Ok(())
 }
 
@@ -264,7 +264,7 @@ fn encode_int(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
         intern!(py, "to_bytes"),
         (nbits.div_ceil(8), intern!(py, "little")),
     )?;
-    let raw = raw.downcast::<PyBytes>()?.as_bytes();
+    let raw = raw.cast::<PyBytes>()?.as_bytes();
     out.push(K_BIGINT);
     out.push(u8::from(negative));
     write_varint(out, raw.len() as u64);
@@ -467,7 +467,7 @@ fn encode_decimal(obj: &Bound<'_, PyAny>, std: &StdTypes, out: &mut Vec<u8>) -> 
     }
     let parts = obj
         .call_method0(intern!(py, "as_tuple"))?
-        .downcast_into::<PyTuple>()?;
+        .cast_into::<PyTuple>()?;
     let sign: u8 = parts.get_item(0)?.extract()?;
     let digits: Vec<u8> = parts.get_item(1)?.extract()?;
     let mut exponent: i64 = parts.get_item(2)?.extract()?;

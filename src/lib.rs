@@ -4,6 +4,7 @@
 
 use pyo3::prelude::*;
 
+pub mod clock;
 pub mod codec;
 pub mod crypto;
 pub mod decorator;
@@ -17,7 +18,6 @@ pub mod redis;
 pub mod settings;
 pub mod stats;
 pub mod two_tier;
-pub mod unit;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -32,7 +32,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     redis::register(m)?;
     settings::register(m)?;
     two_tier::register(m)?;
-    unit::register(m)?;
     decorator::register(m)?;
     errors::set_public_module(m)?;
     Ok(())

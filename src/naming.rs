@@ -19,10 +19,8 @@ pub fn qualified_name(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
         .unwrap_or_else(|_| obj.clone());
     let module = obj.getattr(intern!(py, "__module__"))?;
     let qualname = obj.getattr(intern!(py, "__qualname__"))?;
-    let (Ok(module), Ok(qualname)) = (
-        module.downcast::<PyString>(),
-        qualname.downcast::<PyString>(),
-    ) else {
+    let (Ok(module), Ok(qualname)) = (module.cast::<PyString>(), qualname.cast::<PyString>())
+    else {
         return Ok(None);
     };
     Ok(Some(format!("{}.{}", module.to_str()?, qualname.to_str()?)))
@@ -41,7 +39,7 @@ pub fn is_unique(name: &str) -> bool {
 
 /// The method element of an Odoo cache key `(model_name, method, *args)`.
 pub fn key_method<'py>(key: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
-    let tuple = key.downcast::<PyTuple>().ok()?;
+    let tuple = key.cast::<PyTuple>().ok()?;
     if tuple.len() < 2 {
         return None;
     }

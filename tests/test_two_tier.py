@@ -92,6 +92,34 @@ def test_miss_raises_key_error_and_counts(redis_url: str) -> None:
     assert stats["methods"][f"{__name__}.users_group_ids"]["misses"] == 2
 
 
+def test_lookup_counts_say_which_tier_answered(redis_url: str) -> None:
+    writer = make_cache(redis_url)
+    writer[key(1)] = "one"
+    settle(writer)
+    cache = make_cache(redis_url)
+    assert cache[key(1)] == "one"  # L1 miss, L2 hit
+    assert cache[key(1)] == "one"  # L1 hit
+    assert cache.get(key(2)) is None  # L1 miss, L2 miss
+    stats = cache.stats()
+    assert (stats["hits"], stats["misses"]) == (2, 1)
+    assert (stats["l1_hits"], stats["l1_misses"]) == (1, 2)
+    assert (stats["l2_hits"], stats["l2_misses"]) == (1, 1)
+    cache.reset_stats()
+    assert {name: cache.stats()[name] for name in ("hits", "misses", "l1_misses")} == dict.fromkeys(
+        ("hits", "misses", "l1_misses"), 0
+    )
+
+
+def test_without_redis_no_lookup_is_an_l2_miss() -> None:
+    cache = TwoTierCache("default", 10, client=None, codec=Codec())
+    assert cache.get(key(1)) is None
+    cache[key(1)] = "one"
+    assert cache[key(1)] == "one"
+    stats = cache.stats()
+    assert (stats["hits"], stats["misses"], stats["l1_misses"]) == (1, 1, 1)
+    assert stats["l2_misses"] == 0 and stats["l2_hits"] == 0
+
+
 def test_entries_are_written_with_the_ttl(redis_url: str, redis_server) -> None:
     cache = make_cache(redis_url, ttl=120)
     cache[key(1)] = "v"
@@ -418,6 +446,7 @@ def test_per_method_figures(redis_url: str, redis_server) -> None:
     assert figures["l1_hits"] == 1 and figures["l2_hits"] == 1
     assert figures["misses"] == 2 and figures["errors"] == 1
     assert figures["rejected_entries"] == 1 and figures["redis_errors"] == 0
+    assert reader.stats()["l2_misses"] == 2  # absent, then rejected
     assert figures["redis_latency_p50_us"] > 0 and figures["bytes_read"] > 0
     assert figures["hit_ratio"] == pytest.approx(2 / 4)
     redis_server.stop()

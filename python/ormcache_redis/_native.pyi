@@ -122,7 +122,9 @@ class LRU(Generic[K, V]):
     @property
     def d(self) -> dict[K, V]:
         """Same as ``snapshot``; Odoo 17/18 read ``cache.d``."""
-    def stats(self) -> dict[str, int]: ...
+    def stats(self) -> dict[str, int]:
+        """entries, max_entries, bytes, max_bytes, hits, misses, sets,
+        evictions, expirations."""
     def reset_stats(self) -> None: ...
 
 # --------------------------------------------------------------------------- Redis
@@ -300,7 +302,18 @@ class TwoTierCache(LRU[K, V]):
     gate: Callable[[], bool | list[tuple[bytes, bytes, int]] | None] | None
     def set(self, key: K, value: V, ttl: float | None = None) -> None:
         """Stores with a TTL (seconds) for both tiers; None: the cache's TTL in Redis."""
-    def stats(self) -> dict[str, Any]: ...  # type: ignore[override]
+    def stats(self) -> dict[str, Any]:  # type: ignore[override]
+        """Lookups: ``hits`` (a value from either tier) and ``misses`` (nothing);
+        ``l1_hits``/``l1_misses`` of the LRU; ``l2_hits``/``l2_misses`` of the
+        lookups Redis answered (a miss: absent, ``rejected_entries`` or
+        ``forged_entries``), ``l2_errors`` (failed), ``l2_skipped`` (circuit
+        open), ``gated``. Stores: ``writes_queued``/``deferred``/``dropped``,
+        ``unencodable_values``/``keys``, ``secret_keys``, ``bytes_read``/
+        ``written``. Also the LRU's entries, bytes, sets, evictions and
+        expirations, Redis latency quantiles, ``shared``, ``redis_healthy``,
+        and ``methods``: per method name l1_hits, l2_hits, misses, errors,
+        redis_errors, rejected_entries, forged_entries, local_only,
+        bytes_read, bytes_written, hit_ratio and latency quantiles."""
 
 # --------------------------------------------------------------------------- decorator
 

@@ -21,7 +21,9 @@ def cache_stats(caches: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         else:
             result[name] = {"entries": len(cache)}
     for stats in result.values():
-        hits = stats.get("l1_hits", stats.get("hits", 0)) + stats.get("l2_hits", 0)
+        # Both LRU and TwoTierCache count lookups that returned a value as
+        # `hits` and the others as `misses`.
+        hits = stats.get("hits", 0)
         lookups = hits + stats.get("misses", 0)
         stats["hit_ratio"] = hits / lookups if lookups else 0.0
     return result

@@ -244,7 +244,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         let nbytes = nbits.div_ceil(8);
         let raw =
             magnitude.call_method1(intern!(py, "to_bytes"), (nbytes, intern!(py, "little")))?;
-        write_bytes(self.out, tag, raw.downcast::<PyBytes>()?.as_bytes());
+        write_bytes(self.out, tag, raw.cast::<PyBytes>()?.as_bytes());
         Ok(())
     }
 
@@ -383,15 +383,15 @@ impl<'a, 'py> Encoder<'a, 'py> {
         if tp == std.timezone_ptr {
             let args = tz
                 .call_method0(intern!(py, "__getinitargs__"))?
-                .downcast_into::<PyTuple>()?;
+                .cast_into::<PyTuple>()?;
             let offset = timedelta_us(&args.get_item(0)?)?;
             if args.len() == 1 {
                 self.out.push(TZ_OFFSET);
                 write_zvarint(self.out, offset);
             } else {
                 let name = args.get_item(1)?;
-                let name = name.downcast::<PyString>()?;
-                // SAFETY: exact str checked by downcast (str subclasses are
+                let name = name.cast::<PyString>()?;
+                // SAFETY: exact str checked by cast (str subclasses are
                 // rejected by timezone() itself), GIL held.
                 let bytes = unsafe { str_utf8(py, name.as_ptr())? };
                 self.out.push(TZ_OFFSET_NAMED);
@@ -408,7 +408,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
                     "a ZoneInfo without key (built from a file) cannot be encoded",
                 ));
             }
-            let key = key.downcast_into::<PyString>()?;
+            let key = key.cast_into::<PyString>()?;
             // SAFETY: str object, GIL held.
             let bytes = unsafe { str_utf8(py, key.as_ptr())? };
             write_bytes(self.out, TZ_ZONEINFO, bytes);

@@ -21,7 +21,7 @@ use parking_lot::RwLock;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::sync::GILOnceCell;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
@@ -54,7 +54,7 @@ pub struct Codec {
     compress_threshold: usize,
     max_depth: u32,
     max_decoded_bytes: usize,
-    std_types: GILOnceCell<StdTypes>,
+    std_types: PyOnceLock<StdTypes>,
     /// Immutable snapshot, replaced wholesale by `register_type`. The lock
     /// is only held to clone or swap the `Arc`, never across Python calls.
     registry: RwLock<Arc<Registry>>,
@@ -96,7 +96,7 @@ impl Codec {
             compress_threshold,
             max_depth,
             max_decoded_bytes,
-            std_types: GILOnceCell::new(),
+            std_types: PyOnceLock::new(),
             registry: RwLock::new(Arc::new(Registry::default())),
         })
     }
@@ -401,7 +401,7 @@ mod tests {
 
     #[test]
     fn encode_into_appends_and_restores_on_error() {
-        Python::with_gil(|py| {
+        Python::attach(|py| {
             let c = codec();
             let mut out = b"prefix".to_vec();
             let value = PyTuple::new(py, [1, 2, 3]).unwrap();
@@ -428,7 +428,7 @@ mod tests {
 
     #[test]
     fn pseudo_random_garbage_is_decode_error_or_value() {
-        Python::with_gil(|py| {
+        Python::attach(|py| {
             let c = codec();
             let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
             let mut next = || {

@@ -24,7 +24,7 @@ impl StdTypes {
     pub fn import(py: Python<'_>) -> PyResult<Self> {
         let dt = py.import("datetime")?;
         let get = |m: &Bound<'_, PyModule>, name: &str| -> PyResult<Py<PyType>> {
-            Ok(m.getattr(name)?.downcast_into::<PyType>()?.unbind())
+            Ok(m.getattr(name)?.cast_into::<PyType>()?.unbind())
         };
         let datetime = get(&dt, "datetime")?;
         let date = get(&dt, "date")?;

@@ -1,31 +1,30 @@
-//! The Redis client exposed to Python as `RedisClient`: explicit settings,
-//! per-process connection pool, circuit breaker and write-behind queue.
+//! Redis for the caches: `client` is `RedisClient`, what Python sees;
+//! `pool` the connections of one process with their deadlines, breaker
+//! and probe; `writer` the write-behind queue. Here: what one process image
+//! owns (`Process`), and the flush of every writer at interpreter exit.
 
 pub mod breaker;
 pub mod client;
 pub mod config;
 pub mod link;
+pub mod pool;
 pub mod tls;
 pub mod url;
 pub mod writer;
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
-use redis::Value;
 
-use crate::errors::{ConfigError, RedisReplyError, RedisUnavailable};
-use crate::fork::{self, ProcessLocal};
+use crate::errors::{RedisReplyError, RedisUnavailable};
+use crate::fork;
 use breaker::Transition;
-use client::{CallError, Pool};
+pub use client::RedisClient;
 use config::RedisConfig;
-use link::{Endpoint, Link};
+use link::Endpoint;
 use parking_lot::Mutex;
-use tls::TlsFiles;
+use pool::{CallError, Pool};
 use writer::{Command, Writer};
 
 /// Everything that belongs to one process image.
@@ -100,7 +99,7 @@ fn flush_all_writers(py: Python<'_>, timeout: f64) -> PyResult<bool> {
     let timeout = timeout.clamp(0.0, 60.0);
     let unsent_before = writer::unsent();
     let deadline = Instant::now() + Duration::from_secs_f64(timeout);
-    let flushed = py.allow_threads(|| {
+    let flushed = py.detach(|| {
         let flushed = writers
             .iter()
             .all(|writer| writer.flush(deadline.saturating_duration_since(Instant::now())));
@@ -132,7 +131,7 @@ fn log_transition(address: &str, transition: Transition, reason: &str) {
     if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
         return;
     }
-    Python::with_gil(|py| {
+    Python::attach(|py| {
         let log = || -> PyResult<()> {
             let logger = py
                 .import("logging")?
@@ -165,295 +164,6 @@ pub fn call_error_to_py(err: CallError) -> PyErr {
     match err {
         CallError::Server(msg) => RedisReplyError::new_err(msg),
         other => RedisUnavailable::new_err(other.to_string()),
-    }
-}
-
-/// A command argument as Redis bytes.
-fn to_arg(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    if let Ok(bytes) = obj.downcast::<PyBytes>() {
-        return Ok(bytes.as_bytes().to_vec());
-    }
-    if let Ok(text) = obj.downcast::<PyString>() {
-        return Ok(text.to_str()?.as_bytes().to_vec());
-    }
-    if obj.is_instance_of::<PyBool>() {
-        return Err(PyTypeError::new_err(
-            "Redis arguments must be bytes, str, int or float, not bool",
-        ));
-    }
-    if obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>() {
-        return Ok(obj.str()?.to_str()?.as_bytes().to_vec());
-    }
-    Err(PyTypeError::new_err(format!(
-        "Redis arguments must be bytes, str, int or float, not {}",
-        obj.get_type().name()?
-    )))
-}
-
-fn to_command(args: &Bound<'_, PyAny>) -> PyResult<Command> {
-    let command = args
-        .try_iter()?
-        .map(|arg| to_arg(&arg?))
-        .collect::<PyResult<Command>>()?;
-    if command.is_empty() {
-        return Err(PyTypeError::new_err(
-            "a Redis command needs at least a name",
-        ));
-    }
-    Ok(command)
-}
-
-fn build_cmd(command: &Command) -> redis::Cmd {
-    let mut cmd = redis::Cmd::new();
-    for arg in command {
-        cmd.arg(arg.as_slice());
-    }
-    cmd
-}
-
-/// A Redis reply as a Python value.
-pub fn reply_to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
-    Ok(match value {
-        Value::Nil => py.None(),
-        Value::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
-        Value::BulkString(bytes) => PyBytes::new(py, &bytes).into_any().unbind(),
-        Value::Array(items) | Value::Set(items) | Value::Push { data: items, .. } => {
-            let converted = items
-                .into_iter()
-                .map(|item| reply_to_py(py, item))
-                .collect::<PyResult<Vec<_>>>()?;
-            PyList::new(py, converted)?.into_any().unbind()
-        }
-        Value::SimpleString(text) => PyString::new(py, &text).into_any().unbind(),
-        Value::Okay => PyString::new(py, "OK").into_any().unbind(),
-        Value::Map(pairs) => {
-            let dict = PyDict::new(py);
-            for (key, value) in pairs {
-                dict.set_item(reply_to_py(py, key)?, reply_to_py(py, value)?)?;
-            }
-            dict.into_any().unbind()
-        }
-        Value::Attribute { data, .. } => reply_to_py(py, *data)?,
-        Value::Double(f) => PyFloat::new(py, f).into_any().unbind(),
-        Value::Boolean(b) => PyBool::new(py, b).to_owned().into_any().unbind(),
-        Value::VerbatimString { text, .. } => PyString::new(py, &text).into_any().unbind(),
-        // RESP3 big numbers arrive as decimal digits.
-        Value::BigNumber(digits) => py
-            .import("builtins")?
-            .getattr("int")?
-            .call1((String::from_utf8_lossy(&digits).into_owned(),))?
-            .unbind(),
-        Value::ServerError(err) => return Err(RedisReplyError::new_err(format!("{err:?}"))),
-        _ => py.None(),
-    })
-}
-
-/// Per-process Redis connections with a deadline per call, a circuit
-/// breaker with a background probe, fork safety and a background writer.
-#[pyclass(module = "ormcache_redis._native", frozen)]
-pub struct RedisClient {
-    config: RedisConfig,
-    endpoint: Endpoint,
-    process: ProcessLocal<Process>,
-}
-
-impl RedisClient {
-    pub fn process(&self) -> &Process {
-        self.process
-            .get(|| Process::start(&self.config, &self.endpoint))
-    }
-
-    pub fn pool(&self) -> &Pool {
-        &self.process().pool
-    }
-
-    /// Runs `f` on a connection with the GIL released, within the call
-    /// deadline (`socket_timeout`). `f` may run twice: once more on a fresh
-    /// connection when a pooled one turned out closed by the server before
-    /// it answered (see `client::Pool::attempt`).
-    pub fn call<T: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnMut(&mut Link) -> redis::RedisResult<T> + Send,
-    ) -> Result<T, CallError> {
-        let pool = self.pool();
-        py.allow_threads(|| pool.call(f))
-    }
-
-    pub fn enqueue_command(&self, command: Command) -> bool {
-        self.process().enqueue(command)
-    }
-}
-
-#[pymethods]
-impl RedisClient {
-    #[new]
-    #[pyo3(signature = (
-        url, *, connect_timeout = 0.5, socket_timeout = 0.25, max_idle = 8,
-        write_queue = 10000, write_queue_bytes = 64 << 20, failure_threshold = 2,
-        retry_initial = 0.25, retry_max = 30.0,
-        tls_ca_file = None, tls_cert_file = None, tls_key_file = None
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn py_new(
-        url: &str,
-        connect_timeout: f64,
-        socket_timeout: f64,
-        max_idle: usize,
-        write_queue: usize,
-        write_queue_bytes: usize,
-        failure_threshold: u32,
-        retry_initial: f64,
-        retry_max: f64,
-        tls_ca_file: Option<std::path::PathBuf>,
-        tls_cert_file: Option<std::path::PathBuf>,
-        tls_key_file: Option<std::path::PathBuf>,
-    ) -> PyResult<Self> {
-        let config = RedisConfig::new(
-            url,
-            connect_timeout,
-            socket_timeout,
-            max_idle,
-            write_queue,
-            write_queue_bytes,
-            failure_threshold,
-            retry_initial,
-            retry_max,
-        )
-        .map_err(ConfigError::new_err)?;
-        let endpoint = config
-            .endpoint(&TlsFiles {
-                ca_file: tls_ca_file.as_deref(),
-                cert_file: tls_cert_file.as_deref(),
-                key_file: tls_key_file.as_deref(),
-            })
-            .map_err(ConfigError::new_err)?;
-        let process = ProcessLocal::new(Process::start(&config, &endpoint));
-        Ok(RedisClient {
-            config,
-            endpoint,
-            process,
-        })
-    }
-
-    #[getter]
-    fn address(&self) -> String {
-        self.config.display_address()
-    }
-
-    #[getter]
-    fn healthy(&self) -> bool {
-        self.pool().looks_healthy()
-    }
-
-    #[getter]
-    fn state(&self) -> &'static str {
-        self.pool().breaker_state().name()
-    }
-
-    #[pyo3(signature = (*args))]
-    fn execute(
-        &self,
-        py: Python<'_>,
-        args: &Bound<'_, pyo3::types::PyTuple>,
-    ) -> PyResult<Py<PyAny>> {
-        let cmd = build_cmd(&to_command(args.as_any())?);
-        let value = self
-            .call(py, move |con| cmd.query::<Value>(con))
-            .map_err(call_error_to_py)?;
-        reply_to_py(py, value)
-    }
-
-    #[pyo3(signature = (commands, *, transaction = false))]
-    fn pipeline(
-        &self,
-        py: Python<'_>,
-        commands: &Bound<'_, PyAny>,
-        transaction: bool,
-    ) -> PyResult<Py<PyAny>> {
-        let mut pipe = redis::pipe();
-        if transaction {
-            pipe.atomic();
-        }
-        for command in commands.try_iter()? {
-            pipe.add_command(build_cmd(&to_command(&command?)?));
-        }
-        let values = self
-            .call(py, move |con| pipe.query::<Vec<Value>>(con))
-            .map_err(call_error_to_py)?;
-        let converted = values
-            .into_iter()
-            .map(|value| reply_to_py(py, value))
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok(PyList::new(py, converted)?.into_any().unbind())
-    }
-
-    #[pyo3(signature = (*args))]
-    fn enqueue(&self, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        Ok(self.enqueue_command(to_command(args.as_any())?))
-    }
-
-    #[pyo3(signature = (timeout = 5.0))]
-    fn flush(&self, py: Python<'_>, timeout: f64) -> bool {
-        let timeout = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
-        let process = self.process();
-        match process.started_writer() {
-            Some(writer) => py.allow_threads(|| writer.flush(timeout)),
-            None => true,
-        }
-    }
-
-    /// Closes this process's idle connections; later calls open new ones.
-    fn close(&self) {
-        self.pool().discard_idle();
-    }
-
-    fn ping(&self, py: Python<'_>) -> PyResult<f64> {
-        let started = Instant::now();
-        self.call(py, |con| redis::cmd("PING").query::<()>(con))
-            .map_err(call_error_to_py)?;
-        Ok(started.elapsed().as_secs_f64())
-    }
-
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let process = self.process();
-        let pool = &process.pool;
-        let dict = PyDict::new(py);
-        dict.set_item("address", self.config.display_address())?;
-        dict.set_item("state", pool.breaker_state().name())?;
-        dict.set_item("outages", pool.breaker_opened_count())?;
-        let c = &pool.counters;
-        dict.set_item("calls", c.calls.load(Ordering::Relaxed))?;
-        dict.set_item("errors", c.errors.load(Ordering::Relaxed))?;
-        dict.set_item("skipped_open", c.skipped_open.load(Ordering::Relaxed))?;
-        dict.set_item("connects", c.connects.load(Ordering::Relaxed))?;
-        dict.set_item("retries", c.retries.load(Ordering::Relaxed))?;
-        dict.set_item("discarded_idle", c.discarded_idle.load(Ordering::Relaxed))?;
-        dict.set_item("probes", c.probes.load(Ordering::Relaxed))?;
-        dict.set_item("latency_p50_us", pool.latency.quantile_micros(0.5))?;
-        dict.set_item("latency_p99_us", pool.latency.quantile_micros(0.99))?;
-        let idle = writer::WriterCounters::default();
-        let w = process
-            .started_writer()
-            .map_or(&idle, |writer| &*writer.counters);
-        dict.set_item("writes_queued", w.queued.load(Ordering::Relaxed))?;
-        dict.set_item("writes_sent", w.written.load(Ordering::Relaxed))?;
-        dict.set_item(
-            "writes_dropped_full",
-            w.dropped_full.load(Ordering::Relaxed),
-        )?;
-        dict.set_item(
-            "writes_dropped_unavailable",
-            w.dropped_unavailable.load(Ordering::Relaxed),
-        )?;
-        dict.set_item("writes_failed", w.failed.load(Ordering::Relaxed))?;
-        dict.set_item("write_batches", w.batches.load(Ordering::Relaxed))?;
-        dict.set_item("write_queue_bytes", w.queued_bytes.load(Ordering::Relaxed))?;
-        Ok(dict)
-    }
-
-    fn __repr__(&self) -> String {
-        format!("<RedisClient {}>", self.config.display_address())
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::client::{CallError, Pool};
+use super::pool::{CallError, Pool};
 use crate::fork::ProcessLocal;
 
 /// Writes of this process image, across every writer, including writers

@@ -76,7 +76,7 @@ impl UnitOfWork {
         if let Some(caches) = caches {
             for cache in caches.try_iter()? {
                 let cache = cache?;
-                let cache = cache.downcast::<TwoTierCache>()?.get();
+                let cache = cache.cast::<TwoTierCache>()?.get();
                 state
                     .namespaces
                     .insert(cache.cache_name().to_string(), cache.namespace_now());

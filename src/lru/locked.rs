@@ -1,0 +1,380 @@
+//! The thread-safe LRU and its locking rule: the mutex is never held
+//! while Python code can run. Python's `__eq__` may release the GIL (or
+//! re-enter this cache), so equality checks happen on candidates copied out
+//! of the lock, and the slot is re-validated by its stamp afterwards.
+//! Reference drops (which can run `__del__`) are likewise deferred until
+//! the lock is released. As a consequence a GIL holder never waits for this
+//! lock while another GIL holder holds it.
+
+use std::sync::atomic::Ordering;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use super::core::{Core, Entry, LruCounters, Stored};
+use crate::clock::{deadline_after, now_ns};
+
+/// Result of a key lookup under the lock.
+enum Found<R> {
+    Live(R),
+    Expired(Entry),
+}
+
+/// Configuration of the bounds of one LRU.
+#[derive(Clone, Copy)]
+pub struct Bounds {
+    pub max_entries: usize,
+    pub max_bytes: usize,
+    pub default_ttl: Option<f64>,
+}
+
+/// Thread-safe LRU usable from Rust (the two-tier cache embeds one) and
+/// exposed to Python as `LRU`.
+pub struct Lru {
+    core: Mutex<Core>,
+    pub bounds: Bounds,
+}
+
+impl Bounds {
+    /// Bounds from Python arguments, each checked with an error naming it
+    /// (Python ints would otherwise fail as an unnamed OverflowError).
+    pub fn from_args(count: i64, max_bytes: i64, default_ttl: Option<f64>) -> PyResult<Bounds> {
+        if count < 1 {
+            return Err(PyValueError::new_err(format!(
+                "count must be a positive number of entries, got {count}"
+            )));
+        }
+        if max_bytes < 0 {
+            return Err(PyValueError::new_err(format!(
+                "max_bytes must be 0 (no byte bound) or a positive number of bytes, got {max_bytes}"
+            )));
+        }
+        deadline_after(default_ttl)?;
+        Ok(Bounds {
+            max_entries: count as usize,
+            max_bytes: max_bytes as usize,
+            default_ttl,
+        })
+    }
+}
+
+impl Lru {
+    pub fn new(bounds: Bounds) -> PyResult<Self> {
+        if bounds.max_entries == 0 {
+            return Err(PyValueError::new_err("LRU needs a positive count"));
+        }
+        deadline_after(bounds.default_ttl)?;
+        Ok(Lru {
+            core: Mutex::new(Core::new()),
+            bounds,
+        })
+    }
+
+    /// Finds the live slot of `key` and runs `f` on it under the lock.
+    fn with_slot<R>(
+        &self,
+        key: &Bound<'_, PyAny>,
+        hash: isize,
+        f: impl FnOnce(&mut Core, u32) -> R,
+    ) -> PyResult<Option<R>> {
+        let py = key.py();
+        let candidates = {
+            let mut core = self.core.lock();
+            if let Some(slot) = core.find_identical(hash, key.as_ptr()) {
+                return Ok(Some(f(&mut core, slot)));
+            }
+            core.candidates(py, hash)
+        };
+        for (slot, stamp, candidate) in &candidates {
+            if python_equal(candidate.bind(py), key)? {
+                let mut core = self.core.lock();
+                if core.stamp_of(*slot) == Some(*stamp) {
+                    return Ok(Some(f(&mut core, *slot)));
+                }
+                // Evicted or replaced while we compared: a miss.
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
+    fn live_slot<R>(
+        &self,
+        key: &Bound<'_, PyAny>,
+        hash: isize,
+        f: impl FnOnce(&mut Core, u32) -> R,
+    ) -> PyResult<Option<R>> {
+        let found = self.with_slot(key, hash, |core, slot| {
+            if core.is_expired(slot) {
+                core.counters.expirations += 1;
+                Found::Expired(core.remove(slot))
+            } else {
+                Found::Live(f(core, slot))
+            }
+        })?;
+        Ok(match found {
+            Some(Found::Live(r)) => Some(r),
+            Some(Found::Expired(entry)) => {
+                // Dropped here, outside the lock: `__del__` may run.
+                drop(entry);
+                None
+            }
+            None => None,
+        })
+    }
+
+    /// Looks a key up, counting a hit or a miss and refreshing its recency.
+    pub fn lookup(&self, key: &Bound<'_, PyAny>, hash: isize) -> PyResult<Option<Py<PyAny>>> {
+        let py = key.py();
+        let found = self.live_slot(key, hash, |core, slot| {
+            core.touch(slot);
+            core.counters.hits += 1;
+            let entry = core.entry(slot);
+            if let Some(counter) = &entry.hit_counter {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            entry.value.clone_ref(py)
+        })?;
+        if found.is_none() {
+            self.core.lock().counters.misses += 1;
+        }
+        Ok(found)
+    }
+
+    pub fn contains(&self, key: &Bound<'_, PyAny>, hash: isize) -> PyResult<bool> {
+        Ok(self.live_slot(key, hash, |_, _| ())?.is_some())
+    }
+
+    /// Stores a value.
+    pub fn store(
+        &self,
+        key: &Bound<'_, PyAny>,
+        hash: isize,
+        value: &Bound<'_, PyAny>,
+        mut stored: Stored,
+    ) -> PyResult<()> {
+        if stored.expires_at == 0 {
+            stored.expires_at = deadline_after(self.bounds.default_ttl)?;
+        }
+        let mut stored = Some(stored);
+        let replaced = self.with_slot(key, hash, |core, slot| {
+            core.counters.sets += 1;
+            core.replace(
+                slot,
+                value.clone().unbind(),
+                stored.take().unwrap_or_default(),
+            )
+        })?;
+        let mut garbage = Vec::new();
+        {
+            let mut core = self.core.lock();
+            if let Some(stored) = stored {
+                core.counters.sets += 1;
+                core.insert(key.clone().unbind(), hash, value.clone().unbind(), stored);
+            }
+            core.evict_over(self.bounds.max_entries, self.bounds.max_bytes, &mut garbage);
+        }
+        drop(replaced);
+        drop(garbage);
+        Ok(())
+    }
+
+    pub fn remove(&self, key: &Bound<'_, PyAny>, hash: isize) -> PyResult<Option<Py<PyAny>>> {
+        let entry = self.with_slot(key, hash, |core, slot| core.remove(slot))?;
+        Ok(entry.map(|e| e.value))
+    }
+
+    /// Removes every entry for which `predicate(key)` holds; returns how many.
+    /// The predicate runs without the lock (it is Python code).
+    pub fn remove_where(
+        &self,
+        py: Python<'_>,
+        mut predicate: impl FnMut(&Bound<'_, PyAny>) -> bool,
+    ) -> usize {
+        let keyed: Vec<(u32, u64, Py<PyAny>)> = {
+            let core = self.core.lock();
+            core.slots_lru_first()
+                .into_iter()
+                .map(|slot| {
+                    let entry = core.entry(slot);
+                    (slot, entry.stamp, entry.key.clone_ref(py))
+                })
+                .collect()
+        };
+        let doomed: Vec<(u32, u64)> = keyed
+            .iter()
+            .filter(|(_, _, key)| predicate(key.bind(py)))
+            .map(|(slot, stamp, _)| (*slot, *stamp))
+            .collect();
+        let mut garbage = Vec::with_capacity(doomed.len());
+        {
+            let mut core = self.core.lock();
+            for (slot, stamp) in doomed {
+                if core.stamp_of(slot) == Some(stamp) {
+                    garbage.push(core.remove(slot));
+                }
+            }
+        }
+        garbage.len()
+    }
+
+    pub fn clear(&self) {
+        let nodes = self.core.lock().take_all();
+        drop(nodes);
+    }
+
+    pub fn len(&self) -> usize {
+        self.core.lock().len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn total_bytes(&self) -> usize {
+        self.core.lock().bytes
+    }
+
+    pub fn counters(&self) -> LruCounters {
+        self.core.lock().counters
+    }
+
+    pub fn reset_counters(&self) {
+        self.core.lock().counters = LruCounters::default();
+    }
+
+    /// (key, value) pairs, least recently used first; expired entries omitted.
+    pub fn items(&self, py: Python<'_>) -> Vec<(Py<PyAny>, Py<PyAny>)> {
+        let now = now_ns();
+        let core = self.core.lock();
+        core.slots_lru_first()
+            .into_iter()
+            .map(|slot| core.entry(slot))
+            .filter(|entry| entry.expires_at == 0 || entry.expires_at > now)
+            .map(|entry| (entry.key.clone_ref(py), entry.value.clone_ref(py)))
+            .collect()
+    }
+
+    /// Bytes an entry counts for when the LRU is bounded by bytes.
+    pub fn estimate_size(&self, value: &Bound<'_, PyAny>) -> PyResult<usize> {
+        if self.bounds.max_bytes == 0 {
+            return Ok(0);
+        }
+        let sys = value.py().import("sys")?;
+        sys.call_method1("getsizeof", (value,))?.extract()
+    }
+}
+
+/// `a == b` with Python's semantics, through the C call that answers a
+/// bool directly (no intermediate bool object, identity short-cut).
+fn python_equal(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool> {
+    // SAFETY: both are live objects and the GIL is held.
+    match unsafe { pyo3::ffi::PyObject_RichCompareBool(a.as_ptr(), b.as_ptr(), pyo3::ffi::Py_EQ) } {
+        -1 => Err(PyErr::fetch(a.py())),
+        result => Ok(result == 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyo3::types::PyString;
+
+    fn lru(max_entries: usize, max_bytes: usize) -> Lru {
+        Lru::new(Bounds {
+            max_entries,
+            max_bytes,
+            default_ttl: None,
+        })
+        .unwrap()
+    }
+
+    fn put(lru: &Lru, py: Python<'_>, key: i64, size: usize, expires_at: u64) {
+        let key = key.into_pyobject(py).unwrap().into_any();
+        let value = PyString::new(py, "v").into_any();
+        let stored = Stored {
+            size,
+            expires_at,
+            hit_counter: None,
+        };
+        lru.store(&key, key.hash().unwrap(), &value, stored)
+            .unwrap();
+    }
+
+    fn get(lru: &Lru, py: Python<'_>, key: i64) -> bool {
+        let key = key.into_pyobject(py).unwrap().into_any();
+        lru.lookup(&key, key.hash().unwrap()).unwrap().is_some()
+    }
+
+    fn keys(lru: &Lru, py: Python<'_>) -> Vec<i64> {
+        lru.items(py)
+            .into_iter()
+            .map(|(k, _)| k.extract(py).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn evicts_the_least_recently_used() {
+        Python::attach(|py| {
+            let lru = lru(3, 0);
+            for k in 1..=3 {
+                put(&lru, py, k, 0, 0);
+            }
+            assert!(get(&lru, py, 1));
+            put(&lru, py, 4, 0, 0);
+            assert_eq!(keys(&lru, py), vec![3, 1, 4]);
+            let counters = lru.counters();
+            assert_eq!(
+                (counters.hits, counters.evictions, counters.sets),
+                (1, 1, 4)
+            );
+        });
+    }
+
+    #[test]
+    fn byte_bound_and_slot_reuse() {
+        Python::attach(|py| {
+            let lru = lru(100, 250);
+            for k in 0..10 {
+                put(&lru, py, k, 100, 0);
+            }
+            assert_eq!(keys(&lru, py), vec![8, 9]);
+            assert_eq!(lru.total_bytes(), 200);
+            // Freed slots are reused: the slab does not grow past its peak.
+            let peak = lru.core.lock().slab_len();
+            for k in 10..50 {
+                put(&lru, py, k, 100, 0);
+            }
+            assert!(lru.core.lock().slab_len() <= peak);
+        });
+    }
+
+    #[test]
+    fn expired_entries_are_misses() {
+        Python::attach(|py| {
+            let lru = lru(10, 0);
+            put(&lru, py, 1, 0, now_ns()); // already due
+            put(&lru, py, 2, 0, now_ns() + 60_000_000_000);
+            assert!(!get(&lru, py, 1));
+            assert!(get(&lru, py, 2));
+            assert_eq!(lru.counters().expirations, 1);
+            assert_eq!(lru.len(), 1);
+        });
+    }
+
+    #[test]
+    fn colliding_hashes_are_told_apart_by_equality() {
+        Python::attach(|py| {
+            // -1 and -2 share Python hash -2.
+            let lru = lru(10, 0);
+            put(&lru, py, -1, 0, 0);
+            put(&lru, py, -2, 0, 0);
+            assert_eq!(lru.len(), 2);
+            assert!(get(&lru, py, -1) && get(&lru, py, -2));
+            let minus_one = (-1i64).into_pyobject(py).unwrap().into_any();
+            assert!(lru.remove(&minus_one, -2).unwrap().is_some());
+            assert!(!get(&lru, py, -1) && get(&lru, py, -2));
+        });
+    }
+}

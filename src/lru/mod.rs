@@ -1,0 +1,18 @@
+//! The local tier (L1): a thread-safe LRU keyed by Python objects.
+//!
+//! Keys follow Python's own hash/equality (`1 == 1.0 == True` are one key,
+//! unhashable keys raise `TypeError`), bounded by entry count and optionally
+//! by total bytes, with optional per-entry TTL. Every operation is O(1): a
+//! hash index over a slab of nodes chained in recency order.
+//!
+//! `core`: the slab, recency list and hash index; `locked`: the locking
+//! rule around them (never Python's `__eq__` under the lock); `python`:
+//! the `LRU` class and Odoo's protocol.
+
+mod core;
+mod locked;
+mod python;
+
+pub use self::core::Stored;
+pub use locked::{Bounds, Lru};
+pub use python::{lru_stats_dict, register, PyLru, L1_LOOKUP_LABELS};

@@ -1,0 +1,216 @@
+//! What the cache counts, per cache and per method: each table is declared
+//! once, and that declaration gives the struct, the figures `stats()`
+//! reports and what `reset_stats()` zeroes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::TwoTierCache;
+use crate::naming::method_name;
+use crate::stats::LatencyHistogram;
+
+/// Declares a table of counters: the struct of atomics, its figures in
+/// declaration order (the names `stats()` reports) and its reset.
+macro_rules! counter_table {
+    ($(#[$doc:meta])* $table:ident { $($(#[$field_doc:meta])* $field:ident,)* }) => {
+        $(#[$doc])*
+        #[derive(Default)]
+        pub(super) struct $table {
+            $($(#[$field_doc])* pub(super) $field: AtomicU64,)*
+        }
+
+        impl $table {
+            /// `(name, value)` of every counter.
+            pub(super) fn figures(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+                [$((stringify!($field), &self.$field)),*]
+                    .into_iter()
+                    .map(|(name, counter)| (name, counter.load(Ordering::Relaxed)))
+            }
+
+            pub(super) fn reset(&self) {
+                $(self.$field.store(0, Ordering::Relaxed);)*
+            }
+        }
+    };
+}
+
+counter_table! {
+    /// The cache's own counters (the L1's come from the LRU).
+    SharedCounters {
+        /// Lookups that returned nothing (neither tier had the key).
+        misses,
+        l2_hits,
+        /// Lookups Redis answered without a valid entry for the key
+        /// (absent, rejected or forged).
+        l2_misses,
+        l2_errors,
+        l2_skipped,
+        gated,
+        rejected_entries,
+        forged_entries,
+        unencodable_values,
+        unencodable_keys,
+        secret_keys,
+        writes_queued,
+        writes_deferred,
+        writes_dropped,
+        bytes_read,
+        bytes_written,
+    }
+}
+
+counter_table! {
+    /// One method's counters (its L1 hits are counted by its entries).
+    MethodCounters {
+        l2_hits,
+        /// Lookups that returned nothing.
+        misses,
+        /// Lookups whose key could not be hashed (Odoo counts them as `err`).
+        errors,
+        redis_errors,
+        rejected_entries,
+        forged_entries,
+        local_only,
+        bytes_read,
+        bytes_written,
+    }
+}
+
+pub(super) fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+pub(super) struct MethodEntry {
+    /// Kept alive so its address cannot be reused by another function.
+    func: Py<PyAny>,
+    /// Carried by this method's L1 entries: an L1 hit costs one atomic add.
+    l1_hits: Arc<AtomicU64>,
+    counters: MethodCounters,
+    redis_latency: LatencyHistogram,
+}
+
+/// Methods seen by a cache, by function address.
+pub(super) type Methods = HashMap<usize, MethodEntry>;
+
+impl TwoTierCache {
+    /// Updates the method's counters; returns its L1 hit counter.
+    pub(super) fn count_method(
+        &self,
+        method: Option<&Bound<'_, PyAny>>,
+        update: impl FnOnce(&MethodCounters),
+    ) -> Option<Arc<AtomicU64>> {
+        let method = method?;
+        let mut methods = self.methods.lock();
+        let entry = methods
+            .entry(method.as_ptr() as usize)
+            .or_insert_with(|| MethodEntry {
+                func: method.clone().unbind(),
+                l1_hits: Arc::default(),
+                counters: MethodCounters::default(),
+                redis_latency: LatencyHistogram::default(),
+            });
+        update(&entry.counters);
+        Some(Arc::clone(&entry.l1_hits))
+    }
+
+    pub(super) fn record_method_latency(
+        &self,
+        method: Option<&Bound<'_, PyAny>>,
+        elapsed: Duration,
+    ) {
+        if let Some(method) = method {
+            if let Some(entry) = self.methods.lock().get(&(method.as_ptr() as usize)) {
+                entry.redis_latency.record(elapsed);
+            }
+        }
+    }
+
+    /// Adds the cache's own figures to `dict`.
+    pub(super) fn put_figures(&self, dict: &Bound<'_, PyDict>) -> PyResult<()> {
+        for (label, count) in self.counters.figures() {
+            dict.set_item(label, count)?;
+        }
+        dict.set_item("redis_latency_p50_us", self.latency.quantile_micros(0.5))?;
+        dict.set_item("redis_latency_p99_us", self.latency.quantile_micros(0.99))?;
+        Ok(())
+    }
+
+    /// `{method name: figures}`.
+    pub(super) fn method_figures<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        // Copied out first: building dicts allocates, and a garbage
+        // collection may then run Python code, which must not happen under
+        // the lock (nor may naming a function).
+        let copies: Vec<MethodFigures> = self
+            .methods
+            .lock()
+            .values()
+            .map(|entry| MethodFigures {
+                func: entry.func.clone_ref(py),
+                l1_hits: entry.l1_hits.load(Ordering::Relaxed),
+                counts: entry.counters.figures().collect(),
+                p50: entry.redis_latency.quantile_micros(0.5),
+                p99: entry.redis_latency.quantile_micros(0.99),
+            })
+            .collect();
+        let methods = PyDict::new(py);
+        for figures in copies {
+            let name =
+                method_name(figures.func.bind(py)).unwrap_or_else(|| "<unknown>".to_string());
+            methods.set_item(name, figures.into_dict(py)?)?;
+        }
+        Ok(methods)
+    }
+
+    pub(super) fn reset_counters(&self) {
+        // Zeroed in place: live L1 entries keep counting into the same Arcs.
+        for entry in self.methods.lock().values() {
+            entry.l1_hits.store(0, Ordering::Relaxed);
+            entry.counters.reset();
+            entry.redis_latency.reset();
+        }
+        self.latency.reset();
+        self.counters.reset();
+    }
+}
+
+/// One method's figures, copied out of the lock.
+struct MethodFigures {
+    func: Py<PyAny>,
+    l1_hits: u64,
+    counts: Vec<(&'static str, u64)>,
+    p50: Option<f64>,
+    p99: Option<f64>,
+}
+
+impl MethodFigures {
+    fn count(&self, label: &str) -> u64 {
+        self.counts
+            .iter()
+            .find(|(name, _)| *name == label)
+            .map_or(0, |(_, count)| *count)
+    }
+
+    fn into_dict(self, py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+        let dict = PyDict::new(py);
+        dict.set_item("l1_hits", self.l1_hits)?;
+        for (label, count) in &self.counts {
+            dict.set_item(*label, *count)?;
+        }
+        let hits = self.l1_hits + self.count("l2_hits");
+        let lookups = hits + self.count("misses");
+        let ratio = if lookups > 0 {
+            hits as f64 / lookups as f64
+        } else {
+            0.0
+        };
+        dict.set_item("hit_ratio", ratio)?;
+        dict.set_item("redis_latency_p50_us", self.p50)?;
+        dict.set_item("redis_latency_p99_us", self.p99)?;
+        Ok(dict)
+    }
+}

@@ -1,0 +1,347 @@
+//! The two-tier cache: L1 (this process's LRU) in front of L2 (Redis,
+//! shared by every worker and server).
+//!
+//! Lookup: L1, then Redis when this access may be shared, else `KeyError`.
+//! Store: L1, plus a queued Redis write when the value is encodable.
+//!
+//! How entries are named and framed in Redis: see `entry`.
+
+mod counters;
+mod generations;
+mod policy;
+mod reports;
+mod shared;
+mod tiers;
+pub mod unit;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use pyo3::exceptions::PyKeyError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString};
+
+use crate::codec::Codec;
+use crate::lru::{lru_stats_dict, Bounds, Lru, PyLru, L1_LOOKUP_LABELS};
+use crate::naming::{key_method, method_name};
+use crate::redis::RedisClient;
+use crate::stats::LatencyHistogram;
+use counters::{Methods, SharedCounters};
+use generations::Generations;
+use policy::{checked_secret, lowercase, method_name_arg, validate_ttl, Settings};
+use reports::RateLimitedLog;
+
+#[pyclass(module = "ormcache_redis._native", name = "TwoTierCache", extends = PyLru, frozen)]
+pub struct TwoTierCache {
+    name: String,
+    client: Option<Py<RedisClient>>,
+    codec: Py<Codec>,
+    gate: RwLock<Option<Py<PyAny>>>,
+    settings: RwLock<Settings>,
+    methods: Mutex<Methods>,
+    /// Generation tokens of this namespace's methods, as last read.
+    generations: Mutex<Generations>,
+    /// The client's outage count when the known tokens were read.
+    tokens_outages: AtomicU64,
+    /// The tokens in Redis at the last `sync_generations`.
+    synced_generations: Mutex<HashMap<String, u64>>,
+    /// When the generations hash's expiry was last pushed back.
+    generations_refreshed: Mutex<Option<Instant>>,
+    /// Methods whose unshareable keys were already reported.
+    warned_methods: Mutex<HashSet<String>>,
+    /// Methods whose unencodable values were already reported.
+    warned_values: Mutex<HashSet<String>>,
+    forged_log: Mutex<RateLimitedLog>,
+    counters: SharedCounters,
+    latency: LatencyHistogram,
+}
+
+impl TwoTierCache {
+    pub fn cache_name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn namespace_now(&self) -> Vec<u8> {
+        self.settings.read().namespace.clone()
+    }
+
+    pub fn is_shared(&self) -> bool {
+        self.settings.read().shared
+    }
+}
+
+#[pymethods]
+impl TwoTierCache {
+    #[new]
+    #[pyo3(signature = (
+        name, count, *, client, codec, namespace = None, prefix = "ormcache:", ttl = 3600,
+        local_methods = None, secret_markers = None, gate = None, max_bytes = 0, secret = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn py_new(
+        name: String,
+        count: i64,
+        client: Option<Py<RedisClient>>,
+        codec: Py<Codec>,
+        namespace: Option<Vec<u8>>,
+        prefix: &str,
+        ttl: i64,
+        local_methods: Option<HashSet<String>>,
+        secret_markers: Option<Vec<String>>,
+        gate: Option<Py<PyAny>>,
+        max_bytes: i64,
+        secret: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let lru = PyLru {
+            lru: Lru::new(Bounds::from_args(count, max_bytes, None)?)?,
+        };
+        let secret = secret.map(checked_secret).transpose()?;
+        let settings = Settings::new(
+            namespace.unwrap_or_default(),
+            prefix,
+            validate_ttl(ttl)?,
+            local_methods.unwrap_or_default(),
+            lowercase(secret_markers.unwrap_or_default()),
+            secret.as_deref(),
+        );
+        let this = TwoTierCache {
+            name,
+            client,
+            codec,
+            gate: RwLock::new(gate),
+            settings: RwLock::new(settings),
+            methods: Mutex::new(HashMap::new()),
+            generations: Mutex::new(HashMap::new()),
+            tokens_outages: AtomicU64::new(0),
+            synced_generations: Mutex::new(HashMap::new()),
+            generations_refreshed: Mutex::new(None),
+            warned_methods: Mutex::new(HashSet::new()),
+            warned_values: Mutex::new(HashSet::new()),
+            forged_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(60))),
+            counters: SharedCounters::default(),
+            latency: LatencyHistogram::default(),
+        };
+        Ok(PyClassInitializer::from(lru).add_subclass(this))
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[getter]
+    fn get_namespace<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.settings.read().namespace)
+    }
+
+    #[setter]
+    fn set_namespace(&self, namespace: Vec<u8>) {
+        let mut settings = self.settings.write();
+        if settings.namespace != namespace {
+            settings.set_namespace(namespace);
+            // Generations belong to a namespace.
+            self.generations.lock().clear();
+            self.synced_generations.lock().clear();
+        }
+    }
+
+    #[getter]
+    fn get_shared(&self) -> bool {
+        self.settings.read().shared
+    }
+
+    #[setter]
+    fn set_shared(&self, shared: bool) {
+        self.settings.write().shared = shared;
+    }
+
+    #[getter]
+    fn get_ttl(&self) -> u64 {
+        self.settings.read().ttl
+    }
+
+    #[setter]
+    fn set_ttl(&self, ttl: i64) -> PyResult<()> {
+        self.settings.write().ttl = validate_ttl(ttl)?;
+        Ok(())
+    }
+
+    #[getter]
+    fn get_prefix(&self) -> String {
+        self.settings.read().prefix.clone()
+    }
+
+    #[getter]
+    fn get_local_methods(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.settings.read().local_methods.iter().cloned().collect();
+        names.sort();
+        names
+    }
+
+    #[setter]
+    fn set_local_methods(&self, names: HashSet<String>) {
+        self.settings.write().local_methods = names;
+    }
+
+    #[getter]
+    fn get_secret_markers(&self) -> Vec<String> {
+        self.settings.read().secret_markers.clone()
+    }
+
+    #[setter]
+    fn set_secret_markers(&self, markers: Vec<String>) {
+        self.settings.write().secret_markers = lowercase(markers);
+    }
+
+    /// Whether entries are authenticated with a secret (else: checked for
+    /// corruption only).
+    #[getter]
+    fn authenticated(&self) -> bool {
+        self.settings.read().authenticated
+    }
+
+    /// Sets the secret that authenticates this cache's entries (str or
+    /// bytes); every server sharing the entries must use the same one.
+    #[setter]
+    fn set_secret(&self, secret: &Bound<'_, PyAny>) -> PyResult<()> {
+        let secret = checked_secret(secret)?;
+        self.settings.write().set_secret(Some(&secret));
+        Ok(())
+    }
+
+    #[getter]
+    fn get_gate(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.gate.read().as_ref().map(|g| g.clone_ref(py))
+    }
+
+    #[setter]
+    fn set_gate(&self, gate: Option<Py<PyAny>>) {
+        *self.gate.write() = gate;
+    }
+
+    #[getter]
+    fn client(&self, py: Python<'_>) -> Option<Py<RedisClient>> {
+        self.client.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    fn __getitem__(slf: &Bound<'_, Self>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        TwoTierCache::lookup(slf, key)?.ok_or_else(|| PyKeyError::new_err(key.clone().unbind()))
+    }
+
+    fn __setitem__(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        TwoTierCache::store(slf, key, value, None)
+    }
+
+    /// Stores with a TTL in seconds for both tiers (None: the cache's TTL in Redis).
+    #[pyo3(signature = (key, value, ttl = None))]
+    fn set(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<f64>,
+    ) -> PyResult<()> {
+        TwoTierCache::store(slf, key, value, ttl)
+    }
+
+    #[pyo3(signature = (key, default = None))]
+    fn get(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        Ok(TwoTierCache::lookup(slf, key)?
+            .unwrap_or_else(|| default.unwrap_or_else(|| slf.py().None())))
+    }
+
+    /// Drops the method's entries from L1 only.
+    fn evict_method(slf: &Bound<'_, Self>, method: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let name = method_name_arg(method)?;
+        let lru = &slf.as_super().get().lru;
+        Ok(lru.remove_where(slf.py(), |key| {
+            key_method(key).and_then(|m| method_name(&m)).as_deref() == Some(name.as_str())
+        }))
+    }
+
+    /// Drops the method's entries here and gives it a fresh random
+    /// generation token in Redis (one HSET), so no process reads its old
+    /// shared entries again.
+    fn clear_method(slf: &Bound<'_, Self>, method: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let py = slf.py();
+        let dropped = TwoTierCache::evict_method(slf, method)?;
+        let this = slf.get();
+        this.publish_clear(py, method_name_arg(method)?)?;
+        Ok(dropped)
+    }
+
+    /// Per-method generation tokens stored in Redis for the current
+    /// namespace (tokens that are not numbers are left out).
+    fn method_generations(&self, py: Python<'_>) -> PyResult<HashMap<String, u64>> {
+        self.read_generations(py)
+    }
+
+    /// Drops this process's copies of every method cleared by another
+    /// process since the last sync: its token in Redis changed or vanished
+    /// (evicted, flushed), or differs from the token this process computed
+    /// its copies under. Returns the methods dropped; raises
+    /// `RedisUnavailable` when Redis cannot tell (the caller then drops
+    /// whatever a clear could have targeted).
+    fn sync_generations(slf: &Bound<'_, Self>) -> PyResult<Vec<String>> {
+        let this = slf.get();
+        let tokens = this.read_generations(slf.py())?;
+        let stale = generations::sync(
+            tokens,
+            &mut this.synced_generations.lock(),
+            &mut this.generations.lock(),
+        );
+        for name in &stale {
+            TwoTierCache::evict_method(slf, &PyString::new(slf.py(), name))?;
+        }
+        Ok(stale)
+    }
+
+    fn stats<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        let py = slf.py();
+        let this = slf.get();
+        let lru = &slf.as_super().get().lru;
+        let dict = lru_stats_dict(py, lru, L1_LOOKUP_LABELS)?;
+        dict.set_item("name", &this.name)?;
+        this.put_figures(&dict)?;
+        // Lookups that returned a value, from either tier.
+        let l2_hits = this.counters.l2_hits.load(Ordering::Relaxed);
+        dict.set_item("hits", lru.counters().hits + l2_hits)?;
+        dict.set_item("shared", this.settings.read().shared)?;
+        dict.set_item(
+            "redis_healthy",
+            this.client.as_ref().map(|c| c.get().pool().looks_healthy()),
+        )?;
+        dict.set_item("methods", this.method_figures(py)?)?;
+        Ok(dict)
+    }
+
+    fn reset_stats(slf: &Bound<'_, Self>) {
+        slf.as_super().get().lru.reset_counters();
+        slf.get().reset_counters();
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        let lru = &slf.as_super().get().lru;
+        format!(
+            "<TwoTierCache {:?} {} of {} entries>",
+            slf.get().name,
+            lru.len(),
+            lru.bounds.max_entries
+        )
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<TwoTierCache>()?;
+    unit::register(m)?;
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Who may use Redis and where a key lives there: the cache's settings,
+//! the gate's verdict, methods and key arguments kept local, addresses.
+
+use std::collections::HashSet;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple};
+
+use super::counters::bump;
+use super::unit::UnitOfWork;
+use super::TwoTierCache;
+use crate::crypto::{self, Mac};
+use crate::entry;
+use crate::keys::{canonical_key, key_digest};
+use crate::naming::method_name;
+
+/// Mutable settings, changed rarely (registry reload, cache clear).
+pub(super) struct Settings {
+    pub(super) namespace: Vec<u8>,
+    /// The Redis hash of the namespace's method generations.
+    pub(super) generations_key: Vec<u8>,
+    pub(super) prefix: String,
+    pub(super) ttl: u64,
+    pub(super) shared: bool,
+    pub(super) local_methods: HashSet<String>,
+    /// Lower-case fragments that keep a key local when one of its string
+    /// arguments contains them (`_get_param('database.secret')`).
+    pub(super) secret_markers: Vec<String>,
+    /// Authenticates entries; keyed by the caller's secret.
+    pub(super) mac: Mac,
+    /// Whether `mac` is keyed by a real secret (else: integrity only).
+    pub(super) authenticated: bool,
+}
+
+impl Settings {
+    pub(super) fn new(
+        namespace: Vec<u8>,
+        prefix: &str,
+        ttl: u64,
+        local_methods: HashSet<String>,
+        secret_markers: Vec<String>,
+        secret: Option<&[u8]>,
+    ) -> Settings {
+        Settings {
+            generations_key: generations_key(prefix, &namespace),
+            namespace,
+            prefix: prefix.to_string(),
+            ttl,
+            shared: true,
+            local_methods,
+            secret_markers,
+            mac: entry_mac(secret),
+            authenticated: secret.is_some(),
+        }
+    }
+
+    pub(super) fn set_secret(&mut self, secret: Option<&[u8]>) {
+        self.mac = entry_mac(secret);
+        self.authenticated = secret.is_some();
+    }
+
+    pub(super) fn set_namespace(&mut self, namespace: Vec<u8>) {
+        self.generations_key = generations_key(&self.prefix, &namespace);
+        self.namespace = namespace;
+    }
+}
+
+/// The key of a cache without a secret: detects corruption, not forgery.
+fn entry_mac(secret: Option<&[u8]>) -> Mac {
+    Mac::new(&crypto::derive_key(
+        secret.unwrap_or_default(),
+        "cache-entry",
+    ))
+}
+
+/// The Redis hash holding the per-method generation tokens of a namespace.
+fn generations_key(prefix: &str, namespace: &[u8]) -> Vec<u8> {
+    let digest = key_digest(namespace, b"method-generations");
+    entry::redis_key(prefix, entry::GENERATIONS, &digest)
+}
+
+/// A secret from Python: non-empty str or bytes.
+pub(super) fn checked_secret(secret: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let bytes = crypto::secret_bytes(secret)?;
+    if bytes.is_empty() {
+        return Err(PyValueError::new_err("secret must not be empty"));
+    }
+    Ok(bytes)
+}
+
+pub(super) fn lowercase(markers: Vec<String>) -> Vec<String> {
+    markers
+        .into_iter()
+        .filter(|m| !m.is_empty())
+        .map(|m| m.to_lowercase())
+        .collect()
+}
+
+pub(super) fn validate_ttl(ttl: i64) -> PyResult<u64> {
+    if ttl < 1 {
+        return Err(PyValueError::new_err(format!(
+            "ttl must be a whole number of seconds of at least 1, got {ttl}"
+        )));
+    }
+    Ok(ttl as u64)
+}
+
+/// A method given by its function or its `module.qualname` string.
+pub(super) fn method_name_arg(method: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(name) = method.extract::<String>() {
+        return Ok(name);
+    }
+    method_name(method)
+        .ok_or_else(|| PyValueError::new_err("expected a function or its 'module.qualname' string"))
+}
+
+/// Whether a string argument of the key (after the model and the method)
+/// contains one of the markers, case-insensitively.
+fn names_a_secret(key: &Bound<'_, PyAny>, markers: &[String]) -> bool {
+    let Ok(tuple) = key.cast::<PyTuple>() else {
+        return false;
+    };
+    tuple.iter().skip(2).any(|item| {
+        item.cast::<PyString>()
+            .ok()
+            .and_then(|text| text.to_str().ok().map(str::to_lowercase))
+            .is_some_and(|text| markers.iter().any(|marker| text.contains(marker.as_str())))
+    })
+}
+
+/// What the gate allows for one access of the shared tier.
+pub(super) enum Access {
+    Local,
+    Shared,
+    /// Read Redis; keep writes in this unit of work until it commits.
+    Deferred(Py<UnitOfWork>),
+}
+
+/// One shared-tier address: everything needed to read or write an entry.
+pub(super) struct Address {
+    pub(super) digest: [u8; 32],
+    pub(super) redis_key: Vec<u8>,
+    pub(super) method_name: Option<String>,
+}
+
+impl TwoTierCache {
+    pub(super) fn access(&self, py: Python<'_>) -> PyResult<Access> {
+        if !self.settings.read().shared {
+            return Ok(Access::Local);
+        }
+        let Some(client) = &self.client else {
+            return Ok(Access::Local);
+        };
+        if !client.get().pool().would_attempt() {
+            // The breaker is open: do not even build the key.
+            bump(&self.counters.l2_skipped, 1);
+            return Ok(Access::Local);
+        }
+        let gate = self.gate.read().as_ref().map(|g| g.clone_ref(py));
+        let Some(gate) = gate else {
+            return Ok(Access::Shared);
+        };
+        let verdict = gate.bind(py).call0()?;
+        if let Ok(unit) = verdict.cast::<UnitOfWork>() {
+            return Ok(Access::Deferred(unit.clone().unbind()));
+        }
+        if verdict.is_truthy()? {
+            Ok(Access::Shared)
+        } else {
+            bump(&self.counters.gated, 1);
+            Ok(Access::Local)
+        }
+    }
+
+    /// Computes where `key` lives in Redis; None when it must stay local.
+    pub(super) fn address(
+        &self,
+        key: &Bound<'_, PyAny>,
+        method: Option<&Bound<'_, PyAny>>,
+    ) -> Option<Address> {
+        let method_name = method.and_then(|m| method_name(m));
+        let settings = self.settings.read();
+        if let Some(name) = &method_name {
+            if settings.local_methods.contains(name) {
+                return None;
+            }
+        }
+        if !settings.secret_markers.is_empty() && names_a_secret(key, &settings.secret_markers) {
+            bump(&self.counters.secret_keys, 1);
+            return None;
+        }
+        let mut canonical = Vec::with_capacity(64);
+        if let Err(err) = canonical_key(key, &mut canonical) {
+            bump(&self.counters.unencodable_keys, 1);
+            drop(settings);
+            self.warn_once(
+                key.py(),
+                &self.warned_methods,
+                "keys",
+                method_name.as_deref(),
+                &err,
+            );
+            return None;
+        }
+        let digest = key_digest(&settings.namespace, &canonical);
+        let redis_key = entry::redis_key(&settings.prefix, entry::DATA, &digest);
+        Some(Address {
+            digest,
+            redis_key,
+            method_name,
+        })
+    }
+}

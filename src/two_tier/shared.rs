@@ -1,0 +1,343 @@
+//! Reads and writes of the shared tier: generation tokens (fresh, kept
+//! alive, forgotten after an outage), opening and framing entries, queued
+//! writes.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+
+use super::counters::bump;
+use super::policy::Address;
+use super::unit::Outcome;
+use super::TwoTierCache;
+use crate::entry::{self, Rejection};
+use crate::redis::writer::Command;
+use crate::redis::{call_error_to_py, RedisClient};
+
+/// The outcome of one read of the shared tier.
+pub(super) enum SharedRead {
+    /// Not asked (local access, unshareable key, no client).
+    Skipped,
+    /// Redis failed or the circuit is open.
+    Failed,
+    Absent(Duration),
+    /// Something was stored but it is not a valid entry for this key now.
+    Rejected(Duration),
+    /// A stored value failed authentication: written without the key.
+    Forged(Duration),
+    Found(Py<PyAny>, usize, Duration),
+}
+
+/// The generation token of a method after its bookkeeping was missing
+/// (first use, evicted, flushed, lost in a failover) or rolled back: a
+/// fresh random one, never an old one. HSETNX keeps the token a concurrent
+/// process may have just created; a rolled-back token is overwritten.
+fn fresh_token(
+    con: &mut impl redis::ConnectionLike,
+    generations_key: &[u8],
+    method_name: &str,
+    overwrite: bool,
+    bookkeeping_ttl: u64,
+) -> redis::RedisResult<u64> {
+    let mut pipe = redis::pipe();
+    pipe.cmd(if overwrite { "HSET" } else { "HSETNX" })
+        .arg(generations_key)
+        .arg(method_name)
+        .arg(entry::new_token())
+        .ignore()
+        .cmd("HGET")
+        .arg(generations_key)
+        .arg(method_name)
+        .cmd("EXPIRE")
+        .arg(generations_key)
+        .arg(bookkeeping_ttl)
+        .ignore();
+    let (token,) = pipe.query::<(u64,)>(con)?;
+    Ok(token)
+}
+
+impl TwoTierCache {
+    /// Queues the writes of a committed unit of work.
+    pub fn send_committed(&self, writes: Vec<Command>) -> Outcome {
+        let mut outcome = Outcome::default();
+        let Some(client) = &self.client else {
+            outcome.dropped = writes.len() as u64;
+            return outcome;
+        };
+        for command in writes {
+            if client.get().enqueue_command(command) {
+                outcome.queued += 1;
+            } else {
+                outcome.dropped += 1;
+            }
+        }
+        bump(&self.counters.writes_queued, outcome.queued);
+        bump(&self.counters.writes_dropped, outcome.dropped);
+        outcome
+    }
+
+    /// The generation tokens of this namespace's methods in Redis.
+    pub(super) fn read_generations(&self, py: Python<'_>) -> PyResult<HashMap<String, u64>> {
+        let Some(client) = &self.client else {
+            return Ok(HashMap::new());
+        };
+        let key = self.generations_key();
+        let pairs = client
+            .get()
+            .call(py, move |con| {
+                redis::cmd("HGETALL")
+                    .arg(key.as_slice())
+                    .query::<Vec<(String, Vec<u8>)>>(con)
+            })
+            .map_err(call_error_to_py)?;
+        Ok(pairs
+            .into_iter()
+            .filter_map(|(name, token)| {
+                let token = std::str::from_utf8(&token).ok()?.parse::<u64>().ok()?;
+                Some((name, token))
+            })
+            .collect())
+    }
+
+    /// Gives the method a fresh random generation token in Redis (one
+    /// HSET), so no process reads its old shared entries again.
+    pub(super) fn publish_clear(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        let Some(client) = &self.client else {
+            return Ok(());
+        };
+        let key = self.generations_key();
+        let field = name.clone();
+        let token = entry::new_token();
+        let bookkeeping_ttl = self.bookkeeping_ttl();
+        client
+            .get()
+            .call(py, move |con| {
+                redis::pipe()
+                    .cmd("HSET")
+                    .arg(key.as_slice())
+                    .arg(field.as_str())
+                    .arg(token)
+                    .ignore()
+                    .cmd("EXPIRE")
+                    .arg(key.as_slice())
+                    .arg(bookkeeping_ttl)
+                    .ignore()
+                    .query::<()>(con)
+            })
+            .map_err(call_error_to_py)?;
+        self.generations
+            .lock()
+            .entry(name)
+            .or_default()
+            .adopt(token);
+        Ok(())
+    }
+
+    /// The Redis hash holding per-method generations of this namespace.
+    fn generations_key(&self) -> Vec<u8> {
+        self.settings.read().generations_key.clone()
+    }
+
+    /// Seconds the generations hash outlives the entries stamped from it.
+    fn bookkeeping_ttl(&self) -> u64 {
+        self.settings.read().ttl.saturating_mul(2)
+    }
+
+    pub(super) fn read_shared(
+        &self,
+        py: Python<'_>,
+        client: &RedisClient,
+        address: &Address,
+    ) -> SharedRead {
+        let data_key = address.redis_key.clone();
+        let generations = address
+            .method_name
+            .as_ref()
+            .map(|name| (self.generations_key(), name.clone()));
+        let bookkeeping_ttl = self.bookkeeping_ttl();
+        // A token this process saw replaced is never valid again: one
+        // coming back means the bookkeeping was rolled back in Redis.
+        let retired: Vec<u64> = address
+            .method_name
+            .as_ref()
+            .and_then(|name| self.generations.lock().get(name).map(|g| g.retired.clone()))
+            .unwrap_or_default();
+        let started = Instant::now();
+        let reply = client.call(py, move |con| {
+            let Some((generations_key, name)) = &generations else {
+                let value = redis::cmd("GET")
+                    .arg(data_key.as_slice())
+                    .query::<Option<Vec<u8>>>(con)?;
+                return Ok((entry::NO_METHOD, value, false));
+            };
+            let (token, value) = redis::pipe()
+                .cmd("HGET")
+                .arg(generations_key.as_slice())
+                .arg(name.as_str())
+                .cmd("GET")
+                .arg(data_key.as_slice())
+                .query::<(Option<u64>, Option<Vec<u8>>)>(con)?;
+            match token {
+                Some(token) if !retired.contains(&token) => Ok((token, value, false)),
+                rolled_back => {
+                    let token = fresh_token(
+                        con,
+                        generations_key,
+                        name,
+                        rolled_back.is_some(),
+                        bookkeeping_ttl,
+                    )?;
+                    Ok((token, value, true))
+                }
+            }
+        });
+        let elapsed = started.elapsed();
+        self.latency.record(elapsed);
+        let (token, payload, refreshed) = match reply {
+            Ok(reply) => reply,
+            Err(_) => {
+                bump(&self.counters.l2_errors, 1);
+                return SharedRead::Failed;
+            }
+        };
+        if let Some(name) = &address.method_name {
+            self.generations
+                .lock()
+                .entry(name.clone())
+                .or_default()
+                .adopt(token);
+            self.keep_generations_alive(client, refreshed);
+        }
+        let Some(payload) = payload else {
+            return SharedRead::Absent(elapsed);
+        };
+        match self.open_entry(py, &payload, &address.digest, token) {
+            Ok(value) => SharedRead::Found(value, payload.len(), elapsed),
+            Err(Rejection::Forged) => {
+                bump(&self.counters.forged_entries, 1);
+                self.report_forged(py);
+                SharedRead::Forged(elapsed)
+            }
+            Err(_) => {
+                bump(&self.counters.rejected_entries, 1);
+                SharedRead::Rejected(elapsed)
+            }
+        }
+    }
+
+    /// The token to stamp a write with: the one last read, or (a store
+    /// without a lookup before it, e.g. priming) read from Redis now.
+    fn token_for_write(&self, py: Python<'_>, client: &RedisClient, name: &str) -> Option<u64> {
+        self.forget_tokens_after_outage(client);
+        if let Some(token) = self.generations.lock().get(name).and_then(|g| g.current) {
+            return Some(token);
+        }
+        let generations_key = self.generations_key();
+        let bookkeeping_ttl = self.bookkeeping_ttl();
+        let owned_name = name.to_string();
+        let token = client
+            .call(py, move |con| {
+                fresh_token(con, &generations_key, &owned_name, false, bookkeeping_ttl)
+            })
+            .ok()?;
+        self.generations
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .adopt(token);
+        Some(token)
+    }
+
+    /// Tokens read before an outage may be gone with the Redis that held
+    /// them (a restart without persistence, a failover): stamping writes
+    /// with them would only store entries nobody accepts. Forgotten, not
+    /// retired: after a mere network cut they are still valid.
+    fn forget_tokens_after_outage(&self, client: &RedisClient) {
+        let outages = client.pool().breaker_opened_count();
+        if self
+            .tokens_outages
+            .swap(outages, std::sync::atomic::Ordering::Relaxed)
+            != outages
+        {
+            for known in self.generations.lock().values_mut() {
+                known.current = None;
+            }
+        }
+    }
+
+    /// Pushes the generations hash's expiry back, at most every quarter of
+    /// the cache's TTL, off the request path: its tokens must outlive the
+    /// entries stamped with them while the method is in use.
+    fn keep_generations_alive(&self, client: &RedisClient, just_refreshed: bool) {
+        let now = Instant::now();
+        let interval = Duration::from_secs(self.settings.read().ttl / 4);
+        {
+            let mut refreshed = self.generations_refreshed.lock();
+            if !just_refreshed && refreshed.is_some_and(|at| now.duration_since(at) < interval) {
+                return;
+            }
+            *refreshed = Some(now);
+        }
+        if !just_refreshed {
+            client.enqueue_command(entry::expire_command(
+                self.generations_key(),
+                self.bookkeeping_ttl(),
+            ));
+        }
+    }
+
+    /// Verifies and decodes a framed entry; undecodable bytes are foreign.
+    fn open_entry(
+        &self,
+        py: Python<'_>,
+        payload: &[u8],
+        digest: &[u8; 32],
+        token: u64,
+    ) -> Result<Py<PyAny>, Rejection> {
+        let mac = self.settings.read().mac.clone();
+        let codec_bytes = entry::open(payload, &mac, digest, token)?;
+        self.codec
+            .get()
+            .decode(py, codec_bytes)
+            .map_err(|_| Rejection::Foreign)
+    }
+
+    /// Encodes and seals a value for `address`; None (counted, and said
+    /// once per method) when it cannot be shared.
+    pub(super) fn frame_entry(
+        &self,
+        value: &Bound<'_, PyAny>,
+        client: &RedisClient,
+        address: &Address,
+    ) -> Option<Vec<u8>> {
+        let mut payload = entry::start_value();
+        if let Err(err) = self.codec.get().encode_into(value, &mut payload) {
+            bump(&self.counters.unencodable_values, 1);
+            self.warn_once(
+                value.py(),
+                &self.warned_values,
+                "values",
+                address.method_name.as_deref(),
+                &err,
+            );
+            return None;
+        }
+        // Copied out: logging runs Python code, never under the lock.
+        let (mac, authenticated) = {
+            let settings = self.settings.read();
+            (settings.mac.clone(), settings.authenticated)
+        };
+        if !authenticated {
+            self.warn_no_secret(value.py());
+        }
+        let token = match &address.method_name {
+            None => entry::NO_METHOD,
+            // Without a token (Redis failed) nothing a reader would accept
+            // can be written.
+            Some(name) => self.token_for_write(value.py(), client, name)?,
+        };
+        entry::seal(&mut payload, token, &mac, &address.digest);
+        Some(payload)
+    }
+}
