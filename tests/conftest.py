@@ -52,6 +52,12 @@ def client(redis_url: str) -> RedisClient:
     return RedisClient(redis_url, retry_initial=0.05, retry_max=0.2)
 
 
+@pytest.fixture
+def raw(redis_url: str) -> RedisClient:
+    """A second client, to look at what the code under test wrote."""
+    return RedisClient(redis_url)
+
+
 @pytest.fixture(autouse=True)
 def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # Option tests read the environment: start each test from a clean one.

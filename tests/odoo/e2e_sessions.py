@@ -38,7 +38,7 @@ from typing import Any
 from e2e_common import add_odoo_arguments, check, report
 
 from ormcache_redis import RedisClient
-from ormcache_redis.session_records import (
+from ormcache_redis.sessions.records import (
     FORMAT_JSON,
     address_of,
     decode_record,

@@ -31,9 +31,7 @@ from odoo.tests import HttpCase, tagged
 from ormcache_redis import Codec, RedisClient
 from ormcache_redis.addon.deployment_keys import DeploymentSecrets
 from ormcache_redis.config import OptionSource
-from ormcache_redis.session_records import (
-    FORMAT_CODEC,
-    FORMAT_JSON,
+from ormcache_redis.sessions.records import (
     address_of,
     decode_record,
     encode_record,
@@ -41,15 +39,16 @@ from ormcache_redis.session_records import (
     hash_key,
     seal_next_sid,
 )
+from ormcache_redis.sessions.store import RedisSessionStore, SessionStoreUnavailable
+from ormcache_redis.sessions.versions import rules_for
 from ormcache_redis.testing import RedisServer
 
 from .. import session_store as session_store_module
 from ..deployment_keys import read_database_secret
-from ..session_store import RedisSessionStore, SessionStoreUnavailable
 
 ODOO_MAJOR = version_info[0]
 PREFIX = "test:odoo-session:"
-RECORD_FORMAT = FORMAT_CODEC if ODOO_MAJOR == 17 else FORMAT_JSON
+RECORD_FORMAT = rules_for(ODOO_MAJOR).record_format
 
 
 def make_store(url: str, **options: Any) -> RedisSessionStore:
@@ -224,10 +223,10 @@ class TestRedisSessions(HttpCase):
         script = textwrap.dedent(
             f"""
             from ormcache_redis import Codec, RedisClient
-            from ormcache_redis.session_records import *
+            from ormcache_redis.sessions.records import address_of, decode_record
             key, field = address_of({PREFIX!r}, {sid!r})
             raw = RedisClient({self.redis.url!r}).execute("HGET", key, field)
-            fmt = FORMAT_CODEC if {ODOO_MAJOR} == 17 else FORMAT_JSON
+            fmt = {RECORD_FORMAT!r}
             secret = {self.database_secret()!r}
             print(decode_record(raw, key=key, field=field, sid={sid!r}, fmt=fmt,
                                 secret_for=lambda db: secret, codec=Codec()).data["uid"])

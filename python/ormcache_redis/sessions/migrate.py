@@ -11,7 +11,7 @@ first (and back, to return to files)::
         --session-store-secret "$SESSION_STORE_SECRET"
 
 The copy is what the Redis store itself writes and reads (same layout, same
-records: ``ormcache_redis.session_records``), and keeps each session's
+records: :mod:`.records`), and keeps each session's
 remaining lifetime. Session ids are never printed.
 
 Records are authenticated with the secret of the session's database, so the
@@ -21,14 +21,9 @@ command needs it as Odoo does: ``--secret`` (``ormcache_redis_secret``, or
 options of ``--config``; needs ``psycopg2``, which Odoo's Python has).
 Sessions without a database need neither.
 
-File formats: Odoo 18/19 write JSON files named by their 84-character id;
-Odoo 17 writes pickles named by a 40-hex id. Pickles are read with the same
-restricted unpickler rules Odoo 17 applies to them (``odoo.tools.misc``:
-only ``set`` and ``datetime``/``date``/``time`` may be looked up, plus pytz's
-UTC/timezone constructors; every other global is refused). Anything this
-reader refuses, Odoo 17 would have refused too (and served an empty session),
-so nothing loadable is lost, and no code in a session file can run. It needs
-neither Odoo nor its configuration importable.
+Session files are read and written as Odoo does (:mod:`.files`; Odoo 17's
+pickles with Odoo 17's own restrictions, so no code in a file can run); the
+command needs neither Odoo nor its configuration importable.
 
 Going back (``to-files``) needs the session ids, which Redis never holds in
 clear: the store seals them into each record only when a
@@ -40,12 +35,8 @@ from __future__ import annotations
 
 import argparse
 import configparser
-import io
-import json
-import os
 import pickle
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -62,14 +53,11 @@ from ormcache_redis._native import (
 )
 from ormcache_redis.addon.deployment_keys import DeploymentSecrets, check_secret
 from ormcache_redis.config import ConfigError, OptionSource, parse_redis_url, redact_url
-from ormcache_redis.session_records import (
+from ormcache_redis.sessions.files import read_session_file, session_files, write_session_file
+from ormcache_redis.sessions.records import (
     DEFAULT_ANONYMOUS_TTL,
     DEFAULT_PREFIX,
     DEFAULT_SESSION_LIFETIME,
-    FORMAT_CODEC,
-    FORMAT_JSON,
-    SID_PATTERN_B64_84,
-    SID_PATTERN_HEX40,
     RecordError,
     RecordForged,
     RecordKeyMissing,
@@ -80,42 +68,9 @@ from ormcache_redis.session_records import (
     record_ttl,
     sid_key,
 )
+from ormcache_redis.sessions.versions import record_format_of
 
 BATCH = 200
-_LEGACY_PREFIX, _LEGACY_SUFFIX = "werkzeug_", ".sess"
-
-
-class SessionPickleRefused(pickle.UnpicklingError):
-    """A session pickle names a global outside Odoo 17's allow-list."""
-
-
-_PICKLE_ALLOWED = {
-    ("builtins", "set"),
-    ("datetime", "datetime"),
-    ("datetime", "date"),
-    ("datetime", "time"),
-    ("pytz", "_p"),
-    ("pytz", "_UTC"),
-}
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Odoo 17's ``odoo.tools.misc.Unpickler`` rules, without importing Odoo."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _PICKLE_ALLOWED:
-            raise SessionPickleRefused(f"global {module}.{name} is not allowed in a session")
-        return super().find_class(module, name)
-
-
-def load_session_pickle(data: bytes) -> dict[str, Any]:
-    loaded = RestrictedUnpickler(io.BytesIO(data), encoding="ASCII").load()
-    if not isinstance(loaded, dict):
-        raise pickle.UnpicklingError("a session file holds a dict")
-    return loaded
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 @dataclass
@@ -149,66 +104,6 @@ class Report:
         if direction == "to-files":
             parts.append(f"without a recoverable id {self.no_id}")
         return f"{direction}: " + ", ".join(parts) + "."
-
-
-def _sid_format(sid: str) -> bytes | None:
-    if SID_PATTERN_B64_84.match(sid):
-        return FORMAT_JSON
-    if SID_PATTERN_HEX40.match(sid):
-        return FORMAT_CODEC
-    return None
-
-
-def session_files(session_dir: Path) -> Iterator[tuple[str, Path]]:
-    """(sid, path) of every session file: ``<dir>/<2 chars>/<sid>`` (Odoo
-    17+) and the older ``<dir>/werkzeug_<sid>.sess``."""
-    for entry in sorted(session_dir.iterdir()):
-        if entry.is_dir() and len(entry.name) == 2:
-            for path in sorted(entry.iterdir()):
-                if path.is_file() and _sid_format(path.name) and path.name[:2] == entry.name:
-                    yield path.name, path
-        elif entry.is_file() and entry.name.startswith(_LEGACY_PREFIX):
-            sid = entry.name[len(_LEGACY_PREFIX) :].removesuffix(_LEGACY_SUFFIX)
-            if entry.name.endswith(_LEGACY_SUFFIX) and _sid_format(sid):
-                yield sid, entry
-
-
-def read_session_file(path: Path, fmt: bytes) -> dict[str, Any]:
-    raw = path.read_bytes()
-    if fmt == FORMAT_JSON:
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("a session file holds a JSON object")
-        return data
-    return load_session_pickle(raw)
-
-
-def write_session_file(session_dir: Path, sid: str, data: dict[str, Any], mtime: float) -> None:
-    """Write like Odoo's FilesystemSessionStore: temp file, then rename."""
-    directory = session_dir / sid[:2]
-    directory.mkdir(mode=0o755, exist_ok=True)
-    if _sid_format(sid) == FORMAT_JSON:
-        content = json.dumps(data).encode()
-    else:
-        content = pickle.dumps(data, pickle.HIGHEST_PROTOCOL)
-        load_session_pickle(content)  # Odoo 17 must be able to read it back
-    fd, tmp = tempfile.mkstemp(suffix=".__wz_sess", dir=session_dir)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.chmod(tmp, 0o644)
-        os.utime(tmp, (mtime, mtime))
-        os.replace(tmp, directory / sid)
-    except BaseException:
-        with_suppressed_unlink(tmp)
-        raise
-
-
-def with_suppressed_unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 # --------------------------------------------------------------------------- secrets
@@ -312,7 +207,7 @@ def to_redis(args: argparse.Namespace, client: RedisClient) -> Report:
         pending.clear()
 
     for sid, path in session_files(args.session_dir):
-        fmt = _sid_format(sid)
+        fmt = record_format_of(sid)
         assert fmt is not None
         try:
             data = read_session_file(path, fmt)
@@ -415,7 +310,7 @@ def to_files(args: argparse.Namespace, client: RedisClient) -> Report:
                 report.problems.append(f"a record under {key_name!r}: {exc}")
                 continue
             sid = record.sid
-            if sid is None or _sid_format(sid) != record.fmt:
+            if sid is None or record_format_of(sid) != record.fmt:
                 report.no_id += 1
                 continue
             if address_of(args.prefix, sid) != (key_name, field_name):

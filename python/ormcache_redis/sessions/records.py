@@ -1,7 +1,7 @@
 """Redis layout and record format of Odoo HTTP sessions.
 
-Shared by the Odoo session store (``odoo_addon/ormcache_redis/session_store.py``)
-and the migration command (``ormcache-redis-sessions``), so both read and write
+Shared by the session store (:mod:`.store`) and the migration command
+(:mod:`.migrate`, ``ormcache-redis-sessions``), so both read and write
 exactly the same bytes. Nothing here imports Odoo.
 
 Layout
@@ -86,10 +86,6 @@ MAX_DB_NAME_BYTES = 63
 IDENTIFIER_LENGTH = 42
 """Odoo's ``STORED_SESSION_BYTES``: the part of a session id kept in the database."""
 
-SID_PATTERN_HEX40 = re.compile(r"^[a-f0-9]{40}\Z")
-"""Odoo 17 session ids (werkzeug's ``_sha1_re``)."""
-SID_PATTERN_B64_84 = re.compile(r"^[A-Za-z0-9_-]{84}\Z")
-"""Odoo 18/19 session ids."""
 IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z0-9_-]{42}\Z")
 
 SEALED_PREFIX = "ocr-sealed:2:"
