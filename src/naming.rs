@@ -7,16 +7,37 @@
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyString, PyTuple, PyType};
+
+/// `types.MethodType`, the type of bound methods.
+fn method_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    static METHOD_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    METHOD_TYPE
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(
+                py.import("types")?
+                    .getattr("MethodType")?
+                    .cast_into::<PyType>()?
+                    .unbind(),
+            )
+        })
+        .map(|t| t.bind(py))
+}
 
 /// `module.qualname` of a function, bound method or class (a bound
 /// method is named by its function); None when either part is not a
 /// string, an error when reading them raised.
 pub fn qualified_name(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
     let py = obj.py();
-    let obj = obj
-        .getattr(intern!(py, "__func__"))
-        .unwrap_or_else(|_| obj.clone());
+    // Only a bound method is asked for `__func__`: on anything else the
+    // failed lookup would build an AttributeError on every call (this runs
+    // on every L2 access).
+    let obj = if obj.get_type().is(method_type(py)?) {
+        obj.getattr(intern!(py, "__func__"))?
+    } else {
+        obj.clone()
+    };
     let module = obj.getattr(intern!(py, "__module__"))?;
     let qualname = obj.getattr(intern!(py, "__qualname__"))?;
     let (Ok(module), Ok(qualname)) = (module.cast::<PyString>(), qualname.cast::<PyString>())
