@@ -14,9 +14,11 @@
 //! ```
 //!
 //! The payload is exactly one value; bytes after it are an error. The
-//! declared uncompressed length is checked against `max_decoded_bytes` and
+//! declared uncompressed length is checked against `max_decoded_bytes`,
 //! against the LZ4 maximum ratio (255:1) of the compressed bytes that are
-//! actually present *before* the output buffer is allocated.
+//! actually present, and against the memory budget (`budget.rs`: the buffer
+//! plus at least as much again for the objects) *before* the output buffer
+//! is allocated.
 //!
 //! # Varints
 //!
@@ -25,7 +27,8 @@
 //! `zvarint` = zigzag-mapped signed value (`(n << 1) ^ (n >> 63)`) as a
 //! varint. Every length and count is a varint and is checked against the
 //! remaining input before anything is allocated (an element needs at least
-//! one byte, a dict entry two).
+//! one byte, a dict entry two), and its cost charged to the decode budgets
+//! (`budget.rs`).
 //!
 //! # Values (one tag byte, then the body)
 //!

@@ -1,0 +1,300 @@
+//! Prices a payload against the memory and object budgets before anything
+//! is built: a walk over the wire format (`format.rs`) that allocates
+//! nothing but its own small stack, charging each value the [`cost`] of
+//! what the decoder would build for it, and stopping at the first limit
+//! passed. The decoder runs it before building a payload too large to fit
+//! for sure; the encoder runs it over its own output, so both sides charge
+//! by the same code.
+//!
+//! Only what the budgets need is checked (lengths against the input,
+//! nesting, known tags); the rest (UTF-8, field ranges, extension tags) is
+//! the decoder's job, which parses the same way and so never gets further
+//! into a payload than this walk did.
+
+use super::budget::{cost, Budget, Exceeded, Limits};
+use super::format::*;
+
+/// A payload of `n` bytes costs at most `MAX_MEMORY_PER_BYTE * n` bytes of
+/// memory (an empty set, 2 bytes for 216 + its slot, is the worst: 116)
+/// and builds at most `MAX_OBJECTS_PER_BYTE * n` objects (an int beyond 64
+/// bits with an empty magnitude: 17 for 2 bytes). A payload small enough
+/// for both to fit needs no scan.
+pub const MAX_MEMORY_PER_BYTE: usize = 128;
+pub const MAX_OBJECTS_PER_BYTE: usize = 9;
+
+/// Why a payload was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Exceeded(Exceeded),
+    /// Not a valid payload: truncated, unknown tag, too deep, trailing bytes.
+    Malformed(&'static str),
+}
+
+impl From<Exceeded> for Refusal {
+    fn from(e: Exceeded) -> Self {
+        Refusal::Exceeded(e)
+    }
+}
+
+/// Whether a payload of `len` bytes fits the budgets whatever it holds,
+/// next to `held` bytes already in memory (an inflated payload).
+pub fn fits_unscanned(len: usize, held: usize, limits: &Limits) -> bool {
+    len.saturating_mul(MAX_MEMORY_PER_BYTE).saturating_add(held) <= limits.max_decoded_memory
+        && len.saturating_mul(MAX_OBJECTS_PER_BYTE) <= limits.max_objects
+}
+
+/// Charges `budget` for everything decoding `payload` builds; returns the
+/// memory charged in all.
+pub fn price(
+    payload: &[u8],
+    max_depth: u32,
+    limits: &Limits,
+    mut budget: Budget,
+) -> Result<usize, Refusal> {
+    let mut walk = Walk {
+        data: payload,
+        pos: 0,
+        budget: &mut budget,
+    };
+    walk.all(max_depth)?;
+    Ok(budget.memory_used(limits))
+}
+
+struct Walk<'a, 'b> {
+    data: &'a [u8],
+    pos: usize,
+    budget: &'b mut Budget,
+}
+
+impl Walk<'_, '_> {
+    /// The whole payload, without recursion: `open` holds the items left
+    /// to read in each container (or extension) being read.
+    fn all(&mut self, max_depth: u32) -> Result<(), Refusal> {
+        self.budget.objects(1)?;
+        let mut open: Vec<u64> = vec![1];
+        while let Some(left) = open.last_mut() {
+            if *left == 0 {
+                open.pop();
+                continue;
+            }
+            *left -= 1;
+            let depth = open.len() - 1;
+            if let Some(items) = self.value()? {
+                if depth >= max_depth as usize {
+                    return Err(Refusal::Malformed("maximum nesting depth exceeded"));
+                }
+                open.push(items);
+            }
+        }
+        if self.pos != self.data.len() {
+            return Err(Refusal::Malformed("trailing bytes after the value"));
+        }
+        Ok(())
+    }
+
+    fn byte(&mut self) -> Result<u8, Refusal> {
+        let b = *self
+            .data
+            .get(self.pos)
+            .ok_or(Refusal::Malformed("truncated input"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), Refusal> {
+        if n > self.data.len() - self.pos {
+            return Err(Refusal::Malformed("truncated input"));
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    fn varint(&mut self) -> Result<u64, Refusal> {
+        read_varint(self.data, &mut self.pos)
+            .ok_or(Refusal::Malformed("truncated or overlong varint"))
+    }
+
+    /// A count of items each needing at least `min_item` bytes.
+    fn count(&mut self, min_item: usize) -> Result<usize, Refusal> {
+        let n = self.varint()?;
+        if n > ((self.data.len() - self.pos) / min_item) as u64 {
+            return Err(Refusal::Malformed("declared length exceeds the input"));
+        }
+        Ok(n as usize)
+    }
+
+    /// A length-prefixed field, skipped; returns its length.
+    fn field(&mut self) -> Result<usize, Refusal> {
+        let n = self.count(1)?;
+        self.skip(n)?;
+        Ok(n)
+    }
+
+    /// Charges one value's header and body; for a container or extension,
+    /// returns the number of values nested in it (read next).
+    fn value(&mut self) -> Result<Option<u64>, Refusal> {
+        match self.byte()? {
+            tag if tag >= T_SMALLINT => {}
+            T_NONE | T_FALSE | T_TRUE => {}
+            T_INT => {
+                self.varint()?;
+                self.budget.memory(cost::INT)?;
+            }
+            T_FLOAT => {
+                self.skip(8)?;
+                self.budget.memory(cost::FLOAT)?;
+            }
+            T_STR => {
+                let n = self.field()?;
+                self.budget.memory(cost::str(n))?;
+            }
+            T_BYTES => {
+                let n = self.field()?;
+                self.budget.memory(cost::bytes(n))?;
+            }
+            T_BIGINT_POS | T_BIGINT_NEG => {
+                let n = self.field()?;
+                self.budget.python_built(cost::big_int(n), 2)?;
+            }
+            T_DECIMAL => {
+                let n = self.field()?;
+                self.budget.python_built(cost::decimal(n), 1)?;
+            }
+            T_DATE => {
+                self.skip(4)?;
+                self.budget.python_built(cost::TEMPORAL, 1)?;
+            }
+            tag @ (T_DATETIME | T_TIME) => {
+                self.skip(if tag == T_DATETIME { 7 } else { 3 })?;
+                self.varint()?;
+                self.byte()?;
+                self.budget.python_built(cost::TEMPORAL, 1)?;
+                self.tz()?;
+            }
+            tag @ (T_TUPLE | T_LIST | T_SET | T_FROZENSET) => {
+                let n = self.count(1)?;
+                let bytes = match tag {
+                    T_TUPLE => cost::tuple(n),
+                    T_LIST => cost::list(n),
+                    _ => cost::set(n),
+                };
+                self.budget.container(bytes, n)?;
+                return Ok(Some(n as u64));
+            }
+            T_DICT => {
+                let n = self.count(2)?;
+                self.budget.container(cost::dict(n), 2 * n)?;
+                return Ok(Some(2 * n as u64));
+            }
+            T_EXT => {
+                let n = self.field()?;
+                // The object from_state builds, and its state.
+                self.budget.python_built(cost::extension(n), 1)?;
+                self.budget.objects(1)?;
+                return Ok(Some(1));
+            }
+            _ => return Err(Refusal::Malformed("unknown tag")),
+        }
+        Ok(None)
+    }
+
+    /// A fixed-offset timezone is built from a timedelta: two calls.
+    fn tz(&mut self) -> Result<(), Refusal> {
+        match self.byte()? {
+            TZ_NONE => {}
+            TZ_OFFSET => {
+                self.varint()?;
+                self.budget.python_built(cost::TZ_OFFSET, 2)?;
+            }
+            TZ_OFFSET_NAMED => {
+                self.varint()?;
+                let n = self.field()?;
+                self.budget.python_built(cost::TZ_OFFSET, 2)?;
+                self.budget.memory(cost::str(n))?;
+            }
+            TZ_ZONEINFO => {
+                let n = self.field()?;
+                self.budget.python_built(cost::str(n), 1)?;
+            }
+            _ => return Err(Refusal::Malformed("unknown tzinfo kind")),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(memory: usize, objects: usize) -> Limits {
+        Limits {
+            max_decoded_bytes: 1 << 30,
+            max_decoded_memory: memory,
+            max_objects: objects,
+            max_hash_collisions: 0,
+        }
+    }
+
+    fn price_of(payload: &[u8]) -> Result<usize, Refusal> {
+        let l = limits(1 << 40, 1 << 40);
+        price(payload, 128, &l, Budget::new(&l))
+    }
+
+    #[test]
+    fn prices_what_the_decoder_builds() {
+        // [set(), "ab", 1]: list of 3, empty set, str of 2, small int.
+        let payload = [T_LIST, 3, T_SET, 0, T_STR, 2, b'a', b'b', T_SMALLINT | 1];
+        assert_eq!(
+            price_of(&payload),
+            Ok(cost::list(3) + cost::set(0) + cost::str(2))
+        );
+        let tight = limits(cost::list(3) + cost::set(0) + cost::str(2) - 1, 100);
+        assert_eq!(
+            price(&payload, 128, &tight, Budget::new(&tight)),
+            Err(Refusal::Exceeded(Exceeded::Memory))
+        );
+        let few = limits(1 << 20, 3);
+        assert_eq!(
+            price(&payload, 128, &few, Budget::new(&few)),
+            Err(Refusal::Exceeded(Exceeded::Objects))
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_payloads() {
+        assert_eq!(price_of(&[]), Err(Refusal::Malformed("truncated input")));
+        assert_eq!(
+            price_of(&[T_NONE, 0]),
+            Err(Refusal::Malformed("trailing bytes after the value"))
+        );
+        assert_eq!(price_of(&[0x7F]), Err(Refusal::Malformed("unknown tag")));
+        assert_eq!(
+            price_of(&[T_LIST, 5, T_NONE]),
+            Err(Refusal::Malformed("declared length exceeds the input"))
+        );
+        let mut deep = [T_LIST, 1].repeat(200);
+        deep.push(T_NONE);
+        assert_eq!(
+            price_of(&deep),
+            Err(Refusal::Malformed("maximum nesting depth exceeded"))
+        );
+    }
+
+    #[test]
+    fn worst_cases_per_byte_stay_under_the_unscanned_bounds() {
+        // Memory: a list of empty sets, or of sets just past their inline
+        // table; objects: big ints with an empty magnitude.
+        let mut worst_memory = vec![T_LIST, 100];
+        worst_memory.extend([T_SET, 0].repeat(100));
+        let mut growing_sets = vec![T_LIST, 20];
+        growing_sets.extend([&[T_SET, 5][..], &[T_SMALLINT; 5]].concat().repeat(20));
+        for payload in [worst_memory, growing_sets] {
+            let memory = price_of(&payload).unwrap();
+            assert!(memory <= MAX_MEMORY_PER_BYTE * payload.len(), "{memory}");
+        }
+        let mut worst_objects = vec![T_LIST, 100];
+        worst_objects.extend([T_BIGINT_POS, 0].repeat(100));
+        let l = limits(1 << 40, MAX_OBJECTS_PER_BYTE * worst_objects.len());
+        assert!(price(&worst_objects, 128, &l, Budget::new(&l)).is_ok());
+    }
+}
