@@ -27,7 +27,7 @@
 //!   builds anything: a bomb is refused having cost one pass over its
 //!   bytes. A container is charged its slots and hash table when its count
 //!   is read, so one holds at most `max_decoded_memory / 8` items. A
-//!   payload of n bytes costs at most 128n bytes and 9n objects
+//!   payload of n bytes costs at most 256n bytes and 9n objects
 //!   (`scan::MAX_*_PER_BYTE`); one small enough to fit whatever it holds
 //!   (about 110 KB with the defaults) is not walked, which keeps the
 //!   common small values as fast as before. A payload of n bytes also

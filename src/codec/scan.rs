@@ -15,11 +15,13 @@ use super::budget::{cost, Budget, Exceeded, Limits};
 use super::format::*;
 
 /// A payload of `n` bytes costs at most `MAX_MEMORY_PER_BYTE * n` bytes of
-/// memory (an empty set, 2 bytes for 216 + its slot, is the worst: 116)
-/// and builds at most `MAX_OBJECTS_PER_BYTE * n` objects (an int beyond 64
-/// bits with an empty magnitude: 17 for 2 bytes). A payload small enough
-/// for both to fit needs no scan.
-pub const MAX_MEMORY_PER_BYTE: usize = 128;
+/// memory and builds at most `MAX_OBJECTS_PER_BYTE * n` objects, so one
+/// small enough for both to fit needs no scan. The worst cases, checked by
+/// the tests below: a set of empty frozensets just past a table growth,
+/// ~166 bytes per byte (216 per frozenset plus ~107 of table and 8 of
+/// stack per element, for 2 bytes); an int beyond 64 bits with an empty
+/// magnitude, 17 objects for 2 bytes.
+pub const MAX_MEMORY_PER_BYTE: usize = 256;
 pub const MAX_OBJECTS_PER_BYTE: usize = 9;
 
 /// Why a payload was refused.
@@ -280,21 +282,58 @@ mod tests {
         );
     }
 
+    /// A set (or frozenset, `tag`) of `n` copies of `item`.
+    fn set_of(tag: u8, n: usize, item: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        write_varint(&mut out, n as u64);
+        out.extend(item.repeat(n));
+        out
+    }
+
+    fn assert_under_the_unscanned_bounds(payload: &[u8]) {
+        let memory = price_of(payload).unwrap();
+        assert!(
+            memory <= MAX_MEMORY_PER_BYTE * payload.len(),
+            "{memory} bytes for {}",
+            payload.len()
+        );
+        let l = limits(1 << 40, MAX_OBJECTS_PER_BYTE * payload.len());
+        assert!(price(payload, 128, &l, Budget::new(&l)).is_ok());
+    }
+
     #[test]
     fn worst_cases_per_byte_stay_under_the_unscanned_bounds() {
-        // Memory: a list of empty sets, or of sets just past their inline
-        // table; objects: big ints with an empty magnitude.
-        let mut worst_memory = vec![T_LIST, 100];
-        worst_memory.extend([T_SET, 0].repeat(100));
-        let mut growing_sets = vec![T_LIST, 20];
-        growing_sets.extend([&[T_SET, 5][..], &[T_SMALLINT; 5]].concat().repeat(20));
-        for payload in [worst_memory, growing_sets] {
-            let memory = price_of(&payload).unwrap();
-            assert!(memory <= MAX_MEMORY_PER_BYTE * payload.len(), "{memory}");
+        let empty_frozenset = [T_FROZENSET, 0];
+        let mut worst = 0.0f64;
+        // Small sizes, and the sizes around set and dict table growths.
+        let sizes = (0..=100).chain([306, 307, 308, 1228, 1229, 1230, 4914, 4915, 4916]);
+        for n in sizes {
+            for item in [
+                &empty_frozenset[..],
+                &[T_SMALLINT],
+                &[T_BIGINT_POS, 0],
+                &[T_DECIMAL, 0],
+                &[T_STR, 0],
+                &set_of(T_FROZENSET, 5, &empty_frozenset),
+            ] {
+                for tag in [T_SET, T_LIST, T_TUPLE] {
+                    let payload = set_of(tag, n, item);
+                    assert_under_the_unscanned_bounds(&payload);
+                    worst = worst.max(price_of(&payload).unwrap() as f64 / payload.len() as f64);
+                }
+            }
+            // Keys that are empty frozensets, values None.
+            let mut dict = vec![T_DICT];
+            write_varint(&mut dict, n as u64);
+            dict.extend([T_FROZENSET, 0, T_NONE].repeat(n));
+            assert_under_the_unscanned_bounds(&dict);
         }
-        let mut worst_objects = vec![T_LIST, 100];
-        worst_objects.extend([T_BIGINT_POS, 0].repeat(100));
-        let l = limits(1 << 40, MAX_OBJECTS_PER_BYTE * worst_objects.len());
-        assert!(price(&worst_objects, 128, &l, Budget::new(&l)).is_ok());
+        // Towers: frozensets of 19 frozensets of ... of empty frozensets.
+        let mut tower = empty_frozenset.to_vec();
+        for _ in 0..3 {
+            tower = set_of(T_FROZENSET, 19, &tower);
+            assert_under_the_unscanned_bounds(&tower);
+        }
+        assert!(worst > 150.0 && worst < 170.0, "{worst}");
     }
 }
