@@ -136,51 +136,6 @@ impl Exceeded {
     }
 }
 
-/// What is left of the memory and object limits while a payload is priced
-/// (`scan.rs`).
-pub struct Budget {
-    memory: usize,
-    objects: usize,
-}
-
-impl Budget {
-    pub fn new(limits: &Limits) -> Self {
-        Budget {
-            memory: limits.max_decoded_memory,
-            objects: limits.max_objects,
-        }
-    }
-
-    /// Memory charged so far, out of `limits.max_decoded_memory`.
-    pub fn memory_used(&self, limits: &Limits) -> usize {
-        limits.max_decoded_memory - self.memory
-    }
-
-    pub fn memory(&mut self, bytes: usize) -> Result<(), Exceeded> {
-        self.memory = self.memory.checked_sub(bytes).ok_or(Exceeded::Memory)?;
-        Ok(())
-    }
-
-    pub fn objects(&mut self, count: usize) -> Result<(), Exceeded> {
-        self.objects = self.objects.checked_sub(count).ok_or(Exceeded::Objects)?;
-        Ok(())
-    }
-
-    /// A container's own memory and its `items` objects, charged when its
-    /// count is read: the items are paid for before they exist.
-    pub fn container(&mut self, bytes: usize, items: usize) -> Result<(), Exceeded> {
-        self.memory(bytes)?;
-        self.objects(items)
-    }
-
-    /// A scalar built by `calls` Python calls (its own object count was
-    /// paid by its container).
-    pub fn python_built(&mut self, bytes: usize, calls: usize) -> Result<(), Exceeded> {
-        self.memory(bytes)?;
-        self.objects(calls * PY_CALL)
-    }
-}
-
 /// Estimated memory of decoded objects, from what the wire says (type and
 /// length), so that encoder and decoder compute the same figure. A small
 /// int (0..=127), None and bools are shared singletons: nothing.
@@ -313,23 +268,5 @@ mod tests {
         // Large tables: 4-byte indices; within a few percent.
         let big = cost::dict(100_000) - 100_000 * 2 * cost::STACK_SLOT;
         assert!((5_242_960..5_300_000).contains(&big), "{big}");
-    }
-
-    #[test]
-    fn budget_refuses_past_the_limit_and_keeps_what_is_left() {
-        let limits = Limits {
-            max_decoded_bytes: 100,
-            max_decoded_memory: 100,
-            max_objects: 10,
-            max_hash_collisions: 1,
-        };
-        let mut b = Budget::new(&limits);
-        assert_eq!(b.container(60, 5), Ok(()));
-        assert_eq!(b.memory(41), Err(Exceeded::Memory));
-        assert_eq!(b.memory(40), Ok(()));
-        assert_eq!(b.memory_used(&limits), 100);
-        assert_eq!(b.objects(6), Err(Exceeded::Objects));
-        assert_eq!(b.python_built(0, 1), Err(Exceeded::Objects));
-        assert_eq!(b.objects(5), Ok(()));
     }
 }

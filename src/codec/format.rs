@@ -138,6 +138,17 @@ pub fn write_zvarint(out: &mut Vec<u8>, v: i64) {
 /// Reads a varint at `*pos`; `None` on truncation or u64 overflow.
 #[inline]
 pub fn read_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+    // One byte: lengths of short strings, small counts.
+    let first = *data.get(*pos)?;
+    if first < 0x80 {
+        *pos += 1;
+        return Some(u64::from(first));
+    }
+    read_varint_bytewise(data, pos)
+}
+
+/// A varint of two bytes or more (or none).
+fn read_varint_bytewise(data: &[u8], pos: &mut usize) -> Option<u64> {
     let mut result: u64 = 0;
     let mut shift = 0u32;
     loop {

@@ -32,8 +32,8 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::errors::{DecodeError, EncodeError};
 pub use budget::Limits;
 use budget::{
-    Budget, Exceeded, DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_DECODED_MEMORY,
-    DEFAULT_MAX_HASH_COLLISIONS, DEFAULT_MAX_OBJECTS,
+    Exceeded, DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_DECODED_MEMORY, DEFAULT_MAX_HASH_COLLISIONS,
+    DEFAULT_MAX_OBJECTS,
 };
 pub(crate) use encode::{timedelta_us, type_name as encode_type_name};
 use format::*;
@@ -204,19 +204,17 @@ impl Codec {
         let memory = if scan::fits_unscanned(body_len, 0, limits) {
             body_len * scan::MAX_MEMORY_PER_BYTE
         } else {
-            scan::price(&out[body..], self.max_depth, limits, Budget::new(limits)).map_err(
-                |refusal| {
-                    EncodeError::new_err(match refusal {
-                        Refusal::Exceeded(e) => format!(
-                            "value not encodable: decoding it would need {}",
-                            e.describe(limits)
-                        ),
-                        Refusal::Malformed(what) => {
-                            format!("internal error while encoding: {what}")
-                        }
-                    })
-                },
-            )?
+            scan::price(&out[body..], 0, self.max_depth, limits).map_err(|refusal| {
+                EncodeError::new_err(match refusal {
+                    Refusal::Exceeded(e) => format!(
+                        "value not encodable: decoding it would need {}",
+                        e.describe(limits)
+                    ),
+                    Refusal::Malformed(what) => {
+                        format!("internal error while encoding: {what}")
+                    }
+                })
+            })?
         };
         // A compressed value is decoded next to its uncompressed payload:
         // only compress when both fit in the decoder's memory budget.
@@ -326,12 +324,7 @@ impl Codec {
     fn decode_payload(&self, py: Python<'_>, payload: &[u8], held: usize) -> PyResult<Py<PyAny>> {
         let limits = &self.limits;
         if !scan::fits_unscanned(payload.len(), held, limits) {
-            let mut budget = Budget::new(limits);
-            let priced = budget
-                .memory(held)
-                .map_err(Refusal::Exceeded)
-                .and_then(|()| scan::price(payload, self.max_depth, limits, budget));
-            if let Err(refusal) = priced {
+            if let Err(refusal) = scan::price(payload, held, self.max_depth, limits) {
                 return Err(DecodeError::new_err(match refusal {
                     Refusal::Exceeded(e) => {
                         format!("value refused: decoding it needs {}", e.describe(limits))

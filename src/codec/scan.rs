@@ -11,7 +11,7 @@
 //! the decoder's job, which parses the same way and so never gets further
 //! into a payload than this walk did.
 
-use super::budget::{cost, Budget, Exceeded, Limits};
+use super::budget::{cost, Exceeded, Limits, PY_CALL};
 use super::format::*;
 
 /// A payload of `n` bytes costs at most `MAX_MEMORY_PER_BYTE * n` bytes of
@@ -32,12 +32,6 @@ pub enum Refusal {
     Malformed(&'static str),
 }
 
-impl From<Exceeded> for Refusal {
-    fn from(e: Exceeded) -> Self {
-        Refusal::Exceeded(e)
-    }
-}
-
 /// Whether a payload of `len` bytes fits the budgets whatever it holds,
 /// next to `held` bytes already in memory (an inflated payload).
 pub fn fits_unscanned(len: usize, held: usize, limits: &Limits) -> bool {
@@ -45,55 +39,74 @@ pub fn fits_unscanned(len: usize, held: usize, limits: &Limits) -> bool {
         && len.saturating_mul(MAX_OBJECTS_PER_BYTE) <= limits.max_objects
 }
 
-/// Charges `budget` for everything decoding `payload` builds; returns the
-/// memory charged in all.
+/// The memory decoding `payload` takes, next to `held` bytes already in
+/// memory; refused as soon as it or the objects built pass the limits.
 pub fn price(
     payload: &[u8],
+    held: usize,
     max_depth: u32,
     limits: &Limits,
-    mut budget: Budget,
 ) -> Result<usize, Refusal> {
     let mut walk = Walk {
         data: payload,
         pos: 0,
-        budget: &mut budget,
+        memory: held,
+        objects: 1, // the value itself
     };
-    walk.all(max_depth)?;
-    Ok(budget.memory_used(limits))
+    walk.all(max_depth, limits)?;
+    Ok(walk.memory)
 }
 
-struct Walk<'a, 'b> {
+/// Charges are plain sums, compared with the limits once per value: a sum
+/// cannot overflow (each charge is below the payload length times 256).
+struct Walk<'a> {
     data: &'a [u8],
     pos: usize,
-    budget: &'b mut Budget,
+    memory: usize,
+    objects: usize,
 }
 
-impl Walk<'_, '_> {
-    /// The whole payload, without recursion: `open` holds the items left
-    /// to read in each container (or extension) being read.
-    fn all(&mut self, max_depth: u32) -> Result<(), Refusal> {
-        self.budget.objects(1)?;
-        let mut open: Vec<u64> = vec![1];
-        while let Some(left) = open.last_mut() {
-            if *left == 0 {
-                open.pop();
-                continue;
+impl Walk<'_> {
+    /// The whole payload, without recursion: `left` is the number of values
+    /// still to read in the innermost container (or extension) being read,
+    /// `open` the same for the ones around it.
+    fn all(&mut self, max_depth: u32, limits: &Limits) -> Result<(), Refusal> {
+        let mut open: Vec<u64> = Vec::new();
+        let mut left: u64 = 1;
+        loop {
+            while left == 0 {
+                match open.pop() {
+                    Some(outer) => left = outer,
+                    None => {
+                        if self.pos != self.data.len() {
+                            return Err(Refusal::Malformed("trailing bytes after the value"));
+                        }
+                        return Ok(());
+                    }
+                }
             }
-            *left -= 1;
-            let depth = open.len() - 1;
-            if let Some(items) = self.value()? {
-                if depth >= max_depth as usize {
+            left -= 1;
+            let nested = self.value()?;
+            if (self.memory > limits.max_decoded_memory) | (self.objects > limits.max_objects) {
+                return Err(Refusal::Exceeded(
+                    if self.memory > limits.max_decoded_memory {
+                        Exceeded::Memory
+                    } else {
+                        Exceeded::Objects
+                    },
+                ));
+            }
+            if let Some(items) = nested {
+                if open.len() >= max_depth as usize {
                     return Err(Refusal::Malformed("maximum nesting depth exceeded"));
                 }
-                open.push(items);
+                open.push(left);
+                left = items;
             }
         }
-        if self.pos != self.data.len() {
-            return Err(Refusal::Malformed("trailing bytes after the value"));
-        }
-        Ok(())
     }
 
+    #[inline]
     fn byte(&mut self) -> Result<u8, Refusal> {
         let b = *self
             .data
@@ -103,6 +116,7 @@ impl Walk<'_, '_> {
         Ok(b)
     }
 
+    #[inline]
     fn skip(&mut self, n: usize) -> Result<(), Refusal> {
         if n > self.data.len() - self.pos {
             return Err(Refusal::Malformed("truncated input"));
@@ -111,12 +125,28 @@ impl Walk<'_, '_> {
         Ok(())
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, Refusal> {
         read_varint(self.data, &mut self.pos)
             .ok_or(Refusal::Malformed("truncated or overlong varint"))
     }
 
+    /// Steps over a varint whose value does not matter here (the decoder
+    /// checks it): up to 10 bytes, the last one with its high bit clear.
+    #[inline]
+    fn skip_varint(&mut self) -> Result<(), Refusal> {
+        let end = self.data.len().min(self.pos + 10);
+        for i in self.pos..end {
+            if self.data[i] < 0x80 {
+                self.pos = i + 1;
+                return Ok(());
+            }
+        }
+        Err(Refusal::Malformed("truncated or overlong varint"))
+    }
+
     /// A count of items each needing at least `min_item` bytes.
+    #[inline]
     fn count(&mut self, min_item: usize) -> Result<usize, Refusal> {
         let n = self.varint()?;
         if n > ((self.data.len() - self.pos) / min_item) as u64 {
@@ -126,73 +156,85 @@ impl Walk<'_, '_> {
     }
 
     /// A length-prefixed field, skipped; returns its length.
+    #[inline]
     fn field(&mut self) -> Result<usize, Refusal> {
         let n = self.count(1)?;
         self.skip(n)?;
         Ok(n)
     }
 
-    /// Charges one value's header and body; for a container or extension,
-    /// returns the number of values nested in it (read next).
+    /// A scalar built by `calls` Python calls (its own object was counted
+    /// by its container).
+    #[inline]
+    fn python_built(&mut self, bytes: usize, calls: usize) {
+        self.memory += bytes;
+        self.objects += calls * PY_CALL;
+    }
+
+    /// Charges one value; for a container or extension, returns the number
+    /// of values nested in it, to be read next. A container's items are
+    /// counted as objects here, when its count is read.
+    #[inline]
     fn value(&mut self) -> Result<Option<u64>, Refusal> {
         match self.byte()? {
             tag if tag >= T_SMALLINT => {}
             T_NONE | T_FALSE | T_TRUE => {}
             T_INT => {
-                self.varint()?;
-                self.budget.memory(cost::INT)?;
-            }
-            T_FLOAT => {
-                self.skip(8)?;
-                self.budget.memory(cost::FLOAT)?;
+                self.skip_varint()?;
+                self.memory += cost::INT;
             }
             T_STR => {
                 let n = self.field()?;
-                self.budget.memory(cost::str(n))?;
+                self.memory += cost::str(n);
+            }
+            T_FLOAT => {
+                self.skip(8)?;
+                self.memory += cost::FLOAT;
             }
             T_BYTES => {
                 let n = self.field()?;
-                self.budget.memory(cost::bytes(n))?;
-            }
-            T_BIGINT_POS | T_BIGINT_NEG => {
-                let n = self.field()?;
-                self.budget.python_built(cost::big_int(n), 2)?;
-            }
-            T_DECIMAL => {
-                let n = self.field()?;
-                self.budget.python_built(cost::decimal(n), 1)?;
-            }
-            T_DATE => {
-                self.skip(4)?;
-                self.budget.python_built(cost::TEMPORAL, 1)?;
-            }
-            tag @ (T_DATETIME | T_TIME) => {
-                self.skip(if tag == T_DATETIME { 7 } else { 3 })?;
-                self.varint()?;
-                self.byte()?;
-                self.budget.python_built(cost::TEMPORAL, 1)?;
-                self.tz()?;
+                self.memory += cost::bytes(n);
             }
             tag @ (T_TUPLE | T_LIST | T_SET | T_FROZENSET) => {
                 let n = self.count(1)?;
-                let bytes = match tag {
+                self.memory += match tag {
                     T_TUPLE => cost::tuple(n),
                     T_LIST => cost::list(n),
                     _ => cost::set(n),
                 };
-                self.budget.container(bytes, n)?;
+                self.objects += n;
                 return Ok(Some(n as u64));
             }
             T_DICT => {
                 let n = self.count(2)?;
-                self.budget.container(cost::dict(n), 2 * n)?;
+                self.memory += cost::dict(n);
+                self.objects += 2 * n;
                 return Ok(Some(2 * n as u64));
+            }
+            T_BIGINT_POS | T_BIGINT_NEG => {
+                let n = self.field()?;
+                self.python_built(cost::big_int(n), 2);
+            }
+            T_DECIMAL => {
+                let n = self.field()?;
+                self.python_built(cost::decimal(n), 1);
+            }
+            T_DATE => {
+                self.skip(4)?;
+                self.python_built(cost::TEMPORAL, 1);
+            }
+            tag @ (T_DATETIME | T_TIME) => {
+                self.skip(if tag == T_DATETIME { 7 } else { 3 })?;
+                self.skip_varint()?;
+                self.byte()?;
+                self.python_built(cost::TEMPORAL, 1);
+                self.tz()?;
             }
             T_EXT => {
                 let n = self.field()?;
                 // The object from_state builds, and its state.
-                self.budget.python_built(cost::extension(n), 1)?;
-                self.budget.objects(1)?;
+                self.python_built(cost::extension(n), 1);
+                self.objects += 1;
                 return Ok(Some(1));
             }
             _ => return Err(Refusal::Malformed("unknown tag")),
@@ -205,18 +247,17 @@ impl Walk<'_, '_> {
         match self.byte()? {
             TZ_NONE => {}
             TZ_OFFSET => {
-                self.varint()?;
-                self.budget.python_built(cost::TZ_OFFSET, 2)?;
+                self.skip_varint()?;
+                self.python_built(cost::TZ_OFFSET, 2);
             }
             TZ_OFFSET_NAMED => {
-                self.varint()?;
+                self.skip_varint()?;
                 let n = self.field()?;
-                self.budget.python_built(cost::TZ_OFFSET, 2)?;
-                self.budget.memory(cost::str(n))?;
+                self.python_built(cost::TZ_OFFSET + cost::str(n), 2);
             }
             TZ_ZONEINFO => {
                 let n = self.field()?;
-                self.budget.python_built(cost::str(n), 1)?;
+                self.python_built(cost::str(n), 1);
             }
             _ => return Err(Refusal::Malformed("unknown tzinfo kind")),
         }
@@ -238,8 +279,7 @@ mod tests {
     }
 
     fn price_of(payload: &[u8]) -> Result<usize, Refusal> {
-        let l = limits(1 << 40, 1 << 40);
-        price(payload, 128, &l, Budget::new(&l))
+        price(payload, 0, 128, &limits(1 << 40, 1 << 40))
     }
 
     #[test]
@@ -250,14 +290,20 @@ mod tests {
             price_of(&payload),
             Ok(cost::list(3) + cost::set(0) + cost::str(2))
         );
+        let exact = limits(cost::list(3) + cost::set(0) + cost::str(2), 4);
+        assert!(price(&payload, 0, 128, &exact).is_ok());
         let tight = limits(cost::list(3) + cost::set(0) + cost::str(2) - 1, 100);
         assert_eq!(
-            price(&payload, 128, &tight, Budget::new(&tight)),
+            price(&payload, 0, 128, &tight),
+            Err(Refusal::Exceeded(Exceeded::Memory))
+        );
+        assert_eq!(
+            price(&payload, 1, 128, &exact),
             Err(Refusal::Exceeded(Exceeded::Memory))
         );
         let few = limits(1 << 20, 3);
         assert_eq!(
-            price(&payload, 128, &few, Budget::new(&few)),
+            price(&payload, 0, 128, &few),
             Err(Refusal::Exceeded(Exceeded::Objects))
         );
     }
@@ -298,7 +344,7 @@ mod tests {
             payload.len()
         );
         let l = limits(1 << 40, MAX_OBJECTS_PER_BYTE * payload.len());
-        assert!(price(payload, 128, &l, Budget::new(&l)).is_ok());
+        assert!(price(payload, 0, 128, &l).is_ok());
     }
 
     #[test]
