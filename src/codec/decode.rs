@@ -129,10 +129,10 @@ impl<'a, 'py> Decoder<'a, 'py> {
 
     #[cold]
     #[inline(never)]
-    fn over(&self, e: Exceeded) -> PyErr {
+    fn flooded(&self) -> PyErr {
         DecodeError::new_err(format!(
-            "value refused: decoding it needs {}",
-            e.describe(&self.codec.limits)
+            "value refused: it holds {}",
+            Exceeded::Collisions.describe(&self.codec.limits)
         ))
     }
 
@@ -284,7 +284,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
         self.collisions_left = self
             .collisions_left
             .checked_sub(repeats)
-            .ok_or_else(|| self.over(Exceeded::Collisions))?;
+            .ok_or_else(|| self.flooded())?;
         Ok(())
     }
 
@@ -411,7 +411,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
 
     /// The tzinfo of a datetime or time. A value's datetimes usually share
     /// one tzinfo: the last one built is reused when its encoding repeats
-    /// (the budget charges it all the same).
+    /// (`scan.rs` charges it all the same).
     fn tz(&mut self, std: &StdTypes) -> PyResult<Bound<'py, PyAny>> {
         let py = self.py;
         let start = self.pos;
@@ -451,8 +451,8 @@ impl<'a, 'py> Decoder<'a, 'py> {
         self.build_extension(&entry, state)
     }
 
-    /// The registered type named by the tag, its costs charged. Out of
-    /// line, like `build_extension`, so that `ext`'s recursive frame stays small.
+    /// The registered type named by the tag. Out of line, like
+    /// `build_extension`, so that `ext`'s recursive frame stays small.
     #[inline(never)]
     fn ext_entry(&mut self) -> PyResult<Arc<ExtEntry>> {
         let tag = self.bytes_field()?;

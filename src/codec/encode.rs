@@ -30,7 +30,7 @@ pub(super) struct Encoder<'a, 'py> {
 }
 
 /// The output size is checked before a write longer than `SHORT_WRITE`
-/// bytes (str, bytes, big int, Decimal), when a container ends, and every
+/// bytes (str, bytes, big int, Decimal, tz name), when a container ends, and every
 /// `SIZE_CHECK_EVERY` items of a container: in between come at most that
 /// many short items, so encoding stops within ~64 KiB of passing the limit.
 const SIZE_CHECK_EVERY: usize = 64;
@@ -146,8 +146,8 @@ impl<'a, 'py> Encoder<'a, 'py> {
     }
 
     /// Fails when `n` more bytes would make the payload larger than
-    /// `max_decoded_bytes`: called before a long write, and after each
-    /// item of a container, so that a huge value is refused early.
+    /// `max_decoded_bytes`, so that a huge value is refused early (see
+    /// `SIZE_CHECK_EVERY` for when it is called).
     #[inline]
     fn room(&self, n: usize) -> PyResult<()> {
         if self.out.len().saturating_add(n) > self.end {
@@ -482,6 +482,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 // SAFETY: exact str checked by downcast (str subclasses are
                 // rejected by timezone() itself), GIL held.
                 let bytes = unsafe { str_utf8(py, name.as_ptr())? };
+                self.room_for(bytes.len())?;
                 self.out.push(TZ_OFFSET_NAMED);
                 write_zvarint(&mut self.out, offset);
                 write_varint(&mut self.out, bytes.len() as u64);
@@ -499,6 +500,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
             let key = key.downcast_into::<PyString>()?;
             // SAFETY: str object, GIL held.
             let bytes = unsafe { str_utf8(py, key.as_ptr())? };
+            self.room_for(bytes.len())?;
             write_bytes(&mut self.out, TZ_ZONEINFO, bytes);
             return Ok(());
         }

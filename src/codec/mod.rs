@@ -150,7 +150,7 @@ impl Codec {
             ("max_objects", limits.max_objects),
         ] {
             if value == 0 {
-                return Err(PyValueError::new_err(format!("{name} must be > 0")));
+                return Err(PyValueError::new_err(format!("{name} must be >= 1")));
             }
         }
         Ok(Codec {
@@ -391,19 +391,17 @@ impl Codec {
         max_objects: i64,
         max_hash_collisions: i64,
     ) -> PyResult<Self> {
-        let size = |name: &str, value: i64, min: i64| {
-            usize::try_from(value)
-                .ok()
-                .filter(|_| value >= min)
-                .ok_or_else(|| PyValueError::new_err(format!("{name} must be >= {min}")))
-        };
+        // A negative limit reads as 0, which `Codec::new` refuses by name.
+        let limit = |value: i64| usize::try_from(value).unwrap_or(0);
         let limits = Limits {
-            max_decoded_bytes: size("max_decoded_bytes", max_decoded_bytes, 1)?,
-            max_decoded_memory: size("max_decoded_memory", max_decoded_memory, 1)?,
-            max_objects: size("max_objects", max_objects, 1)?,
-            max_hash_collisions: size("max_hash_collisions", max_hash_collisions, 0)?,
+            max_decoded_bytes: limit(max_decoded_bytes),
+            max_decoded_memory: limit(max_decoded_memory),
+            max_objects: limit(max_objects),
+            max_hash_collisions: usize::try_from(max_hash_collisions)
+                .map_err(|_| PyValueError::new_err("max_hash_collisions must be >= 0"))?,
         };
-        let compress_threshold = size("compress_threshold", compress_threshold, 0)?;
+        let compress_threshold = usize::try_from(compress_threshold)
+            .map_err(|_| PyValueError::new_err("compress_threshold must be >= 0"))?;
         let max_depth = u32::try_from(max_depth).unwrap_or(0);
         Codec::new(compress_threshold, max_depth, limits)
     }
