@@ -719,7 +719,7 @@ def test_compressed_frame_lies(body):
 RLIMIT_SCRIPT = """
 import resource, sys
 from ormcache_redis import _native
-codec = _native.Codec(max_decoded_bytes=1 << 40)
+codec = _native.Codec(max_decoded_bytes=1 << 40, max_decoded_memory=1 << 40)
 frame = bytes.fromhex(sys.argv[1]) + b"\\x00" * int(sys.argv[2])
 with open("/proc/self/status") as f:
     vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize"))

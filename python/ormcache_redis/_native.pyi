@@ -51,13 +51,20 @@ def aead_open(key: bytes, sealed: bytes, associated: bytes = b"") -> bytes | Non
 
 @final
 class Codec:
-    """Safe closed-type codec: Python value <-> bytes. Never pickle."""
+    """Safe closed-type codec: Python value <-> bytes. Never pickle.
+
+    Decoding stays within the limits whatever the bytes say (``DecodeError``
+    past one); encoding refuses what decoding would refuse (``EncodeError``).
+    """
 
     def __init__(
         self,
         compress_threshold: int = 4096,
         max_depth: int = 128,
-        max_decoded_bytes: int = 64 * 1024 * 1024,
+        max_decoded_bytes: int = 32 * 1024 * 1024,
+        max_decoded_memory: int = 32 * 1024 * 1024,
+        max_objects: int = 1_000_000,
+        max_hash_collisions: int = 256,
     ) -> None: ...
     @property
     def compress_threshold(self) -> int: ...
@@ -65,6 +72,12 @@ class Codec:
     def max_depth(self) -> int: ...
     @property
     def max_decoded_bytes(self) -> int: ...
+    @property
+    def max_decoded_memory(self) -> int: ...
+    @property
+    def max_objects(self) -> int: ...
+    @property
+    def max_hash_collisions(self) -> int: ...
     def dumps(self, obj: object) -> bytes: ...
     def loads(self, data: bytes) -> Any: ...
     def register_type(

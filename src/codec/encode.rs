@@ -1,5 +1,7 @@
 //! Encoder: exact-type dispatch (commonest types first, like pydantic-core's
-//! `ob_type.rs`), raw limited-API FFI on the hot paths.
+//! `ob_type.rs`), raw limited-API FFI on the hot paths. It stops as soon as
+//! the output passes `max_decoded_bytes`; the frame prices what it wrote
+//! against the decode budgets (`scan.rs`).
 
 use std::sync::Arc;
 
@@ -18,9 +20,21 @@ use crate::errors::EncodeError;
 pub(super) struct Encoder<'a, 'py> {
     py: Python<'py>,
     codec: &'a Codec,
-    out: &'a mut Vec<u8>,
+    /// Owned while encoding (one indirection less on every write).
+    out: Vec<u8>,
     registry: Option<Arc<Registry>>,
+    /// Where the payload starts in `out`.
+    start: usize,
+    /// `out.len()` past which the payload is larger than max_decoded_bytes.
+    end: usize,
 }
+
+/// The output size is checked before a write longer than `SHORT_WRITE`
+/// bytes (str, bytes, big int, Decimal, tz name), when a container ends, and every
+/// `SIZE_CHECK_EVERY` items of a container: in between come at most that
+/// many short items, so encoding stops within ~64 KiB of passing the limit.
+const SIZE_CHECK_EVERY: usize = 64;
+const SHORT_WRITE: usize = 1024;
 
 pub(super) fn depth_error(max_depth: u32) -> PyErr {
     EncodeError::new_err(format!(
@@ -70,12 +84,76 @@ pub(crate) fn timedelta_us(td: &Bound<'_, PyAny>) -> PyResult<i64> {
 }
 
 impl<'a, 'py> Encoder<'a, 'py> {
-    pub fn new(py: Python<'py>, codec: &'a Codec, out: &'a mut Vec<u8>) -> Self {
+    /// Encodes the payload at the end of `out`.
+    pub fn new(py: Python<'py>, codec: &'a Codec, out: Vec<u8>) -> Self {
+        let start = out.len();
         Encoder {
             py,
             codec,
             out,
             registry: None,
+            start,
+            end: start.saturating_add(codec.limits.max_decoded_bytes),
+        }
+    }
+
+    /// Encodes `obj` as the whole payload; gives the buffer back, also on
+    /// error.
+    pub fn encode_value(mut self, obj: &Bound<'py, PyAny>) -> (Vec<u8>, PyResult<()>) {
+        let result = self.encode(obj, 0).and_then(|()| self.room(0));
+        (self.out, result)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn too_large(&self) -> PyErr {
+        EncodeError::new_err(format!(
+            "encoded value is larger than max_decoded_bytes={} (refused after {} bytes)",
+            self.codec.limits.max_decoded_bytes,
+            self.out.len() - self.start
+        ))
+    }
+
+    /// `room(n)` before a write of `n` bytes that may be long; a short one
+    /// is left to the container's next check.
+    #[inline(always)]
+    fn room_for(&self, n: usize) -> PyResult<()> {
+        if n > SHORT_WRITE {
+            self.room(n)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `item(self, i)` for each index of a tuple or list, with the output
+    /// size checked every `SIZE_CHECK_EVERY` items and at the end.
+    #[inline(always)]
+    fn items(
+        &mut self,
+        n: ffi::Py_ssize_t,
+        mut item: impl FnMut(&mut Self, ffi::Py_ssize_t) -> PyResult<()>,
+    ) -> PyResult<()> {
+        let mut start = 0;
+        while start < n {
+            let end = n.min(start + SIZE_CHECK_EVERY as ffi::Py_ssize_t);
+            for i in start..end {
+                item(self, i)?;
+            }
+            self.room(0)?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Fails when `n` more bytes would make the payload larger than
+    /// `max_decoded_bytes`, so that a huge value is refused early (see
+    /// `SIZE_CHECK_EVERY` for when it is called).
+    #[inline]
+    fn room(&self, n: usize) -> PyResult<()> {
+        if self.out.len().saturating_add(n) > self.end {
+            Err(self.too_large())
+        } else {
+            Ok(())
         }
     }
 
@@ -88,7 +166,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         }
     }
 
-    pub fn encode(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> PyResult<()> {
+    fn encode(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> PyResult<()> {
         let ptr = obj.as_ptr();
         // SAFETY: `obj` is a live object and we hold the GIL; every FFI call
         // below is on an object whose exact type was just checked.
@@ -96,7 +174,8 @@ impl<'a, 'py> Encoder<'a, 'py> {
             let tp = ffi::Py_TYPE(ptr);
             if tp == &raw mut ffi::PyUnicode_Type {
                 let s = str_utf8(self.py, ptr)?;
-                write_bytes(self.out, T_STR, s);
+                self.room_for(s.len())?;
+                write_bytes(&mut self.out, T_STR, s);
                 return Ok(());
             }
             if tp == &raw mut ffi::PyLong_Type {
@@ -106,13 +185,12 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 self.check_depth(depth)?;
                 let n = ffi::PyTuple_Size(ptr);
                 self.out.push(T_TUPLE);
-                write_varint(self.out, n as u64);
-                for i in 0..n {
+                write_varint(&mut self.out, n as u64);
+                return self.items(n, |this, i| {
                     // Borrowed is enough: the tuple is immutable and alive.
-                    let item = Borrowed::from_ptr(self.py, ffi::PyTuple_GetItem(ptr, i));
-                    self.encode(&item, depth + 1)?;
-                }
-                return Ok(());
+                    let item = Borrowed::from_ptr(this.py, ffi::PyTuple_GetItem(ptr, i));
+                    this.encode(&item, depth + 1)
+                });
             }
             if ptr == ffi::Py_None() {
                 self.out.push(T_NONE);
@@ -147,8 +225,9 @@ impl<'a, 'py> Encoder<'a, 'py> {
             if tp == &raw mut ffi::PyBytes_Type {
                 let p = ffi::PyBytes_AsString(ptr);
                 let n = ffi::PyBytes_Size(ptr);
+                self.room_for(n as usize)?;
                 write_bytes(
-                    self.out,
+                    &mut self.out,
                     T_BYTES,
                     std::slice::from_raw_parts(p as *const u8, n as usize),
                 );
@@ -165,16 +244,16 @@ impl<'a, 'py> Encoder<'a, 'py> {
         self.check_depth(depth)?;
         let n = ffi::PyList_Size(ptr);
         self.out.push(T_LIST);
-        write_varint(self.out, n as u64);
-        for i in 0..n {
+        write_varint(&mut self.out, n as u64);
+        self.items(n, |this, i| {
             let item = ffi::PyList_GetItem(ptr, i);
             if item.is_null() {
-                return Err(changed_size(self.py, "list"));
+                return Err(changed_size(this.py, "list"));
             }
             // Strong reference: an extension's to_state may mutate the list.
-            let item = Bound::from_borrowed_ptr(self.py, item);
-            self.encode(&item, depth + 1)?;
-        }
+            let item = Bound::from_borrowed_ptr(this.py, item);
+            this.encode(&item, depth + 1)
+        })?;
         if ffi::PyList_Size(ptr) != n {
             return Err(changed_size(self.py, "list"));
         }
@@ -188,7 +267,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         self.check_depth(depth)?;
         let n = ffi::PyDict_Size(ptr);
         self.out.push(T_DICT);
-        write_varint(self.out, n as u64);
+        write_varint(&mut self.out, n as u64);
         let mut pos: ffi::Py_ssize_t = 0;
         let mut k: *mut ffi::PyObject = std::ptr::null_mut();
         let mut v: *mut ffi::PyObject = std::ptr::null_mut();
@@ -202,11 +281,14 @@ impl<'a, 'py> Encoder<'a, 'py> {
             let value = Bound::from_borrowed_ptr(self.py, v);
             self.encode(&key, depth + 1)?;
             self.encode(&value, depth + 1)?;
+            if (count as usize).is_multiple_of(SIZE_CHECK_EVERY) {
+                self.room(0)?;
+            }
         }
         if count != n || ffi::PyDict_Size(ptr) != n {
             return Err(changed_size(self.py, "dict"));
         }
-        Ok(())
+        self.room(0)
     }
 
     fn encode_int(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
@@ -223,7 +305,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 self.out.push(T_SMALLINT | v as u8);
             } else {
                 self.out.push(T_INT);
-                write_zvarint(self.out, v);
+                write_zvarint(&mut self.out, v);
             }
             return Ok(());
         }
@@ -242,9 +324,10 @@ impl<'a, 'py> Encoder<'a, 'py> {
             .call_method0(intern!(py, "bit_length"))?
             .extract()?;
         let nbytes = nbits.div_ceil(8);
+        self.room(nbytes)?;
         let raw =
             magnitude.call_method1(intern!(py, "to_bytes"), (nbytes, intern!(py, "little")))?;
-        write_bytes(self.out, tag, raw.cast::<PyBytes>()?.as_bytes());
+        write_bytes(&mut self.out, tag, raw.cast::<PyBytes>()?.as_bytes());
         Ok(())
     }
 
@@ -257,7 +340,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         unsafe {
             let n = ffi::PySet_Size(ptr);
             self.out.push(tag);
-            write_varint(self.out, n as u64);
+            write_varint(&mut self.out, n as u64);
             let it = Bound::from_owned_ptr_or_err(py, ffi::PyObject_GetIter(ptr))?;
             let mut count: ffi::Py_ssize_t = 0;
             loop {
@@ -274,12 +357,15 @@ impl<'a, 'py> Encoder<'a, 'py> {
                     return Err(changed_size(py, "set"));
                 }
                 self.encode(&item, depth + 1)?;
+                if (count as usize).is_multiple_of(SIZE_CHECK_EVERY) {
+                    self.room(0)?;
+                }
             }
             if count != n {
                 return Err(changed_size(py, "set"));
             }
         }
-        Ok(())
+        self.room(0)
     }
 
     #[inline(never)]
@@ -304,7 +390,9 @@ impl<'a, 'py> Encoder<'a, 'py> {
         }
         if tp == std.decimal_ptr {
             let s = obj.str()?;
-            write_bytes(self.out, T_DECIMAL, s.to_str()?.as_bytes());
+            let s = s.to_str()?.as_bytes();
+            self.room(s.len())?;
+            write_bytes(&mut self.out, T_DECIMAL, s);
             return Ok(());
         }
         let registry = self
@@ -324,7 +412,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         depth: u32,
     ) -> PyResult<()> {
         self.check_depth(depth)?;
-        write_bytes(self.out, T_EXT, entry.tag.as_bytes());
+        write_bytes(&mut self.out, T_EXT, entry.tag.as_bytes());
         let state = entry.to_state.bind(self.py).call1((obj,))?;
         self.encode(&state, depth + 1)
     }
@@ -367,7 +455,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         let py = self.py;
         let us: u32 = obj.getattr(intern!(py, "microsecond"))?.extract()?;
         let fold: u8 = obj.getattr(intern!(py, "fold"))?.extract()?;
-        write_varint(self.out, u64::from(us));
+        write_varint(&mut self.out, u64::from(us));
         self.out.push(fold);
         let tz = obj.getattr(intern!(py, "tzinfo"))?;
         self.encode_tz(&tz, std)
@@ -387,16 +475,17 @@ impl<'a, 'py> Encoder<'a, 'py> {
             let offset = timedelta_us(&args.get_item(0)?)?;
             if args.len() == 1 {
                 self.out.push(TZ_OFFSET);
-                write_zvarint(self.out, offset);
+                write_zvarint(&mut self.out, offset);
             } else {
                 let name = args.get_item(1)?;
                 let name = name.cast::<PyString>()?;
                 // SAFETY: exact str checked by cast (str subclasses are
                 // rejected by timezone() itself), GIL held.
                 let bytes = unsafe { str_utf8(py, name.as_ptr())? };
+                self.room_for(bytes.len())?;
                 self.out.push(TZ_OFFSET_NAMED);
-                write_zvarint(self.out, offset);
-                write_varint(self.out, bytes.len() as u64);
+                write_zvarint(&mut self.out, offset);
+                write_varint(&mut self.out, bytes.len() as u64);
                 self.out.extend_from_slice(bytes);
             }
             return Ok(());
@@ -411,7 +500,8 @@ impl<'a, 'py> Encoder<'a, 'py> {
             let key = key.cast_into::<PyString>()?;
             // SAFETY: str object, GIL held.
             let bytes = unsafe { str_utf8(py, key.as_ptr())? };
-            write_bytes(self.out, TZ_ZONEINFO, bytes);
+            self.room_for(bytes.len())?;
+            write_bytes(&mut self.out, TZ_ZONEINFO, bytes);
             return Ok(());
         }
         Err(EncodeError::new_err(format!(

@@ -14,9 +14,11 @@
 //! ```
 //!
 //! The payload is exactly one value; bytes after it are an error. The
-//! declared uncompressed length is checked against `max_decoded_bytes` and
+//! declared uncompressed length is checked against `max_decoded_bytes`,
 //! against the LZ4 maximum ratio (255:1) of the compressed bytes that are
-//! actually present *before* the output buffer is allocated.
+//! actually present, and against the memory budget (`budget.rs`: the buffer
+//! plus at least as much again for the objects) *before* the output buffer
+//! is allocated.
 //!
 //! # Varints
 //!
@@ -25,7 +27,8 @@
 //! `zvarint` = zigzag-mapped signed value (`(n << 1) ^ (n >> 63)`) as a
 //! varint. Every length and count is a varint and is checked against the
 //! remaining input before anything is allocated (an element needs at least
-//! one byte, a dict entry two).
+//! one byte, a dict entry two), and its cost charged to the decode budgets
+//! (`budget.rs`).
 //!
 //! # Values (one tag byte, then the body)
 //!
@@ -135,6 +138,17 @@ pub fn write_zvarint(out: &mut Vec<u8>, v: i64) {
 /// Reads a varint at `*pos`; `None` on truncation or u64 overflow.
 #[inline]
 pub fn read_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+    // One byte: lengths of short strings, small counts.
+    let first = *data.get(*pos)?;
+    if first < 0x80 {
+        *pos += 1;
+        return Some(u64::from(first));
+    }
+    read_varint_bytewise(data, pos)
+}
+
+/// A varint of two bytes or more (or none).
+fn read_varint_bytewise(data: &[u8], pos: &mut usize) -> Option<u64> {
     let mut result: u64 = 0;
     let mut shift = 0u32;
     loop {
