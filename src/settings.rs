@@ -257,7 +257,146 @@ impl CacheSettings {
     }
 }
 
-/// Seconds option, for the Python side's other options (sessions).
+/// The raw `session_store*` option strings.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawSessionOptions {
+    session_store: Option<String>,
+    session_store_url: Option<String>,
+    session_store_prefix: Option<String>,
+    session_store_anonymous_ttl: Option<String>,
+    session_store_timeout: Option<String>,
+    session_store_secret: Option<String>,
+}
+
+/// Where HTTP sessions go when `session_store = redis`.
+#[pyclass(module = "ormcache_redis._native", frozen, get_all, eq)]
+#[derive(PartialEq, Debug)]
+pub struct SessionSettings {
+    pub url: String,
+    pub prefix: String,
+    /// Seconds an anonymous session lives (never above Odoo's lifetime).
+    pub anonymous_ttl: u64,
+    /// The deadline of one Redis call for a session.
+    pub timeout: f64,
+    /// `session_store_secret`: seals session ids so `to-files` can name
+    /// the files again.
+    pub secret: Option<String>,
+}
+
+const SESSION_PREFIX: &str = "odoo:session:";
+const SESSION_ANONYMOUS_TTL: f64 = 4.0 * 3600.0;
+const SESSION_TIMEOUT: f64 = 1.0;
+
+impl SessionSettings {
+    /// None: Odoo's filesystem store stays.
+    fn from_raw(raw: RawSessionOptions) -> Result<Option<SessionSettings>, String> {
+        let kind = raw
+            .session_store
+            .unwrap_or_else(|| "filesystem".to_string())
+            .to_lowercase();
+        if matches!(kind.as_str(), "filesystem" | "file" | "files" | "fs") {
+            return Ok(None);
+        }
+        if kind != "redis" {
+            return Err(format!(
+                "session_store must be 'redis' or 'filesystem', got {}.",
+                quoted(&kind)
+            ));
+        }
+        let Some(url) = raw.session_store_url else {
+            return Err("session_store = redis needs session_store_url \
+                        (e.g. redis://localhost:6379/0), in odoo.conf or SESSION_STORE_URL."
+                .to_string());
+        };
+        url::parse("session_store_url", &url)?;
+        let prefix = raw
+            .session_store_prefix
+            .unwrap_or_else(|| SESSION_PREFIX.to_string());
+        if prefix.contains(char::is_whitespace) {
+            return Err(format!(
+                "session_store_prefix must not contain spaces, got {}.",
+                quoted(&prefix)
+            ));
+        }
+        let anonymous_ttl = seconds(
+            "session_store_anonymous_ttl",
+            raw.session_store_anonymous_ttl.as_deref(),
+            SESSION_ANONYMOUS_TTL,
+            0.0,
+            1e9,
+        )?;
+        Ok(Some(SessionSettings {
+            url,
+            prefix,
+            anonymous_ttl: (anonymous_ttl.round() as u64).max(1),
+            timeout: seconds(
+                "session_store_timeout",
+                raw.session_store_timeout.as_deref(),
+                SESSION_TIMEOUT,
+                0.0,
+                60.0,
+            )?,
+            secret: raw.session_store_secret,
+        }))
+    }
+}
+
+#[pymethods]
+impl SessionSettings {
+    /// Reads the `session_store*` options from `options` (name -> raw
+    /// string or None); None for Odoo's filesystem store; raises
+    /// ConfigError.
+    #[staticmethod]
+    fn parse(options: &Bound<'_, PyAny>) -> PyResult<Option<SessionSettings>> {
+        let raw: RawSessionOptions = pythonize::depythonize(options).map_err(|err| {
+            ConfigError::new_err(format!("session_store options are not text: {err}."))
+        })?;
+        SessionSettings::from_raw(raw).map_err(ConfigError::new_err)
+    }
+
+    #[new]
+    #[pyo3(signature = (url, *, prefix = SESSION_PREFIX.to_string(), anonymous_ttl = SESSION_ANONYMOUS_TTL as u64, timeout = SESSION_TIMEOUT, secret = None))]
+    fn py_new(
+        url: String,
+        prefix: String,
+        anonymous_ttl: u64,
+        timeout: f64,
+        secret: Option<String>,
+    ) -> SessionSettings {
+        SessionSettings {
+            url,
+            prefix,
+            anonymous_ttl,
+            timeout,
+            secret,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<SessionSettings url={:?} prefix={:?} anonymous_ttl={}>",
+            url::redact(&self.url),
+            self.prefix,
+            self.anonymous_ttl
+        )
+    }
+}
+
+/// The option names `SessionSettings.parse` reads.
+#[pyfunction]
+fn session_option_names() -> Vec<&'static str> {
+    vec![
+        "session_store",
+        "session_store_url",
+        "session_store_prefix",
+        "session_store_anonymous_ttl",
+        "session_store_timeout",
+        "session_store_secret",
+    ]
+}
+
+/// Seconds option, for the Python side's other options.
 #[pyfunction]
 #[pyo3(signature = (option, raw, default, *, above = 0.0, at_most = 1e9))]
 fn parse_seconds(
@@ -288,6 +427,8 @@ fn cache_option_names() -> Vec<&'static str> {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CacheSettings>()?;
+    m.add_class::<SessionSettings>()?;
+    m.add_function(wrap_pyfunction!(session_option_names, m)?)?;
     m.add_function(wrap_pyfunction!(parse_seconds, m)?)?;
     m.add_function(wrap_pyfunction!(cache_option_names, m)?)?;
     Ok(())

@@ -29,7 +29,7 @@ from session_support import (
 from ormcache_redis._native import RedisClient
 from ormcache_redis.config import ConfigError, OptionSource
 from ormcache_redis.sessions.records import hash_key
-from ormcache_redis.sessions.settings import SessionStoreSettings
+from ormcache_redis.sessions.settings import SessionStoreSettings, session_store_settings
 from ormcache_redis.sessions.store import SessionStoreUnavailable, SessionValueError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -506,7 +506,7 @@ def test_a_session_saved_by_one_process_is_read_by_another(redis_url: str) -> No
 
 
 def settings(**environ: str) -> Any:
-    return SessionStoreSettings.from_options(OptionSource(None, environ))
+    return session_store_settings(OptionSource(None, environ))
 
 
 def test_settings_default_to_the_filesystem_store() -> None:
@@ -516,7 +516,7 @@ def test_settings_default_to_the_filesystem_store() -> None:
 
 def test_settings_from_config_then_environment() -> None:
     config = {"session_store": "redis", "session_store_prefix": "p:"}
-    parsed = SessionStoreSettings.from_options(
+    parsed = session_store_settings(
         OptionSource(config.get, {"SESSION_STORE_URL": "rediss://u:pw@redis:6380/2"})
     )
     assert parsed.url == "rediss://u:pw@redis:6380/2"

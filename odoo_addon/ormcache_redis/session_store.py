@@ -21,7 +21,7 @@ from ormcache_redis._native import RedisClient, RedisReplyError, RedisUnavailabl
 from ormcache_redis.config import OptionSource, redact_url
 from ormcache_redis.server_check import eviction_warning
 from ormcache_redis.sessions.records import DEFAULT_SESSION_LIFETIME
-from ormcache_redis.sessions.settings import SessionStoreSettings
+from ormcache_redis.sessions.settings import session_store_settings
 from ormcache_redis.sessions.store import RedisSessionStore
 
 _logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def install_session_store(
     """Install the Redis session store when configured; ``None`` when Odoo's
     filesystem store stays. Raises ``ConfigError`` on invalid options: a
     server configured for Redis sessions must not start on files."""
-    settings = SessionStoreSettings.from_options(option_source)
+    settings = session_store_settings(option_source)
     if settings is None:
         return None
     from odoo import http

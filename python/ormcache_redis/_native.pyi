@@ -409,3 +409,33 @@ def parse_seconds(
     option: str, raw: str | None, default: float, *, above: float = 0.0, at_most: float = 1e9
 ) -> float:
     """Seconds in (above, at_most], or ConfigError naming ``option``."""
+
+@final
+class SessionSettings:
+    """The ``session_store*`` options, checked (src/settings.rs)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "odoo:session:",
+        anonymous_ttl: int = 14400,
+        timeout: float = 1.0,
+        secret: str | None = None,
+    ) -> None: ...
+    @staticmethod
+    def parse(options: Mapping[str, str | None]) -> SessionSettings | None:
+        """None for Odoo's filesystem store; ConfigError naming the option on a bad value."""
+    @property
+    def url(self) -> str: ...
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def anonymous_ttl(self) -> int: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def secret(self) -> str | None: ...
+
+def session_option_names() -> list[str]:
+    """The option names ``SessionSettings.parse`` reads."""
