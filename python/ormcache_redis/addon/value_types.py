@@ -35,18 +35,16 @@ def register_value_types(
     access.
     """
     tags = []
-    if frozendict is not None:
-        codec.register_type(frozendict, "odoo.frozendict", dict, frozendict)
-        tags.append("odoo.frozendict")
-    if markup is not None:
-        codec.register_type(markup, "markupsafe.Markup", str, markup)
-        tags.append("markupsafe.Markup")
-    if lang_data is not None:
-        codec.register_type(lang_data, "odoo.LangData", dict, lang_data)
-        tags.append("odoo.LangData")
-    if lang_data_dict is not None:
-        codec.register_type(lang_data_dict, "odoo.LangDataDict", dict, lang_data_dict)
-        tags.append("odoo.LangDataDict")
+    # Each one's state is its base type's value; it is rebuilt by itself.
+    for cls, tag, base in (
+        (frozendict, "odoo.frozendict", dict),
+        (markup, "markupsafe.Markup", str),
+        (lang_data, "odoo.LangData", dict),
+        (lang_data_dict, "odoo.LangDataDict", dict),
+    ):
+        if cls is not None:
+            codec.register_type(cls, tag, base, cls)
+            tags.append(tag)
     codec.register_type(
         defaultdict, "collections.defaultdict", defaultdict_to_state, defaultdict_from_state
     )
