@@ -428,6 +428,9 @@ fn cache_option_names() -> Vec<&'static str> {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CacheSettings>()?;
     m.add_class::<SessionSettings>()?;
+    // The session defaults, for the record layout and the migration command.
+    m.add("SESSION_PREFIX", SESSION_PREFIX)?;
+    m.add("SESSION_ANONYMOUS_TTL", SESSION_ANONYMOUS_TTL as u64)?;
     m.add_function(wrap_pyfunction!(session_option_names, m)?)?;
     m.add_function(wrap_pyfunction!(parse_seconds, m)?)?;
     m.add_function(wrap_pyfunction!(cache_option_names, m)?)?;

@@ -437,5 +437,8 @@ class SessionSettings:
     @property
     def secret(self) -> str | None: ...
 
+SESSION_PREFIX: str
+SESSION_ANONYMOUS_TTL: int
+
 def session_option_names() -> list[str]:
     """The option names ``SessionSettings.parse`` reads."""

@@ -64,12 +64,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ormcache_redis import _native
 from ormcache_redis._native import aead_open, aead_seal, derive_key, mac_tag, mac_verify
 
-DEFAULT_PREFIX = "odoo:session:"
+# The session options' defaults live with their rules (src/settings.rs).
+DEFAULT_PREFIX: str = _native.SESSION_PREFIX
+DEFAULT_ANONYMOUS_TTL: int = _native.SESSION_ANONYMOUS_TTL
 DEFAULT_SESSION_LIFETIME = 7 * 24 * 3600
 """Odoo's ``SESSION_LIFETIME`` (default ``sessions.max_inactivity_seconds``)."""
-DEFAULT_ANONYMOUS_TTL = 4 * 3600
 
 MAGIC = b"OCRS"
 RECORD_VERSION = 2
