@@ -99,21 +99,28 @@ pub fn open<'a>(
     digest: &[u8; 32],
     token: u64,
 ) -> Result<&'a [u8], Rejection> {
-    if value.len() < HEADER_LEN || &value[..MAGIC.len()] != MAGIC {
-        return Err(Rejection::Foreign);
-    }
-    let stored_token = &value[MAGIC.len()..TAG_START];
-    if stored_token != token.to_le_bytes() {
-        return Err(Rejection::Stale);
+    match stored_token(value) {
+        None => return Err(Rejection::Foreign),
+        Some(stored) if stored != token => return Err(Rejection::Stale),
+        Some(_) => {}
     }
     let body = &value[HEADER_LEN..];
     if !mac.verify(
-        &tag_parts(digest, stored_token, body),
+        &tag_parts(digest, &value[MAGIC.len()..TAG_START], body),
         &value[TAG_START..HEADER_LEN],
     ) {
         return Err(Rejection::Forged);
     }
     Ok(body)
+}
+
+/// The generation token an entry claims (not yet verified), if framed.
+pub fn stored_token(value: &[u8]) -> Option<u64> {
+    if value.len() < HEADER_LEN || &value[..MAGIC.len()] != MAGIC {
+        return None;
+    }
+    let bytes: [u8; 8] = value[MAGIC.len()..TAG_START].try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
 }
 
 /// `SET key value EX ttl`: value and expiry in one atomic command.

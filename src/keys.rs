@@ -129,10 +129,24 @@ fn write_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
 /// Appends the canonical encoding of `key` to `out`; EncodeError for
 /// unsupported elements (then `out` is left as it was).
 pub fn canonical_key(key: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+    canonical_method_key(key, None, out)
+}
+
+/// `canonical_key` of an Odoo key `(model, method, *args)` whose method's
+/// qualified name the caller already holds: the same bytes, without
+/// asking Python for the name again (this runs on every L2 access).
+pub fn canonical_method_key(
+    key: &Bound<'_, PyAny>,
+    method_name: Option<&str>,
+    out: &mut Vec<u8>,
+) -> PyResult<()> {
     let py = key.py();
     let start = out.len();
     out.push(KEY_FORMAT_VERSION);
-    let result = encode(key, out, 0);
+    let result = match method_name {
+        Some(name) if naming::is_unique(name) => encode_named_method_key(key, name, out),
+        _ => encode(key, out, 0),
+    };
     if let Err(e) = result {
         out.truncate(start);
         // Any ordinary exception met on the way (a set mutated while being
@@ -154,6 +168,30 @@ pub fn key_digest(namespace: &[u8], canonical: &[u8]) -> [u8; 32] {
     h.update(namespace);
     h.update(canonical);
     h.finalize().into()
+}
+
+/// A key tuple whose second item is a plain function named `name`; any
+/// other shape is encoded the ordinary way.
+fn encode_named_method_key(key: &Bound<'_, PyAny>, name: &str, out: &mut Vec<u8>) -> PyResult<()> {
+    let py = key.py();
+    let items = match key.cast::<PyTuple>() {
+        Ok(items) if items.len() >= 2 && key.get_type_ptr() == &raw mut ffi::PyTuple_Type => items,
+        _ => return encode(key, out, 0),
+    };
+    let method = items.get_item(1)?;
+    if method.get_type_ptr() as usize != key_types(py)?.function {
+        return encode(key, out, 0);
+    }
+    out.push(K_TUPLE);
+    write_varint(out, items.len() as u64);
+    for (index, item) in items.iter().enumerate() {
+        if index == 1 {
+            write_bytes(out, K_FUNCTION, name.as_bytes());
+        } else {
+            encode(&item, out, 1)?;
+        }
+    }
+    Ok(())
 }
 
 fn encode(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: u32) -> PyResult<()> {
@@ -538,5 +576,24 @@ mod tests {
         h.update(b"key");
         let expected: [u8; 32] = h.finalize().into();
         assert_eq!(key_digest(b"ns", b"key"), expected);
+    }
+
+    #[test]
+    fn a_known_method_name_gives_the_same_bytes() {
+        Python::attach(|py| {
+            let code = c"import os\nkeys = [('res.users', os.path.join, 7, frozenset({1, 2})), \
+                ('m', os.path.join), ('m', len, 1), ('m', 'not a function'), (os.path.join,)]";
+            let scope = PyDict::new(py);
+            py.run(code, Some(&scope), None).unwrap();
+            let keys = scope.get_item("keys").unwrap().unwrap();
+            for key in keys.try_iter().unwrap() {
+                let key = key.unwrap();
+                let mut plain = Vec::new();
+                canonical_key(&key, &mut plain).unwrap();
+                let mut named = Vec::new();
+                canonical_method_key(&key, Some("posixpath.join"), &mut named).unwrap();
+                assert_eq!(plain, named, "{key}");
+            }
+        });
     }
 }

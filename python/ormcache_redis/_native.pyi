@@ -295,10 +295,16 @@ class TwoTierCache(LRU[K, V]):
         """Write-only: sets the secret that authenticates entries."""
     @secret.setter
     def secret(self, secret: str | bytes) -> None: ...
-    def clear_method(self, method: Callable[..., Any] | str) -> int:
+    def clear_method(
+        self,
+        method: Callable[..., Any] | str,
+        *,
+        with_commands: Sequence[Sequence[bytes]] | None = None,
+    ) -> int:
         """Drop the method's entries here and give it a fresh random generation
-        token in Redis (one HSET), so every process misses its old shared
-        entries. Returns the number of local entries dropped."""
+        token in Redis, so every process misses its old shared entries;
+        ``with_commands`` run in the same MULTI/EXEC. Returns the number of
+        local entries dropped."""
     def evict_method(self, method: Callable[..., Any] | str) -> int:
         """Drop the method's entries from L1 only."""
     def method_generations(self) -> dict[str, int]:
@@ -307,7 +313,12 @@ class TwoTierCache(LRU[K, V]):
         """Drop this process's copies of every method cleared elsewhere since the
         last sync (token changed or vanished in Redis, or differing from the one
         the copies were computed under); returns those methods. Raises
-        RedisUnavailable when Redis cannot tell."""
+        RedisUnavailable when Redis cannot tell. From then on the owner is
+        taken to sync at the start of every unit of work: a shared read of a
+        method whose token is known is one GET (see ``mark_unsynced``)."""
+    def mark_unsynced(self) -> None:
+        """The owner could not sync: until the next ``sync_generations``, every
+        shared read asks Redis for the method's token along with the entry."""
     @property
     def client(self) -> RedisClient | None: ...
     @property

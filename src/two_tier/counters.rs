@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -87,47 +86,50 @@ pub(super) fn bump(counter: &AtomicU64, by: u64) {
 
 pub(super) struct MethodEntry {
     /// Kept alive so its address cannot be reused by another function.
-    func: Py<PyAny>,
+    _func: Py<PyAny>,
+    /// Its qualified name, computed once (None: it has none).
+    pub(super) name: Option<Arc<str>>,
     /// Carried by this method's L1 entries: an L1 hit costs one atomic add.
-    l1_hits: Arc<AtomicU64>,
-    counters: MethodCounters,
-    redis_latency: LatencyHistogram,
+    pub(super) l1_hits: Arc<AtomicU64>,
+    pub(super) counters: MethodCounters,
+    pub(super) redis_latency: LatencyHistogram,
 }
 
 /// Methods seen by a cache, by function address.
-pub(super) type Methods = HashMap<usize, MethodEntry>;
+pub(super) type Methods = HashMap<usize, Arc<MethodEntry>>;
+
+/// Applies `update` to the counters of `method`, if any.
+pub(super) fn count(method: Option<&MethodEntry>, update: impl FnOnce(&MethodCounters)) {
+    if let Some(method) = method {
+        update(&method.counters);
+    }
+}
 
 impl TwoTierCache {
-    /// Updates the method's counters; returns its L1 hit counter.
-    pub(super) fn count_method(
+    /// The counters and name of the method of a key: one lock per access,
+    /// the name computed only the first time a method is seen.
+    pub(super) fn method_entry(
         &self,
         method: Option<&Bound<'_, PyAny>>,
-        update: impl FnOnce(&MethodCounters),
-    ) -> Option<Arc<AtomicU64>> {
+    ) -> Option<Arc<MethodEntry>> {
         let method = method?;
+        let address = method.as_ptr() as usize;
+        if let Some(entry) = self.methods.lock().get(&address) {
+            return Some(Arc::clone(entry));
+        }
+        // Named outside the lock: it runs Python code.
+        let name = method_name(method).map(Arc::from);
         let mut methods = self.methods.lock();
-        let entry = methods
-            .entry(method.as_ptr() as usize)
-            .or_insert_with(|| MethodEntry {
-                func: method.clone().unbind(),
+        let entry = methods.entry(address).or_insert_with(|| {
+            Arc::new(MethodEntry {
+                _func: method.clone().unbind(),
+                name,
                 l1_hits: Arc::default(),
                 counters: MethodCounters::default(),
                 redis_latency: LatencyHistogram::default(),
-            });
-        update(&entry.counters);
-        Some(Arc::clone(&entry.l1_hits))
-    }
-
-    pub(super) fn record_method_latency(
-        &self,
-        method: Option<&Bound<'_, PyAny>>,
-        elapsed: Duration,
-    ) {
-        if let Some(method) = method {
-            if let Some(entry) = self.methods.lock().get(&(method.as_ptr() as usize)) {
-                entry.redis_latency.record(elapsed);
-            }
-        }
+            })
+        });
+        Some(Arc::clone(entry))
     }
 
     /// Adds the cache's own figures to `dict`.
@@ -144,13 +146,13 @@ impl TwoTierCache {
     pub(super) fn method_figures<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         // Copied out first: building dicts allocates, and a garbage
         // collection may then run Python code, which must not happen under
-        // the lock (nor may naming a function).
+        // the lock.
         let copies: Vec<MethodFigures> = self
             .methods
             .lock()
             .values()
             .map(|entry| MethodFigures {
-                func: entry.func.clone_ref(py),
+                name: entry.name.clone(),
                 l1_hits: entry.l1_hits.load(Ordering::Relaxed),
                 counts: entry.counters.figures().collect(),
                 p50: entry.redis_latency.quantile_micros(0.5),
@@ -159,9 +161,11 @@ impl TwoTierCache {
             .collect();
         let methods = PyDict::new(py);
         for figures in copies {
-            let name =
-                method_name(figures.func.bind(py)).unwrap_or_else(|| "<unknown>".to_string());
-            methods.set_item(name, figures.into_dict(py)?)?;
+            let name = figures.name.clone();
+            methods.set_item(
+                name.as_deref().unwrap_or("<unknown>"),
+                figures.into_dict(py)?,
+            )?;
         }
         Ok(methods)
     }
@@ -180,7 +184,7 @@ impl TwoTierCache {
 
 /// One method's figures, copied out of the lock.
 struct MethodFigures {
-    func: Py<PyAny>,
+    name: Option<Arc<str>>,
     l1_hits: u64,
     counts: Vec<(&'static str, u64)>,
     p50: Option<f64>,

@@ -15,7 +15,7 @@ mod tiers;
 pub mod unit;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
@@ -47,6 +47,10 @@ pub struct TwoTierCache {
     tokens_outages: AtomicU64,
     /// The tokens in Redis at the last `sync_generations`.
     synced_generations: Mutex<HashMap<String, u64>>,
+    /// The owner syncs at the start of every unit of work (the addon does,
+    /// at Odoo's check_signaling): a token this process knows is then as
+    /// fresh as its L1 copies, and a shared read needs no HGET of it.
+    generations_synced: AtomicBool,
     /// When the generations hash's expiry was last pushed back.
     generations_refreshed: Mutex<Option<Instant>>,
     /// Methods whose unshareable keys were already reported.
@@ -116,6 +120,7 @@ impl TwoTierCache {
             generations: Mutex::new(HashMap::new()),
             tokens_outages: AtomicU64::new(0),
             synced_generations: Mutex::new(HashMap::new()),
+            generations_synced: AtomicBool::new(false),
             generations_refreshed: Mutex::new(None),
             warned_methods: Mutex::new(HashSet::new()),
             warned_values: Mutex::new(HashSet::new()),
@@ -269,13 +274,23 @@ impl TwoTierCache {
     }
 
     /// Drops the method's entries here and gives it a fresh random
-    /// generation token in Redis (one HSET), so no process reads its old
-    /// shared entries again.
-    fn clear_method(slf: &Bound<'_, Self>, method: &Bound<'_, PyAny>) -> PyResult<usize> {
+    /// generation token in Redis, so no process reads its old shared
+    /// entries again. `with_commands` run in the same MULTI/EXEC: a reader
+    /// sees both or neither (the addon moves its methods version with it).
+    #[pyo3(signature = (method, *, with_commands = None))]
+    fn clear_method(
+        slf: &Bound<'_, Self>,
+        method: &Bound<'_, PyAny>,
+        with_commands: Option<Vec<Vec<Vec<u8>>>>,
+    ) -> PyResult<usize> {
         let py = slf.py();
         let dropped = TwoTierCache::evict_method(slf, method)?;
         let this = slf.get();
-        this.publish_clear(py, method_name_arg(method)?)?;
+        this.publish_clear(
+            py,
+            method_name_arg(method)?,
+            with_commands.unwrap_or_default(),
+        )?;
         Ok(dropped)
     }
 
@@ -299,10 +314,18 @@ impl TwoTierCache {
             &mut this.synced_generations.lock(),
             &mut this.generations.lock(),
         );
+        this.generations_synced.store(true, Ordering::Relaxed);
         for name in &stale {
             TwoTierCache::evict_method(slf, &PyString::new(slf.py(), name))?;
         }
         Ok(stale)
+    }
+
+    /// The owner could not sync at the start of a unit of work: until the
+    /// next `sync_generations`, every shared read asks Redis for the
+    /// method's token along with the entry.
+    fn mark_unsynced(&self) {
+        self.generations_synced.store(false, Ordering::Relaxed);
     }
 
     fn stats<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {

@@ -2,17 +2,18 @@
 //! the gate's verdict, methods and key arguments kept local, addresses.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
-use super::counters::bump;
+use super::counters::{bump, MethodEntry};
 use super::unit::UnitOfWork;
 use super::TwoTierCache;
 use crate::crypto::{self, Mac};
 use crate::entry;
-use crate::keys::{canonical_key, key_digest};
+use crate::keys::{canonical_method_key, key_digest};
 use crate::naming::method_name;
 
 /// Mutable settings, changed rarely (registry reload, cache clear).
@@ -141,7 +142,7 @@ pub(super) enum Access {
 pub(super) struct Address {
     pub(super) digest: [u8; 32],
     pub(super) redis_key: Vec<u8>,
-    pub(super) method_name: Option<String>,
+    pub(super) method_name: Option<Arc<str>>,
 }
 
 impl TwoTierCache {
@@ -177,12 +178,12 @@ impl TwoTierCache {
     pub(super) fn address(
         &self,
         key: &Bound<'_, PyAny>,
-        method: Option<&Bound<'_, PyAny>>,
+        method: Option<&MethodEntry>,
     ) -> Option<Address> {
-        let method_name = method.and_then(|m| method_name(m));
+        let method_name = method.and_then(|m| m.name.clone());
         let settings = self.settings.read();
         if let Some(name) = &method_name {
-            if settings.local_methods.contains(name) {
+            if settings.local_methods.contains(&**name) {
                 return None;
             }
         }
@@ -191,7 +192,7 @@ impl TwoTierCache {
             return None;
         }
         let mut canonical = Vec::with_capacity(64);
-        if let Err(err) = canonical_key(key, &mut canonical) {
+        if let Err(err) = canonical_method_key(key, method_name.as_deref(), &mut canonical) {
             bump(&self.counters.unencodable_keys, 1);
             drop(settings);
             self.warn_once(

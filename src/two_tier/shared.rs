@@ -3,6 +3,7 @@
 //! writes.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -100,9 +101,15 @@ impl TwoTierCache {
             .collect())
     }
 
-    /// Gives the method a fresh random generation token in Redis (one
-    /// HSET), so no process reads its old shared entries again.
-    pub(super) fn publish_clear(&self, py: Python<'_>, name: String) -> PyResult<()> {
+    /// Gives the method a fresh random generation token in Redis, with
+    /// `with_commands` in the same MULTI/EXEC, so no process reads its old
+    /// shared entries again.
+    pub(super) fn publish_clear(
+        &self,
+        py: Python<'_>,
+        name: String,
+        with_commands: Vec<Vec<Vec<u8>>>,
+    ) -> PyResult<()> {
         let Some(client) = &self.client else {
             return Ok(());
         };
@@ -113,8 +120,15 @@ impl TwoTierCache {
         client
             .get()
             .call(py, move |con| {
-                redis::pipe()
-                    .cmd("HSET")
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for command in &with_commands {
+                    let Some((name, args)) = command.split_first() else {
+                        continue;
+                    };
+                    pipe.cmd(&String::from_utf8_lossy(name)).arg(args).ignore();
+                }
+                pipe.cmd("HSET")
                     .arg(key.as_slice())
                     .arg(field.as_str())
                     .arg(token)
@@ -150,6 +164,11 @@ impl TwoTierCache {
         client: &RedisClient,
         address: &Address,
     ) -> SharedRead {
+        if let Some(name) = &address.method_name {
+            if let Some(read) = self.read_with_synced_token(py, client, address, name) {
+                return read;
+            }
+        }
         let data_key = address.redis_key.clone();
         let generations = address
             .method_name
@@ -161,7 +180,12 @@ impl TwoTierCache {
         let retired: Vec<u64> = address
             .method_name
             .as_ref()
-            .and_then(|name| self.generations.lock().get(name).map(|g| g.retired.clone()))
+            .and_then(|name| {
+                self.generations
+                    .lock()
+                    .get(&**name)
+                    .map(|g| g.retired.clone())
+            })
             .unwrap_or_default();
         let started = Instant::now();
         let reply = client.call(py, move |con| {
@@ -174,7 +198,7 @@ impl TwoTierCache {
             let (token, value) = redis::pipe()
                 .cmd("HGET")
                 .arg(generations_key.as_slice())
-                .arg(name.as_str())
+                .arg(&**name)
                 .cmd("GET")
                 .arg(data_key.as_slice())
                 .query::<(Option<u64>, Option<Vec<u8>>)>(con)?;
@@ -204,11 +228,66 @@ impl TwoTierCache {
         if let Some(name) = &address.method_name {
             self.generations
                 .lock()
-                .entry(name.clone())
+                .entry(name.to_string())
                 .or_default()
                 .adopt(token);
             self.keep_generations_alive(client, refreshed);
         }
+        self.open_read(py, payload, address, token, elapsed)
+    }
+
+    /// One GET when the owner keeps this process's tokens synced (see
+    /// `generations_synced`): an entry stamped with the method's known
+    /// token is exactly as fresh as an L1 copy would be. None when the
+    /// token is unknown or the entry carries another one (the method was
+    /// cleared elsewhere since the sync): the caller then asks Redis.
+    fn read_with_synced_token(
+        &self,
+        py: Python<'_>,
+        client: &RedisClient,
+        address: &Address,
+        name: &str,
+    ) -> Option<SharedRead> {
+        if !self.generations_synced.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.forget_tokens_after_outage(client);
+        let token = self.generations.lock().get(name)?.current?;
+        let data_key = address.redis_key.as_slice();
+        let started = Instant::now();
+        let reply = client.call(py, |con| {
+            redis::cmd("GET")
+                .arg(data_key)
+                .query::<Option<Vec<u8>>>(con)
+        });
+        let elapsed = started.elapsed();
+        self.latency.record(elapsed);
+        let payload = match reply {
+            Ok(payload) => payload,
+            Err(_) => {
+                bump(&self.counters.l2_errors, 1);
+                return Some(SharedRead::Failed);
+            }
+        };
+        if payload
+            .as_deref()
+            .is_some_and(|p| matches!(entry::stored_token(p), Some(t) if t != token))
+        {
+            return None;
+        }
+        self.keep_generations_alive(client, false);
+        Some(self.open_read(py, payload, address, token, elapsed))
+    }
+
+    /// What a read found, once verified and decoded.
+    fn open_read(
+        &self,
+        py: Python<'_>,
+        payload: Option<Vec<u8>>,
+        address: &Address,
+        token: u64,
+        elapsed: Duration,
+    ) -> SharedRead {
         let Some(payload) = payload else {
             return SharedRead::Absent(elapsed);
         };
@@ -295,8 +374,9 @@ impl TwoTierCache {
         digest: &[u8; 32],
         token: u64,
     ) -> Result<Py<PyAny>, Rejection> {
-        let mac = self.settings.read().mac.clone();
-        let codec_bytes = entry::open(payload, &mac, digest, token)?;
+        // Verified under the read lock (no Python code runs there): no copy
+        // of the keyed MAC state per read.
+        let codec_bytes = entry::open(payload, &self.settings.read().mac, digest, token)?;
         self.codec
             .get()
             .decode(py, codec_bytes)

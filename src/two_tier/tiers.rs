@@ -1,9 +1,11 @@
 //! The walk through both tiers: a lookup tries L1, then Redis when this
 //! access may be shared; a store fills L1 and sends (or defers) a write.
 
+use std::sync::Arc;
+
 use pyo3::prelude::*;
 
-use super::counters::bump;
+use super::counters::{bump, count};
 use super::policy::Access;
 use super::shared::SharedRead;
 use super::TwoTierCache;
@@ -21,7 +23,8 @@ impl TwoTierCache {
         let hash = match key.hash() {
             Ok(hash) => hash,
             Err(err) => {
-                this.count_method(key_method(key).as_ref(), |c| bump(&c.errors, 1));
+                let method = this.method_entry(key_method(key).as_ref());
+                count(method.as_deref(), |c| bump(&c.errors, 1));
                 return Err(err);
             }
         };
@@ -29,38 +32,43 @@ impl TwoTierCache {
             // Counted per method by the entry's own hit counter.
             return Ok(Some(value));
         }
-        let method = key_method(key);
+        let method = this.method_entry(key_method(key).as_ref());
+        let method = method.as_deref();
         let read = match this.access(py)? {
             Access::Local => SharedRead::Skipped,
             Access::Shared | Access::Deferred(_) => {
-                match (&this.client, this.address(key, method.as_ref())) {
+                match (&this.client, this.address(key, method)) {
                     (Some(client), Some(address)) => this.read_shared(py, client.get(), &address),
                     _ => SharedRead::Skipped,
                 }
             }
         };
+        let record_latency = |elapsed| {
+            if let Some(method) = method {
+                method.redis_latency.record(elapsed);
+            }
+        };
         let found = match read {
             SharedRead::Found(value, size, elapsed) => Some((value, size, elapsed)),
             SharedRead::Failed => {
-                this.count_method(method.as_ref(), |c| bump(&c.redis_errors, 1));
+                count(method, |c| bump(&c.redis_errors, 1));
                 None
             }
             SharedRead::Rejected(elapsed) => {
                 bump(&this.counters.l2_misses, 1);
-                this.count_method(method.as_ref(), |c| bump(&c.rejected_entries, 1));
-                this.record_method_latency(method.as_ref(), elapsed);
+                count(method, |c| bump(&c.rejected_entries, 1));
+                record_latency(elapsed);
                 None
             }
             SharedRead::Forged(elapsed) => {
                 bump(&this.counters.l2_misses, 1);
-                this.count_method(method.as_ref(), |c| bump(&c.forged_entries, 1));
-                this.record_method_latency(method.as_ref(), elapsed);
+                count(method, |c| bump(&c.forged_entries, 1));
+                record_latency(elapsed);
                 None
             }
             SharedRead::Absent(elapsed) => {
                 bump(&this.counters.l2_misses, 1);
-                this.count_method(method.as_ref(), |_| ());
-                this.record_method_latency(method.as_ref(), elapsed);
+                record_latency(elapsed);
                 None
             }
             SharedRead::Skipped => None,
@@ -69,22 +77,22 @@ impl TwoTierCache {
             Some((value, size, elapsed)) => {
                 bump(&this.counters.l2_hits, 1);
                 bump(&this.counters.bytes_read, size as u64);
-                let hit_counter = this.count_method(method.as_ref(), |c| {
+                count(method, |c| {
                     bump(&c.l2_hits, 1);
                     bump(&c.bytes_read, size as u64);
                 });
-                this.record_method_latency(method.as_ref(), elapsed);
+                record_latency(elapsed);
                 let stored = Stored {
                     size: if lru.bounds.max_bytes > 0 { size } else { 0 },
                     expires_at: 0,
-                    hit_counter,
+                    hit_counter: method.map(|m| Arc::clone(&m.l1_hits)),
                 };
                 lru.store(key, hash, value.bind(py), stored)?;
                 Ok(Some(value))
             }
             None => {
                 bump(&this.counters.misses, 1);
-                this.count_method(method.as_ref(), |c| bump(&c.misses, 1));
+                count(method, |c| bump(&c.misses, 1));
                 Ok(None)
             }
         }
@@ -101,11 +109,12 @@ impl TwoTierCache {
         let this = slf.get();
         let lru = &slf.as_super().get().lru;
         let hash = key.hash()?;
-        let method = key_method(key);
+        let method = this.method_entry(key_method(key).as_ref());
+        let method = method.as_deref();
         let access = this.access(py)?;
         let shared = match (&access, &this.client) {
             (Access::Local, _) | (_, None) => None,
-            (_, Some(client)) => this.address(key, method.as_ref()).and_then(|address| {
+            (_, Some(client)) => this.address(key, method).and_then(|address| {
                 this.frame_entry(value, client.get(), &address)
                     .map(|p| (client, address, p))
             }),
@@ -115,15 +124,13 @@ impl TwoTierCache {
             _ => lru.estimate_size(value)?,
         };
         let local_only = shared.is_none() && !matches!(access, Access::Local);
-        let hit_counter = this.count_method(method.as_ref(), |c| {
-            if local_only {
-                bump(&c.local_only, 1);
-            }
-        });
+        if local_only {
+            count(method, |c| bump(&c.local_only, 1));
+        }
         let stored = Stored {
             size: l1_size,
             expires_at: deadline_after(ttl)?,
-            hit_counter,
+            hit_counter: method.map(|m| Arc::clone(&m.l1_hits)),
         };
         lru.store(key, hash, value, stored)?;
         let Some((client, address, payload)) = shared else {
@@ -152,7 +159,7 @@ impl TwoTierCache {
             }
         }
         bump(&this.counters.bytes_written, written);
-        this.count_method(method.as_ref(), |c| bump(&c.bytes_written, written));
+        count(method, |c| bump(&c.bytes_written, written));
         Ok(())
     }
 }

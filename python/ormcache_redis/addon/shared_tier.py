@@ -305,18 +305,23 @@ class SharedTier:
             else:
                 fallback.add(cache_name)
         try:
-            if current:
-                # Version first, then the generation: a process that read the
-                # new generation during its transaction is sure to see the new
-                # version when it publishes (see commit_unit). A fresh random
-                # version, like the generation tokens: a lost key never brings
-                # back a version some process remembers.
-                self.client.execute(
-                    "SET", self.methods_version_key, secrets.token_hex(8), "EX", METHODS_VERSION_TTL
+            for cache_name, method in current:
+                # The version moves with the generation, atomically: a
+                # process that read the new generation during its
+                # transaction sees the new version when it publishes (see
+                # commit_unit), and one that syncs on the new version reads
+                # the new generation. A fresh random version, like the
+                # generation tokens: a lost key never brings back a version
+                # some process remembers.
+                move_version = (
+                    b"SET",
+                    self.methods_version_key,
+                    secrets.token_hex(8).encode(),
+                    b"EX",
+                    str(METHODS_VERSION_TTL).encode(),
                 )
-                for cache_name, method in current:
-                    self.caches[cache_name].clear_method(method)
-                    self.counters["method_clears"] += 1
+                self.caches[cache_name].clear_method(method, with_commands=[move_version])
+                self.counters["method_clears"] += 1
         except Exception as error:
             fallback.update(cache_name for cache_name, _method in current)
             _logger.warning(
@@ -425,6 +430,8 @@ class SharedTier:
             for cache_name, method_name in tuple(self.clearable_methods | DECORATED_METHODS):
                 if cache_name in self.caches:
                     self.caches[cache_name].evict_method(method_name)
+            for cache_name in self.shared_caches:
+                self.caches[cache_name].mark_unsynced()
             self.methods_version = None
             return None
         if version == self.methods_version:
@@ -436,6 +443,8 @@ class SharedTier:
                     cache.sync_generations()
         except Exception:
             self.counters["sync_failures"] += 1
+            for cache_name in self.shared_caches:
+                self.caches[cache_name].mark_unsynced()
             return None
         self.methods_version = version
         return version
