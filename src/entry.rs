@@ -36,6 +36,8 @@ const TAG_START: usize = MAGIC.len() + TOKEN_LEN;
 
 pub const DATA: &[u8] = b"c:";
 pub const GENERATIONS: &[u8] = b"g:";
+/// A single-flight lock (see `two_tier::flight`).
+pub const LOCK: &[u8] = b"l:";
 
 /// The token of entries whose key names no method (only the namespace
 /// invalidates them).

@@ -19,7 +19,7 @@ import inspect
 import logging
 import time
 
-from ormcache_redis._native import TwoTierCache, qualified_name
+from ormcache_redis._native import TwoTierCache, qualified_name, set_single_flight
 from ormcache_redis.addon import shared_tier
 from ormcache_redis.decorator import check_decorator_arguments
 
@@ -40,16 +40,23 @@ class ormcache(odoo_cache.ormcache):
 
     ``ttl`` (seconds) bounds the life of each entry in both tiers (without
     it, entries live until invalidated, and at most ``ormcache_redis_expire``
-    in Redis).
+    in Redis). ``single_flight``: on a shared miss one process computes and
+    the others wait for its value: always (True), never (False), or when the
+    method's measured compute time is at least 20 ms (None).
     """
 
-    def __init__(self, *args, ttl: float | None = None, **kwargs):
+    def __init__(
+        self, *args, ttl: float | None = None, single_flight: bool | None = None, **kwargs
+    ):
         check_decorator_arguments(args, ttl)
         super().__init__(*args, **kwargs)
         self.ttl = ttl
+        self.single_flight = single_flight
 
     def __call__(self, method):
         lookup = super().__call__(method)
+        if self.single_flight is not None:
+            set_single_flight(method, self.single_flight)
         lookup.clear_cache = self.clear_cache
         shared_tier.DECORATED_METHODS.add((self.cache_name, qualified_name(method)))
         return lookup

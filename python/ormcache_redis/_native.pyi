@@ -270,10 +270,18 @@ class TwoTierCache(LRU[K, V]):
         gate: Callable[[], bool | UnitOfWork | None] | None = None,
         max_bytes: int = 0,
         secret: str | bytes | None = None,
+        single_flight_after: float | None = 0.02,
+        single_flight_wait: float = 5.0,
     ) -> None:
         """``secret`` keys the HMAC that authenticates every entry in Redis;
         all processes sharing entries need the same one. Without it entries
-        are only checked for corruption (one warning per process)."""
+        are only checked for corruption (one warning per process).
+
+        Single flight: on a shared miss of a method whose measured compute
+        time is at least ``single_flight_after`` seconds (None: only methods
+        switched on with ``set_single_flight``), one process computes while
+        the others wait for its value, at most ``single_flight_wait`` seconds
+        (then they compute themselves)."""
     @property
     def name(self) -> str: ...
     namespace: bytes
@@ -367,6 +375,10 @@ class CachedMethod:
     clear_cache: Callable[[Any], int]
 
 # --------------------------------------------------------------------------- naming
+
+def set_single_flight(method: Callable[..., Any] | str, enabled: bool | None) -> None:
+    """Single flight for one method in every cache of this process: always
+    (True), never (False), or by measured compute time (None)."""
 
 def qualified_name(obj: object) -> str | None:
     """``module.qualname`` of a function, bound method or class: its name in every process."""

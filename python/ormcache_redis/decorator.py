@@ -17,7 +17,13 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ormcache_redis._native import CachedMethod, RedisUnavailable, TwoTierCache, key_method
+from ormcache_redis._native import (
+    CachedMethod,
+    RedisUnavailable,
+    TwoTierCache,
+    key_method,
+    set_single_flight,
+)
 
 __all__ = ["check_decorator_arguments", "ormcache"]
 
@@ -131,6 +137,7 @@ def ormcache(
     *exprs: str,
     cache: str = "default",
     ttl: float | None = None,
+    single_flight: bool | None = None,
     skiparg: int | None = None,
 ) -> Callable[[F], F]:
     """Caches a model method's result in ``self.pool._Registry__caches[cache]``.
@@ -140,6 +147,10 @@ def ormcache(
     life of the entry in both tiers. ``self.method.clear_cache(self)`` (or
     ``Model.method.clear_cache(record)``) invalidates that method's entries
     only, in this process and, through Redis, in every other one.
+
+    ``single_flight``: on a shared miss, one process computes and the others
+    wait for its value (True), never (False), or when the method's measured
+    compute time reaches the cache's ``single_flight_after`` (None).
     """
     if skiparg is not None:
         raise TypeError("skiparg is not supported: name the key expressions instead")
@@ -150,6 +161,8 @@ def ormcache(
         cached = CachedMethod(method, key, cache, ttl, _report_unhashable)
         functools.update_wrapper(cached, method)
         cached.clear_cache = _clear_function(cached)
+        if single_flight is not None:
+            set_single_flight(method, single_flight)
         return cached  # type: ignore[return-value]
 
     return decorate

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::flight::MethodCost;
 use super::TwoTierCache;
 use crate::naming::method_name;
 use crate::stats::LatencyHistogram;
@@ -60,6 +61,12 @@ counter_table! {
         writes_dropped,
         bytes_read,
         bytes_written,
+        /// Misses that took a single-flight lock and computed.
+        flights_led,
+        /// Misses that waited for another process's value.
+        flights_waited,
+        /// Waits that ran out (then the waiter computed).
+        flights_timed_out,
     }
 }
 
@@ -93,6 +100,7 @@ pub(super) struct MethodEntry {
     pub(super) l1_hits: Arc<AtomicU64>,
     pub(super) counters: MethodCounters,
     pub(super) redis_latency: LatencyHistogram,
+    pub(super) cost: MethodCost,
 }
 
 /// Methods seen by a cache, by function address.
@@ -127,6 +135,7 @@ impl TwoTierCache {
                 l1_hits: Arc::default(),
                 counters: MethodCounters::default(),
                 redis_latency: LatencyHistogram::default(),
+                cost: MethodCost::default(),
             })
         });
         Some(Arc::clone(entry))

@@ -7,6 +7,7 @@
 //! How entries are named and framed in Redis: see `entry`.
 
 mod counters;
+mod flight;
 mod generations;
 mod policy;
 mod reports;
@@ -29,8 +30,9 @@ use crate::naming::{key_method, method_name};
 use crate::redis::RedisClient;
 use crate::stats::LatencyHistogram;
 use counters::{Methods, SharedCounters};
+use flight::PendingComputations;
 use generations::Generations;
-use policy::{checked_secret, lowercase, method_name_arg, validate_ttl, Settings};
+use policy::{checked_secret, flight_settings, lowercase, method_name_arg, validate_ttl, Settings};
 use reports::RateLimitedLog;
 
 #[pyclass(module = "ormcache_redis._native", name = "TwoTierCache", extends = PyLru, frozen)]
@@ -58,6 +60,8 @@ pub struct TwoTierCache {
     /// Methods whose unencodable values were already reported.
     warned_values: Mutex<HashSet<String>>,
     forged_log: Mutex<RateLimitedLog>,
+    /// Computations started after a miss (see `flight`).
+    pending: Mutex<PendingComputations>,
     counters: SharedCounters,
     latency: LatencyHistogram,
 }
@@ -81,7 +85,8 @@ impl TwoTierCache {
     #[new]
     #[pyo3(signature = (
         name, count, *, client, codec, namespace = None, prefix = "ormcache:", ttl = 3600,
-        local_methods = None, secret_markers = None, gate = None, max_bytes = 0, secret = None
+        local_methods = None, secret_markers = None, gate = None, max_bytes = 0, secret = None,
+        single_flight_after = Some(0.02), single_flight_wait = 5.0
     ))]
     #[allow(clippy::too_many_arguments)]
     fn py_new(
@@ -97,6 +102,8 @@ impl TwoTierCache {
         gate: Option<Py<PyAny>>,
         max_bytes: i64,
         secret: Option<&Bound<'_, PyAny>>,
+        single_flight_after: Option<f64>,
+        single_flight_wait: f64,
     ) -> PyResult<PyClassInitializer<Self>> {
         let lru = PyLru {
             lru: Lru::new(Bounds::from_args(count, max_bytes, None)?)?,
@@ -109,6 +116,7 @@ impl TwoTierCache {
             local_methods.unwrap_or_default(),
             lowercase(secret_markers.unwrap_or_default()),
             secret.as_deref(),
+            flight_settings(single_flight_after, single_flight_wait)?,
         );
         let this = TwoTierCache {
             name,
@@ -125,6 +133,7 @@ impl TwoTierCache {
             warned_methods: Mutex::new(HashSet::new()),
             warned_values: Mutex::new(HashSet::new()),
             forged_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(60))),
+            pending: Mutex::new(HashMap::new()),
             counters: SharedCounters::default(),
             latency: LatencyHistogram::default(),
         };
@@ -365,6 +374,7 @@ impl TwoTierCache {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TwoTierCache>()?;
+    flight::register(m)?;
     unit::register(m)?;
     Ok(())
 }

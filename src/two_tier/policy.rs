@@ -3,12 +3,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
 use super::counters::{bump, MethodEntry};
+use super::flight::FlightSettings;
 use super::unit::UnitOfWork;
 use super::TwoTierCache;
 use crate::crypto::{self, Mac};
@@ -32,6 +34,7 @@ pub(super) struct Settings {
     pub(super) mac: Mac,
     /// Whether `mac` is keyed by a real secret (else: integrity only).
     pub(super) authenticated: bool,
+    pub(super) flight: FlightSettings,
 }
 
 impl Settings {
@@ -42,6 +45,7 @@ impl Settings {
         local_methods: HashSet<String>,
         secret_markers: Vec<String>,
         secret: Option<&[u8]>,
+        flight: FlightSettings,
     ) -> Settings {
         Settings {
             generations_key: generations_key(prefix, &namespace),
@@ -53,6 +57,7 @@ impl Settings {
             secret_markers,
             mac: entry_mac(secret),
             authenticated: secret.is_some(),
+            flight,
         }
     }
 
@@ -105,6 +110,26 @@ pub(super) fn validate_ttl(ttl: i64) -> PyResult<u64> {
         )));
     }
     Ok(ttl as u64)
+}
+
+/// `single_flight_after` / `single_flight_wait` checked and converted.
+pub(super) fn flight_settings(after: Option<f64>, wait: f64) -> PyResult<FlightSettings> {
+    let seconds = |name: &str, value: f64| -> PyResult<Duration> {
+        Duration::try_from_secs_f64(value)
+            .ok()
+            .filter(|d| !d.is_zero() || name == "single_flight_after")
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "{name} must be a positive number of seconds, got {value}"
+                ))
+            })
+    };
+    Ok(FlightSettings {
+        after: after
+            .map(|a| seconds("single_flight_after", a))
+            .transpose()?,
+        wait: seconds("single_flight_wait", wait)?,
+    })
 }
 
 /// A method given by its function or its `module.qualname` string.

@@ -154,7 +154,7 @@ impl TwoTierCache {
     }
 
     /// Seconds the generations hash outlives the entries stamped from it.
-    fn bookkeeping_ttl(&self) -> u64 {
+    pub(super) fn bookkeeping_ttl(&self) -> u64 {
         self.settings.read().ttl.saturating_mul(2)
     }
 

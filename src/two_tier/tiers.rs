@@ -2,12 +2,15 @@
 //! access may be shared; a store fills L1 and sends (or defers) a write.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use pyo3::prelude::*;
 
+use super::counters::MethodEntry;
 use super::counters::{bump, count};
+use super::flight::Flight;
 use super::policy::Access;
-use super::shared::SharedRead;
+use super::shared::SharedRead::{self, Absent, Failed, Forged, Found, Rejected, Skipped};
 use super::TwoTierCache;
 use crate::clock::deadline_after;
 use crate::entry;
@@ -34,44 +37,34 @@ impl TwoTierCache {
         }
         let method = this.method_entry(key_method(key).as_ref());
         let method = method.as_deref();
-        let read = match this.access(py)? {
-            Access::Local => SharedRead::Skipped,
-            Access::Shared | Access::Deferred(_) => {
-                match (&this.client, this.address(key, method)) {
-                    (Some(client), Some(address)) => this.read_shared(py, client.get(), &address),
-                    _ => SharedRead::Skipped,
-                }
-            }
+        let shared = match (this.access(py)?, &this.client) {
+            (Access::Local, _) | (_, None) => None,
+            (_, Some(client)) => this.address(key, method).map(|a| (client.get(), a)),
         };
-        let record_latency = |elapsed| {
-            if let Some(method) = method {
-                method.redis_latency.record(elapsed);
-            }
+        let mut read = match &shared {
+            Some((client, address)) => this.read_shared(py, client, address),
+            None => SharedRead::Skipped,
         };
+        if let (Some((client, address)), Absent(_) | Rejected(_) | Forged(_)) = (&shared, &read) {
+            // Counted as the miss it was; a value that lands while waiting
+            // is the hit that follows.
+            this.count_shared_miss(&read, method);
+            read = match this.after_shared_miss(py, client, address, method) {
+                Flight::Landed(landed) => landed,
+                Flight::Compute => SharedRead::Skipped,
+            };
+        }
         let found = match read {
-            SharedRead::Found(value, size, elapsed) => Some((value, size, elapsed)),
-            SharedRead::Failed => {
+            Found(value, size, elapsed) => Some((value, size, elapsed)),
+            Failed => {
                 count(method, |c| bump(&c.redis_errors, 1));
                 None
             }
-            SharedRead::Rejected(elapsed) => {
-                bump(&this.counters.l2_misses, 1);
-                count(method, |c| bump(&c.rejected_entries, 1));
-                record_latency(elapsed);
+            Rejected(_) | Forged(_) | Absent(_) => {
+                this.count_shared_miss(&read, method);
                 None
             }
-            SharedRead::Forged(elapsed) => {
-                bump(&this.counters.l2_misses, 1);
-                count(method, |c| bump(&c.forged_entries, 1));
-                record_latency(elapsed);
-                None
-            }
-            SharedRead::Absent(elapsed) => {
-                bump(&this.counters.l2_misses, 1);
-                record_latency(elapsed);
-                None
-            }
-            SharedRead::Skipped => None,
+            Skipped => None,
         };
         match found {
             Some((value, size, elapsed)) => {
@@ -81,7 +74,7 @@ impl TwoTierCache {
                     bump(&c.l2_hits, 1);
                     bump(&c.bytes_read, size as u64);
                 });
-                record_latency(elapsed);
+                record_latency(method, elapsed);
                 let stored = Stored {
                     size: if lru.bounds.max_bytes > 0 { size } else { 0 },
                     expires_at: 0,
@@ -98,6 +91,24 @@ impl TwoTierCache {
         }
     }
 
+    /// Counts a read that reached Redis without finding a valid entry.
+    fn count_shared_miss(&self, read: &SharedRead, method: Option<&MethodEntry>) {
+        let elapsed = match read {
+            Rejected(elapsed) => {
+                count(method, |c| bump(&c.rejected_entries, 1));
+                elapsed
+            }
+            Forged(elapsed) => {
+                count(method, |c| bump(&c.forged_entries, 1));
+                elapsed
+            }
+            Absent(elapsed) => elapsed,
+            _ => return,
+        };
+        bump(&self.counters.l2_misses, 1);
+        record_latency(method, *elapsed);
+    }
+
     /// Stores in L1 and, when allowed and encodable, in Redis.
     pub fn store(
         slf: &Bound<'_, Self>,
@@ -112,13 +123,18 @@ impl TwoTierCache {
         let method = this.method_entry(key_method(key).as_ref());
         let method = method.as_deref();
         let access = this.access(py)?;
-        let shared = match (&access, &this.client) {
+        let addressed = match (&access, &this.client) {
             (Access::Local, _) | (_, None) => None,
-            (_, Some(client)) => this.address(key, method).and_then(|address| {
-                this.frame_entry(value, client.get(), &address)
-                    .map(|p| (client, address, p))
-            }),
+            (_, Some(client)) => this.address(key, method).map(|a| (client.get(), a)),
         };
+        // The lock of a flight this process leads goes after the value.
+        let release = addressed
+            .as_ref()
+            .and_then(|(client, address)| this.computation_stored(client, &address.digest, method));
+        let shared = addressed.and_then(|(client, address)| {
+            this.frame_entry(value, client, &address)
+                .map(|p| (client, address, p))
+        });
         let l1_size = match &shared {
             Some((_, _, payload)) if lru.bounds.max_bytes > 0 => payload.len(),
             _ => lru.estimate_size(value)?,
@@ -134,6 +150,10 @@ impl TwoTierCache {
         };
         lru.store(key, hash, value, stored)?;
         let Some((client, address, payload)) = shared else {
+            if let (Some(release), Some(client)) = (release, &this.client) {
+                // Nothing to wait for: waiters compute now.
+                client.get().enqueue_command(release);
+            }
             return Ok(());
         };
         let ttl_seconds = match ttl {
@@ -144,13 +164,25 @@ impl TwoTierCache {
         let command = entry::set_command(address.redis_key, payload, ttl_seconds);
         match access {
             Access::Deferred(unit) => {
-                if !unit.get().defer(&this.name, command) {
+                // Sent when the transaction commits; a rolled-back one
+                // leaves the lock to its lease.
+                let deferred = unit.get().defer(&this.name, command);
+                if let Some(release) = release {
+                    if !(deferred && unit.get().defer(&this.name, release.clone())) {
+                        client.enqueue_command(release);
+                    }
+                }
+                if !deferred {
                     return Ok(());
                 }
                 bump(&this.counters.writes_deferred, 1);
             }
             _ => {
-                if client.get().enqueue_command(command) {
+                let queued = client.enqueue_command(command);
+                if let Some(release) = release {
+                    client.enqueue_command(release);
+                }
+                if queued {
                     bump(&this.counters.writes_queued, 1);
                 } else {
                     bump(&this.counters.writes_dropped, 1);
@@ -161,5 +193,11 @@ impl TwoTierCache {
         bump(&this.counters.bytes_written, written);
         count(method, |c| bump(&c.bytes_written, written));
         Ok(())
+    }
+}
+
+fn record_latency(method: Option<&MethodEntry>, elapsed: Duration) {
+    if let Some(method) = method {
+        method.redis_latency.record(elapsed);
     }
 }
