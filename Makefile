@@ -10,7 +10,7 @@ STAMP := $(VENV)/.setup-done
 PYLIB := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))")
 # `cargo test` embeds the interpreter: let it find libpython.
 export LD_LIBRARY_PATH := $(PYLIB):$(LD_LIBRARY_PATH)
-RUFF_PATHS := $(wildcard python tests bench demo odoo_addon scripts)
+RUFF_PATHS := $(wildcard python tests bench demo examples odoo_addon scripts)
 
 .PHONY: install build test test-rust test-python bench demo lint fmt clean
 

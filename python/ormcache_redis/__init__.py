@@ -27,6 +27,7 @@ from ormcache_redis._native import (
     UnitOfWork,
     __version__,
     canonical_key,
+    set_single_flight,
 )
 from ormcache_redis.decorator import ormcache
 from ormcache_redis.stats import cache_stats
@@ -50,4 +51,5 @@ __all__ = [
     "cache_stats",
     "canonical_key",
     "ormcache",
+    "set_single_flight",
 ]

@@ -1,0 +1,1 @@
+from . import sale_dashboard, sale_order
