@@ -23,6 +23,8 @@ from ormcache_redis._native import TwoTierCache, qualified_name
 from ormcache_redis.addon import shared_tier
 from ormcache_redis.decorator import check_decorator_arguments
 
+from . import dependencies
+
 # Not ``from odoo.tools import cache``: in 17.0/18.0 that name is the
 # ``cache = ormcache`` alias, not the module.
 odoo_cache = importlib.import_module("odoo.tools.cache")
@@ -41,15 +43,22 @@ class ormcache(odoo_cache.ormcache):
     ``ttl`` (seconds) bounds the life of each entry in both tiers (without
     it, entries live until invalidated, and at most ``ormcache_redis_expire``
     in Redis).
+
+    ``depends_on={'model': ['field', ...]}`` (``[]``: any field) clears the
+    method when the ORM creates, deletes or writes (one of the fields of)
+    records of those models: see ``dependencies``.
     """
 
-    def __init__(self, *args, ttl: float | None = None, **kwargs):
+    def __init__(self, *args, ttl: float | None = None, depends_on=None, **kwargs):
         check_decorator_arguments(args, ttl)
         super().__init__(*args, **kwargs)
         self.ttl = ttl
+        self.depends_on = dependencies.normalize(depends_on)
 
     def __call__(self, method):
         lookup = super().__call__(method)
+        if self.depends_on:
+            dependencies.register(self)
         lookup.clear_cache = self.clear_cache
         shared_tier.DECORATED_METHODS.add((self.cache_name, qualified_name(method)))
         return lookup
