@@ -442,13 +442,16 @@ def test_method_clear_is_published_at_commit_and_synced_elsewhere(redis_url):
     caches_b["default"].client.flush()
     assert caches_a["default"][KEY] == "old"  # A got it from Redis
     # A clears the method in a transaction: B sees nothing until A commits.
+    assert not worker_a.has_method_clear("default", test_looks_secret)
     assert worker_a.request_method_clear("default", test_looks_secret)
+    assert worker_a.has_method_clear("default", test_looks_secret)
     assert KEY not in caches_a["default"]
     assert worker_a._gates["default"]() is False
     assert worker_b.sync_methods() is not None
     assert KEY in caches_b["default"]
     fallback = worker_a.publish_method_clears(3, SEQUENCES)
     assert fallback == set()
+    assert not worker_a.has_method_clear("default", test_looks_secret)
     worker_a.commit_unit(set(), False)
     # B's next unit drops its L1 entry and does not read the old shared one.
     worker_b.begin_unit(worker_b.sync_methods())

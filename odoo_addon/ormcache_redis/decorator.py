@@ -23,6 +23,8 @@ from ormcache_redis._native import TwoTierCache, qualified_name, set_single_flig
 from ormcache_redis.addon import shared_tier
 from ormcache_redis.decorator import check_decorator_arguments
 
+from . import dependencies
+
 # Not ``from odoo.tools import cache``: in 17.0/18.0 that name is the
 # ``cache = ormcache`` alias, not the module.
 odoo_cache = importlib.import_module("odoo.tools.cache")
@@ -43,20 +45,32 @@ class ormcache(odoo_cache.ormcache):
     in Redis). ``single_flight``: on a shared miss one process computes and
     the others wait for its value: always (True), never (False), or when the
     method's measured compute time is at least 20 ms (None).
+
+    ``depends_on={'model': ['field', ...]}`` (``[]``: any field) clears the
+    method when the ORM creates, deletes or writes (one of the fields of)
+    records of those models: see ``dependencies``.
     """
 
     def __init__(
-        self, *args, ttl: float | None = None, single_flight: bool | None = None, **kwargs
+        self,
+        *args,
+        ttl: float | None = None,
+        single_flight: bool | None = None,
+        depends_on=None,
+        **kwargs,
     ):
         check_decorator_arguments(args, ttl)
         super().__init__(*args, **kwargs)
         self.ttl = ttl
         self.single_flight = single_flight
+        self.depends_on = dependencies.normalize(depends_on)
 
     def __call__(self, method):
         lookup = super().__call__(method)
         if self.single_flight is not None:
             set_single_flight(method, self.single_flight)
+        if self.depends_on:
+            dependencies.register(self)
         lookup.clear_cache = self.clear_cache
         shared_tier.DECORATED_METHODS.add((self.cache_name, qualified_name(method)))
         return lookup

@@ -113,9 +113,10 @@ def install() -> None:
             settings=options, client=redis_client, codec=build_codec(), secrets=secrets
         )
         _patch_registry(module)
-        from . import stats_signal  # it reads this module's registries
+        from . import dependencies, stats_signal  # they read this module's registries
 
         stats_signal.install()
+        dependencies.install()
     except Exception as error:
         # Half-installed registry_patch would be worse than no start at all.
         _logger.critical("cannot install (%s)", error, exc_info=True)
@@ -138,6 +139,8 @@ def install() -> None:
 
 
 def _patch_registry(module: Any) -> None:
+    from . import dependencies  # it reads this module's tiers
+
     Registry = module.Registry
     caches_by_key = module._CACHES_BY_KEY
     version = odoo_version()
@@ -161,6 +164,7 @@ def _patch_registry(module: Any) -> None:
     @functools.wraps(original_new)
     def new(cls, db_name, *args, **kwargs):
         registry = original_new(cls, db_name, *args, **kwargs)
+        dependencies.index_registry(registry)  # warns of bad depends_on at start-up
         tier = tier_of(registry)
         if tier is not None and not tier.ready:
             _set_local_methods(registry, tier)

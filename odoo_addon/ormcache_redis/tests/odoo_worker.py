@@ -75,6 +75,34 @@ def main():
         probe.read_param.clear_cache(probe)
         return dict(env.registry.cache_sequences)
 
+    def category_colors(env):
+        probe = Probe(env)
+        cache = cache_of(env, probe.category_colors)
+        before = counters(cache)
+        value = probe.category_colors()
+        after = counters(cache)
+        return {
+            "value": sorted(value.items()),
+            **{name: after[name] - before[name] for name in after},
+        }
+
+    def category_create(env, values):
+        return env["res.partner.category"].create(values).id
+
+    def category_write(env, category_id, values, times=1):
+        for _ in range(times):
+            env["res.partner.category"].browse(category_id).write(values)
+        return True
+
+    def category_write_then_fail(env, category_id, values):
+        env["res.partner.category"].browse(category_id).write(values)
+        Probe(env).category_colors()  # computed from uncommitted data
+        raise RuntimeError("rolled back on purpose")
+
+    def category_unlink(env, category_id):
+        env["res.partner.category"].browse(category_id).unlink()
+        return True
+
     def signal_registry(env):
         env.registry.registry_invalidated = True
         return True
@@ -102,6 +130,11 @@ def main():
         "probe_read": probe_read,
         "probe_update": probe_update,
         "signal_registry": signal_registry,
+        "category_colors": category_colors,
+        "category_create": category_create,
+        "category_write": category_write,
+        "category_write_then_fail": category_write_then_fail,
+        "category_unlink": category_unlink,
         "namespace": namespace,
         "sequences": sequences,
         "flush": flush,

@@ -245,3 +245,30 @@ class TestTwoProcesses(BaseCase):
         self.assertTrue(lost)
         raw.execute("DEL", *lost)
         self.assertEqual(b("probe_read", self.key)["value"], "m1")
+
+    def test_08_declared_dependencies_clear_in_every_process(self):
+        """``depends_on``: the ORM's create/write/unlink in one process clear
+        the method in the other, once per transaction, never on rollback
+        nor for a field the method does not read."""
+        a, b = self.worker_a, self.worker_b
+        category = a("category_create", {"name": self.key, "color": 1})
+        self.assertIn([category, 1], a("category_colors")["value"])
+        self.assertEqual(b("category_colors")["l2_hits"], 1)
+        self.assertEqual(b("category_colors")["l1_hits"], 1)
+
+        clears = a("tier_state", "default")["counters"]["method_clears"]
+        a("category_write", category, {"color": 2}, 50)
+        self.assertEqual(a("tier_state", "default")["counters"]["method_clears"], clears + 1)
+        self.assertIn([category, 2], b("category_colors")["value"])
+
+        a("category_write", category, {"name": f"{self.key} renamed"})
+        self.assertEqual(b("category_colors")["l1_hits"], 1, "an unlisted field clears nothing")
+
+        with self.assertRaises(WorkerError):
+            a("category_write_then_fail", category, {"color": 3})
+        after_rollback = b("category_colors")
+        self.assertEqual(after_rollback["l1_hits"], 1, after_rollback)
+        self.assertIn([category, 2], a("category_colors")["value"])
+
+        a("category_unlink", category)
+        self.assertNotIn(category, dict(b("category_colors")["value"]))

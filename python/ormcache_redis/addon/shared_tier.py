@@ -265,6 +265,10 @@ class SharedTier:
         self.clearable_methods.add((cache_name, qualified_name(method)))
         return True
 
+    def has_method_clear(self, cache_name: str, method: Callable[..., Any]) -> bool:
+        """Whether this unit of work already asked to clear the method."""
+        return (cache_name, method) in self._thread().method_clears
+
     @property
     def has_method_clears(self) -> bool:
         return bool(self._thread().method_clears)
