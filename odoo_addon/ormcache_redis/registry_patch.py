@@ -24,6 +24,7 @@ import functools
 import importlib
 import inspect
 import logging
+from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
@@ -32,7 +33,7 @@ from ormcache_redis.addon import settings, shared_tier, value_types
 from ormcache_redis.config import ConfigError, OptionSource
 from ormcache_redis.server_check import eviction_warning
 
-from . import deployment_keys
+from . import deployment_keys, method_clear
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
 
@@ -113,6 +114,7 @@ def install() -> None:
             settings=options, client=redis_client, codec=build_codec(), secrets=secrets
         )
         _patch_registry(module)
+        method_clear.patch_ormcache()
         from . import stats_signal  # it reads this module's registries
 
         stats_signal.install()
@@ -161,6 +163,15 @@ def _patch_registry(module: Any) -> None:
     @functools.wraps(original_new)
     def new(cls, db_name, *args, **kwargs):
         registry = original_new(cls, db_name, *args, **kwargs)
+        for _model_name, _attribute, function in _cached_methods(registry):
+            # Core methods were decorated before the post_load hook patched
+            # ormcache: they get their clear_cache here.
+            method_clear.give_clear_cache(function)
+        try:
+            warn_cached_computes(registry)
+        except Exception:
+            # A diagnostic must never keep a registry from loading.
+            _logger.debug("cannot check compute methods", exc_info=True)
         tier = tier_of(registry)
         if tier is not None and not tier.ready:
             _set_local_methods(registry, tier)
@@ -354,12 +365,10 @@ def _confirm_signal(
         tier.suspend(invalidated)
 
 
-def _set_local_methods(registry: Any, tier: shared_tier.SharedTier) -> None:
-    """Every cached method keyed on a secret, or listed in the options,
-    stays in the process (all overrides of it, in every module)."""
-    options: settings.Settings = _installed["settings"]
-    listed = set(options.local_methods)
-    local = set()
+def _cached_methods(registry: Any) -> Iterator[tuple[str, str, Any]]:
+    """``(model name, attribute, function)`` of every ``@ormcache`` method
+    of the registry's model classes, each defining class once (under the
+    first model that has it)."""
     seen: set[int] = set()
     for model_name, model_class in registry.models.items():
         for klass in model_class.__mro__:
@@ -368,23 +377,73 @@ def _set_local_methods(registry: Any, tier: shared_tier.SharedTier) -> None:
             seen.add(id(klass))
             for attribute, value in vars(klass).items():
                 function = getattr(value, "__func__", value)
-                cache = getattr(function, "__cache__", None)
-                method = getattr(cache, "method", None)
-                if method is None:
-                    continue
-                name = qualified_name(method)
-                exprs = [*getattr(cache, "args", ()), *map(str, getattr(cache, "keys", ()) or ())]
-                try:
-                    parameters = list(inspect.signature(method).parameters)
-                except (TypeError, ValueError):
-                    parameters = []
-                if (
-                    f"{model_name}.{attribute}" in listed
-                    or name in listed
-                    or settings.looks_secret(exprs, parameters[1:])
-                ):
-                    local.add(name)
+                if getattr(getattr(function, "__cache__", None), "method", None) is not None:
+                    yield model_name, attribute, function
+
+
+def _set_local_methods(registry: Any, tier: shared_tier.SharedTier) -> None:
+    """Every cached method keyed on a secret, or listed in the options,
+    stays in the process (all overrides of it, in every module)."""
+    options: settings.Settings = _installed["settings"]
+    listed = set(options.local_methods)
+    local = set()
+    for model_name, attribute, function in _cached_methods(registry):
+        cache = function.__cache__
+        method = cache.method
+        name = qualified_name(method)
+        exprs = [*getattr(cache, "args", ()), *map(str, getattr(cache, "keys", ()) or ())]
+        try:
+            parameters = list(inspect.signature(method).parameters)
+        except (TypeError, ValueError):
+            parameters = []
+        if (
+            f"{model_name}.{attribute}" in listed
+            or name in listed
+            or settings.looks_secret(exprs, parameters[1:])
+        ):
+            local.add(name)
     frozen = frozenset(local)
     for cache in registry._Registry__caches.values():
         cache.local_methods = frozen
     tier.local_method_names = sorted(frozen)
+
+
+# module.qualname of the compute methods already reported by
+# warn_cached_computes: each is reported once per process.
+WARNED_COMPUTES: set[str] = set()
+
+
+def warn_cached_computes(registry: Any, warned: set[str] = WARNED_COMPUTES) -> None:
+    """Warns about compute methods decorated with ``@ormcache``: on a cache
+    hit the method body does not run, so nothing is assigned to the field."""
+    fields_by_method: dict[str, tuple[Any, str, list[str]]] = {}
+    for model_name, model_class in registry.models.items():
+        for field in model_class._fields.values():
+            compute = field.compute
+            if not compute:
+                continue
+            function = getattr(model_class, compute, None) if isinstance(compute, str) else compute
+            function = getattr(function, "__func__", function)
+            cache = getattr(function, "__cache__", None)
+            if getattr(cache, "method", None) is None:
+                continue
+            name = qualified_name(cache.method)
+            if name in warned:
+                continue
+            attribute = compute if isinstance(compute, str) else cache.method.__name__
+            first_model, _attribute, field_names = fields_by_method.setdefault(
+                name, (model_name, attribute, [])
+            )
+            if first_model == model_name:
+                field_names.append(field.name)
+    for name, (model_name, attribute, field_names) in fields_by_method.items():
+        warned.add(name)
+        _logger.warning(
+            "%s.%s (%s) computes field(s) %s but is decorated with @ormcache: on a cache hit "
+            "it does not run, so the field gets no value. Cache a helper method that returns "
+            "the value and assign it in the compute method instead.",
+            model_name,
+            attribute,
+            name,
+            ", ".join(field_names),
+        )

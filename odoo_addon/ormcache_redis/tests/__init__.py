@@ -1,1 +1,7 @@
-from . import test_decorator, test_registry_patch, test_sessions, test_workers
+from . import (
+    test_decorator,
+    test_method_clear,
+    test_registry_patch,
+    test_sessions,
+    test_workers,
+)
