@@ -2,15 +2,18 @@
 
 ``install()`` runs once, from the manifest's ``post_load`` hook, in the
 process that loads server-wide modules (the master, before workers fork).
-It wraps six Registry methods; each wrapper calls Odoo's original first or
-last and only adds the shared-tier bookkeeping, so Odoo's behaviour (what is
+It also makes every later ``ormcache`` decoration give the method a
+``clear_cache`` (method_clear.patch_ormcache). It wraps five Registry
+methods; each wrapper calls Odoo's original first or last and only adds the
+shared-tier bookkeeping, so Odoo's behaviour (what is
 cleared, what is signaled, when) is unchanged:
 
 * ``init``: the registry's caches become engine ``TwoTierCache`` objects (so
   core methods decorated before this addon loaded use them too);
-* ``new``: once the registry is loaded, finds the methods that must never
-  leave the process and turns the shared tier on if the database confirms
-  the signaling numbers;
+* ``new``: once the registry is loaded, gives core cached methods their
+  ``clear_cache`` (see method_clear), warns about cached compute methods,
+  finds the methods that must never leave the process and turns the shared
+  tier on if the database confirms the signaling numbers;
 * ``check_signaling``: adopts the numbers Odoo just read as namespaces,
   syncs method clears made by other processes, starts a unit of work;
 * ``signal_changes`` (after commit): publishes method clears, checks that
