@@ -13,7 +13,8 @@
 #
 # Environment: EXTRA_ADDONS_PATH (comma-separated, appended to the addons
 # path), REDIS_SERVER (redis-server binary), KEEP_DB=1, WITH_DEMO=0/1,
-# INSTALL (modules installed in the throwaway database, default base,ormcache_redis).
+# INSTALL (modules installed in the throwaway database, default
+# base,ormcache_redis,test_ormcache_redis: the last holds the test models).
 # It starts its own redis-server on a free port, loads the addon as a
 # server-wide module, prints the pass counts and exits non-zero on failure.
 set -euo pipefail
@@ -101,7 +102,7 @@ set +e
 ORMCACHE_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
 "$PYTHON" "$ODOO_TREE/odoo-bin" -c /dev/null \
     --db_host "$DB_HOST" --db_port "$DB_PORT" --db_user "$DB_USER" --db_password "$DB_PASSWORD" \
-    --addons-path "$ADDONS" --load "$LOAD" -d "$DB_NAME" -i "${INSTALL:-base,ormcache_redis}" \
+    --addons-path "$ADDONS" --load "$LOAD" -d "$DB_NAME" -i "${INSTALL:-base,ormcache_redis,test_ormcache_redis}" \
     "${DEMO_ARGS[@]}" --test-tags "$TAGS" --stop-after-init \
     --http-interface 127.0.0.1 --http-port "$HTTP_PORT" --log-level info >"$LOG" 2>&1
 RC=$?

@@ -14,7 +14,6 @@ through one generation bump in Redis when the transaction commits (Odoo's
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 import time
@@ -23,11 +22,9 @@ from ormcache_redis._native import TwoTierCache, qualified_name, set_single_flig
 from ormcache_redis.addon import shared_tier
 from ormcache_redis.decorator import check_decorator_arguments
 
-from . import dependencies
+from . import dependencies, method_clear
 
-# Not ``from odoo.tools import cache``: in 17.0/18.0 that name is the
-# ``cache = ormcache`` alias, not the module.
-odoo_cache = importlib.import_module("odoo.tools.cache")
+odoo_cache = method_clear.odoo_cache
 _logger = logging.getLogger(__name__)
 
 # 17.0/18.0 call ``lookup(method, *args)`` (built with ``decorator``),
@@ -77,16 +74,7 @@ class ormcache(odoo_cache.ormcache):
 
     def clear_cache(self, model) -> None:
         """Invalidates this method's entries, here and in every process."""
-        from . import registry_patch
-
-        registry = model.pool
-        tier = registry_patch.tier_of(registry)
-        if tier is not None and tier.request_method_clear(self.cache_name, self.method):
-            return
-        # Not shared through Redis (cache kept local, no URL, or the addon is
-        # not loaded server-wide): Odoo's own invalidation of the whole cache
-        # is the only one every process hears of.
-        registry.clear_cache(_signal_name(registry, self.cache_name))
+        method_clear.clear_method_cache(self, model)
 
     if _LOOKUP_TAKES_METHOD:
 
@@ -133,15 +121,3 @@ class ormcache(odoo_cache.ormcache):
         else:
             cache[key] = value
         return value
-
-
-def _signal_name(registry, cache_name: str) -> str:
-    from . import registry_patch
-
-    caches_by_key = registry_patch.registry_module()._CACHES_BY_KEY
-    if cache_name in caches_by_key:
-        return cache_name
-    for name, cache_names in caches_by_key.items():
-        if cache_name in cache_names:
-            return name
-    return "default"

@@ -2,15 +2,18 @@
 
 ``install()`` runs once, from the manifest's ``post_load`` hook, in the
 process that loads server-wide modules (the master, before workers fork).
-It wraps six Registry methods; each wrapper calls Odoo's original first or
-last and only adds the shared-tier bookkeeping, so Odoo's behaviour (what is
+It also makes every later ``ormcache`` decoration give the method a
+``clear_cache`` (method_clear.patch_ormcache). It wraps five Registry
+methods; each wrapper calls Odoo's original first or last and only adds the
+shared-tier bookkeeping, so Odoo's behaviour (what is
 cleared, what is signaled, when) is unchanged:
 
 * ``init``: the registry's caches become engine ``TwoTierCache`` objects (so
   core methods decorated before this addon loaded use them too);
-* ``new``: once the registry is loaded, finds the methods that must never
-  leave the process and turns the shared tier on if the database confirms
-  the signaling numbers;
+* ``new``: once the registry is loaded, gives core cached methods their
+  ``clear_cache`` (see method_clear), warns about cached compute methods,
+  finds the methods that must never leave the process and turns the shared
+  tier on if the database confirms the signaling numbers;
 * ``check_signaling``: adopts the numbers Odoo just read as namespaces,
   syncs method clears made by other processes, starts a unit of work;
 * ``signal_changes`` (after commit): publishes method clears, checks that
@@ -24,6 +27,7 @@ import functools
 import importlib
 import inspect
 import logging
+from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
@@ -32,7 +36,7 @@ from ormcache_redis.addon import settings, shared_tier, value_types
 from ormcache_redis.config import ConfigError, OptionSource
 from ormcache_redis.server_check import eviction_warning
 
-from . import deployment_keys
+from . import deployment_keys, method_clear
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
 
@@ -113,6 +117,7 @@ def install() -> None:
             settings=options, client=redis_client, codec=build_codec(), secrets=secrets
         )
         _patch_registry(module)
+        method_clear.patch_ormcache()
         from . import dependencies, stats_signal  # they read this module's registries
 
         stats_signal.install()
@@ -165,6 +170,15 @@ def _patch_registry(module: Any) -> None:
     def new(cls, db_name, *args, **kwargs):
         registry = original_new(cls, db_name, *args, **kwargs)
         dependencies.index_registry(registry)  # warns of bad depends_on at start-up
+        for _model_name, _attribute, function in _cached_methods(registry):
+            # Core methods were decorated before the post_load hook patched
+            # ormcache: they get their clear_cache here.
+            method_clear.give_clear_cache(function)
+        try:
+            warn_cached_computes(registry)
+        except Exception:
+            # A diagnostic must never keep a registry from loading.
+            _logger.debug("cannot check compute methods", exc_info=True)
         tier = tier_of(registry)
         if tier is not None and not tier.ready:
             _set_local_methods(registry, tier)
@@ -358,12 +372,10 @@ def _confirm_signal(
         tier.suspend(invalidated)
 
 
-def _set_local_methods(registry: Any, tier: shared_tier.SharedTier) -> None:
-    """Every cached method keyed on a secret, or listed in the options,
-    stays in the process (all overrides of it, in every module)."""
-    options: settings.Settings = _installed["settings"]
-    listed = set(options.local_methods)
-    local = set()
+def _cached_methods(registry: Any) -> Iterator[tuple[str, str, Any]]:
+    """``(model name, attribute, function)`` of every ``@ormcache`` method
+    of the registry's model classes, each defining class once (under the
+    first model that has it)."""
     seen: set[int] = set()
     for model_name, model_class in registry.models.items():
         for klass in model_class.__mro__:
@@ -372,23 +384,73 @@ def _set_local_methods(registry: Any, tier: shared_tier.SharedTier) -> None:
             seen.add(id(klass))
             for attribute, value in vars(klass).items():
                 function = getattr(value, "__func__", value)
-                cache = getattr(function, "__cache__", None)
-                method = getattr(cache, "method", None)
-                if method is None:
-                    continue
-                name = qualified_name(method)
-                exprs = [*getattr(cache, "args", ()), *map(str, getattr(cache, "keys", ()) or ())]
-                try:
-                    parameters = list(inspect.signature(method).parameters)
-                except (TypeError, ValueError):
-                    parameters = []
-                if (
-                    f"{model_name}.{attribute}" in listed
-                    or name in listed
-                    or settings.looks_secret(exprs, parameters[1:])
-                ):
-                    local.add(name)
+                if getattr(getattr(function, "__cache__", None), "method", None) is not None:
+                    yield model_name, attribute, function
+
+
+def _set_local_methods(registry: Any, tier: shared_tier.SharedTier) -> None:
+    """Every cached method keyed on a secret, or listed in the options,
+    stays in the process (all overrides of it, in every module)."""
+    options: settings.Settings = _installed["settings"]
+    listed = set(options.local_methods)
+    local = set()
+    for model_name, attribute, function in _cached_methods(registry):
+        cache = function.__cache__
+        method = cache.method
+        name = qualified_name(method)
+        exprs = [*getattr(cache, "args", ()), *map(str, getattr(cache, "keys", ()) or ())]
+        try:
+            parameters = list(inspect.signature(method).parameters)
+        except (TypeError, ValueError):
+            parameters = []
+        if (
+            f"{model_name}.{attribute}" in listed
+            or name in listed
+            or settings.looks_secret(exprs, parameters[1:])
+        ):
+            local.add(name)
     frozen = frozenset(local)
     for cache in registry._Registry__caches.values():
         cache.local_methods = frozen
     tier.local_method_names = sorted(frozen)
+
+
+# module.qualname of the compute methods already reported by
+# warn_cached_computes: each is reported once per process.
+WARNED_COMPUTES: set[str] = set()
+
+
+def warn_cached_computes(registry: Any, warned: set[str] = WARNED_COMPUTES) -> None:
+    """Warns about compute methods decorated with ``@ormcache``: on a cache
+    hit the method body does not run, so nothing is assigned to the field."""
+    fields_by_method: dict[str, tuple[Any, str, list[str]]] = {}
+    for model_name, model_class in registry.models.items():
+        for field in model_class._fields.values():
+            compute = field.compute
+            if not compute:
+                continue
+            function = getattr(model_class, compute, None) if isinstance(compute, str) else compute
+            function = getattr(function, "__func__", function)
+            cache = getattr(function, "__cache__", None)
+            if getattr(cache, "method", None) is None:
+                continue
+            name = qualified_name(cache.method)
+            if name in warned:
+                continue
+            attribute = compute if isinstance(compute, str) else cache.method.__name__
+            first_model, _attribute, field_names = fields_by_method.setdefault(
+                name, (model_name, attribute, [])
+            )
+            if first_model == model_name:
+                field_names.append(field.name)
+    for name, (model_name, attribute, field_names) in fields_by_method.items():
+        warned.add(name)
+        _logger.warning(
+            "%s.%s (%s) computes field(s) %s but is decorated with @ormcache: on a cache hit "
+            "it does not run, so the field gets no value. Cache a helper method that returns "
+            "the value and assign it in the compute method instead.",
+            model_name,
+            attribute,
+            name,
+            ", ".join(field_names),
+        )

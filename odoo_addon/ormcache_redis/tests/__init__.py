@@ -1,6 +1,7 @@
 from . import (
     test_decorator,
     test_dependencies,
+    test_method_clear,
     test_registry_patch,
     test_sessions,
     test_workers,

@@ -103,6 +103,25 @@ def main():
         env["res.partner.category"].browse(category_id).unlink()
         return True
 
+    def plain_read(env, method_name, key):
+        # A method cached with Odoo's plain ormcache (test_ormcache_redis).
+        method = getattr(env["test.ormcache.redis.probe"], method_name)
+        cache = cache_of(env, method)
+        before = counters(cache)
+        value = method(key)
+        after = counters(cache)
+        return {"value": value, **{name: after[name] - before[name] for name in after}}
+
+    def plain_update(env, key, value):
+        env.cr.execute("UPDATE ir_config_parameter SET value = %s WHERE key = %s", [value, key])
+        probe = env["test.ormcache.redis.probe"]
+        probe._read_param.clear_cache(probe)
+        return True
+
+    def plain_update_then_fail(env, key, value):
+        plain_update(env, key, value)
+        raise RuntimeError("rolled back on purpose")
+
     def signal_registry(env):
         env.registry.registry_invalidated = True
         return True
@@ -129,6 +148,9 @@ def main():
         "set_param_then_fail": set_param_then_fail,
         "probe_read": probe_read,
         "probe_update": probe_update,
+        "plain_read": plain_read,
+        "plain_update": plain_update,
+        "plain_update_then_fail": plain_update_then_fail,
         "signal_registry": signal_registry,
         "category_colors": category_colors,
         "category_create": category_create,

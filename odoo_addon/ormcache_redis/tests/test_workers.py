@@ -272,3 +272,29 @@ class TestTwoProcesses(BaseCase):
 
         a("category_unlink", category)
         self.assertNotIn(category, dict(b("category_colors")["value"]))
+
+    def test_09_plain_ormcache_clear_cache_reaches_the_other_process(self):
+        """``self.method.clear_cache(self)`` on a method cached with Odoo's
+        own ``odoo.tools.ormcache``: that method only, at commit only."""
+        a, b = self.worker_a, self.worker_b
+        a("set_param", self.key, "q0")
+        for method in ("_read_param", "_read_param_too"):
+            self.assertEqual(a("plain_read", method, self.key)["value"], "q0")
+            self.assertEqual(b("plain_read", method, self.key)["value"], "q0")
+            self.assertEqual(b("plain_read", method, self.key)["l1_hits"], 1)
+        with self.assertRaises(WorkerError):
+            a("plain_update_then_fail", self.key, "rolled back")
+        # Rolled back: nothing published, B's copy is still valid (a clear
+        # would have made B compute it again).
+        after_rollback = b("plain_read", "_read_param", self.key)
+        self.assertEqual((after_rollback["value"], after_rollback["misses"]), ("q0", 0))
+        sequences_before = a("sequences")
+        a("plain_update", self.key, "q1")
+        self.assertEqual(a("sequences"), sequences_before, "a method clear, not Odoo's signal")
+        self.assertEqual(b("plain_read", "_read_param", self.key)["value"], "q1")
+        # The other method of the same cache keeps its entries: still the
+        # value read before the update, not computed again. (B may take it
+        # from Redis rather than L1: the first sync after a method's token
+        # appeared drops that method's L1 copies once.)
+        other = b("plain_read", "_read_param_too", self.key)
+        self.assertEqual((other["value"], other["misses"]), ("q0", 0))

@@ -1,0 +1,25 @@
+"""Methods cached with Odoo's plain ``odoo.tools.ormcache``, as guides
+teach it: ormcache_redis gives them ``clear_cache``."""
+
+from odoo import api, models
+from odoo.tools import ormcache
+
+
+class TestOrmcacheRedisProbe(models.AbstractModel):
+    _name = "test.ormcache.redis.probe"
+    _description = "ormcache_redis test: plain ormcache methods"
+
+    @api.model
+    @ormcache("key")
+    def _read_param(self, key):
+        # SQL behind Odoo's back: only a clear makes the cache see a change.
+        self.env.cr.execute("SELECT value FROM ir_config_parameter WHERE key = %s", [key])
+        row = self.env.cr.fetchone()
+        return row[0] if row else None
+
+    @api.model
+    @ormcache("key")
+    def _read_param_too(self, key):
+        self.env.cr.execute("SELECT value FROM ir_config_parameter WHERE key = %s", [key])
+        row = self.env.cr.fetchone()
+        return row[0] if row else None
