@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from ormcache_redis._native import Codec, RedisClient, TwoTierCache, UnitOfWork, qualified_name
+from ormcache_redis._native import (
+    Codec,
+    EncodeError,
+    RedisClient,
+    TwoTierCache,
+    UnitOfWork,
+    canonical_key,
+    qualified_name,
+)
 from ormcache_redis.addon import deployment_keys, shared_tier, value_types
 from ormcache_redis.addon.settings import load_settings, looks_secret
 from ormcache_redis.config import ConfigError, OptionSource
@@ -66,7 +74,7 @@ def test_defaults_without_any_option():
     assert settings.url is None and not settings.enabled
     assert settings.expire == 3600
     assert settings.prefix == "ormcache:"
-    assert settings.shared_caches == ["default", "stable", "assets"]
+    assert settings.shared_caches == ["default", "stable", "assets", "templates"]
     assert (settings.socket_timeout, settings.connect_timeout) == (0.25, 0.5)
     assert settings.write_queue_bytes == 64 * 1024 * 1024
     for secret in (
@@ -123,7 +131,7 @@ def test_bad_value_is_one_sentence_naming_the_option(option, value):
 
 def test_shared_caches_are_checked_against_this_odoo():
     odoo17 = {name: n for name, n in REGISTRY_CACHES.items() if name not in ("stable", "groups")}
-    assert load_settings(options(), odoo17).shared_caches == ["default", "assets"]
+    assert load_settings(options(), odoo17).shared_caches == ["default", "assets", "templates"]
     with pytest.raises(ConfigError, match="ormcache_redis_shared_caches"):
         load_settings(options(ormcache_redis_shared_caches="stable"), odoo17)
     settings = load_settings(options(ormcache_redis_shared_caches="default,assets"), odoo17)
@@ -205,6 +213,62 @@ def test_value_types_come_back_as_themselves():
     assert type(back) is FakeFrozendict and back == value
     assert type(back["a"]) is FakeMarkup
     assert type(back["c"]) is FakeLangData
+
+
+class FakeOrderedSet:
+    """Odoo's OrderedSet: a set that keeps insertion order."""
+
+    def __init__(self, elems=()):
+        self._map = dict.fromkeys(elems)
+
+    def __iter__(self):
+        return iter(self._map)
+
+    def __eq__(self, other):
+        return isinstance(other, FakeOrderedSet) and list(self) == list(other)
+
+
+def test_ordered_sets_keep_their_order_and_type():
+    codec = Codec()
+    value_types.register_value_types(codec, ordered_set=FakeOrderedSet)
+    value = FakeOrderedSet(["stock", "sale", "account"])
+    back = codec.loads(codec.dumps(value))
+    assert type(back) is FakeOrderedSet and list(back) == ["stock", "sale", "account"]
+
+
+class FakeModel:
+    """Odoo's BaseModel as far as cache keys go: equal by model and ids."""
+
+    def __init__(self, name, ids):
+        self._name, self._ids = name, tuple(ids)
+
+    def __eq__(self, other):
+        return self._name == other._name and set(self._ids) == set(other._ids)
+
+    def __hash__(self):
+        return hash((self._name, frozenset(self._ids)))
+
+
+class FakeNewId:
+    pass
+
+
+def test_recordsets_in_keys_are_keyed_as_odoo_compares_them():
+    value_types.register_recordset_keys(FakeModel)
+
+    def canonical(*records):
+        return canonical_key(("res.partner", "m", *records))
+
+    company = canonical(FakeModel("res.company", [1]))
+    assert canonical(FakeModel("res.company", (1, 1))) == company
+    assert canonical(FakeModel("res.company", [2])) != company
+    assert canonical(FakeModel("res.users", [1])) != company
+    assert canonical(FakeModel("res.company", [3, 2])) == canonical(
+        FakeModel("res.company", [2, 3])
+    )
+    assert canonical(("res.company", (1,))) != company  # not a plain tuple's encoding
+    with pytest.raises(EncodeError, match=r"new res\.company records"):
+        canonical(FakeModel("res.company", [FakeNewId()]))
 
 
 def test_defaultdict_only_with_a_safe_factory():

@@ -72,6 +72,7 @@ def client() -> RedisClient | None:
 def build_codec() -> Codec:
     from markupsafe import Markup
     from odoo.tools import frozendict
+    from odoo.tools.misc import OrderedSet
 
     res_lang = importlib.import_module("odoo.addons.base.models.res_lang")
     codec = Codec()
@@ -81,7 +82,9 @@ def build_codec() -> Codec:
         markup=Markup,
         lang_data=getattr(res_lang, "LangData", None),  # 18.0+
         lang_data_dict=getattr(res_lang, "LangDataDict", None),  # 18.0+
+        ordered_set=OrderedSet,
     )
+    value_types.register_recordset_keys(importlib.import_module("odoo.models").BaseModel)
     return codec
 
 

@@ -93,6 +93,11 @@ class Codec:
 def canonical_key(key: object) -> bytes:
     """Deterministic encoding of a cache key, equal across processes and runs."""
 
+def register_key_type(cls: type, name: str, to_state: Callable[[Any], object]) -> None:
+    """Teach the key encoder a type: instances of ``cls`` (subclasses too) are
+    encoded as ``name`` and ``to_state(obj)``; an exception keeps the key local.
+    Every process sharing entries must register the same types."""
+
 def key_digest(namespace: bytes, canonical: bytes) -> bytes:
     """SHA-256 of the namespace and the canonical key (32 bytes)."""
 
