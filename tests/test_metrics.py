@@ -10,7 +10,9 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ormcache_redis import Codec, RedisClient, TwoTierCache
+from ormcache_redis import Codec, ConfigError, RedisClient, TwoTierCache
+from ormcache_redis.addon.metrics_access import load_metrics_access
+from ormcache_redis.config import OptionSource
 from ormcache_redis.metrics import (
     LATENCY_BUCKETS,
     MetricsPublisher,
@@ -273,3 +275,63 @@ def check_publisher_in_a_fork(client: RedisClient, publisher: MetricsPublisher) 
 def test_bad_interval_is_refused(redis_url: str) -> None:
     with pytest.raises(ValueError, match="interval"):
         MetricsPublisher(RedisClient(redis_url), dict, interval=0)
+
+
+# --------------------------------------------------------------------------- route options
+
+
+def options(**values: str) -> OptionSource:
+    return OptionSource(values.get, environ={})
+
+
+def test_metrics_route_is_closed_by_default() -> None:
+    access = load_metrics_access(options())
+    assert not access.open
+    assert not access.allows("127.0.0.1", None)
+    assert access.interval == 15.0
+
+
+def test_metrics_route_options_allow_addresses_and_tokens() -> None:
+    access = load_metrics_access(
+        options(
+            ormcache_redis_metrics_allow="127.0.0.1, 10.0.0.0/8,::1",
+            ormcache_redis_metrics_token="k" * 32,
+            ormcache_redis_metrics_interval="5",
+        )
+    )
+    assert access.open and access.interval == 5.0
+    assert access.allows("10.1.2.3", None) and access.allows("::ffff:127.0.0.1", None)
+    assert access.allows("::1", None) and not access.allows("192.0.2.1", None)
+    assert access.allows("192.0.2.1", "Bearer " + "k" * 32)
+    assert not access.allows("192.0.2.1", "Bearer " + "k" * 31)
+    assert not access.allows("not an address", "Basic " + "k" * 32)
+    assert "k" * 32 not in repr(access)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "sentence"),
+    [
+        ("ormcache_redis_metrics_allow", "127.0.0.1, example.com", "IP addresses or networks"),
+        ("ormcache_redis_metrics_allow", "10.0.0.0/33", "IP addresses or networks"),
+        ("ormcache_redis_metrics_token", "short", "at least 32 characters"),
+        ("ormcache_redis_metrics_token", "a" * 20 + " " + "b" * 20, "without spaces"),
+        ("ormcache_redis_metrics_interval", "0", "seconds"),
+        ("ormcache_redis_metrics_interval", "soon", "seconds"),
+        ("ormcache_redis_metrics_interval", "7200", "at most 3600"),
+    ],
+)
+def test_bad_metrics_options_are_one_sentence_naming_the_option(
+    name: str, value: str, sentence: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_metrics_access(options(**{name: value}))
+    message = str(raised.value)
+    assert message.startswith(name) and sentence in message
+    assert message.count(". ") == 0 and message.endswith(".")
+    if name.endswith("token"):
+        assert value not in message  # a secret is never repeated
+
+
+def test_metrics_options_come_from_the_environment_too() -> None:
+    source = OptionSource(None, environ={"ORMCACHE_REDIS_METRICS_ALLOW": "127.0.0.1"})
+    assert load_metrics_access(source).allows("127.0.0.1", None)
