@@ -35,10 +35,12 @@ def install(access: MetricsAccess, session_store: Any) -> None:
         _state["publisher"] = publisher
         registry_patch.set_metrics_publisher(publisher)
     if access.open:
+        readers = [", ".join(map(str, access.allow))] if access.allow else []
+        if access.token:
+            readers.append("holders of the bearer token")
         _logger.info(
-            "metrics at /ormcache_redis/metrics for %s%s (figures published every %ss)",
-            ", ".join(map(str, access.allow)) or "no address",
-            " or a bearer token" if access.token else "",
+            "metrics at /ormcache_redis/metrics for %s (figures published every %ss)",
+            " or ".join(readers),
             access.interval,
         )
 
