@@ -69,6 +69,18 @@ def client() -> RedisClient | None:
     return _installed.get("client")
 
 
+def set_metrics_publisher(publisher: Any) -> None:
+    """Started by every process's first unit of work (see check_signaling)."""
+    _installed["metrics_publisher"] = publisher
+
+
+def loaded_registries() -> list[tuple[str, Any]]:
+    """``(database, registry)`` of every registry loaded in this process."""
+    registries = registry_module().Registry.registries
+    items = registries.snapshot if hasattr(registries, "snapshot") else registries.d
+    return sorted(dict(items).items())
+
+
 def build_codec() -> Codec:
     from markupsafe import Markup
     from odoo.tools import frozendict
@@ -195,6 +207,9 @@ def _patch_registry(module: Any) -> None:
     @functools.wraps(original_check)
     def check_signaling(self, *args, **kwargs):
         registry = original_check(self, *args, **kwargs)
+        publisher = _installed.get("metrics_publisher")
+        if publisher is not None:
+            publisher.start()  # once per process; forked workers start their own
         tier = tier_of(registry)
         if tier is not None and tier.ready:
             if not test_mode(registry):

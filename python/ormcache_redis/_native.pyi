@@ -357,7 +357,11 @@ class TwoTierCache(LRU[K, V]):
         expirations, Redis latency quantiles, ``shared``, ``redis_healthy``,
         and ``methods``: per method name l1_hits, l2_hits, misses, errors,
         redis_errors, rejected_entries, forged_entries, local_only,
-        bytes_read, bytes_written, hit_ratio and latency quantiles."""
+        bytes_read, bytes_written, computations and compute_us (values
+        computed after a Redis miss, and their compute time), hit_ratio,
+        latency quantiles, ``redis_latency_buckets_us`` (``(upper bound,
+        count)`` of each non-empty bucket of the latency histogram) and
+        ``redis_latency_sum_us``."""
 
 # --------------------------------------------------------------------------- decorator
 
