@@ -3,6 +3,7 @@
 #   make test    set up if needed, then run every test (Rust units + pytest on a real Redis)
 #   make bench   ratios against baselines measured side by side
 #   make lint    cargo fmt, clippy -D warnings, ruff
+#   make wheel   release artefacts in dist/: manylinux_2_17 abi3 wheels (zig) and the sdist
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,7 @@ PYLIB := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var(
 export LD_LIBRARY_PATH := $(PYLIB):$(LD_LIBRARY_PATH)
 RUFF_PATHS := $(wildcard python tests bench demo examples odoo_addon scripts)
 
-.PHONY: install build test test-rust test-python bench demo lint fmt clean
+.PHONY: install build test test-rust test-python bench demo lint fmt clean wheel
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup.sh
@@ -33,6 +34,9 @@ test-python: build
 
 bench: build
 	$(PY) bench/run.py
+
+wheel: $(STAMP)
+	VENV=$(VENV) bash scripts/build_wheels.sh
 
 demo: build
 	$(PY) demo/dashboard.py
