@@ -2,7 +2,7 @@
 #   make demo    set everything up (redis-server, venv, release build) and run the demo
 #   make test    set up if needed, then run every test (Rust units + pytest on a real Redis)
 #   make bench   ratios against baselines measured side by side
-#   make lint    cargo fmt, clippy -D warnings, ruff
+#   make lint    cargo fmt, clippy -D warnings, ruff, stubtest (the .pyi against the built module)
 #   make wheel   release artefacts in dist/: manylinux_2_17 abi3 wheels (zig) and the sdist
 PYTHON ?= python3
 VENV ?= .venv
@@ -41,11 +41,13 @@ wheel: $(STAMP)
 demo: build
 	$(PY) demo/dashboard.py
 
-lint: $(STAMP)
+# stubtest compares _native.pyi with the built module: it needs a fresh build.
+lint: build
 	cargo fmt --check
 	cargo clippy --all-targets --quiet -- -D warnings
 	$(VENV)/bin/ruff check $(RUFF_PATHS)
 	$(VENV)/bin/ruff format --check $(RUFF_PATHS)
+	$(PY) -m mypy.stubtest ormcache_redis._native
 
 fmt: $(STAMP)
 	cargo fmt
