@@ -22,18 +22,25 @@ $(STAMP): pyproject.toml scripts/setup.sh
 install: $(STAMP)
 
 build: $(STAMP)
+	@echo "build: the extension, release with LTO (a minute or two after a Rust change)"
 	$(VENV)/bin/maturin develop --release --quiet
 
 test: test-rust test-python
 
+# cargo shows what it compiles; the test harness prints dots.
 test-rust:
-	cargo test --quiet
+	@echo "test-rust: building and running the Rust unit tests (first build: a few minutes)"
+	cargo test -- --quiet
 
 test-python: build
+	@echo "test-python: pytest against a real redis-server"
 	$(PY) -m pytest
 
+# The chart needs matplotlib (`pip install --group chart`); without it, a
+# message and the table only.
+BENCH_CHART := docs/images/bench_ratios.png
 bench: build
-	$(PY) bench/run.py
+	$(PY) bench/run.py --chart $(BENCH_CHART)
 
 wheel: $(STAMP)
 	VENV=$(VENV) bash scripts/build_wheels.sh
