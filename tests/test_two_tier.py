@@ -34,12 +34,23 @@ def make_cache(
 ) -> TwoTierCache:
     client = RedisClient(url, retry_initial=0.05, retry_max=0.2)
     kwargs.setdefault("secret", SECRET)
+    # Polling for other processes' clears is tested on its own
+    # (test_follow_clears): the other tests count commands.
+    kwargs.setdefault("follow_clears", None)
     return TwoTierCache("default", 100, client=client, codec=Codec(), namespace=namespace, **kwargs)
 
 
 def entry_names(redis_server) -> list[bytes]:
     """Names of the data entries in Redis (not the generation bookkeeping)."""
     return sorted(n for n in redis_server.command("KEYS", "*") if b":c:" in n)
+
+
+def generations_key_in(redis_server) -> bytes:
+    """The one generations hash in Redis (not its clears key)."""
+    (name,) = (
+        n for n in redis_server.command("KEYS", "*") if b":g:" in n and not n.endswith(b":clears")
+    )
+    return name
 
 
 def key(*args: object, method: Callable[..., object] = users_group_ids) -> tuple:

@@ -268,6 +268,8 @@ def _attach(registry: Any, caches_by_key: dict) -> None:
             prefix=options.prefix,
             ttl=options.expire,
             secret_markers=settings.SECRET_KEY_MARKERS,
+            # Synced at each request's check_signaling (shared_tier).
+            follow_clears=None,
         )
     caches.update(two_tier)
     tier = shared_tier.SharedTier(

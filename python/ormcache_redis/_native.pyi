@@ -317,6 +317,7 @@ class TwoTierCache(LRU[_K, _V]):
         secret: str | bytes | None = None,
         single_flight_after: float | None = ...,
         single_flight_wait: float = 5.0,
+        follow_clears: float | None = ...,
     ) -> Self:
         """``secret`` keys the HMAC that authenticates every entry in Redis;
         all processes sharing entries need the same one. Without it entries
@@ -326,7 +327,13 @@ class TwoTierCache(LRU[_K, _V]):
         time is at least ``single_flight_after`` seconds (0.02 by default; None: only methods
         switched on with ``set_single_flight``), one process computes while
         the others wait for its value, at most ``single_flight_wait`` seconds
-        (then they compute themselves)."""
+        (then they compute themselves).
+
+        ``follow_clears`` (seconds, 0.025 by default): a thread polls whether another process
+        cleared a method, and the next lookup drops the stale L1 copies first,
+        so a clear reaches this process within about that interval while Redis
+        is up. None when the owner calls ``sync_generations`` itself (the Odoo
+        addon does, per request)."""
     @property
     def name(self) -> str: ...
     namespace: bytes

@@ -8,6 +8,7 @@
 
 mod counters;
 mod flight;
+mod follow;
 mod generations;
 mod policy;
 mod reports;
@@ -31,8 +32,12 @@ use crate::redis::RedisClient;
 use crate::stats::LatencyHistogram;
 use counters::{Methods, SharedCounters};
 use flight::PendingComputations;
+use follow::Follower;
 use generations::Generations;
-use policy::{checked_secret, flight_settings, lowercase, method_name_arg, validate_ttl, Settings};
+use policy::{
+    checked_interval, checked_secret, flight_settings, lowercase, method_name_arg, validate_ttl,
+    Settings,
+};
 use reports::RateLimitedLog;
 
 /// L1 (this process's LRU) in front of L2 (Redis, shared by every process).
@@ -69,6 +74,8 @@ pub struct TwoTierCache {
     forged_log: Mutex<RateLimitedLog>,
     /// Computations started after a miss (see `flight`).
     pending: Mutex<PendingComputations>,
+    /// Clears made elsewhere, for an owner that does not sync (see `follow`).
+    follower: Option<Follower>,
     counters: SharedCounters,
     latency: LatencyHistogram,
 }
@@ -93,7 +100,7 @@ impl TwoTierCache {
     #[pyo3(signature = (
         name, count, *, client, codec, namespace = None, prefix = "ormcache:", ttl = 3600,
         local_methods = None, secret_markers = None, gate = None, max_bytes = 0, secret = None,
-        single_flight_after = Some(0.02), single_flight_wait = 5.0
+        single_flight_after = Some(0.02), single_flight_wait = 5.0, follow_clears = Some(0.025)
     ))]
     #[allow(clippy::too_many_arguments)]
     fn py_new(
@@ -111,6 +118,7 @@ impl TwoTierCache {
         secret: Option<&Bound<'_, PyAny>>,
         single_flight_after: Option<f64>,
         single_flight_wait: f64,
+        follow_clears: Option<f64>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let lru = PyLru {
             lru: Lru::new(Bounds::from_args(count, max_bytes, None)?)?,
@@ -125,6 +133,13 @@ impl TwoTierCache {
             secret.as_deref(),
             flight_settings(single_flight_after, single_flight_wait)?,
         );
+        let follower = match (&client, follow_clears) {
+            (Some(_), Some(seconds)) => Some(Follower::new(
+                checked_interval("follow_clears", seconds)?,
+                &settings.generations_key,
+            )),
+            _ => None,
+        };
         let this = TwoTierCache {
             name,
             client,
@@ -141,6 +156,7 @@ impl TwoTierCache {
             warned_values: Mutex::new(HashSet::new()),
             forged_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(60))),
             pending: Mutex::new(HashMap::new()),
+            follower,
             counters: SharedCounters::default(),
             latency: LatencyHistogram::default(),
         };
@@ -165,6 +181,9 @@ impl TwoTierCache {
         let mut settings = self.settings.write();
         if settings.namespace != namespace {
             settings.set_namespace(namespace);
+            if let Some(follower) = &self.follower {
+                follower.set_generations_key(&settings.generations_key);
+            }
             // Generations belong to a namespace.
             self.generations.lock().clear();
             self.synced_generations.lock().clear();

@@ -112,23 +112,29 @@ pub(super) fn validate_ttl(ttl: i64) -> PyResult<u64> {
     Ok(ttl as u64)
 }
 
-/// `single_flight_after` / `single_flight_wait` checked and converted.
+/// A positive number of seconds for option `name`.
+pub(super) fn checked_interval(name: &str, seconds: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "{name} must be a positive number of seconds, got {seconds}"
+            ))
+        })
+}
+
+/// `single_flight_after` (0: every method with a measured cost) and
+/// `single_flight_wait` checked and converted.
 pub(super) fn flight_settings(after: Option<f64>, wait: f64) -> PyResult<FlightSettings> {
-    let seconds = |name: &str, value: f64| -> PyResult<Duration> {
-        Duration::try_from_secs_f64(value)
-            .ok()
-            .filter(|d| !d.is_zero() || name == "single_flight_after")
-            .ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "{name} must be a positive number of seconds, got {value}"
-                ))
-            })
+    let after = match after {
+        Some(0.0) => Some(Duration::ZERO),
+        Some(after) => Some(checked_interval("single_flight_after", after)?),
+        None => None,
     };
     Ok(FlightSettings {
-        after: after
-            .map(|a| seconds("single_flight_after", a))
-            .transpose()?,
-        wait: seconds("single_flight_wait", wait)?,
+        after,
+        wait: checked_interval("single_flight_wait", wait)?,
     })
 }
 
