@@ -51,7 +51,11 @@ def draw_ratios(ratios: list[Ratio], path: str) -> bool:
     positions = range(len(rows))
     axes.barh(positions, [row.ratio for row in rows], color=colours, height=0.6)
     for position, row in zip(positions, rows, strict=True):
-        axes.text(row.ratio + 0.02, position, f"{row.ratio:.2f}", va="center", fontsize=8)
+        label_at = row.ratio + 0.02
+        target = row.target_ratio
+        if target is not None and abs(target - row.ratio) < 0.1:
+            label_at = max(row.ratio, target) + 0.02  # past the tick, which would hide it
+        axes.text(label_at, position, f"{row.ratio:.2f}", va="center", fontsize=8)
         if row.target_ratio is not None:
             axes.plot([row.target_ratio] * 2, [position - 0.4, position + 0.4], color="black")
     axes.set_yticks(list(positions))
