@@ -317,7 +317,7 @@ impl SessionSettings {
         }
         let Some(url) = raw.session_store_url else {
             return Err("session_store = redis needs session_store_url \
-                        (e.g. redis://localhost:6379/0), in odoo.conf or SESSION_STORE_URL."
+                        (e.g. redis://localhost:6379/0), in odoo.conf, SESSION_STORE_URL or REDIS_URL."
                 .to_string());
         };
         url::parse("session_store_url", &url)?;

@@ -142,7 +142,10 @@ def install() -> None:
         _logger.critical("cannot install (%s)", error, exc_info=True)
         raise SystemExit(f"ormcache_redis: cannot install: {error}") from error
     if redis_client is None:
-        _logger.info("ormcache_redis_url is not set, caches run in this process only (L1)")
+        _logger.info(
+            "ormcache_redis_url (or ORMCACHE_REDIS_URL, REDIS_URL) is not set, "
+            "caches run in this process only (L1)"
+        )
     else:
         _logger.info(
             "shared caches %s on %s (expire %ss)",

@@ -40,6 +40,13 @@ use policy::{
 };
 use reports::RateLimitedLog;
 
+/// L1 (this process's LRU) in front of L2 (Redis, shared by every process).
+///
+/// Lookup: L1, then (when shared and Redis healthy) Redis, else KeyError.
+/// Store: L1, plus a queued Redis write when the value is encodable.
+/// `gate` (optional) is called on every L2 access: False/None keeps it
+/// local, True reads and writes Redis now, a UnitOfWork reads Redis and
+/// holds the writes until the caller commits it.
 #[pyclass(module = "ormcache_redis._native", name = "TwoTierCache", extends = PyLru, frozen)]
 pub struct TwoTierCache {
     name: String,
@@ -156,11 +163,14 @@ impl TwoTierCache {
         Ok(PyClassInitializer::from(lru).add_subclass(this))
     }
 
+    /// The cache's name (`default`, `stable`, ...).
     #[getter]
     fn name(&self) -> &str {
         &self.name
     }
 
+    /// Part of every Redis key (database, registry, generation); changing it
+    /// is the O(1) clear of the shared tier.
     #[getter]
     fn get_namespace<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.settings.read().namespace)
@@ -180,6 +190,7 @@ impl TwoTierCache {
         }
     }
 
+    /// Master switch of the shared tier for this cache.
     #[getter]
     fn get_shared(&self) -> bool {
         self.settings.read().shared
@@ -190,6 +201,7 @@ impl TwoTierCache {
         self.settings.write().shared = shared;
     }
 
+    /// Seconds an entry lives in Redis.
     #[getter]
     fn get_ttl(&self) -> u64 {
         self.settings.read().ttl
@@ -201,11 +213,14 @@ impl TwoTierCache {
         Ok(())
     }
 
+    /// Prefix of every Redis key of this cache.
     #[getter]
     fn get_prefix(&self) -> String {
         self.settings.read().prefix.clone()
     }
 
+    /// Qualified names (`module.Class.method`) whose entries never leave the
+    /// process, sorted.
     #[getter]
     fn get_local_methods(&self) -> Vec<String> {
         let mut names: Vec<String> = self.settings.read().local_methods.iter().cloned().collect();
@@ -218,6 +233,8 @@ impl TwoTierCache {
         self.settings.write().local_methods = names;
     }
 
+    /// Lower-case fragments: a key whose string argument contains one stays
+    /// local.
     #[getter]
     fn get_secret_markers(&self) -> Vec<String> {
         self.settings.read().secret_markers.clone()
@@ -244,6 +261,7 @@ impl TwoTierCache {
         Ok(())
     }
 
+    /// Called on every L2 access: False/None (local), True, or a UnitOfWork.
     #[getter]
     fn get_gate(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.gate.read().as_ref().map(|g| g.clone_ref(py))
@@ -254,6 +272,7 @@ impl TwoTierCache {
         *self.gate.write() = gate;
     }
 
+    /// The Redis client, None for an L1-only cache.
     #[getter]
     fn client(&self, py: Python<'_>) -> Option<Py<RedisClient>> {
         self.client.as_ref().map(|c| c.clone_ref(py))
@@ -282,6 +301,7 @@ impl TwoTierCache {
         TwoTierCache::store(slf, key, value, ttl)
     }
 
+    /// The value from either tier, or `default`.
     #[pyo3(signature = (key, default = None))]
     fn get(
         slf: &Bound<'_, Self>,
@@ -356,6 +376,7 @@ impl TwoTierCache {
         self.generations_synced.store(false, Ordering::Relaxed);
     }
 
+    /// Counters of both tiers, per method too (see the README's stats).
     fn stats<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
         let py = slf.py();
         let this = slf.get();
@@ -375,6 +396,7 @@ impl TwoTierCache {
         Ok(dict)
     }
 
+    /// Zeroes every counter of both tiers.
     fn reset_stats(slf: &Bound<'_, Self>) {
         slf.as_super().get().lru.reset_counters();
         slf.get().reset_counters();
