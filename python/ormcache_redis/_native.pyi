@@ -44,6 +44,7 @@ __all__ = [
     "parse_seconds",
     "qualified_name",
     "redact_url",
+    "register_key_type",
     "session_option_names",
     "set_single_flight",
 ]
