@@ -472,10 +472,11 @@ def main() -> int:
     except (Failure, OdooProcessError) as failure:
         print(f"FAILED: {failure}", file=sys.stderr)
         return 1
+    views = f" + get_views of {args.views_model}" if args.views_model else ""
     print(
         f"Odoo {major}, workers={args.workers}, database {args.db}, first {args.requests} "
         f"page loads after a restart (each: home + version_info + get_session_info + "
-        f"load_menus + translations = 5 requests), median of {args.repeat} restarts"
+        f"load_menus + translations{views}), median of {args.repeat} restarts"
     )
     print(table(results, args))
     if args.json:
