@@ -130,7 +130,9 @@ class SharedTier:
 
     @property
     def methods_version_key(self) -> bytes:
-        return f"{self.prefix}{self.db_name}:methods-version".encode()
+        # The database name is the hash tag of its caches' generations
+        # hashes too (see TwoTierCache hash_tag): one slot in a Redis Cluster.
+        return f"{self.prefix}{{{self.db_name}}}:methods-version".encode()
 
     # ----------------------------------------------------------------- thread state
 

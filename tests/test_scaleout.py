@@ -1,0 +1,248 @@
+"""Sentinel and Redis Cluster: real multi-node set-ups on loopback, a master
+killed while threads use the cache and the session store.
+
+What must hold through the failover: no exception reaches a cache caller
+(the cache serves from L1 and computes), sessions are unavailable (503)
+only until the promotion is done, and what is written after it is read by
+another process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from session_support import logged_in, make_store
+
+from ormcache_redis import Codec, ConfigError, RedisClient, TwoTierCache
+from ormcache_redis.sessions.store import SessionStoreUnavailable
+from ormcache_redis.testing import run_through_fault
+from ormcache_redis.testing.topologies import RedisClusterSet, SentinelSet
+
+pytestmark = pytest.mark.slow
+
+MARGIN = 0.020
+DEADLINE = 0.25
+# After the topology says the promotion is done: the circuit's next probe
+# (retry_max) plus one lookup of the new master.
+RECOVERY = 1.0
+
+
+@pytest.fixture(scope="module")
+def sentinel_set() -> Iterator[SentinelSet]:
+    with SentinelSet() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def cluster_set() -> Iterator[RedisClusterSet]:
+    with RedisClusterSet() as running:
+        yield running
+
+
+@dataclass
+class SessionLoad:
+    """Threads saving and reading sessions; what they saw, and when."""
+
+    url: str
+    saves: int = 0
+    unavailable_at: list[float] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> SessionLoad:
+        store = make_store(self.url, 19)
+
+        def work() -> None:
+            while not self.stop.is_set():
+                try:
+                    session = logged_in(store)
+                    store.save(session)
+                    assert store.get(session.sid)["uid"] == 2
+                    self.saves += 1
+                except SessionStoreUnavailable:
+                    self.unavailable_at.append(time.monotonic())
+                except Exception as exc:  # every other exception is a failure
+                    self.errors.append(exc)
+                time.sleep(0.002)
+
+        self.threads = [threading.Thread(target=work) for _ in range(2)]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+
+READER = textwrap.dedent(
+    """
+    import json, os, sys
+    from ormcache_redis import Codec, RedisClient, TwoTierCache
+    url, namespace, count = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
+    cache = TwoTierCache("scaleout", 16, client=RedisClient(url, socket_timeout=1.0),
+                         codec=Codec(), namespace=namespace, hash_tag="db1")
+    found = [cache.get(("res.users", os.path.join, n)) for n in range(count)]
+    print(json.dumps({"found": found, "stats": cache.stats()}))
+    """
+)
+
+
+def written_after_failover_is_read_elsewhere(url: str, count: int = 64) -> RedisClient:
+    """Writes ``count`` entries here and reads them in another process."""
+    namespace = f"after:{time.monotonic_ns()}"
+    client = RedisClient(url, socket_timeout=1.0)
+    cache = TwoTierCache(
+        "scaleout", 16, client=client, codec=Codec(), namespace=namespace.encode(), hash_tag="db1"
+    )
+    for n in range(count):
+        cache[("res.users", os.path.join, n)] = ["value", n]
+    assert client.flush(5.0)
+    assert client.stats()["writes_sent"] >= count
+    result = subprocess.run(
+        [sys.executable, "-c", READER, url, namespace, str(count)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(result.stdout)
+    assert report["found"] == [["value", n] for n in range(count)]
+    assert report["stats"]["l2_hits"] == count
+    return client
+
+
+def run_failover(url: str, kill: Callable[[], object]) -> None:
+    done: list[float] = []
+
+    def fail_over() -> None:
+        kill()
+        done.append(time.monotonic())
+
+    with SessionLoad(url) as sessions:
+        report = run_through_fault(
+            "failover",
+            url,
+            fail_over,
+            lambda: None,
+            fault_seconds=0.0,
+            recovery_timeout=10.0,
+            retry_initial=0.05,
+            retry_max=0.5,
+            socket_timeout=DEADLINE,
+        )
+        time.sleep(RECOVERY + 0.5)
+    print(report.row(), report.calls, "calls", report.client_stats)
+    assert report.calls > 100, "the threads did not run"
+    assert report.exceptions == []
+    assert report.max_latency <= DEADLINE + MARGIN + 0.05, report.row()
+    assert report.recovery is not None and report.recovery <= RECOVERY, report.row()
+    assert report.client_stats["state"] == "closed"
+    assert sessions.errors == []
+    assert sessions.saves > 0
+    (promoted,) = done
+    late = [at - promoted for at in sessions.unavailable_at if at > promoted + RECOVERY]
+    assert late == [], "sessions still unavailable after the promotion"
+
+
+def test_sentinel_urls_are_checked_at_start() -> None:
+    for url, expected in [
+        ("redis+sentinel://h1,h2", "must name the Sentinel service"),
+        ("redis+sentinel://h1:port/svc", "invalid port"),
+        ("redis+sentinel:///svc", "empty host"),
+        ("redis+cluster://h1:7000/1", "only database 0"),
+    ]:
+        with pytest.raises(ConfigError, match=expected):
+            RedisClient(url)
+
+
+def test_sentinel_failover(sentinel_set: SentinelSet) -> None:
+    url = sentinel_set.url()
+    old = sentinel_set.master
+    run_failover(url, sentinel_set.kill_master)
+    assert sentinel_set.master is not old
+    sentinel_set.revive(old)
+    client = written_after_failover_is_read_elsewhere(url)
+    stats = client.stats()
+    assert stats["node"] == f"127.0.0.1:{sentinel_set.master.port}"
+
+
+def test_sentinel_follows_a_promotion_without_losing_a_call(sentinel_set: SentinelSet) -> None:
+    """A client that knew the old master: its first call after the promotion
+    reaches the new master, and it counts the switch."""
+    client = RedisClient(sentinel_set.url(), socket_timeout=1.0)
+    client.execute("SET", "before", "1")
+    old = sentinel_set.master
+    sentinel_set.kill_master()
+    assert client.execute("SET", "after", "2") == "OK"
+    stats = client.stats()
+    assert stats["node"] == f"127.0.0.1:{sentinel_set.master.port}" != f"127.0.0.1:{old.port}"
+    assert stats["failovers"] == 1
+    # The killed master comes back as a replica: connections stay on the
+    # master, which has every write.
+    sentinel_set.revive(old)
+    assert client.execute("GET", "after") == b"2"
+    assert client.execute("ROLE")[0] == b"master"
+
+
+def test_cluster_failover(cluster_set: RedisClusterSet) -> None:
+    url = cluster_set.url()
+    masters = cluster_set.masters()
+    run_failover(url, lambda: cluster_set.kill_master(masters[0]))
+    assert masters[0] not in cluster_set.masters()
+    client = written_after_failover_is_read_elsewhere(url)
+    # Entries spread over every master; the client saw them all answer.
+    assert all(size > 0 for size in cluster_set.dbsize().values())
+    replies = client.stats()["node_replies"]
+    assert {f"127.0.0.1:{node.port}" for node in cluster_set.masters()} <= set(replies)
+
+
+def test_cluster_keeps_a_database_s_bookkeeping_in_one_slot(
+    cluster_set: RedisClusterSet,
+) -> None:
+    """A method clear moves the generation and the methods-version key in
+    one MULTI/EXEC: the addon's keys of a database share a hash tag, while
+    entries spread."""
+    client = RedisClient(cluster_set.url(), socket_timeout=1.0)
+    caches = [
+        TwoTierCache(
+            name, 16, client=client, codec=Codec(), namespace=f"db1:r1:{name}:g0".encode(),
+            hash_tag="db1",
+        )
+        for name in ("default", "assets", "templates")
+    ]  # fmt: skip
+    version_key = b"ormcache:{db1}:methods-version"
+    for cache in caches:
+        cache.clear_method(os.path.join, with_commands=[[b"SET", version_key, b"v2"]])
+    slots = {client.execute("CLUSTER", "KEYSLOT", version_key)} | {
+        client.execute("CLUSTER", "KEYSLOT", cache.generations_key) for cache in caches
+    }
+    assert len(slots) == 1
+    assert client.execute("GET", version_key) == b"v2"
+    for cache in caches:
+        assert client.execute("HLEN", cache.generations_key) == 1
+    entry_slots = {client.execute("CLUSTER", "KEYSLOT", f"ormcache:c:{n:032x}") for n in range(64)}
+    assert len(entry_slots) > 32
+
+
+def test_cluster_sessions_rotate_across_slots(cluster_set: RedisClusterSet) -> None:
+    store = make_store(cluster_set.url(), 19)
+    session = logged_in(store)
+    store.save(session)
+    old_sid = session.sid
+    store.rotate(session, env=object())
+    assert session.sid != old_sid
+    assert store.get(old_sid).is_new
+    assert dict(store.get(session.sid)) == dict(session)
+    identifiers = [sid[:42] for sid in (old_sid, session.sid)]
+    assert store.get_missing_session_identifiers(identifiers) == {old_sid[:42]}
