@@ -385,8 +385,9 @@ impl ConnectionLike for Cluster {
     }
 }
 
-/// Where one packed command lies, and its first argument after the name
-/// (the key, for the commands this project pipelines).
+/// Where one packed command lies, and its first key: the argument after
+/// the name, or for `EVAL`/`EVALSHA` (the single-flight lock release) the
+/// first one after the key count.
 type PackedCommand<'a> = (Range<usize>, Option<&'a [u8]>);
 
 /// Each of `count` packed commands; None unless `packed` is exactly that.
@@ -407,16 +408,22 @@ fn split_packed(packed: &[u8], count: usize) -> Option<Vec<PackedCommand<'_>>> {
     let mut at = 0;
     for _ in 0..count {
         let start = at;
-        let args = number(packed, &mut at, b'*')?;
-        let mut key = None;
-        for index in 0..args {
+        let count = number(packed, &mut at, b'*')?;
+        let mut args = Vec::with_capacity(count);
+        for _ in 0..count {
             let len = number(packed, &mut at, b'$')?;
-            let arg = packed.get(at..at + len)?;
-            if index == 1 {
-                key = Some(arg);
-            }
+            args.push(packed.get(at..at + len)?);
             at += len + 2;
         }
+        let script = args.first().is_some_and(|name| {
+            name.eq_ignore_ascii_case(b"EVAL") || name.eq_ignore_ascii_case(b"EVALSHA")
+        });
+        let key = match script {
+            true => (args.get(2).copied() != Some(&b"0"[..]))
+                .then(|| args.get(3).copied())
+                .flatten(),
+            false => args.get(1).copied(),
+        };
         commands.push((start..at, key));
     }
     (at == packed.len()).then_some(commands)
@@ -429,22 +436,21 @@ mod tests {
     #[test]
     fn packed_pipelines_split_into_commands_and_keys() {
         let mut pipe = redis::pipe();
-        pipe.cmd("GET")
-            .arg("a")
-            .cmd("PING")
-            .cmd("SET")
-            .arg("b\r\n")
-            .arg("x");
+        pipe.cmd("GET").arg("a").cmd("PING");
+        pipe.cmd("SET").arg("b\r\n").arg("x");
+        pipe.cmd("EVAL").arg("return 1").arg(1).arg("lock").arg(7);
+        pipe.cmd("EVAL").arg("return 1").arg(0);
         let packed = pipe.get_packed_pipeline();
-        let commands = split_packed(&packed, 3).unwrap();
+        let commands = split_packed(&packed, 5).unwrap();
         let keys: Vec<_> = commands.iter().map(|(_, key)| *key).collect();
-        assert_eq!(keys, [Some(&b"a"[..]), None, Some(&b"b\r\n"[..])]);
+        let expected: [Option<&[u8]>; 5] = [Some(b"a"), None, Some(b"b\r\n"), Some(b"lock"), None];
+        assert_eq!(keys, expected);
         let rejoined: Vec<u8> = commands
             .iter()
             .flat_map(|(range, _)| packed[range.clone()].to_vec())
             .collect();
         assert_eq!(rejoined, packed);
-        assert!(split_packed(&packed, 4).is_none());
-        assert!(split_packed(&packed[..packed.len() - 1], 3).is_none());
+        assert!(split_packed(&packed, 6).is_none());
+        assert!(split_packed(&packed[..packed.len() - 1], 5).is_none());
     }
 }
