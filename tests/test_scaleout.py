@@ -17,11 +17,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
-from session_support import logged_in, make_store
+from session_support import CONFIGURED_SECRET, database_secrets, logged_in, make_store
 
 from ormcache_redis import Codec, ConfigError, RedisClient, TwoTierCache
+from ormcache_redis.sessions.migrate import main as run_migration
+from ormcache_redis.sessions.records import hash_key
 from ormcache_redis.sessions.store import SessionStoreUnavailable
 from ormcache_redis.testing import run_through_fault
 from ormcache_redis.testing.topologies import RedisClusterSet, SentinelSet
@@ -246,3 +249,26 @@ def test_cluster_sessions_rotate_across_slots(cluster_set: RedisClusterSet) -> N
     assert dict(store.get(session.sid)) == dict(session)
     identifiers = [sid[:42] for sid in (old_sid, session.sid)]
     assert store.get_missing_session_identifiers(identifiers) == {old_sid[:42]}
+
+
+def test_cluster_session_migration_reaches_every_master(
+    cluster_set: RedisClusterSet, tmp_path: Path
+) -> None:
+    """ormcache-redis-sessions to-files walks every master (SCAN sees one
+    node), and to-redis writes one transaction per session hash."""
+    url = cluster_set.url()
+    store = make_store(url, 19, record_secret_for=database_secrets(configured=CONFIGURED_SECRET),
+                       secret="s3cret", prefix="scaleout:session:")  # fmt: skip
+    sessions = [logged_in(store, uid) for uid in range(2, 26)]
+    for session in sessions:
+        store.save(session)
+    common = ("--session-dir", str(tmp_path), "--url", url, "--prefix", "scaleout:session:",
+              "--session-store-secret", "s3cret", "--secret", CONFIGURED_SECRET)  # fmt: skip
+    assert run_migration(["to-files", *common]) == 0
+    assert sorted(path.name for path in tmp_path.glob("*/*")) == sorted(s.sid for s in sessions)
+    client = RedisClient(url)
+    client.execute("DEL", *(hash_key("scaleout:session:", s.sid[:42]) for s in sessions))
+    assert store.get(sessions[0].sid).is_new
+    assert run_migration(["to-redis", *common]) == 0
+    for session in sessions:
+        assert dict(store.get(session.sid)) == dict(session)
