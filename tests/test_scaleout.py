@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from session_support import CONFIGURED_SECRET, database_secrets, logged_in, make_store
 
-from ormcache_redis import Codec, ConfigError, RedisClient, TwoTierCache
+from ormcache_redis import Codec, ConfigError, RedisClient, RedisUnavailable, TwoTierCache
 from ormcache_redis.sessions.migrate import main as run_migration
 from ormcache_redis.sessions.records import hash_key
 from ormcache_redis.sessions.store import SessionStoreUnavailable
-from ormcache_redis.testing import run_through_fault
+from ormcache_redis.testing import FaultProxy, paused_gc, run_through_fault
 from ormcache_redis.testing.topologies import RedisClusterSet, SentinelSet
 
 pytestmark = pytest.mark.slow
@@ -272,3 +272,30 @@ def test_cluster_session_migration_reaches_every_master(
     assert run_migration(["to-redis", *common]) == 0
     for session in sessions:
         assert dict(store.get(session.sid)) == dict(session)
+
+
+def test_a_silent_sentinel_costs_no_call_more_than_its_deadline(
+    sentinel_set: SentinelSet,
+) -> None:
+    """The first sentinel of the URL accepts connections and never answers
+    (a stopped process): each call still ends within socket_timeout, and
+    once a lookup is given up the next one starts with another sentinel."""
+    with FaultProxy(sentinel_set.sentinel_ports[0]) as silent:
+        silent.black_hole()
+        others = ",".join(f"127.0.0.1:{port}" for port in sentinel_set.sentinel_ports[1:])
+        url = f"redis+sentinel://127.0.0.1:{silent.port},{others}/{sentinel_set.service}/0"
+        client = RedisClient(url, connect_timeout=0.25, socket_timeout=DEADLINE)
+        answered, longest = False, 0.0
+        deadline = time.monotonic() + 10
+        with paused_gc():
+            while not answered and time.monotonic() < deadline:
+                started = time.perf_counter()
+                try:
+                    answered = client.execute("PING") == "PONG"
+                except RedisUnavailable:
+                    pass
+                longest = max(longest, time.perf_counter() - started)
+                time.sleep(0.05)
+        assert answered
+        assert longest <= DEADLINE + MARGIN, longest
+        assert client.stats()["node"] == f"127.0.0.1:{sentinel_set.master.port}"

@@ -53,6 +53,7 @@ impl Process {
             sentinel::MasterResolver::new(
                 question.clone(),
                 endpoint.clone(),
+                config.connect_timeout,
                 config.connect_timeout * 4,
             )
         });

@@ -7,8 +7,13 @@
 //! and callers wait for it at most until their own deadline: a call's
 //! promised timeout bounds what the caller sees, sentinels included. A
 //! lookup still running when the next caller comes is joined, not repeated;
-//! one stuck longer than `stuck_after` is given up for a fresh one.
+//! one stuck longer than `stuck_after` is given up for a fresh one. Before
+//! each lookup every sentinel must accept a TCP connection within
+//! `connect_timeout` (a host that is down would otherwise hold the crate's
+//! connect for minutes), and each lookup starts with the next sentinel in
+//! the list, so one that accepts but never answers cannot stall them all.
 
+use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +42,8 @@ struct State {
     /// The last master ever named, to count switches.
     last_node: Option<String>,
     lookup_started: Option<Instant>,
+    /// Lookups started: each starts with the next sentinel.
+    attempts: usize,
     /// Lookups finished: a waiter knows its lookup ended when this moves.
     lookups: u64,
     last_error: String,
@@ -45,6 +52,7 @@ struct State {
 pub struct MasterResolver {
     question: Question,
     template: Endpoint,
+    connect_timeout: Duration,
     stuck_after: Duration,
     state: Mutex<State>,
     finished: Condvar,
@@ -94,10 +102,16 @@ impl Question {
 }
 
 impl MasterResolver {
-    pub fn new(question: Question, template: Endpoint, stuck_after: Duration) -> Arc<Self> {
+    pub fn new(
+        question: Question,
+        template: Endpoint,
+        connect_timeout: Duration,
+        stuck_after: Duration,
+    ) -> Arc<Self> {
         Arc::new(MasterResolver {
             question,
             template,
+            connect_timeout,
             stuck_after,
             state: Mutex::new(State::default()),
             finished: Condvar::new(),
@@ -117,10 +131,12 @@ impl MasterResolver {
             .is_some_and(|started| started.elapsed() >= self.stuck_after);
         if state.lookup_started.is_none() || stuck {
             state.lookup_started = Some(Instant::now());
+            let first = state.attempts;
+            state.attempts = state.attempts.wrapping_add(1);
             let resolver = Arc::clone(self);
             let spawned = std::thread::Builder::new()
                 .name("ormcache-redis-sentinel".into())
-                .spawn(move || resolver.look_up());
+                .spawn(move || resolver.look_up(first));
             if let Err(err) = spawned {
                 state.lookup_started = None;
                 return Err(format!("cannot start a Sentinel lookup: {err}"));
@@ -152,8 +168,8 @@ impl MasterResolver {
         self.state.lock().master.as_ref().map(Endpoint::node)
     }
 
-    fn look_up(&self) {
-        let answer = self.ask_sentinels();
+    fn look_up(&self, first: usize) {
+        let answer = self.ask_sentinels(first);
         let mut state = self.state.lock();
         match answer {
             Ok(master) => {
@@ -171,10 +187,36 @@ impl MasterResolver {
         self.finished.notify_all();
     }
 
-    fn ask_sentinels(&self) -> Result<Endpoint, String> {
+    /// The sentinels that accept a connection now, starting with the
+    /// `first`-th (modulo their number).
+    fn reachable_sentinels(&self, first: usize) -> Vec<(String, u16)> {
+        let sentinels = &self.question.sentinels;
+        (0..sentinels.len())
+            .map(|offset| &sentinels[(first + offset) % sentinels.len()])
+            .filter(|(host, port)| {
+                (host.as_str(), *port)
+                    .to_socket_addrs()
+                    .is_ok_and(|addresses| {
+                        addresses.into_iter().any(|address| {
+                            TcpStream::connect_timeout(&address, self.connect_timeout).is_ok()
+                        })
+                    })
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn ask_sentinels(&self, first: usize) -> Result<Endpoint, String> {
         let question = &self.question;
+        let reachable = self.reachable_sentinels(first);
+        if reachable.is_empty() {
+            return Err(format!(
+                "no sentinel accepts connections (asked for {:?})",
+                question.service
+            ));
+        }
         let tls = matches!(question.info.addr(), ConnectionAddr::TcpTls { .. });
-        let sentinels = question.sentinels.iter().map(|(host, port)| match tls {
+        let sentinels = reachable.iter().map(|(host, port)| match tls {
             true => ConnectionAddr::TcpTls {
                 host: host.clone(),
                 port: *port,
