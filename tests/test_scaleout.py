@@ -299,3 +299,30 @@ def test_a_silent_sentinel_costs_no_call_more_than_its_deadline(
         assert answered
         assert longest <= DEADLINE + MARGIN, longest
         assert client.stats()["node"] == f"127.0.0.1:{sentinel_set.master.port}"
+
+
+@pytest.mark.parametrize("topology", ["sentinel", "cluster"])
+def test_a_forked_child_opens_its_own_connections(
+    topology: str,
+    sentinel_set: SentinelSet,
+    cluster_set: RedisClusterSet,
+    run_in_fork: Callable[[Callable[[], bool]], None],
+) -> None:
+    """Odoo's master process builds clients before forking its workers:
+    a child neither shares the parent's connections nor its write queue."""
+    url = sentinel_set.url() if topology == "sentinel" else cluster_set.url()
+    client = RedisClient(url, socket_timeout=1.0)
+    client.execute("SET", "forked:parent", "1")
+    assert client.enqueue("SET", "forked:queued-by-parent", "1")
+    assert client.flush(5.0)
+
+    def child() -> bool:
+        fresh = client.stats()["connects"] == 0 and client.stats()["writes_sent"] == 0
+        client.execute("SET", "forked:child", "2")
+        client.enqueue("SET", "forked:queued-by-child", "2")
+        return fresh and client.flush(5.0) and client.execute("GET", "forked:parent") == b"1"
+
+    run_in_fork(child)
+    assert client.execute("GET", "forked:child") == b"2"
+    assert client.execute("GET", "forked:queued-by-child") == b"2"
+    assert client.stats()["writes_sent"] == 1
