@@ -326,3 +326,19 @@ def test_a_forked_child_opens_its_own_connections(
     assert client.execute("GET", "forked:child") == b"2"
     assert client.execute("GET", "forked:queued-by-child") == b"2"
     assert client.stats()["writes_sent"] == 1
+
+
+def test_cluster_follows_slots_moved_by_a_resharding(cluster_set: RedisClusterSet) -> None:
+    """Pipelines go to the nodes that last served their slots; when slots
+    move (MOVED), the client follows and every reply is still right."""
+    client = RedisClient(cluster_set.url(), socket_timeout=2.0)
+    keys = [f"reshard:{n}" for n in range(500)]
+    client.pipeline([("SET", key, key) for key in keys])
+    expected = [key.encode() for key in keys]
+    assert client.pipeline([("GET", key) for key in keys]) == expected
+    source, target, *_ = cluster_set.masters()
+    cluster_set.move_slots(source, target, 2000)
+    redirects = client.stats()["failovers"]
+    assert client.pipeline([("GET", key) for key in keys]) == expected
+    assert client.stats()["failovers"] > redirects
+    assert client.pipeline([("GET", key) for key in keys]) == expected

@@ -11,14 +11,18 @@
 //! crate's own waits between retries (at most `RETRIES` ×
 //! `MAX_RETRY_WAIT_MS`) can run past it.
 //!
-//! A pipeline whose keys lie in several slots is split by slot here (each
-//! part is a pipeline the crate routes and redirects as a whole): the
-//! crate's own cross-node pipeline only runs on its own connection type.
+//! A pipeline whose keys lie in several slots is split here into parts the
+//! crate routes and redirects as a whole (its own cross-node pipeline only
+//! runs on its own connection type): one part per node that, the last time
+//! the crate routed them, answered for the slots in it (learned from the
+//! crate's routing, never computed here), one per slot not seen yet. When
+//! a merged part meets a slot that moved, its slots are forgotten and sent
+//! one slot at a time.
 //! Transactions are passed on whole: their keys must share a slot (hash
 //! tags, see docs/ARCHITECTURE.md "Key layout").
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::ToSocketAddrs;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +54,8 @@ pub struct NodeContext {
     replies: Mutex<BTreeMap<String, u64>>,
     /// MOVED and ASK replies: slots that moved (a failover, a resharding).
     pub redirects: AtomicU64,
+    /// The node that last answered for a slot, as the crate routed it.
+    slot_nodes: Mutex<HashMap<Slot, Arc<str>>>,
 }
 
 impl NodeContext {
@@ -59,6 +65,7 @@ impl NodeContext {
             handshake,
             replies: Mutex::new(BTreeMap::new()),
             redirects: AtomicU64::new(0),
+            slot_nodes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -95,6 +102,9 @@ struct CallContext {
 
 thread_local! {
     static CALL: RefCell<Option<CallContext>> = const { RefCell::new(None) };
+    /// The node whose reply this thread's last request got: after the
+    /// crate returns, the node it routed (or redirected) that request to.
+    static LAST_NODE: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
 }
 
 fn current_call() -> RedisResult<(Instant, Arc<NodeContext>)> {
@@ -114,7 +124,7 @@ fn current_call() -> RedisResult<(Instant, Arc<NodeContext>)> {
 /// One node connection of a cluster connection.
 pub struct NodeLink {
     link: Link,
-    node: String,
+    node: Arc<str>,
     nodes: Arc<NodeContext>,
 }
 
@@ -129,6 +139,7 @@ impl NodeLink {
     fn seen(&self, value: RedisResult<Value>) -> RedisResult<Value> {
         if let Ok(value) = &value {
             self.nodes.saw(&self.node, value);
+            LAST_NODE.with(|last| *last.borrow_mut() = Some(Arc::clone(&self.node)));
         }
         value
     }
@@ -153,7 +164,7 @@ impl Connect for NodeLink {
         let link = Link::open(&endpoint, &addresses, &nodes.handshake, deadline)?;
         Ok(NodeLink {
             link,
-            node: endpoint.node(),
+            node: endpoint.node().into(),
             nodes,
         })
     }
@@ -196,6 +207,7 @@ impl ConnectionLike for NodeLink {
         for value in &values {
             self.nodes.saw(&self.node, value);
         }
+        LAST_NODE.with(|last| *last.borrow_mut() = Some(Arc::clone(&self.node)));
         Ok(values)
     }
 
@@ -231,6 +243,7 @@ pub fn client(nodes: &[(String, u16)]) -> Result<ClusterClient, String> {
 /// says about the cluster's reachability.
 pub struct Cluster {
     connection: ClusterConnection<NodeLink>,
+    nodes: Arc<NodeContext>,
     failure: Option<Failure>,
     /// The last call ended on a node that refused connections: the slot
     /// map names a dead master (the crate only refreshes it on MOVED).
@@ -248,6 +261,7 @@ impl Cluster {
         enter(nodes, deadline);
         Ok(Cluster {
             connection: client.get_generic_connection()?,
+            nodes: Arc::clone(nodes),
             failure: None,
             refused: false,
         })
@@ -283,13 +297,13 @@ impl Cluster {
         result
     }
 
-    /// A pipeline over several slots: one pipeline per slot, in the order
-    /// the slots first appear; keyless commands alone.
+    /// A pipeline over several slots (see the module's comment): the
+    /// replies in the order of the commands.
     fn split_pipeline(&mut self, packed: &[u8], count: usize) -> RedisResult<Vec<Value>> {
         let commands = split_packed(packed, count).ok_or_else(|| {
             RedisError::from((ErrorKind::Client, "a pipeline that is not RESP arrays"))
         })?;
-        let mut groups: Vec<(Option<Slot>, Vec<usize>)> = Vec::new();
+        let mut groups: Vec<SlotGroup> = Vec::new();
         for (index, (_, key)) in commands.iter().enumerate() {
             let slot = key.map(Slot::for_key);
             match groups
@@ -300,25 +314,78 @@ impl Cluster {
                 None => groups.push((slot, vec![index])),
             }
         }
+        // Slots last served by the same node travel together.
+        let mut parts: Vec<(Option<Arc<str>>, Vec<SlotGroup>)> = Vec::new();
+        {
+            let learned = self.nodes.slot_nodes.lock();
+            for (slot, members) in groups {
+                let node = slot.and_then(|slot| learned.get(&slot).cloned());
+                match parts
+                    .iter_mut()
+                    .find(|(known, _)| node.is_some() && *known == node)
+                {
+                    Some((_, slots)) => slots.push((slot, members)),
+                    None => parts.push((node, vec![(slot, members)])),
+                }
+            }
+        }
         let mut replies = vec![Value::Nil; count];
-        for (_, members) in groups {
-            if let [only] = members[..] {
-                let reply = self
-                    .connection
-                    .req_packed_command(&packed[commands[only].0.clone()]);
-                replies[only] = self.note(reply)?;
-                continue;
+        for (_, slots) in parts {
+            if slots.len() > 1 {
+                let members: Vec<usize> = slots.iter().flat_map(|(_, m)| m.clone()).collect();
+                let values = self.send_part(packed, &commands, &members);
+                match values {
+                    Ok(values) => {
+                        for (index, value) in members.into_iter().zip(values) {
+                            replies[index] = value;
+                        }
+                        continue;
+                    }
+                    // A slot moved since it was learned: forget them all and
+                    // send one slot at a time (what ran is sent again: the
+                    // commands this project pipelines are idempotent).
+                    Err(err) if err.is_cluster_error() => {
+                        let mut learned = self.nodes.slot_nodes.lock();
+                        for slot in slots.iter().filter_map(|(slot, _)| slot.as_ref()) {
+                            learned.remove(slot);
+                        }
+                    }
+                    Err(err) => return self.note(Err(err)),
+                }
             }
-            let mut part = Vec::new();
-            for &index in &members {
-                part.extend_from_slice(&packed[commands[index].0.clone()]);
-            }
-            let values = self.connection.req_packed_commands(&part, 0, members.len());
-            for (index, value) in members.into_iter().zip(self.note(values)?) {
-                replies[index] = value;
+            for (slot, members) in slots {
+                LAST_NODE.with(|last| *last.borrow_mut() = None);
+                let values = self.send_part(packed, &commands, &members);
+                let values = self.note(values)?;
+                if let (Some(slot), Some(node)) = (slot, LAST_NODE.with(|last| last.take())) {
+                    self.nodes.slot_nodes.lock().insert(slot, node);
+                }
+                for (index, value) in members.into_iter().zip(values) {
+                    replies[index] = value;
+                }
             }
         }
         Ok(replies)
+    }
+
+    /// `members` of the packed `commands` as one request the crate routes.
+    fn send_part(
+        &mut self,
+        packed: &[u8],
+        commands: &[PackedCommand<'_>],
+        members: &[usize],
+    ) -> RedisResult<Vec<Value>> {
+        if let [only] = members[..] {
+            let reply = self
+                .connection
+                .req_packed_command(&packed[commands[only].0.clone()]);
+            return reply.map(|value| vec![value]);
+        }
+        let mut part = Vec::new();
+        for &index in members {
+            part.extend_from_slice(&packed[commands[index].0.clone()]);
+        }
+        self.connection.req_packed_commands(&part, 0, members.len())
     }
 }
 
@@ -384,6 +451,9 @@ impl ConnectionLike for Cluster {
         self.connection.is_open()
     }
 }
+
+/// The indexes of a pipeline's commands on one slot (None: keyless).
+type SlotGroup = (Option<Slot>, Vec<usize>);
 
 /// Where one packed command lies, and its first key: the argument after
 /// the name, or for `EVAL`/`EVALSHA` (the single-flight lock release) the

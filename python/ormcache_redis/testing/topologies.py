@@ -299,6 +299,30 @@ class RedisClusterSet:
         )
         wait_for(recovered, timeout, "cluster_state:ok after the failover")
 
+    def move_slots(self, source: RedisServer, target: RedisServer, count: int) -> None:
+        """Moves ``count`` slots, with their keys, from one master to
+        another (``redis-cli --cluster reshard``): clients meet MOVED."""
+        subprocess.run(
+            [
+                shutil.which("redis-cli") or "redis-cli",
+                "--cluster",
+                "reshard",
+                f"127.0.0.1:{source.port}",
+                "--cluster-from",
+                _text(_ask(source.port, "CLUSTER", "MYID")),
+                "--cluster-to",
+                _text(_ask(target.port, "CLUSTER", "MYID")),
+                "--cluster-slots",
+                str(count),
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
+        )
+        wait_for(self._healthy, 30, "cluster_state:ok after the resharding")
+
     def close(self) -> None:
         for node in self.nodes:
             node.close()
