@@ -27,7 +27,12 @@ from ormcache_redis.sessions.migrate import main as run_migration
 from ormcache_redis.sessions.records import hash_key
 from ormcache_redis.sessions.store import SessionStoreUnavailable
 from ormcache_redis.testing import FaultProxy, paused_gc, run_through_fault
-from ormcache_redis.testing.topologies import RedisClusterSet, SentinelSet
+from ormcache_redis.testing.topologies import (
+    RedisClusterSet,
+    SentinelSet,
+    _free_cluster_port,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -342,3 +347,73 @@ def test_cluster_follows_slots_moved_by_a_resharding(cluster_set: RedisClusterSe
     assert client.pipeline([("GET", key) for key in keys]) == expected
     assert client.stats()["failovers"] > redirects
     assert client.pipeline([("GET", key) for key in keys]) == expected
+
+
+def make_certificates(directory: Path) -> None:
+    """A private CA and a server certificate for 127.0.0.1 (what cluster
+    nodes announce themselves as)."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    key_and_request = ["req", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+    openssl(*key_and_request, "-x509", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=ca")
+    openssl(*key_and_request, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=node")
+    (directory / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl(
+        *["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"],
+        *["-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"],
+    )
+
+
+def test_cluster_over_tls(tmp_path: Path) -> None:
+    """rediss+cluster://: every node the cluster names is reached over TLS,
+    its certificate checked against the private CA, with the password."""
+    make_certificates(tmp_path)
+    ports = [_free_cluster_port() for _ in range(3)]
+    password = "s3cret-pass"
+    processes = []
+    try:
+        for port in ports:
+            workdir = tmp_path / str(port)
+            workdir.mkdir()
+            server = [
+                *["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1"],
+                *["--dir", str(workdir), "--save", "", "--appendonly", "no"],
+                *["--cluster-enabled", "yes", "--tls-cluster", "yes"],
+                *["--requirepass", password, "--masterauth", password],
+                *["--tls-cert-file", str(tmp_path / "server.pem")],
+                *["--tls-key-file", str(tmp_path / "server.key")],
+                *["--tls-ca-cert-file", str(tmp_path / "ca.pem"), "--tls-auth-clients", "no"],
+            ]
+            processes.append(
+                subprocess.Popen(server, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+        cli = ["redis-cli", "--tls", "--cacert", str(tmp_path / "ca.pem"), "-a", password]
+
+        def answers(port: int) -> bool:
+            ping = subprocess.run([*cli, "-p", str(port), "PING"], capture_output=True, timeout=5)
+            return ping.stdout.strip() == b"PONG"
+
+        wait_for(lambda: all(answers(port) for port in ports), 20, "TLS nodes up")
+        nodes = [f"127.0.0.1:{port}" for port in ports]
+        create = [*cli, "--cluster", "create", *nodes, "--cluster-yes"]
+        subprocess.run(create, check=True, capture_output=True, timeout=60)
+        client = RedisClient(
+            f"rediss+cluster://:{password}@{','.join(nodes)}",
+            tls_ca_file=tmp_path / "ca.pem",
+            socket_timeout=1.0,
+        )
+        keys = [f"tls:{n}" for n in range(60)]
+
+        def written() -> bool:
+            return client.pipeline([("SET", key, key) for key in keys]) == ["OK"] * len(keys)
+
+        wait_for(written, 20, "cluster_state:ok")
+        assert client.pipeline([("GET", key) for key in keys]) == [key.encode() for key in keys]
+        assert len(client.stats()["node_replies"]) == 3
+        assert password not in repr(client)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
