@@ -26,7 +26,7 @@ from ormcache_redis import Codec, ConfigError, RedisClient, RedisUnavailable, Tw
 from ormcache_redis.sessions.migrate import main as run_migration
 from ormcache_redis.sessions.records import hash_key
 from ormcache_redis.sessions.store import SessionStoreUnavailable
-from ormcache_redis.testing import FaultProxy, paused_gc, run_through_fault
+from ormcache_redis.testing import FaultProxy, free_port, paused_gc, run_through_fault
 from ormcache_redis.testing.topologies import (
     RedisClusterSet,
     SentinelSet,
@@ -413,6 +413,58 @@ def test_cluster_over_tls(tmp_path: Path) -> None:
         assert client.pipeline([("GET", key) for key in keys]) == [key.encode() for key in keys]
         assert len(client.stats()["node_replies"]) == 3
         assert password not in repr(client)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def test_sentinel_over_tls(tmp_path: Path) -> None:
+    """rediss+sentinel://: the sentinel is asked over TLS (the redis
+    crate's client, given the private CA) and the master reached over TLS."""
+    make_certificates(tmp_path)
+    master_port, sentinel_port = free_port(), free_port()
+    tls = [
+        *["tls-cert-file", str(tmp_path / "server.pem")],
+        *["tls-key-file", str(tmp_path / "server.key")],
+        *["tls-ca-cert-file", str(tmp_path / "ca.pem")],
+        *["tls-auth-clients", "no", "tls-replication", "yes"],
+    ]
+    options = [f"{name} {value}" for name, value in zip(tls[::2], tls[1::2], strict=True)]
+    config = tmp_path / "sentinel.conf"
+    config.write_text(
+        "\n".join(
+            [
+                *["port 0", f"tls-port {sentinel_port}", "bind 127.0.0.1", f"dir {tmp_path}"],
+                *options,
+                f"sentinel monitor tlsmaster 127.0.0.1 {master_port} 1",
+                "sentinel auth-pass tlsmaster s3cret-pass",
+            ]
+        )
+        + "\n"
+    )
+    master = [
+        *["redis-server", "--port", "0", "--tls-port", str(master_port), "--bind", "127.0.0.1"],
+        *["--dir", str(tmp_path), "--save", "", "--requirepass", "s3cret-pass"],
+        *[f"--{arg}" if index % 2 == 0 else arg for index, arg in enumerate(tls)],
+    ]
+    processes = [
+        subprocess.Popen(master, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(
+            ["redis-server", str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        client = RedisClient(
+            f"rediss+sentinel://:s3cret-pass@127.0.0.1:{sentinel_port}/tlsmaster/0",
+            tls_ca_file=tmp_path / "ca.pem",
+            socket_timeout=1.0,
+        )
+        wait_for(lambda: client.execute("SET", "tls", "1") == "OK", 20, "the TLS master")
+        assert client.execute("GET", "tls") == b"1"
+        assert client.stats()["node"] == f"127.0.0.1:{master_port}"
     finally:
         for process in processes:
             process.kill()
