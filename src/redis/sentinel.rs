@@ -12,6 +12,8 @@
 //! `connect_timeout` (a host that is down would otherwise hold the crate's
 //! connect for minutes), and each lookup starts with the next sentinel in
 //! the list, so one that accepts but never answers cannot stall them all.
+//! (A TLS sentinel logs that check as a connection closed before its
+//! handshake: once per sentinel and lookup, i.e. at start and failovers.)
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
