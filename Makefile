@@ -2,7 +2,8 @@
 #   make demo    set everything up (redis-server, venv, release build) and run the demo
 #   make test    set up if needed, then run every test (Rust units + pytest on a real Redis)
 #   make bench   ratios against baselines measured side by side
-#   make lint    cargo fmt, clippy -D warnings, ruff
+#   make lint    cargo fmt, clippy -D warnings, ruff, stubtest (the .pyi against the built module)
+#   make wheel   release artefacts in dist/: manylinux_2_17 abi3 wheels (zig) and the sdist
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,7 @@ PYLIB := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var(
 export LD_LIBRARY_PATH := $(PYLIB):$(LD_LIBRARY_PATH)
 RUFF_PATHS := $(wildcard python tests bench demo examples odoo_addon scripts)
 
-.PHONY: install build test test-rust test-python bench demo lint fmt clean
+.PHONY: install build test test-rust test-python bench demo lint fmt clean wheel
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup.sh
@@ -21,27 +22,39 @@ $(STAMP): pyproject.toml scripts/setup.sh
 install: $(STAMP)
 
 build: $(STAMP)
+	@echo "build: the extension, release with LTO (a minute or two after a Rust change)"
 	$(VENV)/bin/maturin develop --release --quiet
 
 test: test-rust test-python
 
+# cargo shows what it compiles; the test harness prints dots.
 test-rust:
-	cargo test --quiet
+	@echo "test-rust: building and running the Rust unit tests (first build: a few minutes)"
+	cargo test -- --quiet
 
 test-python: build
+	@echo "test-python: pytest against a real redis-server"
 	$(PY) -m pytest
 
+# The chart needs matplotlib (`pip install --group chart`); without it, a
+# message and the table only.
+BENCH_CHART := docs/images/bench_ratios.png
 bench: build
-	$(PY) bench/run.py
+	$(PY) bench/run.py --chart $(BENCH_CHART)
+
+wheel: $(STAMP)
+	VENV=$(VENV) bash scripts/build_wheels.sh
 
 demo: build
 	$(PY) demo/dashboard.py
 
-lint: $(STAMP)
+# stubtest compares _native.pyi with the built module: it needs a fresh build.
+lint: build
 	cargo fmt --check
 	cargo clippy --all-targets --quiet -- -D warnings
 	$(VENV)/bin/ruff check $(RUFF_PATHS)
 	$(VENV)/bin/ruff format --check $(RUFF_PATHS)
+	$(PY) -m mypy.stubtest ormcache_redis._native
 
 fmt: $(STAMP)
 	cargo fmt

@@ -48,6 +48,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -139,6 +140,10 @@ class Odoo(OdooProcess):
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORMCACHE_REDIS_")}
         if redis is not None:
             env["ORMCACHE_REDIS_URL"] = redis.url
+        if config in ("b", "c"):
+            for option in args.option:
+                name, _, value = option.partition("=")
+                env[name.upper()] = value
         super().__init__(
             [
                 args.python,
@@ -195,9 +200,12 @@ class Client:
         return status, content
 
 
-def page_load(client: Client, base: str, major: int) -> list[tuple[str, int]]:
-    """What a browser does when it opens the backend home; returns the paths
-    and statuses."""
+def page_load(
+    client: Client, base: str, major: int, views_model: str = ""
+) -> list[tuple[str, int]]:
+    """What a browser does when it opens the backend home (and, with
+    ``views_model``, an action of that model: its list, form and search
+    views); returns the paths and statuses."""
     home = "/odoo" if major >= 19 else "/web"
     unique = uuid.uuid4().hex[:16]  # a cache-busting hash, as the client's
     if major >= 19:
@@ -212,6 +220,18 @@ def page_load(client: Client, base: str, major: int) -> list[tuple[str, int]]:
         (menus, None),
         (f"{translations}?lang=en_US", None),
     ]
+    if views_model:
+        views = {
+            "views": [[False, "list"], [False, "form"], [False, "search"]],
+            "options": {"action_id": False, "load_filters": True, "toolbar": True},
+            "context": {"lang": "en_US"},
+        }
+        calls.append(
+            (
+                f"/web/dataset/call_kw/{views_model}/get_views",
+                {"model": views_model, "method": "get_views", "args": [], "kwargs": views},
+            )
+        )
     done = []
     for path, params in calls:
         status, content = client.request(base + path, params)
@@ -260,7 +280,7 @@ def measured_run(
     started = time.perf_counter()
     for _ in range(args.requests):
         t0 = time.perf_counter()
-        page_load(client, odoo.url, major)
+        page_load(client, odoo.url, major, args.views_model)
         per_load_wall.append(time.perf_counter() - t0)
     wall = time.perf_counter() - started
     redis_after = redis_figures(redis) if redis is not None else None
@@ -274,12 +294,13 @@ def measured_run(
     text = odoo.log_text()
     window = text.split(f"bench={mark}-start", 1)[1].split(f"bench={mark}-end", 1)[0]
     lines = [m for m in ACCESS_LINE.finditer(window) if not m["path"].startswith("/web/health")]
-    expected = args.requests * 5
+    per_load = 6 if args.views_model else 5
+    expected = args.requests * per_load
     if len(lines) != expected:
         raise Failure(f"{len(lines)} access lines in the window, expected {expected}")
     queries = [int(m["queries"]) for m in lines]
-    per_load_queries = [sum(queries[i : i + 5]) for i in range(0, len(queries), 5)]
-    home_queries = queries[0::5]
+    per_load_queries = [sum(queries[i : i + per_load]) for i in range(0, len(queries), per_load)]
+    home_queries = queries[0::per_load]
     redis_load = {}
     if redis_before is not None and redis_after is not None:
         # Redis commands of the measured page loads (the 3 INFO/DBSIZE
@@ -310,6 +331,63 @@ def measured_run(
     }
 
 
+STATS_RECORD = re.compile(r"^\S+ \S+ (?P<pid>\d+) INFO \S+ \S+: ormcache_redis \S+: registry", re.M)
+CACHE_LINE = re.compile(r"^\s*(?P<cache>[\w.]+): \d+/\d+ entries,")
+METHOD_LINE = re.compile(r"miss\s+(?P<misses>\d+), lookups\s+\d+\s+(?P<method>\S+)$")
+
+
+def worker_misses(odoo: Odoo) -> dict[str, int]:
+    """The misses of the fresh workers (the measured window), per ``cache
+    method``, summed over workers; read from the addon's ``kill -USR1``
+    figures. Workers inherit the counters of the master's registry load
+    before the fork: the master's figures are subtracted."""
+    assert odoo.process is not None
+    master = odoo.process.pid
+    workers = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master:
+            workers.append(int(stat.parent.name))
+    processes = {master, *workers}
+    mark = len(odoo.log_text())
+    for pid in processes:
+        os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        text = odoo.log_text()[mark:]
+        if {int(m["pid"]) for m in STATS_RECORD.finditer(text)} >= processes:
+            break
+    text = odoo.log_text()[mark:]
+    misses: dict[str, int] = {}
+    starts = list(STATS_RECORD.finditer(text))
+    for start, end in zip(starts, [*starts[1:], None], strict=True):
+        pid = int(start["pid"])
+        if pid not in processes:
+            continue
+        # The master's counters are in every worker (copied at the fork).
+        sign = -len(workers) if pid == master else 1
+        record = text[start.start() : end.start() if end else len(text)]
+        cache = "?"
+        for line in record.splitlines()[1:]:
+            if cache_line := CACHE_LINE.match(line):
+                cache = cache_line["cache"]
+            elif method_line := METHOD_LINE.search(line):
+                name = f"{cache} {method_line['method']}"
+                misses[name] = misses.get(name, 0) + sign * int(method_line["misses"])
+    return misses
+
+
+def print_misses(config: str, misses: dict[str, int]) -> None:
+    print(f"  {config}: misses in the 4 fresh workers, per cache and method:", file=sys.stderr)
+    for name, count in sorted(misses.items(), key=lambda item: -item[1]):
+        if count:
+            print(f"    {count:5d}  {name}", file=sys.stderr)
+
+
 def run_config(args: argparse.Namespace, config: str, major: int) -> list[dict[str, Any]]:
     redis = RedisServer(args.redis_server).start() if config == "c" else None
     odoo = Odoo(args, config, redis)
@@ -319,12 +397,15 @@ def run_config(args: argparse.Namespace, config: str, major: int) -> list[dict[s
         odoo.start()
         login(client, odoo, args)
         for _ in range(args.requests):  # warm-up: assets, Redis (c)
-            page_load(client, odoo.url, major)
+            page_load(client, odoo.url, major, args.views_model)
         odoo.stop()
         for repetition in range(args.repeat):
             startup = odoo.start()
             result = measured_run(client, odoo, args, major, redis)
             result["startup"] = startup
+            if args.misses and config in ("b", "c"):
+                result["misses"] = worker_misses(odoo)
+                print_misses(config, result["misses"])
             odoo.stop()
             results.append(result)
             print(
@@ -401,6 +482,24 @@ def main() -> int:
     parser.add_argument("--redis-server", default=shutil.which("redis-server") or "redis-server")
     parser.add_argument("--data-dir", help="Odoo data_dir (default: Odoo's own)")
     parser.add_argument("--json", help="also write the raw figures here")
+    parser.add_argument(
+        "--views-model",
+        default="res.partner",
+        help="each page load also opens this model's list/form/search views ('' = no)",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an ormcache_redis option for configs b and c, e.g. "
+        "ormcache_redis_shared_caches=default,stable,assets,templates",
+    )
+    parser.add_argument(
+        "--misses",
+        action="store_true",
+        help="after each measured run, log each worker's misses per cache and method",
+    )
     args = parser.parse_args()
     args.workdir = tempfile.mkdtemp(prefix="bench-odoo-")
     major = odoo_major(args)
@@ -417,10 +516,11 @@ def main() -> int:
     except (Failure, OdooProcessError) as failure:
         print(f"FAILED: {failure}", file=sys.stderr)
         return 1
+    views = f" + get_views of {args.views_model}" if args.views_model else ""
     print(
         f"Odoo {major}, workers={args.workers}, database {args.db}, first {args.requests} "
         f"page loads after a restart (each: home + version_info + get_session_info + "
-        f"load_menus + translations = 5 requests), median of {args.repeat} restarts"
+        f"load_menus + translations{views}), median of {args.repeat} restarts"
     )
     print(table(results, args))
     if args.json:

@@ -7,7 +7,10 @@ the best round of each is kept, so a noisy, shared machine moves both alike.
 Nothing here asserts a time: the table is for people.
 
     python bench/run.py            # all sections, own redis-server
-    REDIS_URL=redis://... python bench/run.py
+    REDIS_URL=redis://... python bench/run.py [--flush]
+
+The benchmark empties the Redis database it uses (FLUSHDB). On REDIS_URL it
+refuses a database that holds keys unless --flush says they may go.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from inspect import Parameter, signature
 from typing import Any
+
+# bench/ is on sys.path when this file runs as a script.
+from chart import Ratio, draw_ratios
 
 from ormcache_redis import LRU, Codec, RedisClient, TwoTierCache, ormcache
 from ormcache_redis._native import derive_key, mac_tag, mac_verify
@@ -192,9 +198,13 @@ class EngineUsers:
 class Table:
     def __init__(self) -> None:
         self.rows: list[tuple[str, float, str, float, float, str]] = []
+        # The rows whose figure is ours / baseline (the miss rows hold
+        # microseconds added instead).
+        self.ratios: list[Ratio] = []
 
     def add(self, name: str, ours: float, baseline: str, theirs: float, target: str) -> None:
         self.rows.append((name, ours, baseline, theirs, ours / theirs, target))
+        self.ratios.append(Ratio(name, baseline, ours / theirs, target))
 
     def print(self) -> None:
         print()
@@ -287,6 +297,7 @@ def bench_l2(table: Table, scale: int, client: RedisClient, url: str) -> None:
             codec=codec,
             namespace=b"bench:1:default:0",
             secret=SECRET,
+            follow_clears=None,  # synced (or not) by hand below
         )
 
     # The addon syncs generations at the start of every unit of work, so a
@@ -429,6 +440,12 @@ def main() -> int:
     parser.add_argument(
         "--only", choices=["l1", "decorator", "l2", "mac", "codec", "miss"], action="append"
     )
+    parser.add_argument(
+        "--flush",
+        action="store_true",
+        help="allow emptying the REDIS_URL database when it holds keys",
+    )
+    parser.add_argument("--chart", metavar="PNG", help="also draw the ratios into this file")
     args = parser.parse_args()
     sections = set(args.only or ["l1", "decorator", "l2", "mac", "codec", "miss"])
 
@@ -439,6 +456,13 @@ def main() -> int:
         url = server.url
     try:
         client = RedisClient(url)
+        if server is None and not args.flush and client.execute("DBSIZE"):
+            print(
+                f"bench: the database of REDIS_URL ({client.address}) holds keys and the "
+                "benchmark empties it (FLUSHDB); give a database of its own or pass --flush.",
+                file=sys.stderr,
+            )
+            return 2
         client.execute("FLUSHDB")
         print(
             f"ormcache_redis benchmark, Python {sys.version.split()[0]}, Redis at {client.address}"
@@ -461,6 +485,8 @@ def main() -> int:
             "\nratio = ours / baseline (lower is better); the miss rows show the microseconds "
             "Redis adds to the caller instead."
         )
+        if args.chart:
+            draw_ratios(table.ratios, args.chart)
     finally:
         if server is not None:
             server.close()

@@ -9,7 +9,9 @@ runs three times:
   3. L1 + Redis: the workers share one cache through Redis.
 
 It prints, per mode, the SQL queries run and the request latency. Uses
-REDIS_URL when set, else starts a throwaway redis-server.
+REDIS_URL when set, else starts a throwaway redis-server. On REDIS_URL it
+flushes nothing: each run writes under its own namespace (so it starts
+cold), with keys prefixed `ormcache-demo:` that expire after 10 minutes.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from ormcache_redis.testing import RedisServer
 
 CUSTOMERS = 300
 ORDERS = 20_000
+# Keys the demo leaves in a Redis it does not own are its own and short-lived.
+REDIS_PREFIX = "ormcache-demo:"
+REDIS_TTL = 600
 
 
 def build_database(path: str) -> None:
@@ -103,7 +108,14 @@ class Dashboard:
 
 
 def worker(
-    mode: str, db_path: str, redis_url: str | None, seed: int, requests: int, results: Any
+    mode: str,
+    db_path: str,
+    redis_url: str | None,
+    namespace: bytes,
+    secret: bytes,
+    seed: int,
+    requests: int,
+    results: Any,
 ) -> None:
     db = sqlite3.connect(db_path)
     if mode == "none":
@@ -115,7 +127,14 @@ def worker(
         pool = Registry(
             {
                 "default": TwoTierCache(
-                    "default", 4096, client=client, codec=Codec(), namespace=b"demo:1:default:0"
+                    "default",
+                    4096,
+                    client=client,
+                    codec=Codec(),
+                    namespace=namespace,
+                    prefix=REDIS_PREFIX,
+                    ttl=REDIS_TTL,
+                    secret=secret,
                 )
             }
         )
@@ -138,9 +157,13 @@ def worker(
 
 def run_mode(mode: str, db_path: str, redis_url: str | None, workers: int, requests: int) -> dict:
     results: Any = multiprocessing.Queue()
+    # A namespace of this run only: the shared tier starts cold without
+    # flushing anything. The workers share the secret that authenticates it.
+    namespace = f"demo:{os.urandom(8).hex()}:default:0".encode()
+    secret = os.urandom(32)
     processes = [
         multiprocessing.Process(
-            target=worker, args=(mode, db_path, redis_url, n, requests, results)
+            target=worker, args=(mode, db_path, redis_url, namespace, secret, n, requests, results)
         )
         for n in range(workers)
     ]
@@ -177,7 +200,6 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             db_path = os.path.join(tmp, "demo.sqlite")
             build_database(db_path)
-            RedisClient(redis_url).execute("FLUSHDB")
             print(
                 f"{args.workers} workers x {args.requests} dashboard requests, "
                 f"{ORDERS} orders in SQLite, Redis at {RedisClient(redis_url).address}\n"

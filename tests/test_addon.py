@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from ormcache_redis._native import Codec, RedisClient, TwoTierCache, UnitOfWork, qualified_name
+from ormcache_redis._native import (
+    Codec,
+    EncodeError,
+    RedisClient,
+    TwoTierCache,
+    UnitOfWork,
+    canonical_key,
+    qualified_name,
+)
 from ormcache_redis.addon import deployment_keys, shared_tier, value_types
 from ormcache_redis.addon.settings import load_settings, looks_secret
 from ormcache_redis.config import ConfigError, OptionSource
@@ -66,7 +74,7 @@ def test_defaults_without_any_option():
     assert settings.url is None and not settings.enabled
     assert settings.expire == 3600
     assert settings.prefix == "ormcache:"
-    assert settings.shared_caches == ["default", "stable", "assets"]
+    assert settings.shared_caches == ["default", "stable", "assets", "templates"]
     assert (settings.socket_timeout, settings.connect_timeout) == (0.25, 0.5)
     assert settings.write_queue_bytes == 64 * 1024 * 1024
     for secret in (
@@ -123,7 +131,7 @@ def test_bad_value_is_one_sentence_naming_the_option(option, value):
 
 def test_shared_caches_are_checked_against_this_odoo():
     odoo17 = {name: n for name, n in REGISTRY_CACHES.items() if name not in ("stable", "groups")}
-    assert load_settings(options(), odoo17).shared_caches == ["default", "assets"]
+    assert load_settings(options(), odoo17).shared_caches == ["default", "assets", "templates"]
     with pytest.raises(ConfigError, match="ormcache_redis_shared_caches"):
         load_settings(options(ormcache_redis_shared_caches="stable"), odoo17)
     settings = load_settings(options(ormcache_redis_shared_caches="default,assets"), odoo17)
@@ -207,6 +215,62 @@ def test_value_types_come_back_as_themselves():
     assert type(back["c"]) is FakeLangData
 
 
+class FakeOrderedSet:
+    """Odoo's OrderedSet: a set that keeps insertion order."""
+
+    def __init__(self, elems=()):
+        self._map = dict.fromkeys(elems)
+
+    def __iter__(self):
+        return iter(self._map)
+
+    def __eq__(self, other):
+        return isinstance(other, FakeOrderedSet) and list(self) == list(other)
+
+
+def test_ordered_sets_keep_their_order_and_type():
+    codec = Codec()
+    value_types.register_value_types(codec, ordered_set=FakeOrderedSet)
+    value = FakeOrderedSet(["stock", "sale", "account"])
+    back = codec.loads(codec.dumps(value))
+    assert type(back) is FakeOrderedSet and list(back) == ["stock", "sale", "account"]
+
+
+class FakeModel:
+    """Odoo's BaseModel as far as cache keys go: equal by model and ids."""
+
+    def __init__(self, name, ids):
+        self._name, self._ids = name, tuple(ids)
+
+    def __eq__(self, other):
+        return self._name == other._name and set(self._ids) == set(other._ids)
+
+    def __hash__(self):
+        return hash((self._name, frozenset(self._ids)))
+
+
+class FakeNewId:
+    pass
+
+
+def test_recordsets_in_keys_are_keyed_as_odoo_compares_them():
+    value_types.register_recordset_keys(FakeModel)
+
+    def canonical(*records):
+        return canonical_key(("res.partner", "m", *records))
+
+    company = canonical(FakeModel("res.company", [1]))
+    assert canonical(FakeModel("res.company", (1, 1))) == company
+    assert canonical(FakeModel("res.company", [2])) != company
+    assert canonical(FakeModel("res.users", [1])) != company
+    assert canonical(FakeModel("res.company", [3, 2])) == canonical(
+        FakeModel("res.company", [2, 3])
+    )
+    assert canonical(("res.company", (1,))) != company  # not a plain tuple's encoding
+    with pytest.raises(EncodeError, match=r"new res\.company records"):
+        canonical(FakeModel("res.company", [FakeNewId()]))
+
+
 def test_defaultdict_only_with_a_safe_factory():
     codec = Codec()
     value_types.register_value_types(codec)
@@ -266,8 +330,8 @@ def test_nothing_is_shared_until_ready_and_numbers_adopted(redis_url):
     tier.ready = True
     tier.adopt(3, SEQUENCES)
     assert caches["default"].shared
-    assert caches["default"].namespace == b"db1:r3:default:g5.9"
-    assert caches["stable"].namespace == b"db1:r3:stable:g9"
+    assert caches["default"].namespace.startswith(b"db1:r3:default:g5.9:f")
+    assert caches["stable"].namespace.startswith(b"db1:r3:stable:g9:f")
     assert not caches["templates"].shared and not caches["routing"].shared
 
 
@@ -281,7 +345,7 @@ def test_guessed_numbers_suspend_until_read_back(redis_url):
     assert caches["assets"].shared
     changed = tier.adopt(3, {**SEQUENCES, "stable": 10})
     assert set(changed) == {"stable", "default"}
-    assert caches["default"].namespace == b"db1:r3:default:g5.10"
+    assert caches["default"].namespace.startswith(b"db1:r3:default:g5.10:f")
     tier.suspend(None)
     assert not any(cache.shared for cache in caches.values())
 
@@ -600,3 +664,94 @@ def test_an_unreadable_database_is_asked_again_only_after_a_while(caplog):
     now[0] += 61
     assert secrets.for_database("forged") is None
     assert attempts == ["forged", "also-forged", "forged"]
+
+
+def _two_workers(redis_url):
+    _flush(redis_url)
+    workers = [make_tier(RedisClient(redis_url)) for _ in range(2)]
+    for tier, _caches, _flags in workers:
+        tier.ready = True
+        tier.adopt(3, SEQUENCES)
+        tier.begin_unit(tier.sync_methods())
+    return workers
+
+
+def _publish(tier, caches, value):
+    with pytest.raises(KeyError):
+        caches["default"][KEY]
+    caches["default"][KEY] = value
+    tier.commit_unit(set(), False)
+    assert caches["default"].client.flush(5)
+    tier.begin_unit(tier.sync_methods())
+
+
+@pytest.mark.parametrize("cache", [None, "default"])
+def test_flush_makes_every_process_miss(redis_url, cache):
+    from ormcache_redis.cli import main
+
+    (worker_a, caches_a, _), (worker_b, caches_b, _) = _two_workers(redis_url)
+    _publish(worker_b, caches_b, "before the flush")
+    assert caches_a["default"][KEY] == "before the flush"  # A read it from Redis
+    argv = ["flush", "--db", "db1", "--url", redis_url, "--prefix", "t:"]
+    assert main(argv + (["--cache", cache] if cache else [])) == 0
+    for tier, caches in ((worker_a, caches_a), (worker_b, caches_b)):
+        tier.begin_unit(tier.sync_methods())  # the next request
+        assert KEY not in caches["default"]  # L1 dropped
+        with pytest.raises(KeyError):
+            caches["default"][KEY]  # and Redis misses
+    # A process started after the flush shares the new namespace.
+    _publish(worker_a, caches_a, "after the flush")
+    (late, late_caches, _) = make_tier(RedisClient(redis_url))
+    late.ready = True
+    late.adopt(3, SEQUENCES)
+    late.begin_unit(late.sync_methods())
+    assert late_caches["default"][KEY] == "after the flush"
+
+
+def test_flush_of_one_cache_leaves_the_others(redis_url):
+    from ormcache_redis.cli import main
+
+    (worker_a, caches_a, _), _b = _two_workers(redis_url)
+    with pytest.raises(KeyError):
+        caches_a["assets"][KEY]
+    caches_a["assets"][KEY] = "an asset"
+    worker_a.commit_unit(set(), False)
+    assert caches_a["assets"].client.flush(5)
+    worker_a.begin_unit(worker_a.sync_methods())
+    before = caches_a["assets"].namespace
+    stable_before = caches_a["stable"].namespace
+    assert (
+        main(["flush", "--db", "db1", "--cache", "stable", "--url", redis_url, "--prefix", "t:"])
+        == 0
+    )
+    worker_a.begin_unit(worker_a.sync_methods())
+    assert caches_a["assets"].namespace == before
+    assert caches_a["assets"][KEY] == "an asset"  # still shared (L1 or Redis)
+    assert caches_a["stable"].namespace != stable_before
+
+
+def test_lost_flush_epochs_never_bring_back_the_old_namespace(redis_url):
+    _a, (worker_b, caches_b, _) = _two_workers(redis_url)
+    _publish(worker_b, caches_b, "old")
+    raw = RedisClient(redis_url)
+    raw.execute("DEL", shared_tier.flush_epochs_key("t:", "db1"))  # evicted
+    (late, late_caches, _) = make_tier(RedisClient(redis_url))
+    late.ready = True
+    late.adopt(3, SEQUENCES)
+    late.begin_unit(late.sync_methods())
+    assert late_caches["default"].namespace != caches_b["default"].namespace
+    with pytest.raises(KeyError):
+        late_caches["default"][KEY]
+
+
+def test_garbage_flush_epochs_are_ignored(redis_url):
+    _flush(redis_url)
+    raw = RedisClient(redis_url)
+    key = shared_tier.flush_epochs_key("t:", "db1")
+    raw.execute("HSET", key, "*", "not hex!", "bad field name", "abcd", "default", "x" * 100)
+    tier, caches, _ = make_tier(RedisClient(redis_url))
+    tier.ready = True
+    tier.adopt(3, SEQUENCES)
+    epochs = tier.flush_epochs
+    assert set(epochs) == {"*", "default"} and all(len(v) == 32 for v in epochs.values())
+    assert caches["default"].shared

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ormcache_redis._native import RedisClient
+from ormcache_redis.addon.settings import load_settings
 from ormcache_redis.config import (
     ConfigError,
     OptionSource,
@@ -11,6 +13,7 @@ from ormcache_redis.config import (
     parse_seconds,
     redact_url,
 )
+from ormcache_redis.sessions.settings import session_store_settings
 
 
 def test_config_first_then_environment() -> None:
@@ -20,6 +23,54 @@ def test_config_first_then_environment() -> None:
     assert source.raw("empty") == "redis://e"
     assert source.raw("unset") is None
     assert OptionSource(None, {"X": "  1 "}).raw("x") == "1"
+
+
+def test_redis_url_is_the_last_fallback_of_both_url_options() -> None:
+    environ = {"REDIS_URL": "redis://shared:6379/0"}
+    assert OptionSource(None, environ).raw("ormcache_redis_url") == "redis://shared:6379/0"
+    assert OptionSource(None, environ).raw("session_store_url") == "redis://shared:6379/0"
+    # Only the URLs: other options never read it.
+    assert OptionSource(None, environ).raw("ormcache_redis_prefix") is None
+    assert OptionSource(None, environ).raw("session_store") is None
+
+
+def test_each_option_wins_over_redis_url() -> None:
+    environ = {
+        "REDIS_URL": "redis://shared:6379/0",
+        "SESSION_STORE_URL": "redis://sessions:6379/1",
+    }
+    config = {"ormcache_redis_url": "redis://conf:6379/2"}
+    source = OptionSource(config.get, environ)
+    assert source.raw("ormcache_redis_url") == "redis://conf:6379/2"
+    assert source.raw("session_store_url") == "redis://sessions:6379/1"
+    # An empty variable is unset: the fallback still applies.
+    blank = OptionSource(None, {"ORMCACHE_REDIS_URL": " ", "REDIS_URL": "redis://shared"})
+    assert blank.raw("ormcache_redis_url") == "redis://shared"
+
+
+def test_a_bad_redis_url_names_redis_url() -> None:
+    source = OptionSource(None, {"REDIS_URL": "http://u:hunter2@host"})
+    with pytest.raises(ConfigError, match=r"^REDIS_URL must be a redis://") as error:
+        load_settings(source, ["default"])
+    assert "hunter2" not in str(error.value)
+
+
+def test_redis_url_alone_configures_the_cache_and_the_sessions(redis_url: str) -> None:
+    source = OptionSource(None, {"REDIS_URL": redis_url, "SESSION_STORE": "redis"})
+    cache = load_settings(source, ["default"])
+    sessions = session_store_settings(source)
+    assert cache.enabled and cache.url == redis_url
+    assert sessions is not None and sessions.url == redis_url
+    # The URL the options resolved to reaches the test's real Redis.
+    assert RedisClient(cache.url).ping() > 0
+    # Both share the server; their keys never meet.
+    assert not sessions.prefix.startswith(cache.prefix)
+    assert not cache.prefix.startswith(sessions.prefix)
+
+
+def test_session_store_without_any_url_says_where_to_put_one() -> None:
+    with pytest.raises(ConfigError, match="SESSION_STORE_URL or REDIS_URL"):
+        session_store_settings(OptionSource(None, {"SESSION_STORE": "redis"}))
 
 
 @pytest.mark.parametrize(

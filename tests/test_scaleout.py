@@ -469,3 +469,21 @@ def test_sentinel_over_tls(tmp_path: Path) -> None:
         for process in processes:
             process.kill()
             process.wait()
+
+
+def test_cluster_flush_command_moves_a_database_s_keys_in_one_slot(
+    cluster_set: RedisClusterSet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ormcache-redis flush runs its MULTI/EXEC (flush epoch and methods
+    version of the database) on a cluster: both keys carry the database's
+    hash tag."""
+    from ormcache_redis.addon.shared_tier import flush_epochs_key, methods_version_key
+    from ormcache_redis.cli import main as cli
+
+    url = cluster_set.url()
+    assert cli(["flush", "--url", url, "--db", "db7"]) == 0
+    assert "db7" in capsys.readouterr().out
+    client = RedisClient(url)
+    keys = [flush_epochs_key("ormcache:", "db7"), methods_version_key("ormcache:", "db7")]
+    assert client.execute("EXISTS", *keys) == 2
+    assert len({client.execute("CLUSTER", "KEYSLOT", key) for key in keys}) == 1

@@ -13,6 +13,7 @@ import pytest
 from test_two_tier import (
     HEADER_LEN,
     entry_names,
+    generations_key_in,
     key,
     make_cache,
     resealed,
@@ -138,7 +139,7 @@ def test_lost_bookkeeping_never_revives_old_entries(redis_url: str, redis_server
     cache.clear_method(users_group_ids)
     # The old entry is still in Redis, stamped with the old token. Lose the
     # bookkeeping as an eviction, a DEL or a failover would.
-    (generations,) = (n for n in redis_server.command("KEYS", "*") if b":g:" in n)
+    generations = generations_key_in(redis_server)
     redis_server.command("DEL", generations)
     assert len(entry_names(redis_server)) == 1
     reader = make_cache(redis_url)
@@ -159,7 +160,7 @@ def test_a_rolled_back_token_is_refused_by_a_process_that_saw_it_replaced(
     writer = make_cache(redis_url)
     writer[key(1)] = "old value"
     settle(writer)
-    (generations,) = (n for n in redis_server.command("KEYS", "*") if b":g:" in n)
+    generations = generations_key_in(redis_server)
     old_token = redis_server.command("HGET", generations, METHOD)
     reader = make_cache(redis_url)
     assert reader[key(1)] == "old value"
@@ -176,7 +177,7 @@ def test_generation_bookkeeping_expires_and_is_refreshed(redis_url: str, redis_s
     cache = make_cache(redis_url, ttl=100)
     cache[key(1)] = "value"
     settle(cache)
-    (generations,) = (n for n in redis_server.command("KEYS", "*") if b":g:" in n)
+    generations = generations_key_in(redis_server)
     assert 100 < redis_server.command("TTL", generations) <= 200
     redis_server.command("EXPIRE", generations, 5)
     cache.clear_method(users_group_ids)
@@ -196,7 +197,7 @@ def test_tampered_generation_tokens_are_a_miss_not_an_error(redis_url: str, redi
     cache = make_cache(redis_url)
     cache[key(1)] = "value"
     settle(cache)
-    (generations,) = (n for n in redis_server.command("KEYS", "*") if b":g:" in n)
+    generations = generations_key_in(redis_server)
     redis_server.command("HSET", generations, METHOD, "not a number")
     reader = make_cache(redis_url)
     assert reader.get(key(1)) is None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from test_two_tier import key, make_cache, settle, users_group_ids
+from test_two_tier import generations_key_in, key, make_cache, settle, users_group_ids
 
 METHOD = f"{users_group_ids.__module__}.users_group_ids"
 
@@ -89,7 +89,7 @@ def test_lost_bookkeeping_after_a_clear_brings_nothing_back(redis_url: str, redi
     reader.sync_generations()
     writer.clear_method(users_group_ids)
     reader.sync_generations()
-    (generations,) = (n for n in redis_server.command("KEYS", "*") if b":g:" in n)
+    generations = generations_key_in(redis_server)
     redis_server.command("DEL", generations)
     for cache in (reader, make_cache(redis_url)):
         cache.sync_generations()

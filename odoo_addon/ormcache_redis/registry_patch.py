@@ -69,9 +69,22 @@ def client() -> RedisClient | None:
     return _installed.get("client")
 
 
+def set_metrics_publisher(publisher: Any) -> None:
+    """Started by every process's first unit of work (see check_signaling)."""
+    _installed["metrics_publisher"] = publisher
+
+
+def loaded_registries() -> list[tuple[str, Any]]:
+    """``(database, registry)`` of every registry loaded in this process."""
+    registries = registry_module().Registry.registries
+    items = registries.snapshot if hasattr(registries, "snapshot") else registries.d
+    return sorted(dict(items).items())
+
+
 def build_codec() -> Codec:
     from markupsafe import Markup
     from odoo.tools import frozendict
+    from odoo.tools.misc import OrderedSet
 
     res_lang = importlib.import_module("odoo.addons.base.models.res_lang")
     codec = Codec()
@@ -81,7 +94,9 @@ def build_codec() -> Codec:
         markup=Markup,
         lang_data=getattr(res_lang, "LangData", None),  # 18.0+
         lang_data_dict=getattr(res_lang, "LangDataDict", None),  # 18.0+
+        ordered_set=OrderedSet,
     )
+    value_types.register_recordset_keys(importlib.import_module("odoo.models").BaseModel)
     return codec
 
 
@@ -127,7 +142,10 @@ def install() -> None:
         _logger.critical("cannot install (%s)", error, exc_info=True)
         raise SystemExit(f"ormcache_redis: cannot install: {error}") from error
     if redis_client is None:
-        _logger.info("ormcache_redis_url is not set, caches run in this process only (L1)")
+        _logger.info(
+            "ormcache_redis_url (or ORMCACHE_REDIS_URL, REDIS_URL) is not set, "
+            "caches run in this process only (L1)"
+        )
     else:
         _logger.info(
             "shared caches %s on %s (expire %ss)",
@@ -192,6 +210,9 @@ def _patch_registry(module: Any) -> None:
     @functools.wraps(original_check)
     def check_signaling(self, *args, **kwargs):
         registry = original_check(self, *args, **kwargs)
+        publisher = _installed.get("metrics_publisher")
+        if publisher is not None:
+            publisher.start()  # once per process; forked workers start their own
         tier = tier_of(registry)
         if tier is not None and tier.ready:
             if not test_mode(registry):
@@ -268,6 +289,8 @@ def _attach(registry: Any, caches_by_key: dict) -> None:
             hash_tag=registry.db_name,
             ttl=options.expire,
             secret_markers=settings.SECRET_KEY_MARKERS,
+            # Synced at each request's check_signaling (shared_tier).
+            follow_clears=None,
         )
     caches.update(two_tier)
     tier = shared_tier.SharedTier(

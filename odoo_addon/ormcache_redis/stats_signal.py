@@ -70,10 +70,7 @@ def stats_lines(registry: Any) -> list[str]:
 
 def log_shared_stats() -> None:
     try:
-        Registry = registry_patch.registry_module().Registry
-        registries = Registry.registries
-        items = registries.snapshot if hasattr(registries, "snapshot") else registries.d
-        for _db_name, registry in sorted(dict(items).items()):
+        for _db_name, registry in registry_patch.loaded_registries():
             lines = stats_lines(registry)
             if lines:
                 _logger.info("\n".join(lines))

@@ -4,10 +4,50 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar, final
 
-K = TypeVar("K")
-V = TypeVar("V")
+from typing_extensions import Self, disjoint_base
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 __version__: str
+__all__ = [
+    "CODEC_FORMAT_VERSION",
+    "KEY_FORMAT_VERSION",
+    "LRU",
+    "SESSION_ANONYMOUS_TTL",
+    "SESSION_PREFIX",
+    "CacheSettings",
+    "CachedMethod",
+    "Codec",
+    "ConfigError",
+    "DecodeError",
+    "EncodeError",
+    "FormatVersionError",
+    "RedisClient",
+    "RedisReplyError",
+    "RedisUnavailable",
+    "SessionSettings",
+    "TwoTierCache",
+    "UnitOfWork",
+    "__version__",
+    "aead_open",
+    "aead_seal",
+    "cache_option_names",
+    "canonical_key",
+    "check_redis_url",
+    "derive_key",
+    "flush_all_writers",
+    "key_digest",
+    "key_method",
+    "mac_tag",
+    "mac_verify",
+    "parse_seconds",
+    "qualified_name",
+    "redact_url",
+    "register_key_type",
+    "session_option_names",
+    "set_single_flight",
+]
 
 class EncodeError(TypeError):
     """A value (or key) is outside the codec's closed set of types."""
@@ -41,10 +81,11 @@ def mac_tag(key: bytes, data: bytes) -> bytes:
 def mac_verify(key: bytes, data: bytes, tag: bytes) -> bool:
     """Whether ``tag`` authenticates ``data``, compared in constant time."""
 
-def aead_seal(key: bytes, plaintext: bytes, associated: bytes = b"") -> bytes:
-    """``nonce | ciphertext | tag`` (ChaCha20-Poly1305, random nonce)."""
+def aead_seal(key: bytes, plaintext: bytes, associated: bytes = ...) -> bytes:
+    """``nonce | ciphertext | tag`` (ChaCha20-Poly1305, random nonce);
+    ``associated`` is empty by default."""
 
-def aead_open(key: bytes, sealed: bytes, associated: bytes = b"") -> bytes | None:
+def aead_open(key: bytes, sealed: bytes, associated: bytes = ...) -> bytes | None:
     """The plaintext of :func:`aead_seal`, or None if anything was altered."""
 
 # --------------------------------------------------------------------------- codec
@@ -57,15 +98,18 @@ class Codec:
     past one); encoding refuses what decoding would refuse (``EncodeError``).
     """
 
-    def __init__(
-        self,
-        compress_threshold: int = 4096,
-        max_depth: int = 128,
-        max_decoded_bytes: int = 32 * 1024 * 1024,
-        max_decoded_memory: int = 32 * 1024 * 1024,
-        max_objects: int = 1_000_000,
-        max_hash_collisions: int = 256,
-    ) -> None: ...
+    def __new__(
+        cls,
+        compress_threshold: int = ...,
+        max_depth: int = ...,
+        max_decoded_bytes: int = ...,
+        max_decoded_memory: int = ...,
+        max_objects: int = ...,
+        max_hash_collisions: int = ...,
+    ) -> Self:
+        """Defaults: compress_threshold 4096 bytes, max_depth 128,
+        max_decoded_bytes and max_decoded_memory 32 MiB, max_objects
+        1,000,000, max_hash_collisions 256."""
     @property
     def compress_threshold(self) -> int: ...
     @property
@@ -93,47 +137,53 @@ class Codec:
 def canonical_key(key: object) -> bytes:
     """Deterministic encoding of a cache key, equal across processes and runs."""
 
+def register_key_type(cls: type, name: str, to_state: Callable[[Any], object]) -> None:
+    """Teach the key encoder a type: instances of ``cls`` (subclasses too) are
+    encoded as ``name`` and ``to_state(obj)``; an exception keeps the key local.
+    Every process sharing entries must register the same types."""
+
 def key_digest(namespace: bytes, canonical: bytes) -> bytes:
     """SHA-256 of the namespace and the canonical key (32 bytes)."""
 
 # --------------------------------------------------------------------------- L1
 
-class LRU(Generic[K, V]):
+@disjoint_base
+class LRU(Generic[_K, _V]):
     """Thread-safe LRU mapping with Odoo's LRU protocol (17, 18 and 19)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         count: int,
-        pairs: Iterable[tuple[K, V]] | None = None,
+        pairs: Iterable[tuple[_K, _V]] | None = None,
         *,
         max_bytes: int = 0,
         ttl: float | None = None,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def count(self) -> int: ...
     @property
     def max_bytes(self) -> int: ...
     @property
     def total_bytes(self) -> int: ...
-    def __getitem__(self, key: K) -> V: ...
-    def __setitem__(self, key: K, value: V) -> None: ...
-    def __delitem__(self, key: K) -> None: ...
-    def __contains__(self, key: object) -> bool: ...
+    def __getitem__(self, key: _K, /) -> _V: ...
+    def __setitem__(self, key: _K, value: _V, /) -> None: ...
+    def __delitem__(self, key: _K, /) -> None: ...
+    def __contains__(self, key: object, /) -> bool: ...
     def __len__(self) -> int: ...
     def __bool__(self) -> bool: ...
-    def __iter__(self) -> Iterator[K]: ...
-    def set(self, key: K, value: V, ttl: float | None = None) -> None: ...
-    def get(self, key: K, default: V | None = None) -> V | None: ...
-    def pop(self, key: K, *default: V) -> V: ...
+    def __iter__(self) -> Iterator[_K]: ...
+    def set(self, key: _K, value: _V, ttl: float | None = None) -> None: ...
+    def get(self, key: _K, default: _V | None = None) -> _V | None: ...
+    def pop(self, key: _K, *default: _V) -> _V: ...
     def clear(self) -> None: ...
-    def keys(self) -> list[K]: ...
-    def values(self) -> list[V]: ...
-    def items(self) -> list[tuple[K, V]]: ...
+    def keys(self) -> list[_K]: ...
+    def values(self) -> list[_V]: ...
+    def items(self) -> list[tuple[_K, _V]]: ...
     @property
-    def snapshot(self) -> dict[K, V]:
+    def snapshot(self) -> dict[_K, _V]:
         """A copy, least recently used first (Odoo 19)."""
     @property
-    def d(self) -> dict[K, V]:
+    def d(self) -> dict[_K, _V]:
         """Same as ``snapshot``; Odoo 17/18 read ``cache.d``."""
     def stats(self) -> dict[str, int]:
         """entries, max_entries, bytes, max_bytes, hits, misses, sets,
@@ -159,8 +209,8 @@ class RedisClient:
     ``retry_initial`` for the first 10 s of an outage, then backs off to
     ``retry_max``, and closes the circuit when Redis answers."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         url: str,
         *,
         connect_timeout: float = 0.5,
@@ -174,7 +224,7 @@ class RedisClient:
         tls_ca_file: str | os.PathLike[str] | None = None,
         tls_cert_file: str | os.PathLike[str] | None = None,
         tls_key_file: str | os.PathLike[str] | None = None,
-    ) -> None:
+    ) -> Self:
         """``url``: one server (``redis://``, ``rediss://``, ``unix://``,
         ``valkey://``), a Sentinel set-up
         (``redis+sentinel://[user:pw@]h1:26379,h2:26379/SERVICE[/DB]``: the
@@ -241,7 +291,7 @@ class UnitOfWork:
     returns it, the engine keeps sealed entries in it (at most 2000 per cache).
     """
 
-    def __init__(self, caches: Iterable[TwoTierCache[Any, Any]] | None = None) -> None: ...
+    def __new__(cls, caches: Iterable[TwoTierCache[Any, Any]] | None = None) -> Self: ...
     def pending(self) -> dict[str, int]:
         """Writes waiting, per cache name."""
     @property
@@ -254,7 +304,8 @@ class UnitOfWork:
     def commit(self, cache: TwoTierCache[Any, Any]) -> tuple[int, int, int]:
         """Queue the cache's waiting writes: ``(queued, dropped, raced)``."""
 
-class TwoTierCache(LRU[K, V]):
+@final
+class TwoTierCache(LRU[_K, _V]):
     """L1 (this process) in front of L2 (Redis, shared by every process).
 
     Lookup: L1, then (when shared and Redis healthy) Redis, else KeyError.
@@ -266,25 +317,26 @@ class TwoTierCache(LRU[K, V]):
     commits or discards them).
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         name: str,
         count: int,
         *,
         client: RedisClient | None,
         codec: Codec,
-        namespace: bytes = b"",
+        namespace: bytes | None = None,
         prefix: str = "ormcache:",
         hash_tag: str | None = None,
         ttl: int = 3600,
-        local_methods: Iterable[str] = (),
-        secret_markers: Iterable[str] = (),
+        local_methods: Iterable[str] | None = None,
+        secret_markers: Iterable[str] | None = None,
         gate: Callable[[], bool | UnitOfWork | None] | None = None,
         max_bytes: int = 0,
         secret: str | bytes | None = None,
-        single_flight_after: float | None = 0.02,
+        single_flight_after: float | None = ...,
         single_flight_wait: float = 5.0,
-    ) -> None:
+        follow_clears: float | None = ...,
+    ) -> Self:
         """``secret`` keys the HMAC that authenticates every entry in Redis;
         all processes sharing entries need the same one. Without it entries
         are only checked for corruption (one warning per process).
@@ -294,10 +346,16 @@ class TwoTierCache(LRU[K, V]):
         keys of the same tag in one MULTI/EXEC; entries are never tagged.
 
         Single flight: on a shared miss of a method whose measured compute
-        time is at least ``single_flight_after`` seconds (None: only methods
+        time is at least ``single_flight_after`` seconds (0.02 by default; None: only methods
         switched on with ``set_single_flight``), one process computes while
         the others wait for its value, at most ``single_flight_wait`` seconds
-        (then they compute themselves)."""
+        (then they compute themselves).
+
+        ``follow_clears`` (seconds, 0.025 by default): a thread polls whether another process
+        cleared a method, and the next lookup drops the stale L1 copies first,
+        so a clear reaches this process within about that interval while Redis
+        is up. None when the owner calls ``sync_generations`` itself (the Odoo
+        addon does, per request)."""
     @property
     def name(self) -> str: ...
     namespace: bytes
@@ -306,11 +364,18 @@ class TwoTierCache(LRU[K, V]):
     shared: bool
     """Master switch of the shared tier for this cache."""
     ttl: int
-    local_methods: frozenset[str]
-    """Qualified names (``module.Class.method``) whose entries never leave the process."""
-    secret_markers: list[str]
-    """Lower-case fragments: a key whose string argument contains one stays local
-    (e.g. ``_get_param('database.secret')``)."""
+    @property
+    def local_methods(self) -> list[str]:
+        """Qualified names (``module.Class.method``) whose entries never leave
+        the process, sorted."""
+    @local_methods.setter
+    def local_methods(self, names: Iterable[str]) -> None: ...
+    @property
+    def secret_markers(self) -> list[str]:
+        """Lower-case fragments: a key whose string argument contains one stays
+        local (e.g. ``_get_param('database.secret')``)."""
+    @secret_markers.setter
+    def secret_markers(self, markers: Iterable[str]) -> None: ...
     @property
     def authenticated(self) -> bool:
         """Whether entries are authenticated with a secret."""
@@ -352,8 +417,9 @@ class TwoTierCache(LRU[K, V]):
     @property
     def generations_key(self) -> bytes:
         """The Redis hash of this namespace's method generation tokens."""
-    gate: Callable[[], bool | list[tuple[bytes, bytes, int]] | None] | None
-    def set(self, key: K, value: V, ttl: float | None = None) -> None:
+    gate: Callable[[], bool | UnitOfWork | None] | None
+    """Called on every L2 access: False/None (local), True, or a UnitOfWork."""
+    def set(self, key: _K, value: _V, ttl: float | None = None) -> None:
         """Stores with a TTL (seconds) for both tiers; None: the cache's TTL in Redis."""
     def stats(self) -> dict[str, Any]:  # type: ignore[override]
         """Lookups: ``hits`` (a value from either tier) and ``misses`` (nothing);
@@ -366,22 +432,27 @@ class TwoTierCache(LRU[K, V]):
         expirations, Redis latency quantiles, ``shared``, ``redis_healthy``,
         and ``methods``: per method name l1_hits, l2_hits, misses, errors,
         redis_errors, rejected_entries, forged_entries, local_only,
-        bytes_read, bytes_written, hit_ratio and latency quantiles."""
+        bytes_read, bytes_written, computations and compute_us (values
+        computed after a Redis miss, and their compute time), hit_ratio,
+        latency quantiles, ``redis_latency_buckets_us`` (``(upper bound,
+        count)`` of each non-empty bucket of the latency histogram) and
+        ``redis_latency_sum_us``."""
 
 # --------------------------------------------------------------------------- decorator
 
+@final
 class CachedMethod:
     """The native hit path of ``ormcache_redis.ormcache``; see that function."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         method: Callable[..., Any],
         key: Callable[..., tuple[Any, ...]],
         cache_name: str = "default",
         ttl: float | None = None,
         on_unhashable: Callable[[Any, Any, BaseException], object] | None = None,
-    ) -> None: ...
-    def __get__(self, obj: object, owner: type | None = None) -> Any: ...
+    ) -> Self: ...
+    def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
     def __call__(self, obj: Any, *args: Any, **kwargs: Any) -> Any: ...
     @property
     def method(self) -> Callable[..., Any]: ...
@@ -458,15 +529,17 @@ def parse_seconds(
 class SessionSettings:
     """The ``session_store*`` options, checked (src/settings.rs)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         url: str,
         *,
-        prefix: str = "odoo:session:",
-        anonymous_ttl: int = 14400,
-        timeout: float = 1.0,
+        prefix: str = ...,
+        anonymous_ttl: int = ...,
+        timeout: float = ...,
         secret: str | None = None,
-    ) -> None: ...
+    ) -> Self:
+        """Defaults: prefix ``SESSION_PREFIX`` ('odoo:session:'),
+        anonymous_ttl ``SESSION_ANONYMOUS_TTL`` (4 hours), timeout 1 second."""
     @staticmethod
     def parse(options: Mapping[str, str | None]) -> SessionSettings | None:
         """None for Odoo's filesystem store; ConfigError naming the option on a bad value."""

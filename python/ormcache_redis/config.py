@@ -2,7 +2,9 @@
 
 Options come from Odoo's configuration (``odoo.conf`` ``[options]``) first and
 from the environment second (``ormcache_redis_url`` -> ``ORMCACHE_REDIS_URL``),
-so containers can configure everything without a config file. The rules and
+so containers can configure everything without a config file. The Redis URLs
+(``ormcache_redis_url``, ``session_store_url``) fall back last on
+``REDIS_URL``, the name container platforms and add-ons commonly set. The rules and
 their error sentences live in the engine (``src/settings.rs``,
 ``src/redis/url.rs``): every check raises :class:`ConfigError` with one
 sentence that names the option, which is what start-up shows to the operator.
@@ -17,6 +19,7 @@ from ormcache_redis._native import ConfigError, check_redis_url, redact_url
 from ormcache_redis._native import parse_seconds as native_parse_seconds
 
 __all__ = [
+    "REDIS_URL_FALLBACK",
     "ConfigError",
     "OptionSource",
     "parse_redis_url",
@@ -25,12 +28,19 @@ __all__ = [
 ]
 
 
+# The environment variable that every Redis URL option falls back on last:
+# one Redis for the cache and the sessions unless an option says otherwise
+# (their keys have different prefixes).
+REDIS_URL_FALLBACK = "REDIS_URL"
+URL_OPTIONS = frozenset({"ormcache_redis_url", "session_store_url"})
+
+
 class OptionSource:
     """Looks options up in a config getter, then in the environment.
 
     ``config_get`` is e.g. ``odoo.tools.config.get``; values Odoo leaves unset
     (``None``, ``False`` or ``''``) fall through to the environment variable
-    of the upper-cased name.
+    of the upper-cased name, and the Redis URL options then to ``REDIS_URL``.
     """
 
     def __init__(
@@ -46,7 +56,17 @@ class OptionSource:
             value = self._config_get(name)
             if value not in (None, False, ""):
                 return str(value).strip()
-        value = self._environ.get(name.upper())
+        value = self._from_environment(name.upper())
+        if value is None and name in URL_OPTIONS:
+            value = self._from_environment(REDIS_URL_FALLBACK)
+            if value is not None:
+                # Checked here so that a bad value names the variable the
+                # operator set, not the option it stood in for.
+                check_redis_url(REDIS_URL_FALLBACK, value)
+        return value
+
+    def _from_environment(self, variable: str) -> str | None:
+        value = self._environ.get(variable)
         if value is None or value.strip() == "":
             return None
         return value.strip()

@@ -48,11 +48,13 @@ impl PyLru {
         self.lru.bounds.max_entries
     }
 
+    /// Bound on the entries' estimated size in bytes (0: none).
     #[getter]
     fn max_bytes(&self) -> usize {
         self.lru.bounds.max_bytes
     }
 
+    /// Estimated size of the entries, in bytes.
     #[getter]
     fn total_bytes(&self) -> usize {
         self.lru.total_bytes()
@@ -110,6 +112,7 @@ impl PyLru {
         self.set_item(key, value, deadline_after(ttl)?)
     }
 
+    /// The value, or `default`.
     #[pyo3(signature = (key, default = None))]
     fn get(
         &self,
@@ -123,6 +126,7 @@ impl PyLru {
         })
     }
 
+    /// Removes and returns the value; KeyError unless a default is given.
     #[pyo3(signature = (key, *default))]
     fn pop(&self, key: &Bound<'_, PyAny>, default: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
         if default.len() > 1 {
@@ -135,18 +139,22 @@ impl PyLru {
         }
     }
 
+    /// Removes every entry.
     fn clear(&self) {
         self.lru.clear();
     }
 
+    /// The keys, least recently used first.
     fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         PyList::new(py, self.lru.items(py).into_iter().map(|(k, _)| k))
     }
 
+    /// The values, least recently used first.
     fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         PyList::new(py, self.lru.items(py).into_iter().map(|(_, v)| v))
     }
 
+    /// The (key, value) pairs, least recently used first.
     fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         PyList::new(py, self.lru.items(py))
     }
@@ -172,6 +180,7 @@ impl PyLru {
         lru_stats_dict(py, &self.lru, LRU_LOOKUP_LABELS)
     }
 
+    /// Zeroes the counters.
     fn reset_stats(&self) {
         self.lru.reset_counters();
     }

@@ -221,6 +221,7 @@ impl RedisClient {
         })
     }
 
+    /// Server address without credentials.
     #[getter]
     fn address(&self) -> String {
         self.config.display_address()
@@ -236,16 +237,20 @@ impl RedisClient {
         }
     }
 
+    /// False while the circuit breaker is open.
     #[getter]
     fn healthy(&self) -> bool {
         self.pool().looks_healthy()
     }
 
+    /// Breaker state: 'closed' or 'open'.
     #[getter]
     fn state(&self) -> &'static str {
         self.pool().breaker_state().name()
     }
 
+    /// Runs one command within the call deadline (GIL released); raises
+    /// RedisUnavailable or RedisReplyError.
     #[pyo3(signature = (*args))]
     fn execute(
         &self,
@@ -259,6 +264,8 @@ impl RedisClient {
         reply_to_py(py, value)
     }
 
+    /// Runs several commands in one round trip (MULTI/EXEC when
+    /// `transaction`); an error reply raises for the whole batch.
     #[pyo3(signature = (commands, *, transaction = false))]
     fn pipeline(
         &self,
@@ -283,11 +290,13 @@ impl RedisClient {
         Ok(PyList::new(py, converted)?.into_any().unbind())
     }
 
+    /// Queues a write for the background writer; False when dropped.
     #[pyo3(signature = (*args))]
     fn enqueue(&self, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
         Ok(self.enqueue_command(to_command(args.as_any())?))
     }
 
+    /// Waits until every queued write was sent or dropped; False on timeout.
     #[pyo3(signature = (timeout = 5.0))]
     fn flush(&self, py: Python<'_>, timeout: f64) -> bool {
         let timeout = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
@@ -303,6 +312,7 @@ impl RedisClient {
         self.pool().discard_idle();
     }
 
+    /// Round-trip time of a PING, in seconds.
     fn ping(&self, py: Python<'_>) -> PyResult<f64> {
         let started = Instant::now();
         self.call(py, |con| redis::cmd("PING").query::<()>(con))
@@ -310,6 +320,7 @@ impl RedisClient {
         Ok(started.elapsed().as_secs_f64())
     }
 
+    /// This process's counters: calls, errors, breaker, latency, writer.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let process = self.process();
         let pool = &process.pool;

@@ -84,6 +84,10 @@ counter_table! {
         local_only,
         bytes_read,
         bytes_written,
+        /// Values computed after a Redis miss and stored (timed for single flight).
+        computations,
+        /// Their compute time, microseconds.
+        compute_us,
     }
 }
 
@@ -166,6 +170,8 @@ impl TwoTierCache {
                 counts: entry.counters.figures().collect(),
                 p50: entry.redis_latency.quantile_micros(0.5),
                 p99: entry.redis_latency.quantile_micros(0.99),
+                latency_buckets: entry.redis_latency.nonempty_buckets(),
+                latency_sum_us: entry.redis_latency.sum_micros(),
             })
             .collect();
         let methods = PyDict::new(py);
@@ -198,6 +204,8 @@ struct MethodFigures {
     counts: Vec<(&'static str, u64)>,
     p50: Option<f64>,
     p99: Option<f64>,
+    latency_buckets: Vec<(f64, u64)>,
+    latency_sum_us: u64,
 }
 
 impl MethodFigures {
@@ -224,6 +232,8 @@ impl MethodFigures {
         dict.set_item("hit_ratio", ratio)?;
         dict.set_item("redis_latency_p50_us", self.p50)?;
         dict.set_item("redis_latency_p99_us", self.p99)?;
+        dict.set_item("redis_latency_buckets_us", self.latency_buckets)?;
+        dict.set_item("redis_latency_sum_us", self.latency_sum_us)?;
         Ok(dict)
     }
 }

@@ -246,7 +246,10 @@ impl TwoTierCache {
     ) -> Option<Command> {
         let pending = self.pending.lock().remove(digest)?;
         if let Some(method) = method {
-            self.record_cost(client, method, pending.started.elapsed());
+            let elapsed = pending.started.elapsed();
+            bump(&method.counters.computations, 1);
+            bump(&method.counters.compute_us, elapsed.as_micros() as u64);
+            self.record_cost(client, method, elapsed);
         }
         let (lock_key, token) = pending.lock?;
         Some(release_command(lock_key, token))

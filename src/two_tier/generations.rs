@@ -44,10 +44,10 @@ impl MethodGeneration {
 pub(super) type Generations = HashMap<String, MethodGeneration>;
 
 /// The methods cleared elsewhere since the last sync: their token in Redis
-/// (`now`) changed or vanished since `synced`, or differs from the one this
-/// process computed its copies under (`mine`). From then on `mine` follows
-/// Redis (a vanished token is recreated fresh on the next use) and `synced`
-/// is `now`.
+/// (`now`) differs from the one this process computed its copies under
+/// (`mine`), or, when it holds none, changed or vanished since `synced`.
+/// From then on `mine` follows Redis (a vanished token is recreated fresh
+/// on the next use) and `synced` is `now`.
 pub(super) fn sync(
     now: HashMap<String, u64>,
     synced: &mut HashMap<String, u64>,
@@ -58,11 +58,12 @@ pub(super) fn sync(
         .into_iter()
         .filter(|name| {
             let token = now.get(*name);
-            synced.get(*name) != token
-                || mine
-                    .get(*name)
-                    .and_then(|known| known.current)
-                    .is_some_and(|known| Some(&known) != token)
+            match mine.get(*name).and_then(|known| known.current) {
+                // Copies computed under the token Redis holds are current,
+                // whatever the last sync saw.
+                Some(known) => Some(&known) != token,
+                None => synced.get(*name) != token,
+            }
         })
         .cloned()
         .collect();
@@ -100,15 +101,18 @@ mod tests {
         let mut synced = tokens(&[("a", 1), ("b", 2), ("gone", 3)]);
         let mut mine = Generations::new();
         mine.entry("c".into()).or_default().adopt(9);
+        // Read before the first sync, under the token Redis still holds.
+        mine.entry("d".into()).or_default().adopt(7);
         let mut stale = sync(
-            tokens(&[("a", 1), ("b", 5), ("c", 4)]),
+            tokens(&[("a", 1), ("b", 5), ("c", 4), ("d", 7)]),
             &mut synced,
             &mut mine,
         );
         stale.sort();
         assert_eq!(stale, ["b", "c", "gone"]);
         assert_eq!(mine["c"].current, Some(4));
+        assert_eq!(mine["d"].current, Some(7));
         assert_eq!(mine["gone"].current, None);
-        assert_eq!(synced, tokens(&[("a", 1), ("b", 5), ("c", 4)]));
+        assert_eq!(synced, tokens(&[("a", 1), ("b", 5), ("c", 4), ("d", 7)]));
     }
 }

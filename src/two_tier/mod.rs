@@ -8,6 +8,7 @@
 
 mod counters;
 mod flight;
+mod follow;
 mod generations;
 mod policy;
 mod reports;
@@ -31,10 +32,21 @@ use crate::redis::RedisClient;
 use crate::stats::LatencyHistogram;
 use counters::{Methods, SharedCounters};
 use flight::PendingComputations;
+use follow::Follower;
 use generations::Generations;
-use policy::{checked_secret, flight_settings, lowercase, method_name_arg, validate_ttl, Settings};
+use policy::{
+    checked_interval, checked_secret, flight_settings, lowercase, method_name_arg, validate_ttl,
+    Settings,
+};
 use reports::RateLimitedLog;
 
+/// L1 (this process's LRU) in front of L2 (Redis, shared by every process).
+///
+/// Lookup: L1, then (when shared and Redis healthy) Redis, else KeyError.
+/// Store: L1, plus a queued Redis write when the value is encodable.
+/// `gate` (optional) is called on every L2 access: False/None keeps it
+/// local, True reads and writes Redis now, a UnitOfWork reads Redis and
+/// holds the writes until the caller commits it.
 #[pyclass(module = "ormcache_redis._native", name = "TwoTierCache", extends = PyLru, frozen)]
 pub struct TwoTierCache {
     name: String,
@@ -62,6 +74,8 @@ pub struct TwoTierCache {
     forged_log: Mutex<RateLimitedLog>,
     /// Computations started after a miss (see `flight`).
     pending: Mutex<PendingComputations>,
+    /// Clears made elsewhere, for an owner that does not sync (see `follow`).
+    follower: Option<Follower>,
     counters: SharedCounters,
     latency: LatencyHistogram,
 }
@@ -87,7 +101,7 @@ impl TwoTierCache {
         name, count, *, client, codec, namespace = None, prefix = "ormcache:", hash_tag = None,
         ttl = 3600,
         local_methods = None, secret_markers = None, gate = None, max_bytes = 0, secret = None,
-        single_flight_after = Some(0.02), single_flight_wait = 5.0
+        single_flight_after = Some(0.02), single_flight_wait = 5.0, follow_clears = Some(0.025)
     ))]
     #[allow(clippy::too_many_arguments)]
     fn py_new(
@@ -106,6 +120,7 @@ impl TwoTierCache {
         secret: Option<&Bound<'_, PyAny>>,
         single_flight_after: Option<f64>,
         single_flight_wait: f64,
+        follow_clears: Option<f64>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let lru = PyLru {
             lru: Lru::new(Bounds::from_args(count, max_bytes, None)?)?,
@@ -121,6 +136,13 @@ impl TwoTierCache {
             secret.as_deref(),
             flight_settings(single_flight_after, single_flight_wait)?,
         );
+        let follower = match (&client, follow_clears) {
+            (Some(_), Some(seconds)) => Some(Follower::new(
+                checked_interval("follow_clears", seconds)?,
+                &settings.generations_key,
+            )),
+            _ => None,
+        };
         let this = TwoTierCache {
             name,
             client,
@@ -137,17 +159,21 @@ impl TwoTierCache {
             warned_values: Mutex::new(HashSet::new()),
             forged_log: Mutex::new(RateLimitedLog::new(Duration::from_secs(60))),
             pending: Mutex::new(HashMap::new()),
+            follower,
             counters: SharedCounters::default(),
             latency: LatencyHistogram::default(),
         };
         Ok(PyClassInitializer::from(lru).add_subclass(this))
     }
 
+    /// The cache's name (`default`, `stable`, ...).
     #[getter]
     fn name(&self) -> &str {
         &self.name
     }
 
+    /// Part of every Redis key (database, registry, generation); changing it
+    /// is the O(1) clear of the shared tier.
     #[getter]
     fn get_namespace<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.settings.read().namespace)
@@ -158,12 +184,16 @@ impl TwoTierCache {
         let mut settings = self.settings.write();
         if settings.namespace != namespace {
             settings.set_namespace(namespace);
+            if let Some(follower) = &self.follower {
+                follower.set_generations_key(&settings.generations_key);
+            }
             // Generations belong to a namespace.
             self.generations.lock().clear();
             self.synced_generations.lock().clear();
         }
     }
 
+    /// Master switch of the shared tier for this cache.
     #[getter]
     fn get_shared(&self) -> bool {
         self.settings.read().shared
@@ -174,6 +204,7 @@ impl TwoTierCache {
         self.settings.write().shared = shared;
     }
 
+    /// Seconds an entry lives in Redis.
     #[getter]
     fn get_ttl(&self) -> u64 {
         self.settings.read().ttl
@@ -185,11 +216,14 @@ impl TwoTierCache {
         Ok(())
     }
 
+    /// Prefix of every Redis key of this cache.
     #[getter]
     fn get_prefix(&self) -> String {
         self.settings.read().prefix.clone()
     }
 
+    /// Qualified names (`module.Class.method`) whose entries never leave the
+    /// process, sorted.
     #[getter]
     fn get_hash_tag(&self) -> Option<String> {
         self.settings.read().hash_tag.clone()
@@ -213,6 +247,8 @@ impl TwoTierCache {
         self.settings.write().local_methods = names;
     }
 
+    /// Lower-case fragments: a key whose string argument contains one stays
+    /// local.
     #[getter]
     fn get_secret_markers(&self) -> Vec<String> {
         self.settings.read().secret_markers.clone()
@@ -239,6 +275,7 @@ impl TwoTierCache {
         Ok(())
     }
 
+    /// Called on every L2 access: False/None (local), True, or a UnitOfWork.
     #[getter]
     fn get_gate(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.gate.read().as_ref().map(|g| g.clone_ref(py))
@@ -249,6 +286,7 @@ impl TwoTierCache {
         *self.gate.write() = gate;
     }
 
+    /// The Redis client, None for an L1-only cache.
     #[getter]
     fn client(&self, py: Python<'_>) -> Option<Py<RedisClient>> {
         self.client.as_ref().map(|c| c.clone_ref(py))
@@ -277,6 +315,7 @@ impl TwoTierCache {
         TwoTierCache::store(slf, key, value, ttl)
     }
 
+    /// The value from either tier, or `default`.
     #[pyo3(signature = (key, default = None))]
     fn get(
         slf: &Bound<'_, Self>,
@@ -351,6 +390,7 @@ impl TwoTierCache {
         self.generations_synced.store(false, Ordering::Relaxed);
     }
 
+    /// Counters of both tiers, per method too (see the README's stats).
     fn stats<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
         let py = slf.py();
         let this = slf.get();
@@ -370,6 +410,7 @@ impl TwoTierCache {
         Ok(dict)
     }
 
+    /// Zeroes every counter of both tiers.
     fn reset_stats(slf: &Bound<'_, Self>) {
         slf.as_super().get().lru.reset_counters();
         slf.get().reset_counters();

@@ -85,16 +85,22 @@ fn entry_mac(secret: Option<&[u8]>) -> Mac {
     ))
 }
 
-/// The Redis hash holding the per-method generation tokens of a namespace:
-/// `{prefix}g:{hex}`, or with a hash tag `{prefix}{{tag}}:g:{hex}`, so that
-/// in a Redis Cluster it shares its slot with the caller's keys of the same
-/// tag (the addon: every generations hash of a database and its
-/// methods-version key, which one MULTI/EXEC changes together). Entries
-/// carry no tag: they spread over the cluster.
+/// The Redis hash holding the per-method generation tokens of a namespace.
+/// Its Redis Cluster hash tag is `hash_tag` (`{prefix}{tag}:g:{hex}`), so
+/// that it shares its slot with the caller's keys of the same tag (the
+/// addon: every generations hash of a database, its methods-version key
+/// and flush epochs, which transactions change together), else its own
+/// digest (`{prefix}g:{hex}`, braces included). Either way the key a
+/// clear moves next to it (`follow::clears_key`, this key plus a suffix)
+/// is in its slot. Entries carry no tag: they spread over the cluster.
 fn generations_key(prefix: &str, hash_tag: Option<&str>, namespace: &[u8]) -> Vec<u8> {
     let digest = key_digest(namespace, b"method-generations");
     match hash_tag {
-        None => entry::redis_key(prefix, entry::GENERATIONS, &digest),
+        None => {
+            let mut key = entry::redis_key(prefix, b"g:{", &digest);
+            key.push(b'}');
+            key
+        }
         Some(tag) => entry::redis_key(&format!("{prefix}{{{tag}}}:"), entry::GENERATIONS, &digest),
     }
 }
@@ -136,23 +142,29 @@ pub(super) fn validate_ttl(ttl: i64) -> PyResult<u64> {
     Ok(ttl as u64)
 }
 
-/// `single_flight_after` / `single_flight_wait` checked and converted.
+/// A positive number of seconds for option `name`.
+pub(super) fn checked_interval(name: &str, seconds: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "{name} must be a positive number of seconds, got {seconds}"
+            ))
+        })
+}
+
+/// `single_flight_after` (0: every method with a measured cost) and
+/// `single_flight_wait` checked and converted.
 pub(super) fn flight_settings(after: Option<f64>, wait: f64) -> PyResult<FlightSettings> {
-    let seconds = |name: &str, value: f64| -> PyResult<Duration> {
-        Duration::try_from_secs_f64(value)
-            .ok()
-            .filter(|d| !d.is_zero() || name == "single_flight_after")
-            .ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "{name} must be a positive number of seconds, got {value}"
-                ))
-            })
+    let after = match after {
+        Some(0.0) => Some(Duration::ZERO),
+        Some(after) => Some(checked_interval("single_flight_after", after)?),
+        None => None,
     };
     Ok(FlightSettings {
-        after: after
-            .map(|a| seconds("single_flight_after", a))
-            .transpose()?,
-        wait: seconds("single_flight_wait", wait)?,
+        after,
+        wait: checked_interval("single_flight_wait", wait)?,
     })
 }
 

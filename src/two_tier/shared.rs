@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 
 use super::counters::bump;
+use super::follow;
 use super::policy::Address;
 use super::unit::Outcome;
 use super::TwoTierCache;
@@ -114,6 +115,7 @@ impl TwoTierCache {
             return Ok(());
         };
         let key = self.generations_key();
+        let clears_key = follow::clears_key(&key);
         let field = name.clone();
         let token = entry::new_token();
         let bookkeeping_ttl = self.bookkeeping_ttl();
@@ -122,6 +124,13 @@ impl TwoTierCache {
             .call(py, move |con| {
                 let mut pipe = redis::pipe();
                 pipe.atomic();
+                // Processes following clears poll this key (see `follow`).
+                pipe.cmd("SET")
+                    .arg(clears_key.as_slice())
+                    .arg(entry::new_token())
+                    .arg("EX")
+                    .arg(bookkeeping_ttl)
+                    .ignore();
                 for command in &with_commands {
                     let Some((name, args)) = command.split_first() else {
                         continue;

@@ -23,6 +23,7 @@ impl TwoTierCache {
         let py = slf.py();
         let this = slf.get();
         let lru = &slf.as_super().get().lru;
+        this.follow_clears(slf);
         let hash = match key.hash() {
             Ok(hash) => hash,
             Err(err) => {
@@ -88,6 +89,22 @@ impl TwoTierCache {
                 count(method, |c| bump(&c.misses, 1));
                 Ok(None)
             }
+        }
+    }
+
+    /// Another process cleared something since the last lookup: drop the
+    /// L1 copies it made stale before answering (see `follow`).
+    fn follow_clears(&self, slf: &Bound<'_, Self>) {
+        let (Some(follower), Some(client)) = (&self.follower, &self.client) else {
+            return;
+        };
+        let generations_key = || self.settings.read().generations_key.clone();
+        let pool = || Arc::clone(&client.get().process().pool);
+        if follower.take_moved(pool, generations_key)
+            && TwoTierCache::sync_generations(slf).is_err()
+        {
+            follower.retry(generations_key);
+            self.mark_unsynced();
         }
     }
 

@@ -39,6 +39,8 @@ pub struct Outcome {
     pub raced: u64,
 }
 
+/// The shared-tier writes of one request or job, sent only once it commits
+/// (at most 2000 waiting per cache); a cache's gate returns it.
 #[pyclass(module = "ormcache_redis._native", frozen)]
 pub struct UnitOfWork {
     state: Mutex<UnitState>,

@@ -2,6 +2,7 @@ from . import (
     test_decorator,
     test_dependencies,
     test_method_clear,
+    test_metrics_route,
     test_registry_patch,
     test_sessions,
     test_workers,

@@ -28,7 +28,7 @@ class TestRegistryPatch(SharedTierCase):
                 self.assertIsNotNone(cache.client, name)
                 self.assertTrue(cache.shared, name)
             else:
-                # routing*, templates*, groups hold process-bound objects.
+                # routing*, templates.cached_values, groups hold process-bound objects.
                 self.assertIsNone(cache.client, name)
 
     def test_namespace_is_the_database_signaling(self):
@@ -41,9 +41,25 @@ class TestRegistryPatch(SharedTierCase):
                 registry_sequence,
                 name,
                 [sequences[source] for source in sources[name]],
+                self.tier._flush_epoch(name),  # ormcache-redis flush's epoch
             )
             self.assertEqual(self.caches[name].namespace, expected)
             self.assertIn(self.env.cr.dbname.encode(), expected)
+
+    def test_flush_moves_the_namespace_and_drops_l1_at_the_next_unit(self):
+        # What `ormcache-redis flush --db NAME` sends, from another process.
+        self.env["ir.model.data"]._xmlid_lookup("base.main_company")
+        default = self.caches["default"]
+        before = default.namespace
+        self.assertTrue(len(default))
+        options = registry_patch.installed_settings()
+        registry_patch.client().pipeline(
+            shared_tier.flush_commands(options.prefix, self.env.cr.dbname, None), transaction=True
+        )
+        self.tier.begin_unit(self.tier.sync_methods())  # what the next request does
+        self.assertNotEqual(default.namespace, before)
+        self.assertEqual(len(default), 0)
+        self.assertTrue(default.shared)
 
     def test_secret_keyed_methods_stay_in_the_process(self):
         Users = self.env["res.users"]

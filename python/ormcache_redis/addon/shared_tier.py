@@ -24,7 +24,9 @@ Why the shared tier is safe (the rules the code below implements):
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -46,13 +48,59 @@ DECORATED_METHODS: set[tuple[str, str]] = set()
 
 
 def build_namespace(
-    db_name: str, registry_sequence: int, cache_name: str, generations: Iterable[int]
+    db_name: str,
+    registry_sequence: int,
+    cache_name: str,
+    generations: Iterable[int],
+    flush_epoch: str | None = None,
 ) -> bytes:
     """What names one state of one cache: the engine hashes it into every
     Redis key. Database names cannot hold ':' (Odoo's db name filter), so the
-    fields cannot run into each other."""
+    fields cannot run into each other. ``flush_epoch`` is the cache's epoch
+    from ``ormcache-redis flush`` (see ``SharedTier.read_flush_epochs``)."""
     generation = ".".join(str(int(number)) for number in generations)
-    return f"{db_name}:r{int(registry_sequence)}:{cache_name}:g{generation}".encode()
+    namespace = f"{db_name}:r{int(registry_sequence)}:{cache_name}:g{generation}"
+    if flush_epoch is not None:
+        namespace += f":f{flush_epoch}"
+    return namespace.encode()
+
+
+def methods_version_key(prefix: str, db_name: str) -> str:
+    """Moves with every method clear and flush of the database: each process
+    reads it once per unit of work and re-syncs when it moved. The database
+    name is its Redis Cluster hash tag, as for the database's generations
+    hashes (TwoTierCache ``hash_tag``) and flush epochs: the transactions
+    that move them together stay in one slot."""
+    return f"{prefix}{{{db_name}}}:methods-version"
+
+
+def flush_epochs_key(prefix: str, db_name: str) -> str:
+    """Hash of the database's flush epochs: field ``*`` (every cache) and one
+    per flushed cache, each a random token that is part of the namespace."""
+    return f"{prefix}{{{db_name}}}:flush"
+
+
+# What a flush epoch read from Redis may look like (anything else is ignored).
+_EPOCH = re.compile(rb"[0-9a-f]{1,32}")
+_EPOCH_FIELD = re.compile(rb"\*|[A-Za-z0-9_.-]{1,64}")
+
+
+def flush_commands(prefix: str, db_name: str, cache_name: str | None) -> list[tuple[Any, ...]]:
+    """The O(1) flush of one database's shared caches (or one of them): a
+    new epoch (a new namespace: every entry of the old one becomes
+    unreachable and expires by its TTL) and a new methods version, so every
+    process re-reads the epochs, and drops its L1, at its next unit of work.
+    Run them in one MULTI/EXEC."""
+    return [
+        ("HSET", flush_epochs_key(prefix, db_name), cache_name or "*", secrets.token_hex(8)),
+        (
+            "SET",
+            methods_version_key(prefix, db_name),
+            secrets.token_hex(8),
+            "EX",
+            METHODS_VERSION_TTL,
+        ),
+    ]
 
 
 def signal_sources(caches_by_key: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
@@ -111,6 +159,9 @@ class SharedTier:
         self.methods_version: bytes | None = None
         self.clearable_methods: set[tuple[str, str]] = set()
         self.local_method_names: list[str] = []
+        # Flush epochs by field ('*' and cache names), read from Redis; None
+        # until read: shared caches wait for them (see namespace).
+        self.flush_epochs: dict[str, str] | None = None
         self.counters = {
             "pending_dropped_invalidated": 0,
             "pending_dropped_rollback": 0,
@@ -130,9 +181,7 @@ class SharedTier:
 
     @property
     def methods_version_key(self) -> bytes:
-        # The database name is the hash tag of its caches' generations
-        # hashes too (see TwoTierCache hash_tag): one slot in a Redis Cluster.
-        return f"{self.prefix}{{{self.db_name}}}:methods-version".encode()
+        return methods_version_key(self.prefix, self.db_name).encode()
 
     # ----------------------------------------------------------------- thread state
 
@@ -188,16 +237,49 @@ class SharedTier:
         names = self.sources.get(cache_name, (cache_name,))
         if any(name in self.unverified or name not in self.sequences for name in names):
             return None
+        if self.client is not None and self.flush_epochs is None:
+            return None
         return build_namespace(
             self.db_name,
             self.registry_sequence,
             cache_name,
             (self.sequences[name] for name in names),
+            self._flush_epoch(cache_name),
         )
+
+    def _flush_epoch(self, cache_name: str) -> str | None:
+        if self.client is None or self.flush_epochs is None:
+            return None
+        return f"{self.flush_epochs.get('*', '')}.{self.flush_epochs.get(cache_name, '')}"
+
+    def read_flush_epochs(self) -> dict[str, str] | None:
+        """The database's flush epochs in Redis; None when Redis cannot be
+        asked. A missing ``*`` epoch (never flushed, evicted, lost in a
+        failover) is replaced by a fresh random one, never taken as empty:
+        losing the hash must not bring back the namespace of before a flush.
+        Fields that are not ``*`` or a cache name are ignored, and a value
+        that is not what ``flush_commands`` writes is hashed (Redis is
+        untrusted; every process still reads the same epoch)."""
+        if self.client is None:
+            return {}
+        key = flush_epochs_key(self.prefix, self.db_name)
+        try:
+            reply = self.client.execute("HGETALL", key)
+            epochs = _epoch_pairs(reply)
+            if "*" not in epochs:
+                _created, reply = self.client.pipeline(
+                    [("HSETNX", key, "*", secrets.token_hex(8)), ("HGETALL", key)]
+                )
+                epochs = _epoch_pairs(reply)
+        except Exception:
+            return None
+        return epochs if "*" in epochs else None
 
     def adopt(self, registry_sequence: int, sequences: Mapping[str, int]) -> list[str]:
         """Numbers just read from the database's signaling become the
         namespaces; returns the caches whose namespace changed."""
+        if self.flush_epochs is None and self.shared_caches:
+            self.flush_epochs = self.read_flush_epochs()
         with self._lock:
             self.registry_sequence = int(registry_sequence)
             self.sequences = {name: int(number) for name, number in sequences.items()}
@@ -304,6 +386,7 @@ class SharedTier:
                     registry_sequence,
                     cache_name,
                     (sequences.get(name, -1) for name in names),
+                    self._flush_epoch(cache_name),
                 )
             )
             if cache.shared and expected is not None and cache.namespace == expected:
@@ -440,8 +523,24 @@ class SharedTier:
                 self.caches[cache_name].mark_unsynced()
             self.methods_version = None
             return None
-        if version == self.methods_version:
+        if version == self.methods_version and self.flush_epochs is not None:
             return version
+        epochs = self.read_flush_epochs()
+        if epochs is None:
+            # The version moved but the epochs cannot be read: a flush may
+            # be unseen, so this is no sync (retried at the next unit).
+            self.counters["sync_failures"] += 1
+            for cache_name in self.shared_caches:
+                self.caches[cache_name].mark_unsynced()
+            return None
+        if epochs != self.flush_epochs:
+            with self._lock:
+                known, self.flush_epochs = self.flush_epochs, epochs
+                changed = self._apply()
+            if known is not None:
+                # Flushed elsewhere: this process's copies go too.
+                for cache_name in changed:
+                    self.caches[cache_name].clear()
         try:
             for cache_name in self.shared_caches:
                 cache = self.caches[cache_name]
@@ -472,3 +571,27 @@ class SharedTier:
             "counters": dict(self.counters),
             "caches": caches,
         }
+
+
+def _epoch_pairs(reply: object) -> dict[str, str]:
+    """HGETALL's reply (a flat list, or a map in RESP3), keeping only the
+    fields and values ``flush_commands`` writes."""
+    if isinstance(reply, dict):
+        pairs = list(reply.items())
+    elif isinstance(reply, list) and len(reply) % 2 == 0:
+        pairs = list(zip(reply[::2], reply[1::2], strict=True))
+    else:
+        return {}
+    return {
+        field.decode(): _epoch_text(value)
+        for field, value in pairs[:256]
+        if isinstance(field, bytes) and isinstance(value, bytes) and _EPOCH_FIELD.fullmatch(field)
+    }
+
+
+def _epoch_text(value: bytes) -> str:
+    # Another value (written by hand, or by someone who can write to Redis)
+    # still names one epoch, the same in every process.
+    if _EPOCH.fullmatch(value):
+        return value.decode()
+    return hashlib.sha256(value).hexdigest()[:32]

@@ -1,9 +1,12 @@
-"""Odoo's value types taught to the codec: each comes back as itself."""
+"""Odoo's types taught to the engine: value types to the codec (each comes
+back as itself), recordsets to the cache-key encoder."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
+
+from ormcache_redis._native import register_key_type
 
 # Safe default factories for collections.defaultdict (anything else, e.g. a
 # lambda or a model method, cannot be rebuilt safely in another process).
@@ -27,12 +30,13 @@ def register_value_types(
     markup: type | None = None,
     lang_data: type | None = None,
     lang_data_dict: type | None = None,
+    ordered_set: type | None = None,
 ) -> list[str]:
     """Teaches the codec Odoo's value types; returns the tags registered.
 
     Each type comes back as itself: a Markup that came back as str would be
     escaped twice, a LangData that came back as dict would lose attribute
-    access.
+    access, an OrderedSet that came back as list would lose set operations.
     """
     tags = []
     # Each one's state is its base type's value; it is rebuilt by itself.
@@ -41,6 +45,7 @@ def register_value_types(
         (markup, "markupsafe.Markup", str),
         (lang_data, "odoo.LangData", dict),
         (lang_data_dict, "odoo.LangDataDict", dict),
+        (ordered_set, "odoo.OrderedSet", list),
     ):
         if cls is not None:
             codec.register_type(cls, tag, base, cls)
@@ -72,3 +77,18 @@ def defaultdict_from_state(state: Any) -> defaultdict:
     except KeyError:
         raise ValueError(f"unknown defaultdict factory {name!r}") from None
     return defaultdict(factory, items)
+
+
+def register_recordset_keys(base_model: type) -> None:
+    """Recordsets in cache keys (``self.env.company`` in
+    ``res.partner._get_view_cache_key``, ``self.env.user``...) are encoded
+    as Odoo compares them: model name and set of ids, whatever the
+    environment. Records not in the database (new ids) keep the key local."""
+    register_key_type(base_model, "odoo.recordset", recordset_key_state)
+
+
+def recordset_key_state(records: Any) -> tuple[str, tuple[int, ...]]:
+    ids = records._ids
+    if not all(type(record_id) is int for record_id in ids):
+        raise TypeError(f"new {records._name} records cannot be part of a shared cache key")
+    return (records._name, tuple(sorted(set(ids))))

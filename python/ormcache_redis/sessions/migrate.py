@@ -381,9 +381,9 @@ def _odoo_conf_options(path: Path | None) -> dict[str, str]:
     return dict(parser.items("options")) if parser.has_section("options") else {}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "ormcache-redis-sessions") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ormcache-redis-sessions",
+        prog=prog,
         description="Copy Odoo HTTP sessions between the filesystem store and Redis.",
     )
     sub = parser.add_subparsers(dest="direction", required=True)
@@ -413,8 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "ormcache-redis-sessions") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         conf = _odoo_conf_options(args.config)
         options = OptionSource(conf.get)
@@ -446,11 +446,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = to_redis if args.direction == "to-redis" else to_files
         report = run(args, client)
     except (ConfigError, ValueError) as exc:
-        print(f"ormcache-redis-sessions: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except (RedisUnavailable, RedisReplyError) as exc:
         print(
-            f"ormcache-redis-sessions: Redis at {redact_url(args.url or '')} failed: {exc}",
+            f"{prog}: Redis at {redact_url(args.url or '')} failed: {exc}",
             file=sys.stderr,
         )
         return 3
@@ -459,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report.line(args.direction, args.dry_run))
     if report.no_key and args.secrets.configured is None and not args.db_uri and not args.config:
         print(
-            "ormcache-redis-sessions: sessions of a database need its secret: pass --db-uri "
+            f"{prog}: sessions of a database need its secret: pass --db-uri "
             "(or --config), or --secret when the deployment sets ormcache_redis_secret.",
             file=sys.stderr,
         )

@@ -11,6 +11,7 @@ HTTP 503.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
@@ -144,6 +145,9 @@ class RedisSessionStore:
         self._compute_session_token = compute_session_token
         self._record_secret_for = record_secret_for
         self.refused = RefusedRecords()
+        # Sessions written to Redis by this process (published as metrics).
+        self.saved = 0
+        self._saved_lock = threading.Lock()
         self._lifetime = lifetime
         # JSON records ignore the codec.
         self._codec = codec or Codec()
@@ -338,6 +342,8 @@ class RedisSessionStore:
                     self.client.execute("HDEL", key, field)
             return
         self._transaction(self._write_commands(sid, data), "save a session")
+        with self._saved_lock:
+            self.saved += 1
 
     def save_if_modified(self, session: SessionLike) -> None:
         if getattr(session, "is_dirty", False) or getattr(session, "should_save", False):

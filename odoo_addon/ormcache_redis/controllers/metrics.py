@@ -1,0 +1,33 @@
+"""``GET /ormcache_redis/metrics``: the cluster's figures in Prometheus's
+text format, for the addresses or the token the options allow; 404 when
+neither is configured (the default)."""
+
+from odoo import http
+from odoo.http import request
+from werkzeug.exceptions import Forbidden, NotFound
+
+from .. import metrics
+
+
+class OrmcacheRedisMetrics(http.Controller):
+    @http.route(
+        "/ormcache_redis/metrics",
+        type="http",
+        auth="none",
+        methods=["GET"],
+        csrf=False,
+        save_session=False,
+    )
+    def ormcache_redis_metrics(self):
+        access = metrics.access()
+        if access is None or not access.open:
+            raise NotFound()
+        httprequest = request.httprequest
+        if not access.allows(httprequest.remote_addr, httprequest.headers.get("Authorization")):
+            raise Forbidden()
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return request.make_response(
+            metrics.exposition_text(),
+            headers=[("Content-Type", CONTENT_TYPE_LATEST), ("Cache-Control", "no-store")],
+        )
