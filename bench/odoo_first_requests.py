@@ -253,11 +253,29 @@ def login(client: Client, odoo: Odoo, args: argparse.Namespace) -> None:
         raise Failure(f"login failed: {content[:300]!r}")
 
 
+def redis_figures(redis: RedisServer) -> dict[str, int]:
+    """Commands Redis ran so far (this INFO call included), its memory and keys."""
+    from ormcache_redis import RedisClient
+
+    client = RedisClient(redis.url)
+    text = "\n".join(
+        reply.decode() if isinstance(reply, bytes) else str(reply)
+        for reply in (client.execute("INFO", "stats"), client.execute("INFO", "memory"))
+    )
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {
+        "commands": int(fields["total_commands_processed"]),
+        "used_memory": int(fields["used_memory"]),
+        "keys": int(client.execute("DBSIZE")),
+    }
+
+
 def measured_run(
-    client: Client, odoo: Odoo, args: argparse.Namespace, major: int
+    client: Client, odoo: Odoo, args: argparse.Namespace, major: int, redis: RedisServer | None
 ) -> dict[str, Any]:
     mark = uuid.uuid4().hex
     client.request(f"{odoo.url}/web/health?bench={mark}-start")
+    redis_before = redis_figures(redis) if redis is not None else None
     per_load_wall = []
     started = time.perf_counter()
     for _ in range(args.requests):
@@ -265,6 +283,7 @@ def measured_run(
         page_load(client, odoo.url, major, args.views_model)
         per_load_wall.append(time.perf_counter() - t0)
     wall = time.perf_counter() - started
+    redis_after = redis_figures(redis) if redis is not None else None
     client.request(f"{odoo.url}/web/health?bench={mark}-end")
     # Workers write their access lines after answering: wait for the marker.
     deadline = time.monotonic() + 10
@@ -282,7 +301,22 @@ def measured_run(
     queries = [int(m["queries"]) for m in lines]
     per_load_queries = [sum(queries[i : i + per_load]) for i in range(0, len(queries), per_load)]
     home_queries = queries[0::per_load]
+    redis_load = {}
+    if redis_before is not None and redis_after is not None:
+        # Redis commands of the measured page loads (the 3 INFO/DBSIZE
+        # calls of redis_figures excluded). Requests are sequential, so one
+        # worker at a time was busy: commands per second of wall time is
+        # the load of one worker serving requests back to back.
+        commands = redis_after["commands"] - redis_before["commands"] - 3
+        redis_load = {
+            "redis_commands": commands,
+            "redis_commands_per_request": commands / expected,
+            "redis_commands_per_busy_worker_second": commands / wall,
+            "redis_used_memory": redis_after["used_memory"],
+            "redis_keys": redis_after["keys"],
+        }
     return {
+        **redis_load,
         "queries": sum(queries),
         "first_load_queries": per_load_queries[0],
         "first5_queries": sum(per_load_queries[:5]),
@@ -367,7 +401,7 @@ def run_config(args: argparse.Namespace, config: str, major: int) -> list[dict[s
         odoo.stop()
         for repetition in range(args.repeat):
             startup = odoo.start()
-            result = measured_run(client, odoo, args, major)
+            result = measured_run(client, odoo, args, major, redis)
             result["startup"] = startup
             if args.misses and config in ("b", "c"):
                 result["misses"] = worker_misses(odoo)
@@ -381,6 +415,16 @@ def run_config(args: argparse.Namespace, config: str, major: int) -> list[dict[s
                 file=sys.stderr,
                 flush=True,
             )
+            if "redis_commands" in result:
+                print(
+                    f"  {config} run {repetition + 1}: Redis {result['redis_commands']} commands "
+                    f"({result['redis_commands_per_request']:.1f}/request, "
+                    f"{result['redis_commands_per_busy_worker_second']:.0f}/s of a busy "
+                    f"worker), {result['redis_keys']} keys, "
+                    f"{result['redis_used_memory'] / 1e6:.1f} MB used",
+                    file=sys.stderr,
+                    flush=True,
+                )
         if config in ("b", "c"):
             text = odoo.log_text()
             if "ormcache_redis" not in text:

@@ -160,7 +160,7 @@ def test_stats_and_flush_read_odoo_conf(tmp_path, redis_url, capsys) -> None:
     conf.write_text(f"[options]\normcache_redis_url = {redis_url}\normcache_redis_prefix = t:\n")
     assert main(["flush", "-c", str(conf), "--db", "db9"]) == 0
     assert "db9" in capsys.readouterr().out
-    assert RedisClient(redis_url).execute("EXISTS", "t:db9:flush") == 1
+    assert RedisClient(redis_url).execute("EXISTS", "t:{db9}:flush") == 1
 
 
 def test_stats_of_an_unreachable_redis_exits_3(capsys) -> None:

@@ -149,7 +149,7 @@ def test_keys_hold_no_clear_text(redis_url: str, redis_server) -> None:
     name = entry_names(redis_server)[0]
     assert name.startswith(b"pfx:c:") and len(name) == len(b"pfx:c:") + 32
     (generations,) = set(names) - {name}
-    assert generations.startswith(b"pfx:g:") and len(generations) == len(b"pfx:g:") + 32
+    assert generations.startswith(b"pfx:g:{") and len(generations) == len(b"pfx:g:{}") + 32
     assert b"secret" not in generations
     assert b"secret" not in name and b"res.users" not in name
     payload = redis_server.command("GET", name)

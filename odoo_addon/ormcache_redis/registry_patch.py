@@ -284,6 +284,9 @@ def _attach(registry: Any, caches_by_key: dict) -> None:
             client=redis_client if shared else None,
             codec=codec,
             prefix=options.prefix,
+            # Redis Cluster: the database's generations hashes share a slot
+            # with its methods-version key (one MULTI/EXEC moves both).
+            hash_tag=registry.db_name,
             ttl=options.expire,
             secret_markers=settings.SECRET_KEY_MARKERS,
             # Synced at each request's check_signaling (shared_tier).

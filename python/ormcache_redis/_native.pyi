@@ -225,7 +225,12 @@ class RedisClient:
         tls_cert_file: str | os.PathLike[str] | None = None,
         tls_key_file: str | os.PathLike[str] | None = None,
     ) -> Self:
-        """``rediss://`` trusts the system store (and ``SSL_CERT_FILE``) unless
+        """``url``: one server (``redis://``, ``rediss://``, ``unix://``,
+        ``valkey://``), a Sentinel set-up
+        (``redis+sentinel://[user:pw@]h1:26379,h2:26379/SERVICE[/DB]``: the
+        master the sentinels name, asked again after a failure) or a Redis
+        Cluster (``redis+cluster://[user:pw@]h1:7000,h2:7001``, database 0).
+        ``rediss://`` trusts the system store (and ``SSL_CERT_FILE``) unless
         ``tls_ca_file`` names a private CA; cert and key files enable mutual TLS.
         ``write_queue`` and ``write_queue_bytes`` bound the write-behind queue
         (commands, and bytes of their arguments); a write that does not fit is
@@ -233,6 +238,9 @@ class RedisClient:
     @property
     def address(self) -> str:
         """Server address without credentials."""
+    @property
+    def topology(self) -> str:
+        """'single', 'sentinel' or 'cluster'."""
     @property
     def healthy(self) -> bool:
         """False while the circuit breaker is open."""
@@ -260,7 +268,10 @@ class RedisClient:
         """Counters of this process: calls, errors, skipped_open (refused while
         open), connects, retries, discarded_idle, probes, outages, latency,
         and the writer's writes_queued/sent/dropped_full/dropped_unavailable/
-        failed, write_batches and write_queue_bytes (queued now)."""
+        failed, write_batches and write_queue_bytes (queued now). ``node``:
+        the server in use (Sentinel: the master now; None for a cluster);
+        ``failovers``: masters newly named by the sentinels, or MOVED/ASK
+        redirects of a cluster; ``node_replies`` (cluster): replies per node."""
     def close(self) -> None:
         """Close this process's idle connections (new ones open on demand)."""
 
@@ -315,6 +326,7 @@ class TwoTierCache(LRU[_K, _V]):
         codec: Codec,
         namespace: bytes | None = None,
         prefix: str = "ormcache:",
+        hash_tag: str | None = None,
         ttl: int = 3600,
         local_methods: Iterable[str] | None = None,
         secret_markers: Iterable[str] | None = None,
@@ -328,6 +340,10 @@ class TwoTierCache(LRU[_K, _V]):
         """``secret`` keys the HMAC that authenticates every entry in Redis;
         all processes sharing entries need the same one. Without it entries
         are only checked for corruption (one warning per process).
+
+        ``hash_tag`` puts the generations hash in the Redis Cluster slot of
+        ``{hash_tag}``, so that ``clear_method(with_commands=...)`` can move
+        keys of the same tag in one MULTI/EXEC; entries are never tagged.
 
         Single flight: on a shared miss of a method whose measured compute
         time is at least ``single_flight_after`` seconds (0.02 by default; None: only methods
@@ -396,6 +412,11 @@ class TwoTierCache(LRU[_K, _V]):
     def client(self) -> RedisClient | None: ...
     @property
     def prefix(self) -> str: ...
+    @property
+    def hash_tag(self) -> str | None: ...
+    @property
+    def generations_key(self) -> bytes:
+        """The Redis hash of this namespace's method generation tokens."""
     gate: Callable[[], bool | UnitOfWork | None] | None
     """Called on every L2 access: False/None (local), True, or a UnitOfWork."""
     def set(self, key: _K, value: _V, ttl: float | None = None) -> None:

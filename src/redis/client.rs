@@ -11,9 +11,11 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 use redis::Value;
 
 use super::config::RedisConfig;
-use super::link::{Endpoint, Link};
-use super::pool::{CallError, Pool};
+use super::link::Endpoint;
+use super::pool::{CallError, Conn, Pool};
+use super::sentinel::Question;
 use super::tls::TlsFiles;
+use super::url::Topology;
 use super::writer::{self, Command};
 use super::{call_error_to_py, Process};
 use crate::errors::{ConfigError, RedisReplyError};
@@ -105,13 +107,21 @@ pub fn reply_to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
 pub struct RedisClient {
     config: RedisConfig,
     endpoint: Endpoint,
+    sentinel: Option<Question>,
+    cluster: Option<redis::cluster::ClusterClient>,
     process: ProcessLocal<Process>,
 }
 
 impl RedisClient {
     pub fn process(&self) -> &Process {
-        self.process
-            .get(|| Process::start(&self.config, &self.endpoint))
+        self.process.get(|| {
+            Process::start(
+                &self.config,
+                &self.endpoint,
+                self.sentinel.as_ref(),
+                self.cluster.as_ref(),
+            )
+        })
     }
 
     pub fn pool(&self) -> &Pool {
@@ -125,7 +135,7 @@ impl RedisClient {
     pub fn call<T: Send>(
         &self,
         py: Python<'_>,
-        f: impl FnMut(&mut Link) -> redis::RedisResult<T> + Send,
+        f: impl FnMut(&mut Conn) -> redis::RedisResult<T> + Send,
     ) -> Result<T, CallError> {
         let pool = self.pool();
         py.detach(|| pool.call(f))
@@ -172,17 +182,41 @@ impl RedisClient {
             retry_max,
         )
         .map_err(ConfigError::new_err)?;
-        let endpoint = config
-            .endpoint(&TlsFiles {
-                ca_file: tls_ca_file.as_deref(),
-                cert_file: tls_cert_file.as_deref(),
-                key_file: tls_key_file.as_deref(),
-            })
-            .map_err(ConfigError::new_err)?;
-        let process = ProcessLocal::new(Process::start(&config, &endpoint));
+        let files = TlsFiles {
+            ca_file: tls_ca_file.as_deref(),
+            cert_file: tls_cert_file.as_deref(),
+            key_file: tls_key_file.as_deref(),
+        };
+        let endpoint = config.endpoint(&files).map_err(ConfigError::new_err)?;
+        let sentinel = match &config.topology {
+            Topology::Sentinel { sentinels, service } => Some(
+                Question::new(
+                    sentinels.clone(),
+                    service.clone(),
+                    config.info.clone(),
+                    &files,
+                )
+                .map_err(ConfigError::new_err)?,
+            ),
+            _ => None,
+        };
+        let cluster = match &config.topology {
+            Topology::Cluster { nodes } => {
+                Some(super::cluster::client(nodes).map_err(ConfigError::new_err)?)
+            }
+            _ => None,
+        };
+        let process = ProcessLocal::new(Process::start(
+            &config,
+            &endpoint,
+            sentinel.as_ref(),
+            cluster.as_ref(),
+        ));
         Ok(RedisClient {
             config,
             endpoint,
+            sentinel,
+            cluster,
             process,
         })
     }
@@ -191,6 +225,16 @@ impl RedisClient {
     #[getter]
     fn address(&self) -> String {
         self.config.display_address()
+    }
+
+    /// "single", "sentinel" or "cluster".
+    #[getter]
+    fn topology(&self) -> &'static str {
+        match self.config.topology {
+            Topology::Single => "single",
+            Topology::Sentinel { .. } => "sentinel",
+            Topology::Cluster { .. } => "cluster",
+        }
     }
 
     /// False while the circuit breaker is open.
@@ -282,6 +326,11 @@ impl RedisClient {
         let pool = &process.pool;
         let dict = PyDict::new(py);
         dict.set_item("address", self.config.display_address())?;
+        dict.set_item("node", pool.node())?;
+        dict.set_item("failovers", pool.failovers())?;
+        if let Some(replies) = pool.node_replies() {
+            dict.set_item("node_replies", replies)?;
+        }
         dict.set_item("state", pool.breaker_state().name())?;
         dict.set_item("outages", pool.breaker_opened_count())?;
         let c = &pool.counters;

@@ -7,11 +7,15 @@ use rustls::pki_types::ServerName;
 
 use super::link::{Endpoint, Handshake};
 use super::tls::{self, TlsFiles};
+use super::url::Topology;
 
-/// Everything needed to open and supervise connections to one Redis server.
+/// Everything needed to open and supervise connections to one Redis server,
+/// a Sentinel-managed master, or a Redis Cluster.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
+    /// Settings every server shares; the address is the first host's.
     pub info: ConnectionInfo,
+    pub topology: Topology,
     /// Deadline of background work: a probe opening its connection, and
     /// each write-behind batch (plus time for its bytes, see `writer.rs`).
     pub connect_timeout: Duration,
@@ -54,7 +58,7 @@ impl RedisConfig {
         retry_initial: f64,
         retry_max: f64,
     ) -> Result<Self, String> {
-        let info = super::url::parse("url", url)?;
+        let super::url::Target { info, topology } = super::url::parse("url", url)?;
         let retry_initial = positive_duration("retry_initial", retry_initial)?;
         let retry_max = positive_duration("retry_max", retry_max)?;
         if retry_max < retry_initial {
@@ -71,6 +75,7 @@ impl RedisConfig {
         }
         Ok(RedisConfig {
             info,
+            topology,
             connect_timeout: positive_duration("connect_timeout", connect_timeout)?,
             io_timeout: positive_duration("socket_timeout", io_timeout)?,
             max_idle,
@@ -132,12 +137,33 @@ impl RedisConfig {
             password: settings.password().map(str::to_string),
             db: settings.db(),
             resp3: settings.protocol().supports_resp3(),
+            // What sentinels name may have been demoted since they answered.
+            expect_master: matches!(self.topology, Topology::Sentinel { .. }),
         }
     }
 
     /// The server address without credentials, for logs and reprs.
     pub fn display_address(&self) -> String {
         let db = self.info.redis_settings().db();
+        let tls = matches!(self.info.addr(), ConnectionAddr::TcpTls { .. });
+        let base = if tls { "rediss" } else { "redis" };
+        let list = |hosts: &[(String, u16)]| {
+            hosts
+                .iter()
+                .map(|(host, port)| match host.contains(':') {
+                    true => format!("[{host}]:{port}"),
+                    false => format!("{host}:{port}"),
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match &self.topology {
+            Topology::Sentinel { sentinels, service } => {
+                return format!("{base}+sentinel://{}/{service}/{db}", list(sentinels));
+            }
+            Topology::Cluster { nodes } => return format!("{base}+cluster://{}", list(nodes)),
+            Topology::Single => {}
+        }
         match self.info.addr() {
             ConnectionAddr::Tcp(host, port) => format!("redis://{host}:{port}/{db}"),
             ConnectionAddr::TcpTls { host, port, .. } => format!("rediss://{host}:{port}/{db}"),
@@ -159,6 +185,14 @@ mod tests {
     fn display_address_has_no_credentials() {
         let cfg = config("redis://user:hunter2@example.org:6390/4").unwrap();
         assert_eq!(cfg.display_address(), "redis://example.org:6390/4");
+    }
+
+    #[test]
+    fn multi_host_addresses_have_no_credentials() {
+        let cfg = config("redis+sentinel://u:hunter2@a:1,b:2/svc/3").unwrap();
+        assert_eq!(cfg.display_address(), "redis+sentinel://a:1,b:2/svc/3");
+        let cfg = config("rediss+cluster://u:hunter2@a:1,[::1]:2").unwrap();
+        assert_eq!(cfg.display_address(), "rediss+cluster://a:1,[::1]:2");
     }
 
     #[test]

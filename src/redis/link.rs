@@ -202,12 +202,50 @@ pub enum Endpoint {
     Unix(std::path::PathBuf),
 }
 
+impl Endpoint {
+    /// The same kind of endpoint, TLS settings included, at another server
+    /// (a promoted master, a cluster node).
+    pub fn at(&self, host: &str, port: u16) -> Result<Endpoint, String> {
+        match self {
+            Endpoint::Tcp { .. } => Ok(Endpoint::Tcp {
+                host: host.to_string(),
+                port,
+            }),
+            Endpoint::Tls { config, .. } => Ok(Endpoint::Tls {
+                host: host.to_string(),
+                port,
+                config: Arc::clone(config),
+                server_name: ServerName::try_from(host.to_string())
+                    .map_err(|err| format!("{host}: not a TLS server name: {err}"))?,
+            }),
+            Endpoint::Unix(_) => Err("a unix socket has no other servers".to_string()),
+        }
+    }
+
+    /// `host:port` (or the socket path), for stats and logs.
+    pub fn node(&self) -> String {
+        match self {
+            Endpoint::Tcp { host, port } | Endpoint::Tls { host, port, .. } => {
+                match host.contains(':') {
+                    true => format!("[{host}]:{port}"),
+                    false => format!("{host}:{port}"),
+                }
+            }
+            Endpoint::Unix(path) => path.display().to_string(),
+        }
+    }
+}
+
 /// What a fresh connection says before its first command.
+#[derive(Clone)]
 pub struct Handshake {
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: i64,
     pub resp3: bool,
+    /// Refuse a server whose ROLE is not master (Sentinel: the master named
+    /// a moment ago may have been demoted since).
+    pub expect_master: bool,
 }
 
 fn connect_socket(domain: Domain, address: &SockAddr, deadline: Instant) -> io::Result<Socket> {
@@ -323,11 +361,18 @@ impl Link {
         if handshake.db != 0 {
             pipe.cmd("SELECT").arg(handshake.db);
         }
+        if handshake.expect_master {
+            pipe.cmd("ROLE");
+        }
         if pipe.is_empty() {
             return Ok(());
         }
         let authenticating = handshake.resp3 || handshake.password.is_some();
-        let replies = self.exchange(&pipe.get_packed_pipeline(), pipe.len())?;
+        let mut replies = self.exchange(&pipe.get_packed_pipeline(), pipe.len())?;
+        let role = match handshake.expect_master {
+            true => replies.pop(),
+            false => None,
+        };
         for (index, reply) in replies.into_iter().enumerate() {
             let Value::ServerError(err) = reply else {
                 continue;
@@ -349,6 +394,21 @@ impl Link {
                 "Redis refused to switch database",
                 format!("{} {detail}", err.code()),
             )));
+        }
+        if let Some(role) = role {
+            let role = match role {
+                Value::Array(parts) => parts.into_iter().next(),
+                _ => None,
+            };
+            let is_master = matches!(&role, Some(Value::BulkString(name)) if name == b"master");
+            if !is_master {
+                // Not a connection failure: the caller forgets this address.
+                self.failure = Some(Failure::Other);
+                return Err(RedisError::from((
+                    ErrorKind::Io,
+                    "the server named as master is not (or no longer) the master",
+                )));
+            }
         }
         Ok(())
     }
@@ -422,6 +482,17 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// Sends packed commands without reading (their replies come with
+    /// [`Link::recv`]).
+    pub fn send_packed(&mut self, bytes: &[u8]) -> RedisResult<()> {
+        self.send(bytes)
+    }
+
+    /// The next reply.
+    pub fn recv(&mut self) -> RedisResult<Value> {
+        self.receive()
     }
 
     /// Sends `bytes` and reads `count` replies, stopping at the first

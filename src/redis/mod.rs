@@ -5,9 +5,11 @@
 
 pub mod breaker;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod link;
 pub mod pool;
+pub mod sentinel;
 pub mod tls;
 pub mod url;
 pub mod writer;
@@ -39,9 +41,30 @@ pub struct Process {
 }
 
 impl Process {
-    fn start(config: &RedisConfig, endpoint: &Endpoint) -> Process {
+    fn start(
+        config: &RedisConfig,
+        endpoint: &Endpoint,
+        sentinel: Option<&sentinel::Question>,
+        cluster: Option<&redis::cluster::ClusterClient>,
+    ) -> Process {
+        // A lookup the OS has not finished after a few connection timeouts
+        // is abandoned for a new one (see `sentinel`).
+        let master = sentinel.map(|question| {
+            sentinel::MasterResolver::new(
+                question.clone(),
+                endpoint.clone(),
+                config.connect_timeout,
+                config.connect_timeout * 4,
+            )
+        });
         Process {
-            pool: Pool::new(config.clone(), endpoint.clone(), log_transition),
+            pool: Pool::new(
+                config.clone(),
+                endpoint.clone(),
+                master,
+                cluster.cloned(),
+                log_transition,
+            ),
             write_queue: config.write_queue,
             write_queue_bytes: config.write_queue_bytes,
             writer: OnceLock::new(),

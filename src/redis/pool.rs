@@ -14,6 +14,17 @@
 //! - While the circuit is open, requests never contact Redis; a background
 //!   probe opens a fresh connection, PINGs it within `socket_timeout` (what
 //!   a request would be given), and closes the circuit when it answers.
+//!
+//! Sentinel: connections go to the master the sentinels named
+//! (`sentinel::MasterResolver`, asked within the call's deadline). A failed
+//! call, a refused connection, a server that says it is a replica (ROLE at
+//! connection, READONLY on a write) all make the next connection ask the
+//! sentinels again; that is how a promotion is followed.
+//!
+//! Cluster: a pooled connection is a whole cluster connection (`Conn::Cluster`,
+//! see `cluster`): the crate routes, redirects and reconnects nodes under
+//! the call's deadline; one whose call could not reach the cluster is
+//! dropped like a broken link.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,12 +32,88 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use redis::{RedisError, RedisResult};
+use redis::{ConnectionLike, RedisError, RedisResult, Value};
 
 use super::breaker::{CircuitBreaker, State, Transition};
+use super::cluster::{Cluster, NodeContext};
 use super::config::RedisConfig;
 use super::link::{Endpoint, Failure, Handshake, Link};
+use super::sentinel::MasterResolver;
 use crate::stats::LatencyHistogram;
+
+/// A pooled connection: to one server, or to a whole cluster.
+pub enum Conn {
+    Node(Link),
+    Cluster(Box<Cluster>),
+}
+
+impl Conn {
+    fn still_idle(&self) -> bool {
+        match self {
+            Conn::Node(link) => link.still_idle(),
+            // Node connections the servers closed are reopened by the crate.
+            Conn::Cluster(_) => true,
+        }
+    }
+
+    fn failure(&self) -> Option<Failure> {
+        match self {
+            Conn::Node(link) => link.failure(),
+            Conn::Cluster(cluster) => cluster.failure(),
+        }
+    }
+
+    fn went_away_unanswered(&self) -> bool {
+        match self {
+            Conn::Node(link) => link.went_away_unanswered(),
+            // The crate already retried on that slot map; a new one (a new
+            // connection) knows the promoted master.
+            Conn::Cluster(cluster) => cluster.refused(),
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
+        match self {
+            Conn::Node(link) => link.req_packed_command(cmd),
+            Conn::Cluster(cluster) => cluster.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        match self {
+            Conn::Node(link) => link.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(cluster) => cluster.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Node(link) => link.get_db(),
+            Conn::Cluster(cluster) => cluster.get_db(),
+        }
+    }
+
+    fn check_connection(&mut self) -> bool {
+        match self {
+            Conn::Node(link) => link.check_connection(),
+            Conn::Cluster(cluster) => cluster.check_connection(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            Conn::Node(link) => link.is_open(),
+            Conn::Cluster(cluster) => cluster.is_open(),
+        }
+    }
+}
 
 /// Why a Redis call did not produce a reply.
 #[derive(Debug)]
@@ -101,10 +188,14 @@ impl Failed {
 pub struct Pool {
     pub config: RedisConfig,
     endpoint: Endpoint,
+    /// Sentinel set-ups: where the master is now.
+    master: Option<Arc<MasterResolver>>,
+    /// Redis Cluster: the crate's client, and how nodes are reached.
+    cluster: Option<(redis::cluster::ClusterClient, Arc<NodeContext>)>,
     handshake: Handshake,
     /// Resolved once on the request path, refreshed by every probe.
     addresses: Mutex<Vec<SocketAddr>>,
-    idle: Mutex<Vec<Link>>,
+    idle: Mutex<Vec<Conn>>,
     breaker: Mutex<CircuitBreaker>,
     me: Weak<Pool>,
     pub counters: ClientCounters,
@@ -116,8 +207,16 @@ impl Pool {
     pub fn new(
         config: RedisConfig,
         endpoint: Endpoint,
+        master: Option<Arc<MasterResolver>>,
+        cluster: Option<redis::cluster::ClusterClient>,
         log_transition: TransitionLogger,
     ) -> Arc<Self> {
+        let cluster = cluster.map(|client| {
+            (
+                client,
+                NodeContext::new(endpoint.clone(), config.handshake()),
+            )
+        });
         let breaker = CircuitBreaker::new(
             config.failure_threshold,
             config.retry_initial,
@@ -127,6 +226,8 @@ impl Pool {
             handshake: config.handshake(),
             config,
             endpoint,
+            master,
+            cluster,
             addresses: Mutex::new(Vec::new()),
             idle: Mutex::new(Vec::new()),
             breaker: Mutex::new(breaker),
@@ -143,6 +244,33 @@ impl Pool {
 
     pub fn breaker_opened_count(&self) -> u64 {
         self.breaker.lock().opened_count
+    }
+
+    /// The server connections go to now (`host:port`); for Sentinel the
+    /// master in use, None until the sentinels named one.
+    pub fn node(&self) -> Option<String> {
+        match (&self.master, &self.cluster) {
+            (Some(master), _) => master.current(),
+            // Every master answers: see `node_replies`.
+            (None, Some(_)) => None,
+            (None, None) => Some(self.endpoint.node()),
+        }
+    }
+
+    /// Failovers followed: masters the sentinels newly named, or (Cluster)
+    /// MOVED/ASK redirects (slots served by another node than expected).
+    pub fn failovers(&self) -> u64 {
+        if let Some((_, nodes)) = &self.cluster {
+            return nodes.redirects.load(Ordering::Relaxed);
+        }
+        self.master
+            .as_ref()
+            .map_or(0, |master| master.switches.load(Ordering::Relaxed))
+    }
+
+    /// Cluster: replies per node (`host:port`).
+    pub fn node_replies(&self) -> Option<std::collections::BTreeMap<String, u64>> {
+        self.cluster.as_ref().map(|(_, nodes)| nodes.replies())
     }
 
     /// Whether the circuit is closed (Redis considered up).
@@ -163,7 +291,7 @@ impl Pool {
 
     /// Runs `f` for a request, within `socket_timeout` from now.
     /// `f` may run twice (see `attempt`). Must be called without the GIL.
-    pub fn call<T>(&self, f: impl FnMut(&mut Link) -> RedisResult<T>) -> Result<T, CallError> {
+    pub fn call<T>(&self, f: impl FnMut(&mut Conn) -> RedisResult<T>) -> Result<T, CallError> {
         self.run(self.config.io_timeout, true, f)
     }
 
@@ -173,7 +301,7 @@ impl Pool {
     pub fn call_in_background<T>(
         &self,
         bytes: usize,
-        f: impl FnMut(&mut Link) -> RedisResult<T>,
+        f: impl FnMut(&mut Conn) -> RedisResult<T>,
     ) -> Result<T, CallError> {
         let budget = self.config.connect_timeout
             + Duration::from_secs_f64(bytes as f64 / BACKGROUND_BYTES_PER_SECOND);
@@ -192,7 +320,7 @@ impl Pool {
         &self,
         budget: Duration,
         vouches: bool,
-        mut f: impl FnMut(&mut Link) -> RedisResult<T>,
+        mut f: impl FnMut(&mut Conn) -> RedisResult<T>,
     ) -> Result<T, CallError> {
         if !self.breaker.lock().allows_requests() {
             self.counters.skipped_open.fetch_add(1, Ordering::Relaxed);
@@ -225,6 +353,7 @@ impl Pool {
                 // too (a restart closes them all): no request should find
                 // out one by one.
                 self.discard_idle();
+                self.forget_master();
                 let reason = match failure {
                     Failure::Deadline => {
                         format!("no answer within {:.2} s", budget.as_secs_f64())
@@ -255,21 +384,30 @@ impl Pool {
     /// retry the caller would not know whether it ran either. The commands
     /// this project sends tolerate that: SET/GET/DEL/EXPIRE are idempotent,
     /// and a generation counter bumped twice is still newer than before.
+    ///
+    /// Sentinel and Cluster add two cases of the same kind: a master that
+    /// says READONLY ran nothing (it was demoted), and a cluster connection
+    /// whose slot map names a master that refuses connections sent nothing
+    /// there (unless that master died mid-reply, as above); the retry asks
+    /// the sentinels, or the cluster, again.
     fn attempt<T>(
         &self,
         deadline: Instant,
-        f: &mut impl FnMut(&mut Link) -> RedisResult<T>,
+        f: &mut impl FnMut(&mut Conn) -> RedisResult<T>,
     ) -> Result<T, Failed> {
         let (link, pooled) = match self.checkout() {
             Some(link) => (link, true),
             None => (self.open(deadline, false)?, false),
         };
         match self.finish(link, deadline, f) {
+            // Sentinel: a fresh connection may also have reached a master
+            // demoted since the sentinels named it; the next one asks again.
             Err(Failed::Unreachable {
                 unanswered: true, ..
-            }) if pooled => {
+            }) if pooled || self.master.is_some() => {
                 self.counters.retries.fetch_add(1, Ordering::Relaxed);
                 self.discard_idle();
+                self.forget_master();
                 let fresh = self.open(deadline, false)?;
                 self.finish(fresh, deadline, f)
             }
@@ -279,11 +417,18 @@ impl Pool {
 
     fn finish<T>(
         &self,
-        mut link: Link,
+        mut link: Conn,
         deadline: Instant,
-        f: &mut impl FnMut(&mut Link) -> RedisResult<T>,
+        f: &mut impl FnMut(&mut Conn) -> RedisResult<T>,
     ) -> Result<T, Failed> {
-        link.arm(deadline);
+        match &mut link {
+            Conn::Node(node) => node.arm(deadline),
+            Conn::Cluster(cluster) => {
+                if let Some((_, nodes)) = &self.cluster {
+                    cluster.arm(nodes, deadline);
+                }
+            }
+        }
         let result = f(&mut link);
         match (result, link.failure()) {
             (Ok(value), None) => {
@@ -292,6 +437,15 @@ impl Pool {
             }
             // A reply arrived but the link broke afterwards: keep the reply.
             (Ok(value), Some(_)) => Ok(value),
+            // READONLY: this master was demoted. The command did not run
+            // (a transaction is aborted whole), so it may be sent again.
+            (Err(err), None) if self.master.is_some() && is_demoted(&err) => {
+                Err(Failed::Unreachable {
+                    failure: Failure::Gone,
+                    unanswered: true,
+                    message: err.to_string(),
+                })
+            }
             (Err(err), None) => {
                 self.checkin(link);
                 Err(Failed::Answered(err.to_string()))
@@ -307,7 +461,7 @@ impl Pool {
     /// The most recently used idle connection, unless the server closed it:
     /// then every idle connection goes (they were all opened to the same
     /// server, which most likely restarted).
-    fn checkout(&self) -> Option<Link> {
+    fn checkout(&self) -> Option<Conn> {
         let mut idle = self.idle.lock();
         let link = idle.pop()?;
         if link.still_idle() {
@@ -321,7 +475,7 @@ impl Pool {
         None
     }
 
-    fn checkin(&self, link: Link) {
+    fn checkin(&self, link: Conn) {
         let mut idle = self.idle.lock();
         if idle.len() < self.config.max_idle {
             idle.push(link);
@@ -330,11 +484,15 @@ impl Pool {
 
     /// The server's addresses: resolved on first use, and again by every
     /// probe, so that a DNS lookup is not on the request path after that.
-    fn addresses(&self, refresh: bool) -> RedisResult<Vec<SocketAddr>> {
-        let (Endpoint::Tcp { host, port } | Endpoint::Tls { host, port, .. }) = &self.endpoint
-        else {
+    fn addresses(&self, endpoint: &Endpoint, refresh: bool) -> RedisResult<Vec<SocketAddr>> {
+        let (Endpoint::Tcp { host, port } | Endpoint::Tls { host, port, .. }) = endpoint else {
             return Ok(Vec::new());
         };
+        if self.master.is_some() {
+            // Sentinels name masters by IP (or by a name each lookup may
+            // change): nothing to cache.
+            return Ok((host.as_str(), *port).to_socket_addrs()?.collect());
+        }
         if !refresh {
             let cached = self.addresses.lock();
             if !cached.is_empty() {
@@ -346,11 +504,57 @@ impl Pool {
         Ok(resolved)
     }
 
-    fn open(&self, deadline: Instant, refresh_addresses: bool) -> Result<Link, Failed> {
+    fn open(&self, deadline: Instant, refresh_addresses: bool) -> Result<Conn, Failed> {
         self.counters.connects.fetch_add(1, Ordering::Relaxed);
-        self.addresses(refresh_addresses)
-            .and_then(|addresses| Link::open(&self.endpoint, &addresses, &self.handshake, deadline))
-            .map_err(Failed::connecting)
+        if let Some((client, nodes)) = &self.cluster {
+            return Cluster::open(client, nodes, deadline)
+                .map(|cluster| Conn::Cluster(Box::new(cluster)))
+                .map_err(Failed::connecting);
+        }
+        let Some(master) = &self.master else {
+            return self
+                .addresses(&self.endpoint, refresh_addresses)
+                .and_then(|addresses| {
+                    Link::open(&self.endpoint, &addresses, &self.handshake, deadline)
+                })
+                .map(Conn::Node)
+                .map_err(Failed::connecting);
+        };
+        // A remembered master that refuses is asked for again at once: after
+        // a promotion the first request then already reaches the new one.
+        loop {
+            let (endpoint, remembered) =
+                master
+                    .master(deadline)
+                    .map_err(|message| Failed::Unreachable {
+                        failure: if Instant::now() >= deadline {
+                            Failure::Deadline
+                        } else {
+                            Failure::Other
+                        },
+                        unanswered: false,
+                        message,
+                    })?;
+            let opened = self
+                .addresses(&endpoint, refresh_addresses)
+                .and_then(|addresses| Link::open(&endpoint, &addresses, &self.handshake, deadline));
+            match opened {
+                Ok(link) => return Ok(Conn::Node(link)),
+                Err(err) => {
+                    master.forget(&endpoint.node());
+                    if !remembered {
+                        return Err(Failed::connecting(err));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sentinel: the next connection asks the sentinels where the master is.
+    fn forget_master(&self) {
+        if let (Some(master), Some(node)) = (&self.master, self.node()) {
+            master.forget(&node);
+        }
     }
 
     fn record_success(&self) {
@@ -394,10 +598,15 @@ impl Pool {
         self.counters.probes.fetch_add(1, Ordering::Relaxed);
         let link = self.open(Instant::now() + self.config.connect_timeout, true)?;
         let deadline = Instant::now() + self.config.io_timeout;
-        self.finish(link, deadline, &mut |link: &mut Link| {
+        self.finish(link, deadline, &mut |link: &mut Conn| {
             redis::cmd("PING").query::<()>(link)
         })
     }
+}
+
+/// A write refused by a replica: the server was demoted from master.
+fn is_demoted(err: &RedisError) -> bool {
+    err.code() == Some("READONLY")
 }
 
 /// The probe thread: sleeps, probes, and closes the circuit once Redis

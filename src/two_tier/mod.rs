@@ -98,7 +98,8 @@ impl TwoTierCache {
 impl TwoTierCache {
     #[new]
     #[pyo3(signature = (
-        name, count, *, client, codec, namespace = None, prefix = "ormcache:", ttl = 3600,
+        name, count, *, client, codec, namespace = None, prefix = "ormcache:", hash_tag = None,
+        ttl = 3600,
         local_methods = None, secret_markers = None, gate = None, max_bytes = 0, secret = None,
         single_flight_after = Some(0.02), single_flight_wait = 5.0, follow_clears = Some(0.025)
     ))]
@@ -110,6 +111,7 @@ impl TwoTierCache {
         codec: Py<Codec>,
         namespace: Option<Vec<u8>>,
         prefix: &str,
+        hash_tag: Option<String>,
         ttl: i64,
         local_methods: Option<HashSet<String>>,
         secret_markers: Option<Vec<String>>,
@@ -127,6 +129,7 @@ impl TwoTierCache {
         let settings = Settings::new(
             namespace.unwrap_or_default(),
             prefix,
+            policy::checked_hash_tag(hash_tag)?,
             validate_ttl(ttl)?,
             local_methods.unwrap_or_default(),
             lowercase(secret_markers.unwrap_or_default()),
@@ -221,6 +224,17 @@ impl TwoTierCache {
 
     /// Qualified names (`module.Class.method`) whose entries never leave the
     /// process, sorted.
+    #[getter]
+    fn get_hash_tag(&self) -> Option<String> {
+        self.settings.read().hash_tag.clone()
+    }
+
+    /// The Redis hash of this namespace's method generations.
+    #[getter]
+    fn get_generations_key<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.settings.read().generations_key)
+    }
+
     #[getter]
     fn get_local_methods(&self) -> Vec<String> {
         let mut names: Vec<String> = self.settings.read().local_methods.iter().cloned().collect();

@@ -24,6 +24,8 @@ pub(super) struct Settings {
     /// The Redis hash of the namespace's method generations.
     pub(super) generations_key: Vec<u8>,
     pub(super) prefix: String,
+    /// Redis Cluster hash tag of the generations key (see `generations_key`).
+    pub(super) hash_tag: Option<String>,
     pub(super) ttl: u64,
     pub(super) shared: bool,
     pub(super) local_methods: HashSet<String>,
@@ -38,9 +40,11 @@ pub(super) struct Settings {
 }
 
 impl Settings {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         namespace: Vec<u8>,
         prefix: &str,
+        hash_tag: Option<String>,
         ttl: u64,
         local_methods: HashSet<String>,
         secret_markers: Vec<String>,
@@ -48,9 +52,10 @@ impl Settings {
         flight: FlightSettings,
     ) -> Settings {
         Settings {
-            generations_key: generations_key(prefix, &namespace),
+            generations_key: generations_key(prefix, hash_tag.as_deref(), &namespace),
             namespace,
             prefix: prefix.to_string(),
+            hash_tag,
             ttl,
             shared: true,
             local_methods,
@@ -67,7 +72,7 @@ impl Settings {
     }
 
     pub(super) fn set_namespace(&mut self, namespace: Vec<u8>) {
-        self.generations_key = generations_key(&self.prefix, &namespace);
+        self.generations_key = generations_key(&self.prefix, self.hash_tag.as_deref(), &namespace);
         self.namespace = namespace;
     }
 }
@@ -81,9 +86,34 @@ fn entry_mac(secret: Option<&[u8]>) -> Mac {
 }
 
 /// The Redis hash holding the per-method generation tokens of a namespace.
-fn generations_key(prefix: &str, namespace: &[u8]) -> Vec<u8> {
+/// Its Redis Cluster hash tag is `hash_tag` (`{prefix}{tag}:g:{hex}`), so
+/// that it shares its slot with the caller's keys of the same tag (the
+/// addon: every generations hash of a database, its methods-version key
+/// and flush epochs, which transactions change together), else its own
+/// digest (`{prefix}g:{hex}`, braces included). Either way the key a
+/// clear moves next to it (`follow::clears_key`, this key plus a suffix)
+/// is in its slot. Entries carry no tag: they spread over the cluster.
+fn generations_key(prefix: &str, hash_tag: Option<&str>, namespace: &[u8]) -> Vec<u8> {
     let digest = key_digest(namespace, b"method-generations");
-    entry::redis_key(prefix, entry::GENERATIONS, &digest)
+    match hash_tag {
+        None => {
+            let mut key = entry::redis_key(prefix, b"g:{", &digest);
+            key.push(b'}');
+            key
+        }
+        Some(tag) => entry::redis_key(&format!("{prefix}{{{tag}}}:"), entry::GENERATIONS, &digest),
+    }
+}
+
+/// A hash tag as Redis Cluster reads one: what lies between the key's first
+/// `{` and the next `}`, so neither may appear in it.
+pub(super) fn checked_hash_tag(tag: Option<String>) -> PyResult<Option<String>> {
+    match tag {
+        Some(tag) if tag.is_empty() || tag.contains(['{', '}']) => Err(PyValueError::new_err(
+            format!("hash_tag must be non-empty and hold no braces, got {tag:?}"),
+        )),
+        tag => Ok(tag),
+    }
 }
 
 /// A secret from Python: non-empty str or bytes.

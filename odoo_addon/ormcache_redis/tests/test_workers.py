@@ -21,6 +21,7 @@ from odoo.tools import config
 
 from ormcache_redis import Codec, RedisClient
 from ormcache_redis.testing import RedisServer
+from ormcache_redis.testing.topologies import RedisClusterSet, SentinelSet
 
 ENTRY_HEADER = 4 + 8 + 32  # magic, generation token, tag (see src/entry.rs)
 
@@ -114,15 +115,20 @@ class TestTwoProcesses(BaseCase):
         super().setUpClass()
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is needed by the multi-process tests")
-        cls.redis = RedisServer()
-        cls.redis.start()
-        cls.addClassCleanup(cls.redis.stop)
+        cls.redis = cls.start_redis()
         db_name = odoo.tests.common.get_db_name()
         cls.logdir = Path(cls.redis.workdir)
         cls.worker_a = OdooWorker(db_name, cls.redis.url, cls.logdir / "worker_a.log")
         cls.addClassCleanup(cls.worker_a.close)
         cls.worker_b = OdooWorker(db_name, cls.redis.url, cls.logdir / "worker_b.log")
         cls.addClassCleanup(cls.worker_b.close)
+
+    @classmethod
+    def start_redis(cls):
+        server = RedisServer()
+        server.start()
+        cls.addClassCleanup(server.stop)
+        return server
 
     def setUp(self):
         super().setUp()
@@ -298,3 +304,87 @@ class TestTwoProcesses(BaseCase):
         # appeared drops that method's L1 copies once.)
         other = b("plain_read", "_read_param_too", self.key)
         self.assertEqual((other["value"], other["misses"]), ("q0", 0))
+
+
+class Topology:
+    """A Sentinel set-up or a Redis Cluster seen as the one server the
+    tests above use: its URL, a place for logs, always running."""
+
+    process = True
+
+    def __init__(self, topology, url):
+        self.topology = topology
+        self.url = url
+        self.workdir = (
+            topology.nodes[0].workdir if hasattr(topology, "nodes") else (topology.master.workdir)
+        )
+
+
+@tagged("post_install", "-at_install", "ormcache_redis_multiprocess")
+class TestTwoProcessesSentinel(TestTwoProcesses):
+    """The same through redis+sentinel://; test 05 is a failover here: the
+    master is killed, a replica promoted, and requests never fail."""
+
+    # Odoo 18+ runs only the methods a class defines unless told so.
+    allow_inherited_tests_method = True
+    test_sequence = 101
+
+    @classmethod
+    def start_redis(cls):
+        sentinels = SentinelSet()
+        cls.addClassCleanup(sentinels.close)
+        sentinels.start()
+        return Topology(sentinels, sentinels.url())
+
+    def test_05_redis_down_requests_still_succeed(self):
+        a, b = self.worker_a, self.worker_b
+        a("set_param", self.key, "f0")
+        self.assertEqual(b("get_param", self.key)["value"], "f0")
+        old = self.redis.topology.master
+        self.redis.topology.kill_master()
+        a("set_param", self.key, "f1")
+        self.assertEqual(b("get_param", self.key)["value"], "f1")
+        # After the promotion: written by A, read by B from the new master.
+        deadline = time.monotonic() + 40
+        while True:
+            a("set_param", self.key, f"f{time.monotonic()}")
+            a("get_param", self.key)
+            if b("get_param", self.key)["l2_hits"] == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        self.assertLess(time.monotonic(), deadline, "Redis use did not recover")
+        self.redis.topology.revive(old)
+
+
+@tagged("post_install", "-at_install", "ormcache_redis_multiprocess")
+class TestTwoProcessesCluster(TestTwoProcesses):
+    """The same through redis+cluster:// (three masters, one replica
+    each); test 05 kills a master and its replica takes over."""
+
+    # Odoo 18+ runs only the methods a class defines unless told so.
+    allow_inherited_tests_method = True
+    test_sequence = 102
+
+    @classmethod
+    def start_redis(cls):
+        cluster = RedisClusterSet()
+        cls.addClassCleanup(cluster.close)
+        cluster.start()
+        return Topology(cluster, cluster.url())
+
+    def test_05_redis_down_requests_still_succeed(self):
+        a, b = self.worker_a, self.worker_b
+        a("set_param", self.key, "f0")
+        self.assertEqual(b("get_param", self.key)["value"], "f0")
+        cluster = self.redis.topology
+        cluster.kill_master(cluster.masters()[0])
+        a("set_param", self.key, "f1")
+        self.assertEqual(b("get_param", self.key)["value"], "f1")
+        deadline = time.monotonic() + 40
+        while True:
+            a("set_param", self.key, f"f{time.monotonic()}")
+            a("get_param", self.key)
+            if b("get_param", self.key)["l2_hits"] == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        self.assertLess(time.monotonic(), deadline, "Redis use did not recover")

@@ -67,14 +67,17 @@ def build_namespace(
 
 def methods_version_key(prefix: str, db_name: str) -> str:
     """Moves with every method clear and flush of the database: each process
-    reads it once per unit of work and re-syncs when it moved."""
-    return f"{prefix}{db_name}:methods-version"
+    reads it once per unit of work and re-syncs when it moved. The database
+    name is its Redis Cluster hash tag, as for the database's generations
+    hashes (TwoTierCache ``hash_tag``) and flush epochs: the transactions
+    that move them together stay in one slot."""
+    return f"{prefix}{{{db_name}}}:methods-version"
 
 
 def flush_epochs_key(prefix: str, db_name: str) -> str:
     """Hash of the database's flush epochs: field ``*`` (every cache) and one
     per flushed cache, each a random token that is part of the namespace."""
-    return f"{prefix}{db_name}:flush"
+    return f"{prefix}{{{db_name}}}:flush"
 
 
 # What a flush epoch read from Redis may look like (anything else is ignored).

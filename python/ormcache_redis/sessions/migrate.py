@@ -202,8 +202,14 @@ def to_redis(args: argparse.Namespace, client: RedisClient) -> Report:
             report.copied += 1
             commands += [("HSET", key, fld, record), ("PEXPIRE", key, ttl_ms)]
         if commands and not args.dry_run:
-            # PEXPIRE only ever follows its HSET in the same MULTI/EXEC.
-            client.pipeline(commands, transaction=True)
+            # PEXPIRE only ever follows its HSET in the same MULTI/EXEC; on
+            # a Redis Cluster one per session hash (a transaction stays in
+            # one slot).
+            parts = [commands]
+            if client.topology == "cluster":
+                parts = [commands[i : i + 2] for i in range(0, len(commands), 2)]
+            for part in parts:
+                client.pipeline(part, transaction=True)
         pending.clear()
 
     for sid, path in session_files(args.session_dir):
@@ -251,15 +257,42 @@ def to_redis(args: argparse.Namespace, client: RedisClient) -> Report:
     return report
 
 
-def _scan(client: RedisClient, prefix: str) -> Iterator[bytes]:
+def _scan(client: RedisClient, url: str, prefix: str) -> Iterator[bytes]:
     # A one-off migration may SCAN; the store itself never does.
-    cursor: bytes | str | int = 0
     pattern = prefix.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?") + "*"
-    while True:
-        cursor, keys = client.execute("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-        yield from keys
-        if int(cursor) == 0:
-            return
+    for server in _servers_to_scan(client, url):
+        cursor: bytes | str | int = 0
+        while True:
+            cursor, keys = server.execute("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+            yield from keys
+            if int(cursor) == 0:
+                break
+
+
+def _servers_to_scan(client: RedisClient, url: str) -> list[RedisClient]:
+    """The client itself, or one client per master of a Redis Cluster: SCAN
+    walks the keys of the one node it reaches. The masters are reached with
+    the URL's credentials and options."""
+    if client.topology != "cluster":
+        return [client]
+    scheme, rest = url.split("://", 1)
+    rest, _, query = rest.partition("?")
+    authority = rest.partition("/")[0]
+    credentials = authority.rpartition("@")[0]
+    base = "rediss" if scheme.startswith("rediss") else "redis"
+    masters = set()
+    for _start, _end, (host, port, *_node), *_replicas in client.execute("CLUSTER", "SLOTS"):
+        name = host.decode() if isinstance(host, bytes) else host
+        masters.add((f"[{name}]" if ":" in name else name, int(port)))
+    return [
+        RedisClient(
+            f"{base}://{credentials + '@' if credentials else ''}{host}:{port}/0"
+            + (f"?{query}" if query else ""),
+            connect_timeout=5.0,
+            socket_timeout=10.0,
+        )
+        for host, port in sorted(masters)
+    ]
 
 
 def to_files(args: argparse.Namespace, client: RedisClient) -> Report:
@@ -274,7 +307,7 @@ def to_files(args: argparse.Namespace, client: RedisClient) -> Report:
     sealing_key = sid_key(args.session_store_secret)
     args.session_dir.mkdir(parents=True, exist_ok=True)
     now = time.time()
-    for key in _scan(client, args.prefix):
+    for key in _scan(client, args.url, args.prefix):
         try:
             fields, remaining_ms = client.pipeline([("HGETALL", key), ("PTTL", key)])
         except RedisReplyError:

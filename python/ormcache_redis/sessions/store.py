@@ -311,7 +311,26 @@ class RedisSessionStore:
         if not commands:
             return
         with self._redis(action):
-            self.client.pipeline(commands, transaction=True)
+            for part in self._single_slot_parts(commands):
+                self.client.pipeline(part, transaction=True)
+
+    def _single_slot_parts(self, commands: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+        """The commands as one transaction, except on a Redis Cluster when
+        they touch several sessions' hashes (a hard rotation: old and new
+        identifier), which lie in different slots: there each hash gets its
+        own transaction, writes before deletions, so that the session
+        always exists under one of its ids."""
+        if getattr(self.client, "topology", "single") != "cluster":
+            return [commands]
+        by_key: dict[Any, list[tuple[Any, ...]]] = {}
+        for command in commands:
+            by_key.setdefault(command[1], []).append(command)
+        if len(by_key) == 1:
+            return [commands]
+        return sorted(
+            by_key.values(),
+            key=lambda part: all(command[0] in ("HDEL", "DEL") for command in part),
+        )
 
     def save(self, session: SessionLike) -> None:
         sid = self._checked_sid(session.sid)
