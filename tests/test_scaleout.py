@@ -487,3 +487,16 @@ def test_cluster_flush_command_moves_a_database_s_keys_in_one_slot(
     keys = [flush_epochs_key("ormcache:", "db7"), methods_version_key("ormcache:", "db7")]
     assert client.execute("EXISTS", *keys) == 2
     assert len({client.execute("CLUSTER", "KEYSLOT", key) for key in keys}) == 1
+
+
+def test_doctor_on_a_cluster_finds_no_blocking_problem(
+    cluster_set: RedisClusterSet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its permission probe (a MULTI/EXEC over two keys) stays in one slot,
+    and the version is read from a node's INFO."""
+    from ormcache_redis.cli import main as cli
+
+    assert cli(["doctor", cluster_set.url()]) == 0
+    out = capsys.readouterr().out
+    assert "[FAIL]" not in out
+    assert "version: Redis 7" in out or "version: Valkey" in out

@@ -91,7 +91,11 @@ class Finding:
 
 
 def _info(client: RedisClient, section: str) -> dict[str, str]:
+    """One server's INFO section; on a cluster (one answer per node) the
+    first node's, in address order."""
     reply = client.execute("INFO", section)
+    if isinstance(reply, dict):
+        reply = reply[min(reply)] if reply else b""
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     fields = {}
     for line in text.splitlines():
@@ -238,7 +242,9 @@ def _persistence_findings(client: RedisClient, role: str) -> list[Finding]:
 
 
 def _permission_findings(client: RedisClient, role: str, prefix: str) -> list[Finding]:
-    key = f"{prefix}doctor:{secrets.token_hex(6)}"
+    # One hash tag: the MULTI/EXEC probe and the DEL of both keys stay in
+    # one slot on a Redis Cluster.
+    key = f"{prefix}doctor:{{{secrets.token_hex(6)}}}"
     hash_key = f"{key}:h"
     probes: dict[str, list[Any]] = {
         "set": ["SET", key, "1", "EX", 60],
