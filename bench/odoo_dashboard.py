@@ -227,6 +227,13 @@ def main() -> int:
     parser.add_argument("--redis-server", default=shutil.which("redis-server") or "redis-server")
     parser.add_argument("--data-dir", help="Odoo data_dir (default: Odoo's own)")
     parser.add_argument("--json", help="also write the raw figures here")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an ormcache_redis option for configs b and c",
+    )
     args = parser.parse_args()
     args.workdir = tempfile.mkdtemp(prefix="bench-dashboard-")
     try:
