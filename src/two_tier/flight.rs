@@ -15,6 +15,7 @@
 //! from Redis where another process recorded it. Cheap lookups never pay a
 //! lock round trip.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -127,13 +128,23 @@ impl TwoTierCache {
             pending.retain(|_, p| p.started.elapsed() < PENDING_MAX_AGE);
         }
         if pending.len() < MAX_PENDING {
-            pending.insert(
-                address.digest,
-                Pending {
-                    started: Instant::now(),
-                    lock,
-                },
-            );
+            let computation = Pending {
+                started: Instant::now(),
+                lock,
+            };
+            match pending.entry(address.digest) {
+                // Another thread of this process leads this key's flight:
+                // its lock is released by its own store, not lost here.
+                Entry::Occupied(mut led)
+                    if computation.lock.is_some() || led.get().lock.is_none() =>
+                {
+                    led.insert(computation);
+                }
+                Entry::Occupied(_) => {}
+                Entry::Vacant(slot) => {
+                    slot.insert(computation);
+                }
+            }
         }
         Flight::Compute
     }
