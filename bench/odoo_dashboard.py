@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -212,28 +211,9 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--odoo-bin", required=True)
-    parser.add_argument("--python", default=sys.executable, help="Odoo's Python")
+    first.add_odoo_arguments(parser)
     parser.add_argument("--addons-path", required=True, help="with examples/odoo on it")
     parser.add_argument("--db", required=True, help="a database with sale_management")
-    parser.add_argument("--db-host", default="127.0.0.1")
-    parser.add_argument("--db-port", default="5432")
-    parser.add_argument("--db-user", default="odoo")
-    parser.add_argument("--db-password", default="odoo")
-    parser.add_argument("--login", default="admin")
-    parser.add_argument("--password", default="admin")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--configs", default="abc")
-    parser.add_argument("--redis-server", default=shutil.which("redis-server") or "redis-server")
-    parser.add_argument("--data-dir", help="Odoo data_dir (default: Odoo's own)")
-    parser.add_argument("--json", help="also write the raw figures here")
-    parser.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="an ormcache_redis option for configs b and c",
-    )
     args = parser.parse_args()
     args.workdir = tempfile.mkdtemp(prefix="bench-dashboard-")
     try:

@@ -462,13 +462,10 @@ def table(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) ->
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_odoo_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every real-Odoo benchmark takes (``Odoo`` reads them)."""
     parser.add_argument("--odoo-bin", required=True)
     parser.add_argument("--python", default=sys.executable, help="Odoo's Python")
-    parser.add_argument("--addons-path", required=True, help="Odoo's addons path")
-    parser.add_argument("--db", default="ocr_meas_bench", help="database (base, web)")
-    parser.add_argument("--create", action="store_true", help="create it if missing (demo data)")
     parser.add_argument("--db-host", default="127.0.0.1")
     parser.add_argument("--db-port", default="5432")
     parser.add_argument("--db-user", default="odoo")
@@ -476,17 +473,10 @@ def main() -> int:
     parser.add_argument("--login", default="admin")
     parser.add_argument("--password", default="admin")
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--requests", type=int, default=50, help="page loads measured")
-    parser.add_argument("--repeat", type=int, default=3, help="measured restarts per config")
     parser.add_argument("--configs", default="abc")
     parser.add_argument("--redis-server", default=shutil.which("redis-server") or "redis-server")
     parser.add_argument("--data-dir", help="Odoo data_dir (default: Odoo's own)")
     parser.add_argument("--json", help="also write the raw figures here")
-    parser.add_argument(
-        "--views-model",
-        default="res.partner",
-        help="each page load also opens this model's list/form/search views ('' = no)",
-    )
     parser.add_argument(
         "--option",
         action="append",
@@ -494,6 +484,21 @@ def main() -> int:
         metavar="NAME=VALUE",
         help="an ormcache_redis option for configs b and c, e.g. "
         "ormcache_redis_shared_caches=default,stable,assets,templates",
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_odoo_arguments(parser)
+    parser.add_argument("--addons-path", required=True, help="Odoo's addons path")
+    parser.add_argument("--db", default="ocr_meas_bench", help="database (base, web)")
+    parser.add_argument("--create", action="store_true", help="create it if missing (demo data)")
+    parser.add_argument("--requests", type=int, default=50, help="page loads measured")
+    parser.add_argument("--repeat", type=int, default=3, help="measured restarts per config")
+    parser.add_argument(
+        "--views-model",
+        default="res.partner",
+        help="each page load also opens this model's list/form/search views ('' = no)",
     )
     parser.add_argument(
         "--misses",
