@@ -22,7 +22,15 @@ from pathlib import Path
 import pytest
 from session_support import CONFIGURED_SECRET, database_secrets, logged_in, make_store
 
-from ormcache_redis import Codec, ConfigError, RedisClient, RedisUnavailable, TwoTierCache
+from ormcache_redis import (
+    Codec,
+    ConfigError,
+    RedisClient,
+    RedisReplyError,
+    RedisUnavailable,
+    TwoTierCache,
+)
+from ormcache_redis._native import redact_url
 from ormcache_redis.sessions.migrate import main as run_migration
 from ormcache_redis.sessions.records import hash_key
 from ormcache_redis.sessions.store import SessionStoreUnavailable
@@ -500,3 +508,23 @@ def test_doctor_on_a_cluster_finds_no_blocking_problem(
     out = capsys.readouterr().out
     assert "[FAIL]" not in out
     assert "version: Redis 7" in out or "version: Valkey" in out
+
+
+def test_password_protected_sentinels_and_servers() -> None:
+    """Sentinels with ``requirepass`` take the URL's credentials (the same
+    ones as the master); the client follows a promotion through them."""
+    with SentinelSet(password="sentinel-and-master-secret") as protected:
+        url = protected.url()
+        writer = RedisClient(url)
+        writer.execute("SET", "before", "1")
+        assert RedisClient(url).execute("GET", "before") == b"1"
+        protected.kill_master()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                writer.execute("SET", "after", "2")
+                break
+            except (RedisUnavailable, RedisReplyError):
+                time.sleep(0.1)
+        assert RedisClient(url).execute("GET", "after") == b"2"
+    assert "sentinel-and-master-secret" not in redact_url(url)

@@ -16,7 +16,7 @@
 //! handshake: once per sentinel and lookup, i.e. at start and failovers.)
 
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,21 @@ pub struct MasterResolver {
     finished: Condvar,
     /// Times the sentinels named another master than the one before.
     pub switches: AtomicU64,
+    /// Whether the sentinels take the URL's credentials (see
+    /// `SentinelAuth`), learnt from the first lookup that succeeds.
+    sentinel_auth: AtomicU8,
+}
+
+/// Sentinels protected with `requirepass` (or an ACL user) need the URL's
+/// credentials; sentinels without a password refuse an AUTH. The URL has
+/// one set of credentials, so a lookup tries both and remembers which one
+/// the sentinels answered.
+#[derive(Clone, Copy, PartialEq)]
+#[repr(u8)]
+enum SentinelAuth {
+    Unknown = 0,
+    WithCredentials = 1,
+    WithoutCredentials = 2,
 }
 
 fn tls_certificates(files: &TlsFiles<'_>) -> Result<Option<TlsCertificates>, String> {
@@ -118,6 +133,7 @@ impl MasterResolver {
             state: Mutex::new(State::default()),
             finished: Condvar::new(),
             switches: AtomicU64::new(0),
+            sentinel_auth: AtomicU8::new(SentinelAuth::Unknown as u8),
         })
     }
 
@@ -217,6 +233,37 @@ impl MasterResolver {
                 question.service
             ));
         }
+        let has_credentials = question.info.redis_settings().password().is_some();
+        let modes = match self.sentinel_auth.load(Ordering::Relaxed) {
+            x if x == SentinelAuth::WithCredentials as u8 => vec![SentinelAuth::WithCredentials],
+            x if x == SentinelAuth::WithoutCredentials as u8 => {
+                vec![SentinelAuth::WithoutCredentials]
+            }
+            _ if has_credentials => vec![
+                SentinelAuth::WithoutCredentials,
+                SentinelAuth::WithCredentials,
+            ],
+            _ => vec![SentinelAuth::WithoutCredentials],
+        };
+        let mut failure = String::new();
+        for mode in modes {
+            match self.ask_sentinels_with(&reachable, mode) {
+                Ok(endpoint) => {
+                    self.sentinel_auth.store(mode as u8, Ordering::Relaxed);
+                    return Ok(endpoint);
+                }
+                Err(err) => failure = err,
+            }
+        }
+        Err(failure)
+    }
+
+    fn ask_sentinels_with(
+        &self,
+        reachable: &[(String, u16)],
+        auth: SentinelAuth,
+    ) -> Result<Endpoint, String> {
+        let question = &self.question;
         let tls = matches!(question.info.addr(), ConnectionAddr::TcpTls { .. });
         let sentinels = reachable.iter().map(|(host, port)| match tls {
             true => ConnectionAddr::TcpTls {
@@ -238,6 +285,14 @@ impl MasterResolver {
         }
         if let Some(password) = settings.password() {
             builder = builder.set_client_to_redis_password(password);
+        }
+        if auth == SentinelAuth::WithCredentials {
+            if let Some(username) = settings.username() {
+                builder = builder.set_client_to_sentinel_username(username);
+            }
+            if let Some(password) = settings.password() {
+                builder = builder.set_client_to_sentinel_password(password);
+            }
         }
         if tls {
             builder = builder

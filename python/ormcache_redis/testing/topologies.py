@@ -16,11 +16,12 @@ from types import TracebackType
 from .redis_server import RedisServer, free_port
 
 
-def _ask(port: int, *args: str | int) -> object:
+def _ask(port: int, *args: str | int, password: str | None = None) -> object:
     """One command to a server, on a client of its own."""
     from ormcache_redis import RedisClient
 
-    return RedisClient(f"redis://127.0.0.1:{port}/0", socket_timeout=2.0).execute(*args)
+    auth = f":{password}@" if password else ""
+    return RedisClient(f"redis://{auth}127.0.0.1:{port}/0", socket_timeout=2.0).execute(*args)
 
 
 def _text(reply: object) -> str:
@@ -35,8 +36,8 @@ def _pairs(reply: object) -> dict[str, str]:
     return dict(zip(items[::2], items[1::2], strict=True))
 
 
-def _info(port: int, section: str) -> dict[str, str]:
-    lines = _text(_ask(port, "INFO", section)).splitlines()
+def _info(port: int, section: str, password: str | None = None) -> dict[str, str]:
+    lines = _text(_ask(port, "INFO", section, password=password)).splitlines()
     return dict(line.split(":", 1) for line in lines if ":" in line and not line.startswith("#"))
 
 
@@ -63,12 +64,17 @@ class SentinelSet:
         replicas: int = 1,
         sentinels: int = 3,
         down_after_ms: int = 500,
+        password: str | None = None,
     ) -> None:
+        """``password``: every server and sentinel requires it."""
         self.service = service
         self.down_after_ms = down_after_ms
+        self.password = password
         # Diskless full syncs start at once (Redis waits 5 s by default for
         # more replicas to join the same transfer).
         fast_sync = ["--repl-diskless-sync-delay", "0"]
+        if password:
+            fast_sync += ["--requirepass", password, "--masterauth", password]
         self.master = RedisServer(args=fast_sync)
         self.replicas = [RedisServer(args=fast_sync) for _ in range(replicas)]
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
@@ -76,7 +82,8 @@ class SentinelSet:
 
     def url(self, db: int = 0) -> str:
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
-        return f"redis+sentinel://{hosts}/{self.service}/{db}"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis+sentinel://{auth}{hosts}/{self.service}/{db}"
 
     @property
     def servers(self) -> list[RedisServer]:
@@ -89,7 +96,7 @@ class SentinelSet:
             replica.start()
         wait_for(
             lambda: all(
-                _info(replica.port, "replication").get("master_link_status") == "up"
+                _info(replica.port, "replication", self.password).get("master_link_status") == "up"
                 for replica in self.replicas
             ),
             timeout,
@@ -105,6 +112,11 @@ class SentinelSet:
                     f"sentinel failover-timeout {self.service} 5000\n"
                     f"sentinel parallel-syncs {self.service} 1\n"
                 )
+                if self.password:
+                    file.write(
+                        f"sentinel auth-pass {self.service} {self.password}\n"
+                        f"requirepass {self.password}\n"
+                    )
             self.sentinels.append(
                 subprocess.Popen(
                     [self.master.binary, config, "--sentinel"],
@@ -117,7 +129,7 @@ class SentinelSet:
         return self
 
     def _sentinel_view(self, port: int) -> dict[str, str]:
-        return _pairs(_ask(port, "SENTINEL", "MASTER", self.service))
+        return _pairs(_ask(port, "SENTINEL", "MASTER", self.service, password=self.password))
 
     def _sentinels_ready(self) -> bool:
         for port in self.sentinel_ports:
@@ -132,7 +144,13 @@ class SentinelSet:
         """The master's port according to the first sentinel that answers."""
         for port in self.sentinel_ports:
             try:
-                _host, master = _ask(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)  # type: ignore[misc]
+                _host, master = _ask(  # type: ignore[misc]
+                    port,
+                    "SENTINEL",
+                    "GET-MASTER-ADDR-BY-NAME",
+                    self.service,
+                    password=self.password,
+                )
                 return int(_text(master))
             except Exception:  # a stopped sentinel
                 continue
@@ -146,13 +164,23 @@ class SentinelSet:
 
         def promoted() -> bool:
             ports = {self.master_port()} | {
-                int(_text(_ask(p, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)[1]))  # type: ignore[index]
+                int(
+                    _text(
+                        _ask(  # type: ignore[index]
+                            p,
+                            "SENTINEL",
+                            "GET-MASTER-ADDR-BY-NAME",
+                            self.service,
+                            password=self.password,
+                        )[1]
+                    )
+                )
                 for p in self.sentinel_ports
             }
             if ports == {old.port}:
                 return False
             (port,) = ports
-            return _info(port, "replication").get("role") == "master"
+            return _info(port, "replication", self.password).get("role") == "master"
 
         wait_for(promoted, timeout, "a replica promoted by the sentinels")
         port = self.master_port()
@@ -171,16 +199,21 @@ class SentinelSet:
             "127.0.0.1",
             str(self.master.port),
         ]
+        if self.password:
+            server.args += ["--requirepass", self.password, "--masterauth", self.password]
         server.start()
         wait_for(
-            lambda: _info(server.port, "replication").get("master_link_status") == "up",
+            lambda: (
+                _info(server.port, "replication", self.password).get("master_link_status") == "up"
+            ),
             timeout,
             "the revived replica in sync",
         )
 
         def seen_up() -> bool:
             for port in self.sentinel_ports:
-                for replica in _ask(port, "SENTINEL", "REPLICAS", self.service):  # type: ignore[union-attr]
+                replicas = _ask(port, "SENTINEL", "REPLICAS", self.service, password=self.password)
+                for replica in replicas:  # type: ignore[union-attr]
                     view = _pairs(replica)
                     if view["port"] == str(server.port) and (
                         "s_down" in view["flags"] or "disconnected" in view["flags"]
