@@ -14,6 +14,7 @@ use super::policy::Address;
 use super::unit::Outcome;
 use super::TwoTierCache;
 use crate::entry::{self, Rejection};
+use crate::redis::pool::Conn;
 use crate::redis::writer::Command;
 use crate::redis::{call_error_to_py, RedisClient};
 
@@ -178,7 +179,7 @@ impl TwoTierCache {
                 return read;
             }
         }
-        let data_key = address.redis_key.clone();
+        let data_key = address.redis_key.as_slice();
         let generations = address
             .method_name
             .as_ref()
@@ -196,11 +197,10 @@ impl TwoTierCache {
                     .map(|g| g.retired.clone())
             })
             .unwrap_or_default();
-        let started = Instant::now();
-        let reply = client.call(py, move |con| {
+        let reply = self.timed_read(py, client, |con| {
             let Some((generations_key, name)) = &generations else {
                 let value = redis::cmd("GET")
-                    .arg(data_key.as_slice())
+                    .arg(data_key)
                     .query::<Option<Vec<u8>>>(con)?;
                 return Ok((entry::NO_METHOD, value, false));
             };
@@ -209,7 +209,7 @@ impl TwoTierCache {
                 .arg(generations_key.as_slice())
                 .arg(&**name)
                 .cmd("GET")
-                .arg(data_key.as_slice())
+                .arg(data_key)
                 .query::<(Option<u64>, Option<Vec<u8>>)>(con)?;
             match token {
                 Some(token) if !retired.contains(&token) => Ok((token, value, false)),
@@ -225,14 +225,8 @@ impl TwoTierCache {
                 }
             }
         });
-        let elapsed = started.elapsed();
-        self.latency.record(elapsed);
-        let (token, payload, refreshed) = match reply {
-            Ok(reply) => reply,
-            Err(_) => {
-                bump(&self.counters.l2_errors, 1);
-                return SharedRead::Failed;
-            }
+        let Some(((token, payload, refreshed), elapsed)) = reply else {
+            return SharedRead::Failed;
         };
         if let Some(name) = &address.method_name {
             self.generations
@@ -263,20 +257,13 @@ impl TwoTierCache {
         self.forget_tokens_after_outage(client);
         let token = self.generations.lock().get(name)?.current?;
         let data_key = address.redis_key.as_slice();
-        let started = Instant::now();
-        let reply = client.call(py, |con| {
+        let reply = self.timed_read(py, client, |con| {
             redis::cmd("GET")
                 .arg(data_key)
                 .query::<Option<Vec<u8>>>(con)
         });
-        let elapsed = started.elapsed();
-        self.latency.record(elapsed);
-        let payload = match reply {
-            Ok(payload) => payload,
-            Err(_) => {
-                bump(&self.counters.l2_errors, 1);
-                return Some(SharedRead::Failed);
-            }
+        let Some((payload, elapsed)) = reply else {
+            return Some(SharedRead::Failed);
         };
         if payload
             .as_deref()
@@ -286,6 +273,27 @@ impl TwoTierCache {
         }
         self.keep_generations_alive(client, false);
         Some(self.open_read(py, payload, address, token, elapsed))
+    }
+
+    /// One read of the shared tier, timed into the cache's latency; a
+    /// failure is counted and comes back as None.
+    fn timed_read<T: Send>(
+        &self,
+        py: Python<'_>,
+        client: &RedisClient,
+        read: impl FnMut(&mut Conn) -> redis::RedisResult<T> + Send,
+    ) -> Option<(T, Duration)> {
+        let started = Instant::now();
+        let reply = client.call(py, read);
+        let elapsed = started.elapsed();
+        self.latency.record(elapsed);
+        match reply {
+            Ok(reply) => Some((reply, elapsed)),
+            Err(_) => {
+                bump(&self.counters.l2_errors, 1);
+                None
+            }
+        }
     }
 
     /// What a read found, once verified and decoded.
