@@ -31,6 +31,13 @@ from ormcache_redis import (
     TwoTierCache,
 )
 from ormcache_redis._native import redact_url
+from ormcache_redis.metrics import (
+    ClusterFigures,
+    checked_process,
+    cluster_totals,
+    process_figures,
+    render,
+)
 from ormcache_redis.sessions.migrate import main as run_migration
 from ormcache_redis.sessions.records import hash_key
 from ormcache_redis.sessions.store import SessionStoreUnavailable
@@ -204,11 +211,56 @@ def test_sentinel_follows_a_promotion_without_losing_a_call(sentinel_set: Sentin
     stats = client.stats()
     assert stats["node"] == f"127.0.0.1:{sentinel_set.master.port}" != f"127.0.0.1:{old.port}"
     assert stats["failovers"] == 1
+    # Operators see it in the metrics too.
+    figures = checked_process(json.dumps(process_figures({}, clients={"cache": client})))
+    assert figures is not None and figures["clients"]["cache"]["failovers"] == 1
+    totals = cluster_totals(ClusterFigures(processes=[figures], reachable=True))
+    assert 'ormcache_redis_client_failovers_total{role="cache"} 1.0' in render(totals)
     # The killed master comes back as a replica: connections stay on the
     # master, which has every write.
     sentinel_set.revive(old)
     assert client.execute("GET", "after") == b"2"
     assert client.execute("ROLE")[0] == b"master"
+
+
+def test_a_method_clear_is_confirmed_by_a_replica(sentinel_set: SentinelSet) -> None:
+    """Replication is asynchronous: a clear the master acknowledged but had
+    not passed on is lost when a replica is promoted, and the old entries
+    are valid again. So a clear returns only once a replica has it; when
+    none can confirm it (frozen replica), it fails within its deadline and
+    the caller knows (the addon then signals through the database)."""
+    client = RedisClient(sentinel_set.url(), socket_timeout=DEADLINE)
+    master = RedisClient(sentinel_set.master.url)
+    replicas = [s for s in sentinel_set.servers if s is not sentinel_set.master and s.running]
+    ports = {str(replica.port).encode() for replica in replicas}
+    wait_for(
+        lambda: {replica[1] for replica in master.execute("ROLE")[2]} == ports,
+        10,
+        "every replica connected to the master",
+    )
+    cache = TwoTierCache(
+        "confirmed", 16, client=client, codec=Codec(),
+        namespace=f"confirm:{time.monotonic_ns()}".encode(), hash_tag="db1",
+    )  # fmt: skip
+    cache.clear_method(os.path.join)
+    on_master = master.execute("HGETALL", cache.generations_key)
+    assert on_master
+    for replica in replicas:
+        assert RedisClient(replica.url).execute("HGETALL", cache.generations_key) == on_master
+
+    for replica in replicas:
+        replica.pause()
+    try:
+        started = time.monotonic()
+        with pytest.raises(RedisReplyError, match="no replica confirmed the clear"):
+            cache.clear_method(os.path.join)
+        assert time.monotonic() - started <= DEADLINE + MARGIN
+        # It ran on the master all the same.
+        assert master.execute("HGETALL", cache.generations_key) != on_master
+    finally:
+        for replica in replicas:
+            replica.resume()
+    cache.clear_method(os.path.join)
 
 
 def test_cluster_failover(cluster_set: RedisClusterSet) -> None:

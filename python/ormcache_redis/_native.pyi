@@ -393,7 +393,11 @@ class TwoTierCache(LRU[_K, _V]):
         """Drop the method's entries here and give it a fresh random generation
         token in Redis, so every process misses its old shared entries;
         ``with_commands`` run in the same MULTI/EXEC. Returns the number of
-        local entries dropped."""
+        local entries dropped. On a Sentinel master with replicas, a replica
+        must confirm the clear (``WAIT``) before the deadline, otherwise
+        ``RedisReplyError``: the clear ran on the master, but a failover
+        could lose it (the addon then signals the cache through the
+        database). ``RedisUnavailable`` when Redis cannot be reached."""
     def evict_method(self, method: Callable[..., Any] | str) -> int:
         """Drop the method's entries from L1 only."""
     def method_generations(self) -> dict[str, int]:

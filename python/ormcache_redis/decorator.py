@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from ormcache_redis._native import (
     CachedMethod,
+    RedisReplyError,
     RedisUnavailable,
     TwoTierCache,
     key_method,
@@ -117,11 +118,15 @@ def _clear_function(cached: CachedMethod) -> Callable[[Any], int]:
         if isinstance(cache, TwoTierCache):
             try:
                 return cache.clear_method(method)
-            except RedisUnavailable:
+            except (RedisUnavailable, RedisReplyError) as error:
+                # Unreachable, or reached but no replica confirmed the clear
+                # (a failover could lose it).
                 _logger.error(
-                    "%s: Redis is unreachable; local entries were dropped, but other "
-                    "processes may serve shared entries until they expire (%s s)",
+                    "%s: the clear may not reach other processes (%s); local entries "
+                    "were dropped, but other processes may serve shared entries "
+                    "until they expire (%s s)",
                     method.__qualname__,
+                    error,
                     cache.ttl,
                 )
                 return 0

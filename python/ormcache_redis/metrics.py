@@ -94,6 +94,7 @@ CLIENT_COUNTERS = (
     "writes_dropped_full",
     "writes_dropped_unavailable",
     "writes_failed",
+    "failovers",
 )
 SESSION_COUNTERS = ("saved", "forged", "no_key", "unreadable")
 CLIENT_ROLES = ("cache", "sessions")
@@ -630,14 +631,21 @@ class _ClusterCollector:
             "Write-behind commands dropped.",
             labels=["role", "reason"],
         )
+        client_failovers = CounterMetricFamily(
+            "ormcache_redis_client_failovers",
+            "New masters followed: named by the sentinels, or a cluster's MOVED/ASK redirects.",
+            labels=client_labels,
+        )
         for role, client in sorted(totals["clients"].items()):
             unhealthy.add_metric([role], client["unhealthy"])
             client_errors.add_metric([role], client["errors"])
+            client_failovers.add_metric([role], client["failovers"])
             client_dropped.add_metric([role, "queue_full"], client["writes_dropped_full"])
             client_dropped.add_metric([role, "unavailable"], client["writes_dropped_unavailable"])
             client_dropped.add_metric([role, "failed"], client["writes_failed"])
         yield unhealthy
         yield client_errors
+        yield client_failovers
         yield client_dropped
         sessions = totals["sessions"]
         yield CounterMetricFamily(

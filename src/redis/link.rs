@@ -149,6 +149,14 @@ impl Stream {
         }
     }
 
+    fn deadline(&self) -> Instant {
+        match self {
+            Stream::Tcp(timed) => timed.deadline,
+            Stream::Tls(tls) => tls.sock.deadline,
+            Stream::Unix(timed) => timed.deadline,
+        }
+    }
+
     fn raw_fd(&self) -> RawFd {
         match self {
             Stream::Tcp(timed) => timed.socket.as_raw_fd(),
@@ -291,6 +299,9 @@ pub struct Link {
     /// Reply bytes received since the last `arm`: zero means the server
     /// answered nothing to this call.
     reply_bytes: usize,
+    /// Replicas the server (a master named by sentinels) had when this link
+    /// was opened, from its ROLE reply; 0 when not asked.
+    replicas: usize,
 }
 
 impl Link {
@@ -334,6 +345,7 @@ impl Link {
             db: handshake.db,
             failure: None,
             reply_bytes: 0,
+            replicas: 0,
         };
         link.greet(handshake, true)?;
         Ok(link)
@@ -396,11 +408,17 @@ impl Link {
             )));
         }
         if let Some(role) = role {
-            let role = match role {
-                Value::Array(parts) => parts.into_iter().next(),
-                _ => None,
+            // A master's ROLE: ["master", offset, [[ip, port, offset], ...]].
+            let parts = match role {
+                Value::Array(parts) => parts,
+                _ => Vec::new(),
             };
-            let is_master = matches!(&role, Some(Value::BulkString(name)) if name == b"master");
+            let is_master =
+                matches!(parts.first(), Some(Value::BulkString(name)) if name == b"master");
+            self.replicas = match parts.get(2) {
+                Some(Value::Array(replicas)) => replicas.len(),
+                _ => 0,
+            };
             if !is_master {
                 // Not a connection failure: the caller forgets this address.
                 self.failure = Some(Failure::Other);
@@ -417,6 +435,18 @@ impl Link {
     pub fn arm(&mut self, deadline: Instant) {
         self.stream.set_deadline(deadline);
         self.reply_bytes = 0;
+    }
+
+    /// Replicas of this master when the link was opened (see `Handshake::expect_master`).
+    pub fn replicas(&self) -> usize {
+        self.replicas
+    }
+
+    /// What is left of the current call's deadline.
+    pub fn time_left(&self) -> std::time::Duration {
+        self.stream
+            .deadline()
+            .saturating_duration_since(Instant::now())
     }
 
     /// Whether an idle link is still usable: nothing may arrive on a

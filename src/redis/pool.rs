@@ -47,7 +47,35 @@ pub enum Conn {
     Cluster(Box<Cluster>),
 }
 
+/// Room left for WAIT's reply before the call's deadline: Redis checks the
+/// timeouts of blocked clients once per `serverCron` tick (100 ms at the
+/// default `hz 10`), so WAIT answers up to a tick after its timeout.
+const WAIT_REPLY_MARGIN_MS: u128 = 105;
+
 impl Conn {
+    /// Waits, within the call's deadline, until a replica holds every write
+    /// sent on this connection, when the master had replicas: for a write a
+    /// failover must not lose (asynchronous replication would, if the master
+    /// died before passing it on). True when a replica confirmed or there is
+    /// none to wait for; false when none confirmed in time. A cluster's
+    /// writes are not confirmed (see CONFIGURE.md, "Failover").
+    pub fn confirm_replicated(&mut self) -> RedisResult<bool> {
+        let Conn::Node(link) = self else {
+            return Ok(true);
+        };
+        if link.replicas() == 0 {
+            return Ok(true);
+        }
+        // WAIT's timeout 0 would mean "forever".
+        let wait_ms = link
+            .time_left()
+            .as_millis()
+            .saturating_sub(WAIT_REPLY_MARGIN_MS)
+            .max(1);
+        let acknowledged: i64 = redis::cmd("WAIT").arg(1).arg(wait_ms as u64).query(link)?;
+        Ok(acknowledged >= 1)
+    }
+
     fn still_idle(&self) -> bool {
         match self {
             Conn::Node(link) => link.still_idle(),

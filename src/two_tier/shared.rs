@@ -105,7 +105,9 @@ impl TwoTierCache {
 
     /// Gives the method a fresh random generation token in Redis, with
     /// `with_commands` in the same MULTI/EXEC, so no process reads its old
-    /// shared entries again.
+    /// shared entries again. When the master had replicas, a replica must
+    /// confirm the clear before the deadline, or this fails (the clear ran
+    /// on the master, but a failover could still lose it).
     pub(super) fn publish_clear(
         &self,
         py: Python<'_>,
@@ -147,7 +149,18 @@ impl TwoTierCache {
                     .arg(key.as_slice())
                     .arg(bookkeeping_ttl)
                     .ignore()
-                    .query::<()>(con)
+                    .query::<()>(con)?;
+                // A clear lost in a failover would make the old entries
+                // valid again on the promoted replica: the caller must know.
+                if con.confirm_replicated()? {
+                    Ok(())
+                } else {
+                    Err(redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "no replica confirmed the clear before the deadline",
+                        "a failover now could lose it".to_string(),
+                    )))
+                }
             })
             .map_err(call_error_to_py)?;
         self.generations

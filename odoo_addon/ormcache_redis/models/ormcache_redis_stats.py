@@ -51,6 +51,13 @@ class OrmcacheRedisStats(models.TransientModel):
             try:
                 latency = client.ping() * 1000.0
                 health = f"healthy ({client.state})"
+                stats = client.stats()
+                # Sentinel and Cluster: which master answers, and how often
+                # the client had to follow a new one.
+                if stats.get("node") and stats["node"] != address:
+                    health += f", master {stats['node']}"
+                if stats.get("failovers"):
+                    health += f", {stats['failovers']} failover(s) followed"
             except Exception as error:
                 health = f"unreachable ({client.state}): {error}"
         return {
