@@ -267,7 +267,7 @@ fn binder(py: Python<'_>) -> PyResult<&'static Binder> {
 }
 
 /// `types.MethodType(func, obj)`, as cheaply as the interpreter allows.
-fn bind_method<'py>(
+pub(crate) fn bind_method<'py>(
     func: &Bound<'py, PyAny>,
     obj: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {

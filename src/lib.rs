@@ -14,6 +14,7 @@ pub mod fork;
 pub mod keys;
 pub mod lru;
 pub mod naming;
+pub mod odoo_lookup;
 pub mod redis;
 pub mod settings;
 pub mod stats;
@@ -33,6 +34,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     settings::register(m)?;
     two_tier::register(m)?;
     decorator::register(m)?;
+    odoo_lookup::register(m)?;
     errors::set_public_module(m)?;
     Ok(())
 }

@@ -52,6 +52,7 @@ struct RawOptions {
     ormcache_redis_socket_timeout: Option<String>,
     ormcache_redis_write_queue: Option<String>,
     ormcache_redis_write_queue_mb: Option<String>,
+    ormcache_redis_native_lookup: Option<String>,
 }
 
 /// The shared tier's settings, valid by construction.
@@ -68,6 +69,8 @@ pub struct CacheSettings {
     pub socket_timeout: f64,
     pub write_queue: u64,
     pub write_queue_bytes: u64,
+    /// Cached methods' hit path in Rust (`native_lookup.py`).
+    pub native_lookup: bool,
 }
 
 /// Python's repr of a string, as the operator wrote it.
@@ -97,6 +100,21 @@ pub fn seconds(
         ));
     }
     Ok(value)
+}
+
+/// A yes/no option, written as Odoo writes its own booleans.
+pub fn switch(option: &str, raw: Option<&str>, default: bool) -> Result<bool, String> {
+    let Some(raw) = raw else {
+        return Ok(default);
+    };
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "{option} must be True or False, got {}.",
+            quoted(raw)
+        )),
+    }
 }
 
 /// A whole number in [`minimum`, `maximum`].
@@ -236,6 +254,11 @@ impl CacheSettings {
                 10_000_000,
             )?,
             write_queue_bytes: write_queue_mb * 1024 * 1024,
+            native_lookup: switch(
+                "ormcache_redis_native_lookup",
+                raw.ormcache_redis_native_lookup.as_deref(),
+                true,
+            )?,
         })
     }
 }
@@ -433,6 +456,7 @@ fn cache_option_names() -> Vec<&'static str> {
         "ormcache_redis_socket_timeout",
         "ormcache_redis_write_queue",
         "ormcache_redis_write_queue_mb",
+        "ormcache_redis_native_lookup",
     ]
 }
 
@@ -468,6 +492,7 @@ mod tests {
             (0.25, 0.5)
         );
         assert_eq!(settings.write_queue_bytes, 64 << 20);
+        assert!(settings.native_lookup);
         assert!(settings
             .local_methods
             .contains(&"res.users.check".to_string()));
@@ -476,7 +501,12 @@ mod tests {
     #[test]
     fn every_error_is_one_sentence_naming_the_option() {
         type SetOption = fn(&mut RawOptions, String);
-        let cases: [(SetOption, &str, &str); 6] = [
+        let cases: [(SetOption, &str, &str); 7] = [
+            (
+                |r, v| r.ormcache_redis_native_lookup = Some(v),
+                "ormcache_redis_native_lookup",
+                "maybe",
+            ),
             (
                 |r, v| r.ormcache_redis_expire = Some(v),
                 "ormcache_redis_expire",

@@ -77,6 +77,7 @@ def test_defaults_without_any_option():
     assert settings.shared_caches == ["default", "stable", "assets", "templates"]
     assert (settings.socket_timeout, settings.connect_timeout) == (0.25, 0.5)
     assert settings.write_queue_bytes == 64 * 1024 * 1024
+    assert settings.native_lookup
     for secret in (
         "res.users.check",
         "res.users._check_uid_passwd",
@@ -93,6 +94,12 @@ def test_config_file_wins_over_environment_which_is_the_fallback():
     settings = load_settings(source, REGISTRY_CACHES)
     assert settings.expire == 60
     assert settings.url == "redis://h:1/2"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("False", False), ("0", False), ("True", True)])
+def test_native_lookup_option(value, expected):
+    settings = load_settings(options(ormcache_redis_native_lookup=value), REGISTRY_CACHES)
+    assert settings.native_lookup is expected
 
 
 def test_local_methods_option_extends_the_secret_list():
@@ -117,6 +124,7 @@ def test_local_methods_option_extends_the_secret_list():
         ("ormcache_redis_connect_timeout", "nan"),
         ("ormcache_redis_write_queue", "many"),
         ("ormcache_redis_write_queue_mb", "0"),
+        ("ormcache_redis_native_lookup", "sometimes"),
         ("ormcache_redis_secret", "too-short"),
     ],
 )

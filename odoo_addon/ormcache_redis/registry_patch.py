@@ -3,7 +3,7 @@
 ``install()`` runs once, from the manifest's ``post_load`` hook, in the
 process that loads server-wide modules (the master, before workers fork).
 It also makes every later ``ormcache`` decoration give the method a
-``clear_cache`` (method_clear.patch_ormcache). It wraps five Registry
+``clear_cache`` (method_clear.patch_ormcache). It wraps six Registry
 methods; each wrapper calls Odoo's original first or last and only adds the
 shared-tier bookkeeping, so Odoo's behaviour (what is
 cleared, what is signaled, when) is unchanged:
@@ -14,6 +14,8 @@ cleared, what is signaled, when) is unchanged:
   ``clear_cache`` (see method_clear), warns about cached compute methods,
   finds the methods that must never leave the process and turns the shared
   tier on if the database confirms the signaling numbers;
+* ``setup_models`` (19.0: ``_setup_models__``): moves the hit path of
+  cached methods to Rust (see native_lookup);
 * ``check_signaling``: adopts the numbers Odoo just read as namespaces,
   syncs method clears made by other processes, starts a unit of work;
 * ``signal_changes`` (after commit): publishes method clears, checks that
@@ -36,7 +38,7 @@ from ormcache_redis.addon import settings, shared_tier, value_types
 from ormcache_redis.config import ConfigError, OptionSource
 from ormcache_redis.server_check import eviction_warning
 
-from . import deployment_keys, method_clear
+from . import deployment_keys, method_clear, native_lookup
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
 
@@ -206,6 +208,20 @@ def _patch_registry(module: Any) -> None:
             if tier.ready and not registry.registry_invalidated and not test_mode(registry):
                 _adopt_if_confirmed(registry, tier, caches_by_key)
         return registry
+
+    if _installed["settings"].native_lookup:
+        setup_name = "_setup_models__" if version >= 19 else "setup_models"
+        original_setup = getattr(Registry, setup_name)
+
+        # After each setup of the models (every module loaded, every
+        # registry): methods of new classes hit natively from then on,
+        # Odoo's tests of each module included.
+        @functools.wraps(original_setup)
+        def setup_models(self, *args, **kwargs):
+            original_setup(self, *args, **kwargs)
+            native_lookup.install(self)
+
+        setattr(Registry, setup_name, setup_models)
 
     @functools.wraps(original_check)
     def check_signaling(self, *args, **kwargs):

@@ -23,6 +23,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "FormatVersionError",
+    "OdooLookup",
     "RedisClient",
     "RedisReplyError",
     "RedisUnavailable",
@@ -470,6 +471,32 @@ class CachedMethod:
     def counters(self) -> dict[str, int]: ...
     clear_cache: Callable[[Any], int]
 
+@final
+class OdooLookup:
+    """Odoo's ``@ormcache`` wrapper in one native call: the same key,
+    counters (19 ``_COUNTERS`` and ``env.cr.cache['_ormcache_lookups']``,
+    17.0/18.0 ``STAT``) and mapping; ``miss(ormcache, cache, key, counter,
+    first, args, error)`` runs Odoo's miss and error paths, and calls with
+    keywords go through ``wrapper``. Installed by the addon
+    (``native_lookup.py``); it keeps the wrapper's attributes."""
+
+    def __new__(
+        cls,
+        wrapper: Callable[..., Any],
+        key_parts: Sequence[tuple[int, Sequence[str]]],
+        defaults: Sequence[Any],
+        counters: Any,
+        miss: Callable[..., Any],
+        *,
+        transaction_statistics: bool,
+    ) -> Self: ...
+    def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    @property
+    def wrapper(self) -> Callable[..., Any]:
+        """Odoo's wrapper this replaces."""
+    __cache__: Any
+
 # --------------------------------------------------------------------------- naming
 
 def set_single_flight(method: Callable[..., Any] | str, enabled: bool | None) -> None:
@@ -520,6 +547,9 @@ class CacheSettings:
     def write_queue(self) -> int: ...
     @property
     def write_queue_bytes(self) -> int: ...
+    @property
+    def native_lookup(self) -> bool:
+        """Cached methods' hit path in Rust (``ormcache_redis_native_lookup``)."""
 
 def cache_option_names() -> list[str]:
     """The option names ``CacheSettings.parse`` reads."""

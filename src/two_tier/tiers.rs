@@ -20,18 +20,27 @@ use crate::naming::key_method;
 impl TwoTierCache {
     /// L1 then L2; counts per method.
     pub fn lookup(slf: &Bound<'_, Self>, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        match key.hash() {
+            Ok(hash) => TwoTierCache::lookup_hashed(slf, key, hash),
+            Err(err) => {
+                let this = slf.get();
+                let method = this.method_entry(key_method(key).as_ref());
+                count(method.as_deref(), |c| bump(&c.errors, 1));
+                Err(err)
+            }
+        }
+    }
+
+    /// `lookup` of a key whose hash the caller already computed.
+    pub fn lookup_hashed(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        hash: isize,
+    ) -> PyResult<Option<Py<PyAny>>> {
         let py = slf.py();
         let this = slf.get();
         let lru = &slf.as_super().get().lru;
         this.follow_clears(slf);
-        let hash = match key.hash() {
-            Ok(hash) => hash,
-            Err(err) => {
-                let method = this.method_entry(key_method(key).as_ref());
-                count(method.as_deref(), |c| bump(&c.errors, 1));
-                return Err(err);
-            }
-        };
         if let Some(value) = lru.lookup(key, hash)? {
             // Counted per method by the entry's own hit counter.
             return Ok(Some(value));

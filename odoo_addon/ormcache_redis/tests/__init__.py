@@ -3,6 +3,7 @@ from . import (
     test_dependencies,
     test_method_clear,
     test_metrics_route,
+    test_native_lookup,
     test_registry_patch,
     test_sessions,
     test_workers,

@@ -23,3 +23,10 @@ class TestOrmcacheRedisProbe(models.AbstractModel):
         self.env.cr.execute("SELECT value FROM ir_config_parameter WHERE key = %s", [key])
         row = self.env.cr.fetchone()
         return row[0] if row else None
+
+    @api.model
+    @ormcache("key", "suffix", "self.env.uid")
+    def _echo(self, key, suffix="!"):
+        """Keyed on parameters, a default and an attribute path: the shapes
+        the native lookup of Odoo 19 covers."""
+        return f"{key}{suffix}:{self.env.uid}"

@@ -1,0 +1,194 @@
+"""The ``@ormcache`` hit path in Rust (``_native.OdooLookup``).
+
+Every cached method is a wrapper around ``ormcache.lookup``. On 19 that is
+three Python frames and a fresh ``set()`` per call before the mapping is
+asked; on 17.0 and 18.0 the wrapper comes from the ``decorator`` package,
+whose 5.x (Odoo's pin for Python 3.11+) binds each call's arguments with
+``inspect``, several microseconds per hit. ``install`` replaces the wrapper
+of each method whose key expressions are parameters or attribute paths
+from them (``'xmlid'``, ``'model_name', 'mode'``, ``'self.env.uid'``: most
+of core) with an ``OdooLookup`` that builds the same key, keeps the same
+counters (19: ``_COUNTERS`` with its ``tx_*`` counts and
+``env.cr.cache['_ormcache_lookups']``; 17.0/18.0: ``STAT``) and asks the
+same mapping in one native call. It carries the wrapper's attributes
+(``__cache__``, ``__wrapped__``, ``clear_cache``, API markers), so
+``add_value``, ``get_cache_key_counter`` and the SIGUSR1 statistics read it
+as before. Misses and errors run ``miss_*`` below, Odoo's own code for
+them; calls with keywords go through Odoo's wrapper; methods with other
+key expressions keep it. ``ormcache_redis_native_lookup = False`` turns it
+off.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import keyword
+import logging
+import time
+import types
+import weakref
+from typing import Any
+
+import odoo.release
+
+from ormcache_redis._native import OdooLookup
+
+odoo_cache = importlib.import_module("odoo.tools.cache")
+# Odoo's logger for the unhashable-key warning, as in ormcache.lookup.
+_odoo_logger = logging.getLogger("odoo.tools.cache")
+_logger = logging.getLogger("odoo.addons.ormcache_redis")
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_COPIED = ("__module__", "__name__", "__qualname__", "__doc__")
+
+# (class, attribute) -> Odoo's wrapper, to put it back (benchmarks, tests).
+_replaced: dict[tuple[type, str], Any] = {}
+# Classes already looked at: install runs after every setup of the models.
+_scanned: weakref.WeakSet[type] = weakref.WeakSet()
+
+
+def miss_19(
+    ormcache: Any,
+    cache: Any,
+    key: tuple,
+    counter: Any,
+    first: bool,
+    args: tuple,
+    error: BaseException,
+) -> Any:
+    """Odoo 19's ``ormcache.lookup`` after the mapping was asked."""
+    if isinstance(error, KeyError):
+        counter.miss += 1
+        counter.tx_miss += first
+        start = time.monotonic()
+        value = ormcache.method(*args)
+        counter.gen_time += time.monotonic() - start
+        cache[key] = value
+        return value
+    _odoo_logger.warning("cache lookup error on %r", key, exc_info=error)
+    counter.err += 1
+    counter.tx_err += first
+    return ormcache.method(*args)
+
+
+def miss_18(
+    ormcache: Any,
+    cache: Any,
+    key: tuple,
+    counter: Any,
+    first: bool,
+    args: tuple,
+    error: BaseException,
+) -> Any:
+    """Odoo 18.0's, as 17.0's plus ``cache_name`` and ``gen_time``."""
+    if isinstance(error, KeyError):
+        counter.miss += 1
+        counter.cache_name = ormcache.cache_name
+        start = time.time()
+        value = cache[key] = ormcache.method(*args)
+        counter.gen_time += time.time() - start
+        return value
+    _odoo_logger.warning("cache lookup error on %r", key, exc_info=error)
+    counter.err += 1
+    return ormcache.method(*args)
+
+
+def miss_17(
+    ormcache: Any,
+    cache: Any,
+    key: tuple,
+    counter: Any,
+    first: bool,
+    args: tuple,
+    error: BaseException,
+) -> Any:
+    """Odoo 17.0's."""
+    if isinstance(error, KeyError):
+        counter.miss += 1
+        value = cache[key] = ormcache.method(*args)
+        return value
+    _odoo_logger.warning("cache lookup error on %r", key, exc_info=error)
+    counter.err += 1
+    return ormcache.method(*args)
+
+
+def plan(function: Any) -> tuple[list[tuple[int, list[str]]], list[Any]] | None:
+    """``(key parts, defaults)`` when ``function`` is Odoo's wrapper of a
+    method this path covers exactly, else None. A key part is a parameter's
+    index and the attributes read from it: ``'self.env.uid'`` is
+    ``(0, ['env', 'uid'])``."""
+    ormcache = getattr(function, "__cache__", None)
+    if type(function) is not types.FunctionType or type(ormcache) is not odoo_cache.ormcache:
+        return None
+    if getattr(ormcache, "skiparg", None) is not None:
+        return None
+    try:
+        parameters = list(inspect.signature(ormcache.method).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if not parameters or any(p.kind not in _POSITIONAL for p in parameters):
+        return None
+    names = [p.name for p in parameters]
+    key_parts = []
+    for expression in ormcache.args:
+        if not isinstance(expression, str):
+            return None
+        name, *attributes = expression.strip().split(".")
+        if name not in names or not all(map(_is_attribute, attributes)):
+            return None
+        key_parts.append((names.index(name), attributes))
+    # A default of None reads as "required": such calls take Odoo's path.
+    defaults = [None if p.default is inspect.Parameter.empty else p.default for p in parameters]
+    return key_parts, defaults
+
+
+def _is_attribute(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name)
+
+
+def native_lookup(
+    function: Any, key_parts: list[tuple[int, list[str]]], defaults: list[Any]
+) -> OdooLookup:
+    major = odoo.release.version_info[0]
+    if major >= 19:
+        counters, miss, statistics = odoo_cache._COUNTERS, miss_19, True
+    else:
+        counters, miss, statistics = odoo_cache.STAT, miss_18 if major == 18 else miss_17, False
+    lookup = OdooLookup(
+        function, key_parts, defaults, counters, miss, transaction_statistics=statistics
+    )
+    lookup.__dict__.update(function.__dict__)
+    for name in _COPIED:
+        setattr(lookup, name, getattr(function, name, None))
+    return lookup
+
+
+def install(registry: Any) -> int:
+    """Replaces the wrappers of the registry's model classes (each defining
+    class once; classes shared with other registries are already done).
+    Returns how many were replaced."""
+    replaced = 0
+    for model_class in registry.models.values():
+        for klass in model_class.__mro__:
+            if klass in _scanned:
+                continue
+            _scanned.add(klass)
+            for attribute, value in list(vars(klass).items()):
+                found = plan(value)
+                if found is None:
+                    continue
+                setattr(klass, attribute, native_lookup(value, *found))
+                _replaced[klass, attribute] = value
+                replaced += 1
+    if replaced:
+        _logger.debug("native hit path for %d more cached method(s)", replaced)
+    return replaced
+
+
+def uninstall() -> None:
+    """Puts Odoo's wrappers back everywhere."""
+    for (klass, attribute), function in _replaced.items():
+        setattr(klass, attribute, function)
+    _replaced.clear()
+    _scanned.clear()

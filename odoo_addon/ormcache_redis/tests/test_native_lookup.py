@@ -1,0 +1,134 @@
+"""The ``@ormcache`` hit path in Rust (native_lookup.py): the same keys,
+counters, transaction statistics (19) and errors as Odoo's own wrapper."""
+
+import contextlib
+import inspect
+import types
+import uuid
+
+import odoo.release
+from odoo.tests import TransactionCase, tagged
+from odoo.tools.cache import get_cache_key_counter
+
+from ormcache_redis._native import OdooLookup
+
+from .. import native_lookup
+from .test_method_clear import PROBE, require_test_models
+
+ON_19 = odoo.release.version_info[0] >= 19
+
+
+def figures(counter):
+    # 17.0/18.0 counters have no transaction statistics.
+    names = ("hit", "miss", "tx_hit", "tx_miss", "err")
+    return tuple(getattr(counter, name, 0) for name in names)
+
+
+def deltas(before, after):
+    return tuple(b - a for a, b in zip(before, after, strict=True))
+
+
+@contextlib.contextmanager
+def _no_logs():
+    yield
+
+
+@tagged("post_install", "-at_install")
+class TestNativeLookup(TransactionCase):
+    def setUp(self):
+        super().setUp()
+        require_test_models(self.env)
+        self.probe = self.env[PROBE]
+
+    def test_core_and_addon_methods_are_replaced_keeping_their_attributes(self):
+        for model, attribute in (
+            ("ir.model.data", "_xmlid_lookup"),
+            ("ir.config_parameter", "_get_param"),
+            (PROBE, "_echo"),
+        ):
+            function = getattr(type(self.env[model]), attribute)
+            self.assertIsInstance(function, OdooLookup)
+            self.assertIs(function.__wrapped__, function.__cache__.method)
+            self.assertEqual(function.__name__, attribute)
+            self.assertTrue(callable(function.clear_cache))
+            self.assertEqual(
+                inspect.signature(function), inspect.signature(function.__cache__.method)
+            )
+            self.assertIsInstance(getattr(self.env[model], attribute), types.MethodType)
+
+    def test_keys_counters_and_transaction_statistics_are_odoos(self):
+        wrapper = type(self.probe)._echo.wrapper
+        lookups = self.env.cr.cache.setdefault("_ormcache_lookups", set())
+        outcomes = []
+        for call in (self.probe._echo, lambda *args: wrapper(self.probe, *args)):
+            argument = uuid.uuid4().hex
+            cache, key, counter = get_cache_key_counter(self.probe._echo, argument, "?")
+            before = figures(counter)
+            first = call(argument, "?")  # a miss, first in the transaction
+            second = call(argument, "?")  # a hit, not the first
+            self.assertEqual(first, second)
+            self.assertEqual(first, f"{argument}?:{self.env.uid}")
+            self.assertIn(key, cache)  # stored under Odoo's own key
+            if ON_19:
+                self.assertIn(key, lookups)
+            outcomes.append(deltas(before, figures(counter)))
+        native, odoo = outcomes
+        self.assertEqual(native, (1, 1, 0, 1, 0) if ON_19 else (1, 1, 0, 0, 0))
+        self.assertEqual(native, odoo)
+
+    def test_defaults_keywords_and_attribute_paths(self):
+        argument = uuid.uuid4().hex
+        expected = f"{argument}!:{self.env.uid}"
+        self.assertEqual(self.probe._echo(argument), expected)  # the default
+        self.assertEqual(self.probe._echo(argument, "!"), expected)
+        self.assertEqual(self.probe._echo(key=argument), expected)  # Odoo's wrapper
+        self.assertEqual(self.probe._echo(argument, suffix="!"), expected)
+        public = self.env.ref("base.public_user")
+        self.assertEqual(self.probe.with_user(public)._echo(argument), f"{argument}!:{public.id}")
+        with self.assertRaises(TypeError):
+            self.probe._echo(argument, "!", "one too many")
+
+    def test_unhashable_arguments_behave_as_in_odoo(self):
+        """19 raises (its transaction set is asked first); 17.0 and 18.0 warn,
+        count an error and compute without caching."""
+        wrapper = type(self.probe)._echo.wrapper
+        _cache, _key, counter = get_cache_key_counter(self.probe._echo, "any", "!")
+        outcomes = []
+        for call in (
+            lambda: wrapper(self.probe, ["a", "list"]),
+            lambda: self.probe._echo(["a", "list"]),
+        ):
+            before = figures(counter)
+            try:
+                with self.assertLogs("odoo.tools.cache", "WARNING") if not ON_19 else _no_logs():
+                    outcome = call()
+            except TypeError as error:
+                outcome = ("TypeError", str(error))
+            outcomes.append((outcome, deltas(before, figures(counter))))
+        odoo, native = outcomes
+        self.assertEqual(native, odoo)
+        if ON_19:
+            self.assertEqual(native[0][0], "TypeError")
+        else:
+            self.assertEqual(native, (f"['a', 'list']!:{self.env.uid}", (0, 0, 0, 0, 1)))
+
+    def test_add_value_and_clear_cache_reach_the_native_path(self):
+        data = self.env["ir.model.data"]
+        xmlid = f"ormcache_redis.{uuid.uuid4().hex}"
+        data._xmlid_lookup.__cache__.add_value(data, xmlid, cache_value=("res.partner", 1))
+        self.assertEqual(data._xmlid_lookup(xmlid), ("res.partner", 1))
+        argument = uuid.uuid4().hex
+        cache, key, _counter = get_cache_key_counter(self.probe._echo, argument, "!")
+        self.probe._echo(argument)
+        self.assertIn(key, cache)
+        self.probe._echo.clear_cache(self.probe)  # here now, elsewhere at commit
+        self.assertNotIn(key, cache)
+
+    def test_uninstall_puts_odoos_wrappers_back(self):
+        self.addCleanup(native_lookup.install, self.registry)
+        native_lookup.uninstall()
+        self.assertIsInstance(type(self.probe)._echo, types.FunctionType)
+        argument = uuid.uuid4().hex
+        self.assertEqual(self.probe._echo(argument), f"{argument}!:{self.env.uid}")
+        native_lookup.install(self.registry)
+        self.assertIsInstance(type(self.probe)._echo, OdooLookup)
