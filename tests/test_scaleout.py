@@ -263,6 +263,50 @@ def test_a_method_clear_is_confirmed_by_a_replica(sentinel_set: SentinelSet) -> 
     cache.clear_method(os.path.join)
 
 
+def test_a_cluster_method_clear_is_confirmed_by_the_slot_s_replica(
+    cluster_set: RedisClusterSet,
+) -> None:
+    """The same in a cluster: the master of the generations' slot waits for
+    its replica; a frozen replica makes the clear fail within its deadline."""
+    client = RedisClient(cluster_set.url(), socket_timeout=DEADLINE)
+    cache = TwoTierCache(
+        "confirmed", 16, client=client, codec=Codec(),
+        namespace=f"confirm:{time.monotonic_ns()}".encode(), hash_tag="db1",
+    )  # fmt: skip
+    cache.clear_method(os.path.join)
+    slot = client.execute("CLUSTER", "KEYSLOT", cache.generations_key)
+    by_port = {node.port: node for node in cluster_set.nodes if node.running}
+    master = next(
+        node
+        for node in cluster_set.masters()
+        if any(
+            start <= slot <= end and int(owner[1]) == node.port
+            for start, end, owner, *_replicas in RedisClient(node.url).execute("CLUSTER", "SLOTS")
+        )
+    )
+    role = RedisClient(master.url).execute("ROLE")
+    replicas = [by_port[int(replica[1])] for replica in role[2]]
+    assert replicas, "every master of the test cluster has a replica"
+    on_master = RedisClient(master.url).execute("HGETALL", cache.generations_key)
+    for replica in replicas:
+        # A cluster replica answers reads once told READONLY.
+        read = [["READONLY"], ["HGETALL", cache.generations_key]]
+        assert RedisClient(replica.url).pipeline(read)[1] == on_master
+
+    for replica in replicas:
+        replica.pause()
+    try:
+        started = time.monotonic()
+        with pytest.raises(RedisReplyError, match="no replica confirmed the clear"):
+            cache.clear_method(os.path.join)
+        assert time.monotonic() - started <= DEADLINE + MARGIN
+        assert RedisClient(master.url).execute("HGETALL", cache.generations_key) != on_master
+    finally:
+        for replica in replicas:
+            replica.resume()
+    cache.clear_method(os.path.join)
+
+
 def test_cluster_failover(cluster_set: RedisClusterSet) -> None:
     url = cluster_set.url()
     masters = cluster_set.masters()

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection, Connect};
-use redis::cluster_routing::Slot;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::{
     ConnectionAddr, ConnectionLike, ErrorKind, IntoConnectionInfo, RedisError, RedisResult,
     ServerErrorKind, Value,
@@ -295,6 +295,54 @@ impl Cluster {
                 err.is_connection_refusal() || err.kind() == ErrorKind::ClusterConnectionNotFound;
         }
         result
+    }
+
+    /// Waits, within the call's deadline, until a replica of the master
+    /// that answered this thread's last request holds every write sent to
+    /// it (see `Conn::confirm_replicated`). True when one confirmed, or
+    /// when that master has no replica or does not let this user ask
+    /// (`ROLE` refused by an ACL); false when none confirmed in time.
+    pub fn confirm_replicated(&mut self, reply_margin: Duration) -> RedisResult<bool> {
+        let Some(node) = LAST_NODE.with(|last| last.borrow().clone()) else {
+            return Ok(true);
+        };
+        let Some((host, port)) = node
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.trim_matches(['[', ']']), port.parse().ok()?)))
+        else {
+            return Ok(true);
+        };
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+            host: host.to_string(),
+            port,
+        });
+        let role = self
+            .connection
+            .route_command(&redis::cmd("ROLE"), route.clone());
+        let replicas = match role {
+            // A master's ROLE: ["master", offset, [[ip, port, offset], ...]].
+            Ok(Value::Array(parts)) => match parts.get(2) {
+                Some(Value::Array(replicas)) => replicas.len(),
+                _ => 0,
+            },
+            Ok(_) => 0,
+            Err(err) if unreachable(&err).is_none() => return Ok(true),
+            Err(err) => return self.note(Err(err)),
+        };
+        if replicas == 0 {
+            return Ok(true);
+        }
+        let (deadline, _) = current_call()?;
+        // WAIT's timeout 0 would mean "forever".
+        let wait_ms = deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(reply_margin)
+            .as_millis()
+            .max(1);
+        let acknowledged = self
+            .connection
+            .route_command(redis::cmd("WAIT").arg(1).arg(wait_ms as u64), route);
+        Ok(matches!(self.note(acknowledged)?, Value::Int(count) if count >= 1))
     }
 
     /// A pipeline over several slots (see the module's comment): the

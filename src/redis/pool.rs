@@ -50,18 +50,20 @@ pub enum Conn {
 /// Room left for WAIT's reply before the call's deadline: Redis checks the
 /// timeouts of blocked clients once per `serverCron` tick (100 ms at the
 /// default `hz 10`), so WAIT answers up to a tick after its timeout.
-const WAIT_REPLY_MARGIN_MS: u128 = 105;
+const WAIT_REPLY_MARGIN: Duration = Duration::from_millis(105);
 
 impl Conn {
     /// Waits, within the call's deadline, until a replica holds every write
     /// sent on this connection, when the master had replicas: for a write a
     /// failover must not lose (asynchronous replication would, if the master
     /// died before passing it on). True when a replica confirmed or there is
-    /// none to wait for; false when none confirmed in time. A cluster's
-    /// writes are not confirmed (see CONFIGURE.md, "Failover").
+    /// none to wait for; false when none confirmed in time. Through
+    /// Sentinel, the replicas are those the master had when the link was
+    /// opened; in a cluster, those of the master that ran the last request.
     pub fn confirm_replicated(&mut self) -> RedisResult<bool> {
-        let Conn::Node(link) = self else {
-            return Ok(true);
+        let link = match self {
+            Conn::Node(link) => link,
+            Conn::Cluster(cluster) => return cluster.confirm_replicated(WAIT_REPLY_MARGIN),
         };
         if link.replicas() == 0 {
             return Ok(true);
@@ -69,8 +71,8 @@ impl Conn {
         // WAIT's timeout 0 would mean "forever".
         let wait_ms = link
             .time_left()
+            .saturating_sub(WAIT_REPLY_MARGIN)
             .as_millis()
-            .saturating_sub(WAIT_REPLY_MARGIN_MS)
             .max(1);
         let acknowledged: i64 = redis::cmd("WAIT").arg(1).arg(wait_ms as u64).query(link)?;
         Ok(acknowledged >= 1)
