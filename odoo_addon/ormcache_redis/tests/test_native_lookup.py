@@ -12,7 +12,7 @@ from odoo.tools.cache import get_cache_key_counter
 
 from ormcache_redis._native import OdooLookup
 
-from .. import native_lookup
+from .. import native_lookup, registry_patch
 from .test_method_clear import PROBE, require_test_models
 
 ON_19 = odoo.release.version_info[0] >= 19
@@ -38,6 +38,8 @@ class TestNativeLookup(TransactionCase):
     def setUp(self):
         super().setUp()
         require_test_models(self.env)
+        if not registry_patch._installed["settings"].native_lookup:
+            self.skipTest("ormcache_redis_native_lookup is False")
         self.probe = self.env[PROBE]
 
     def test_core_and_addon_methods_are_replaced_keeping_their_attributes(self):
