@@ -9,7 +9,7 @@ Vanilla = Odoo's own wrappers (``ormcache.lookup``) over Odoo's ``LRU``
 mappings; ours = what the addon installed: the native ``OdooLookup`` in
 place of Odoo's wrappers (``native_lookup.py``) over the engine's
 ``TwoTierCache`` mappings. Both are swapped in and out of the same registry and classes
-between interleaved rounds, and the best round of each is kept: the
+between 15 interleaved rounds, and the best round of each is kept: the
 ratio, not the time, is the result. Each call is the whole call site,
 ``env[model].method(args)``, as in Odoo's code.
 """
@@ -71,7 +71,7 @@ print(f"{'call':40} {'ours':>9} {'vanilla':>9} {'ratio':>6}")
 try:
     for name, call in calls.items():
         best = {"ours": float("inf"), "vanilla": float("inf")}
-        for _ in range(7):
+        for _ in range(15):
             for label, caches in (("vanilla", vanilla_caches), ("ours", ours_caches)):
                 use(caches)
                 call()  # warm: the next calls are hits

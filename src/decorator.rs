@@ -161,10 +161,7 @@ impl CachedMethod {
         obj: Option<&Bound<'_, PyAny>>,
         _owner: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        match obj {
-            None => Ok(slf.clone().into_any().unbind()),
-            Some(obj) => Ok(bind_method(slf.as_any(), obj)?.unbind()),
-        }
+        bind_like_a_function(slf.as_any(), obj)
     }
 
     #[pyo3(signature = (*args, **kwargs))]
@@ -266,8 +263,20 @@ fn binder(py: Python<'_>) -> PyResult<&'static Binder> {
     })
 }
 
+/// `__get__` of a callable that binds like a plain function: itself on the
+/// class, a bound method on an instance.
+pub(crate) fn bind_like_a_function(
+    func: &Bound<'_, PyAny>,
+    obj: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Py<PyAny>> {
+    match obj {
+        None => Ok(func.clone().unbind()),
+        Some(obj) => Ok(bind_method(func, obj)?.unbind()),
+    }
+}
+
 /// `types.MethodType(func, obj)`, as cheaply as the interpreter allows.
-pub(crate) fn bind_method<'py>(
+fn bind_method<'py>(
     func: &Bound<'py, PyAny>,
     obj: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {

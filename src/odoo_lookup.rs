@@ -27,10 +27,10 @@ use parking_lot::Mutex;
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PySet, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PySet, PyString, PyTuple, PyType, PyWeakrefMethods, PyWeakrefReference};
 use pyo3::{ffi, intern};
 
-use crate::decorator::bind_method;
+use crate::decorator::bind_like_a_function;
 use crate::lru::PyLru;
 use crate::two_tier::TwoTierCache;
 
@@ -73,6 +73,8 @@ pub struct OdooLookup {
     /// the registry, and Odoo only ever adds entries to the counters). The
     /// class is held, so its address cannot be reused meanwhile.
     last_class: Mutex<Option<ModelClass>>,
+    /// Odoo 19: the environment last seen and its cursor's cache.
+    last_env: Mutex<Option<(Py<PyWeakrefReference>, Py<PyDict>)>>,
 }
 
 struct KeyPart {
@@ -181,6 +183,26 @@ impl OdooLookup {
         }
     }
 
+    /// `env.cr.cache`: found once per environment (an environment's cursor,
+    /// and a cursor's cache dictionary, are never replaced), the
+    /// environment watched through a weak reference.
+    fn transaction_cache<'py>(&self, env: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+        let py = env.py();
+        if let Some((known, cache)) = &*self.last_env.lock() {
+            if known.bind(py).upgrade().is_some_and(|known| known.is(env)) {
+                return Ok(cache.bind(py).clone());
+            }
+        }
+        let cache = env
+            .getattr(intern!(py, "cr"))?
+            .getattr(intern!(py, "cache"))?
+            .cast_into::<PyDict>()?;
+        if let Ok(watched) = PyWeakrefReference::new(env) {
+            *self.last_env.lock() = Some((watched.unbind(), cache.clone().unbind()));
+        }
+        Ok(cache)
+    }
+
     /// Odoo 19: whether this is the key's first lookup in the transaction
     /// (it is recorded as looked up then).
     fn first_in_transaction(
@@ -190,11 +212,7 @@ impl OdooLookup {
         counter: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
         let py = model.py();
-        let transaction = model
-            .getattr(intern!(py, "env"))?
-            .getattr(intern!(py, "cr"))?
-            .getattr(intern!(py, "cache"))?;
-        let transaction = transaction.cast::<PyDict>()?;
+        let transaction = self.transaction_cache(&model.getattr(intern!(py, "env"))?)?;
         let lookups = match transaction.get_item(intern!(py, LOOKUPS))? {
             Some(lookups) => lookups,
             None => {
@@ -406,19 +424,17 @@ impl OdooLookup {
             transaction_statistics,
             miss,
             last_class: Mutex::new(None),
+            last_env: Mutex::new(None),
         })
     }
 
-    /// Binds like a plain function (see `decorator::bind_method`).
+    /// Binds like a plain function, as Odoo's wrapper did.
     fn __get__(
         slf: &Bound<'_, Self>,
         obj: Option<&Bound<'_, PyAny>>,
         _owner: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        match obj {
-            None => Ok(slf.clone().into_any().unbind()),
-            Some(obj) => Ok(bind_method(slf.as_any(), obj)?.unbind()),
-        }
+        bind_like_a_function(slf.as_any(), obj)
     }
 
     #[pyo3(signature = (*args, **kwargs))]

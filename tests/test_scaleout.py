@@ -41,7 +41,13 @@ from ormcache_redis.metrics import (
 from ormcache_redis.sessions.migrate import main as run_migration
 from ormcache_redis.sessions.records import hash_key
 from ormcache_redis.sessions.store import SessionStoreUnavailable
-from ormcache_redis.testing import FaultProxy, free_port, paused_gc, run_through_fault
+from ormcache_redis.testing import (
+    FaultProxy,
+    RedisServer,
+    free_port,
+    paused_gc,
+    run_through_fault,
+)
 from ormcache_redis.testing.topologies import (
     RedisClusterSet,
     SentinelSet,
@@ -238,16 +244,27 @@ def test_a_method_clear_is_confirmed_by_a_replica(sentinel_set: SentinelSet) -> 
         10,
         "every replica connected to the master",
     )
-    cache = TwoTierCache(
-        "confirmed", 16, client=client, codec=Codec(),
-        namespace=f"confirm:{time.monotonic_ns()}".encode(), hash_tag="db1",
-    )  # fmt: skip
+    cache = confirmed_cache(client)
     cache.clear_method(os.path.join)
     on_master = master.execute("HGETALL", cache.generations_key)
     assert on_master
     for replica in replicas:
         assert RedisClient(replica.url).execute("HGETALL", cache.generations_key) == on_master
+    assert_refused_while_frozen(cache, master, replicas, on_master)
 
+
+def confirmed_cache(client: RedisClient) -> TwoTierCache:
+    return TwoTierCache(
+        "confirmed", 16, client=client, codec=Codec(),
+        namespace=f"confirm:{time.monotonic_ns()}".encode(), hash_tag="db1",
+    )  # fmt: skip
+
+
+def assert_refused_while_frozen(
+    cache: TwoTierCache, master: RedisClient, replicas: list[RedisServer], on_master: object
+) -> None:
+    """With every replica frozen, a clear fails within its deadline (it ran
+    on the master all the same); thawed, clears succeed again."""
     for replica in replicas:
         replica.pause()
     try:
@@ -255,7 +272,6 @@ def test_a_method_clear_is_confirmed_by_a_replica(sentinel_set: SentinelSet) -> 
         with pytest.raises(RedisReplyError, match="no replica confirmed the clear"):
             cache.clear_method(os.path.join)
         assert time.monotonic() - started <= DEADLINE + MARGIN
-        # It ran on the master all the same.
         assert master.execute("HGETALL", cache.generations_key) != on_master
     finally:
         for replica in replicas:
@@ -269,10 +285,7 @@ def test_a_cluster_method_clear_is_confirmed_by_the_slot_s_replica(
     """The same in a cluster: the master of the generations' slot waits for
     its replica; a frozen replica makes the clear fail within its deadline."""
     client = RedisClient(cluster_set.url(), socket_timeout=DEADLINE)
-    cache = TwoTierCache(
-        "confirmed", 16, client=client, codec=Codec(),
-        namespace=f"confirm:{time.monotonic_ns()}".encode(), hash_tag="db1",
-    )  # fmt: skip
+    cache = confirmed_cache(client)
     cache.clear_method(os.path.join)
     slot = client.execute("CLUSTER", "KEYSLOT", cache.generations_key)
     by_port = {node.port: node for node in cluster_set.nodes if node.running}
@@ -292,19 +305,7 @@ def test_a_cluster_method_clear_is_confirmed_by_the_slot_s_replica(
         # A cluster replica answers reads once told READONLY.
         read = [["READONLY"], ["HGETALL", cache.generations_key]]
         assert RedisClient(replica.url).pipeline(read)[1] == on_master
-
-    for replica in replicas:
-        replica.pause()
-    try:
-        started = time.monotonic()
-        with pytest.raises(RedisReplyError, match="no replica confirmed the clear"):
-            cache.clear_method(os.path.join)
-        assert time.monotonic() - started <= DEADLINE + MARGIN
-        assert RedisClient(master.url).execute("HGETALL", cache.generations_key) != on_master
-    finally:
-        for replica in replicas:
-            replica.resume()
-    cache.clear_method(os.path.join)
+    assert_refused_while_frozen(cache, RedisClient(master.url), replicas, on_master)
 
 
 def test_cluster_failover(cluster_set: RedisClusterSet) -> None:

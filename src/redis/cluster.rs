@@ -37,7 +37,8 @@ use redis::{
     ServerErrorKind, Value,
 };
 
-use super::link::{Endpoint, Failure, Handshake, Link};
+use super::link::{replicas_in_role, Endpoint, Failure, Handshake, Link};
+use super::pool::wait_for_one_replica;
 
 /// Retries the crate makes for one command (redirects, TRYAGAIN, a node
 /// reconnected), and the longest wait between two: small, since the call's
@@ -302,7 +303,7 @@ impl Cluster {
     /// it (see `Conn::confirm_replicated`). True when one confirmed, or
     /// when that master has no replica or does not let this user ask
     /// (`ROLE` refused by an ACL); false when none confirmed in time.
-    pub fn confirm_replicated(&mut self, reply_margin: Duration) -> RedisResult<bool> {
+    pub fn confirm_replicated(&mut self) -> RedisResult<bool> {
         let Some(node) = LAST_NODE.with(|last| last.borrow().clone()) else {
             return Ok(true);
         };
@@ -320,11 +321,7 @@ impl Cluster {
             .connection
             .route_command(&redis::cmd("ROLE"), route.clone());
         let replicas = match role {
-            // A master's ROLE: ["master", offset, [[ip, port, offset], ...]].
-            Ok(Value::Array(parts)) => match parts.get(2) {
-                Some(Value::Array(replicas)) => replicas.len(),
-                _ => 0,
-            },
+            Ok(Value::Array(parts)) => replicas_in_role(&parts),
             Ok(_) => 0,
             Err(err) if unreachable(&err).is_none() => return Ok(true),
             Err(err) => return self.note(Err(err)),
@@ -333,15 +330,10 @@ impl Cluster {
             return Ok(true);
         }
         let (deadline, _) = current_call()?;
-        // WAIT's timeout 0 would mean "forever".
-        let wait_ms = deadline
-            .saturating_duration_since(Instant::now())
-            .saturating_sub(reply_margin)
-            .as_millis()
-            .max(1);
+        let time_left = deadline.saturating_duration_since(Instant::now());
         let acknowledged = self
             .connection
-            .route_command(redis::cmd("WAIT").arg(1).arg(wait_ms as u64), route);
+            .route_command(&wait_for_one_replica(time_left), route);
         Ok(matches!(self.note(acknowledged)?, Value::Int(count) if count >= 1))
     }
 

@@ -91,6 +91,15 @@ fn readable_now(fd: RawFd) -> bool {
     unsafe { libc::poll(&mut pollfd, 1, 0) != 0 }
 }
 
+/// The replicas a master's `ROLE` reply lists:
+/// `["master", offset, [[ip, port, offset], ...]]`; 0 for any other reply.
+pub fn replicas_in_role(parts: &[Value]) -> usize {
+    match parts.get(2) {
+        Some(Value::Array(replicas)) => replicas.len(),
+        _ => 0,
+    }
+}
+
 /// A non-blocking socket whose reads and writes wait at most until `deadline`.
 struct Timed<S> {
     socket: S,
@@ -408,17 +417,13 @@ impl Link {
             )));
         }
         if let Some(role) = role {
-            // A master's ROLE: ["master", offset, [[ip, port, offset], ...]].
             let parts = match role {
                 Value::Array(parts) => parts,
                 _ => Vec::new(),
             };
             let is_master =
                 matches!(parts.first(), Some(Value::BulkString(name)) if name == b"master");
-            self.replicas = match parts.get(2) {
-                Some(Value::Array(replicas)) => replicas.len(),
-                _ => 0,
-            };
+            self.replicas = replicas_in_role(&parts);
             if !is_master {
                 // Not a connection failure: the caller forgets this address.
                 self.failure = Some(Failure::Other);

@@ -52,6 +52,18 @@ pub enum Conn {
 /// default `hz 10`), so WAIT answers up to a tick after its timeout.
 const WAIT_REPLY_MARGIN: Duration = Duration::from_millis(105);
 
+/// `WAIT 1 <ms>`, its reply due before a deadline `time_left` away.
+pub fn wait_for_one_replica(time_left: Duration) -> redis::Cmd {
+    // WAIT's timeout 0 would mean "forever".
+    let wait_ms = time_left
+        .saturating_sub(WAIT_REPLY_MARGIN)
+        .as_millis()
+        .max(1);
+    let mut wait = redis::cmd("WAIT");
+    wait.arg(1).arg(wait_ms as u64);
+    wait
+}
+
 impl Conn {
     /// Waits, within the call's deadline, until a replica holds every write
     /// sent on this connection, when the master had replicas: for a write a
@@ -63,18 +75,12 @@ impl Conn {
     pub fn confirm_replicated(&mut self) -> RedisResult<bool> {
         let link = match self {
             Conn::Node(link) => link,
-            Conn::Cluster(cluster) => return cluster.confirm_replicated(WAIT_REPLY_MARGIN),
+            Conn::Cluster(cluster) => return cluster.confirm_replicated(),
         };
         if link.replicas() == 0 {
             return Ok(true);
         }
-        // WAIT's timeout 0 would mean "forever".
-        let wait_ms = link
-            .time_left()
-            .saturating_sub(WAIT_REPLY_MARGIN)
-            .as_millis()
-            .max(1);
-        let acknowledged: i64 = redis::cmd("WAIT").arg(1).arg(wait_ms as u64).query(link)?;
+        let acknowledged: i64 = wait_for_one_replica(link.time_left()).query(link)?;
         Ok(acknowledged >= 1)
     }
 
