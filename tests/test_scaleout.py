@@ -286,20 +286,22 @@ def test_a_cluster_method_clear_is_confirmed_by_the_slot_s_replica(
     its replica; a frozen replica makes the clear fail within its deadline."""
     client = RedisClient(cluster_set.url(), socket_timeout=DEADLINE)
     cache = confirmed_cache(client)
-    cache.clear_method(os.path.join)
     slot = client.execute("CLUSTER", "KEYSLOT", cache.generations_key)
     by_port = {node.port: node for node in cluster_set.nodes if node.running}
-    master = next(
-        node
-        for node in cluster_set.masters()
-        if any(
-            start <= slot <= end and int(owner[1]) == node.port
-            for start, end, owner, *_replicas in RedisClient(node.url).execute("CLUSTER", "SLOTS")
-        )
+    _start, _end, owner, *_ = next(
+        entry for entry in client.execute("CLUSTER", "SLOTS") if entry[0] <= slot <= entry[1]
+    )
+    master = by_port[int(owner[1])]
+    # The replicas the master waits for: those its ROLE lists (a replica
+    # still in its first sync is not there yet).
+    wait_for(
+        lambda: RedisClient(master.url).execute("ROLE")[2],
+        10,
+        "a replica connected to the slot's master",
     )
     role = RedisClient(master.url).execute("ROLE")
     replicas = [by_port[int(replica[1])] for replica in role[2]]
-    assert replicas, "every master of the test cluster has a replica"
+    cache.clear_method(os.path.join)
     on_master = RedisClient(master.url).execute("HGETALL", cache.generations_key)
     for replica in replicas:
         # A cluster replica answers reads once told READONLY.
