@@ -229,13 +229,16 @@ def test_sentinel_follows_a_promotion_without_losing_a_call(sentinel_set: Sentin
     assert client.execute("ROLE")[0] == b"master"
 
 
-def test_a_method_clear_is_confirmed_by_a_replica(sentinel_set: SentinelSet) -> None:
+@pytest.mark.parametrize("through", ["sentinels", "the master's own URL"])
+def test_a_method_clear_is_confirmed_by_a_replica(sentinel_set: SentinelSet, through: str) -> None:
     """Replication is asynchronous: a clear the master acknowledged but had
     not passed on is lost when a replica is promoted, and the old entries
     are valid again. So a clear returns only once a replica has it; when
     none can confirm it (frozen replica), it fails within its deadline and
-    the caller knows (the addon then signals through the database)."""
-    client = RedisClient(sentinel_set.url(), socket_timeout=DEADLINE)
+    the caller knows (the addon then signals through the database). A
+    plain URL to a master with replicas is held to the same."""
+    url = sentinel_set.url() if through == "sentinels" else sentinel_set.master.url
+    client = RedisClient(url, socket_timeout=DEADLINE)
     master = RedisClient(sentinel_set.master.url)
     replicas = [s for s in sentinel_set.servers if s is not sentinel_set.master and s.running]
     ports = {str(replica.port).encode() for replica in replicas}

@@ -394,8 +394,8 @@ class TwoTierCache(LRU[_K, _V]):
         """Drop the method's entries here and give it a fresh random generation
         token in Redis, so every process misses its old shared entries;
         ``with_commands`` run in the same MULTI/EXEC. Returns the number of
-        local entries dropped. When its master (Sentinel, Cluster) has
-        replicas, one must confirm the clear (``WAIT``) before the deadline, otherwise
+        local entries dropped. When the master has replicas (its ``ROLE``),
+        one must confirm the clear (``WAIT``) before the deadline, otherwise
         ``RedisReplyError``: the clear ran on the master, but a failover
         could lose it (the addon then signals the cache through the
         database). ``RedisUnavailable`` when Redis cannot be reached."""

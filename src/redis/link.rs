@@ -308,9 +308,6 @@ pub struct Link {
     /// Reply bytes received since the last `arm`: zero means the server
     /// answered nothing to this call.
     reply_bytes: usize,
-    /// Replicas the server (a master named by sentinels) had when this link
-    /// was opened, from its ROLE reply; 0 when not asked.
-    replicas: usize,
 }
 
 impl Link {
@@ -354,7 +351,6 @@ impl Link {
             db: handshake.db,
             failure: None,
             reply_bytes: 0,
-            replicas: 0,
         };
         link.greet(handshake, true)?;
         Ok(link)
@@ -423,7 +419,6 @@ impl Link {
             };
             let is_master =
                 matches!(parts.first(), Some(Value::BulkString(name)) if name == b"master");
-            self.replicas = replicas_in_role(&parts);
             if !is_master {
                 // Not a connection failure: the caller forgets this address.
                 self.failure = Some(Failure::Other);
@@ -440,11 +435,6 @@ impl Link {
     pub fn arm(&mut self, deadline: Instant) {
         self.stream.set_deadline(deadline);
         self.reply_bytes = 0;
-    }
-
-    /// Replicas of this master when the link was opened (see `Handshake::expect_master`).
-    pub fn replicas(&self) -> usize {
-        self.replicas
     }
 
     /// What is left of the current call's deadline.

@@ -37,7 +37,7 @@ use redis::{ConnectionLike, RedisError, RedisResult, Value};
 use super::breaker::{CircuitBreaker, State, Transition};
 use super::cluster::{Cluster, NodeContext};
 use super::config::RedisConfig;
-use super::link::{Endpoint, Failure, Handshake, Link};
+use super::link::{replicas_in_role, Endpoint, Failure, Handshake, Link};
 use super::sentinel::MasterResolver;
 use crate::stats::LatencyHistogram;
 
@@ -66,18 +66,26 @@ pub fn wait_for_one_replica(time_left: Duration) -> redis::Cmd {
 
 impl Conn {
     /// Waits, within the call's deadline, until a replica holds every write
-    /// sent on this connection, when the master had replicas: for a write a
+    /// sent on this connection, when its master has replicas: for a write a
     /// failover must not lose (asynchronous replication would, if the master
-    /// died before passing it on). True when a replica confirmed or there is
-    /// none to wait for; false when none confirmed in time. Through
-    /// Sentinel, the replicas are those the master had when the link was
-    /// opened; in a cluster, those of the master that ran the last request.
+    /// died before passing it on). The master's `ROLE` names the replicas
+    /// it streams to now; in a cluster, the master that ran the last
+    /// request is asked. True when a replica confirmed, when there is none,
+    /// or when an ACL refuses `ROLE` (nothing to wait with); false when
+    /// none confirmed in time.
     pub fn confirm_replicated(&mut self) -> RedisResult<bool> {
         let link = match self {
             Conn::Node(link) => link,
             Conn::Cluster(cluster) => return cluster.confirm_replicated(),
         };
-        if link.replicas() == 0 {
+        let replicas = match redis::cmd("ROLE").query::<Value>(link) {
+            Ok(Value::Array(parts)) => replicas_in_role(&parts),
+            Ok(_) => 0,
+            // An error reply (NOPERM): the link is still in step.
+            Err(_) if link.failure().is_none() => return Ok(true),
+            Err(err) => return Err(err),
+        };
+        if replicas == 0 {
             return Ok(true);
         }
         let acknowledged: i64 = wait_for_one_replica(link.time_left()).query(link)?;
