@@ -175,11 +175,16 @@ def test_requests_never_contact_redis_while_the_circuit_is_open(proxy: FaultProx
             client.execute("GET", "x")
     assert client.state == "open"
     calls = client.stats()["calls"]
+    slowest = 0.0
     for _ in range(200):
         started = time.perf_counter()
         with pytest.raises(RedisUnavailable, match="circuit breaker is open"):
             client.execute("GET", "x")
-        assert time.perf_counter() - started < 0.005
+        slowest = max(slowest, time.perf_counter() - started)
+    # Reaching the black hole would cost each call its whole deadline; the
+    # counters below say no call did. (A tighter bound measures the VM's
+    # scheduler: a 74 ms pause was seen on one call out of 200.)
+    assert slowest < DEFAULT_DEADLINE / 2
     time.sleep(0.6)
     stats = client.stats()
     assert stats["calls"] == calls and stats["skipped_open"] == 200
