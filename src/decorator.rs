@@ -47,6 +47,35 @@ enum Lookup {
     Unhashable(PyErr),
 }
 
+/// `cache[key]` as Odoo asks it (None on a miss), without the mapping
+/// protocol when the cache is one of ours. `hash`: the key's hash when
+/// the caller computed it already (else a cache of ours counts an
+/// unhashable key against its method).
+pub(crate) fn find_in(
+    cache: &Bound<'_, PyAny>,
+    key: &Bound<'_, PyAny>,
+    hash: Option<isize>,
+) -> PyResult<Option<Py<PyAny>>> {
+    if let Ok(two_tier) = cache.cast::<TwoTierCache>() {
+        return match hash {
+            Some(hash) => TwoTierCache::lookup_hashed(two_tier, key, hash),
+            None => TwoTierCache::lookup(two_tier, key),
+        };
+    }
+    if let Ok(lru) = cache.cast::<PyLru>() {
+        let hash = match hash {
+            Some(hash) => hash,
+            None => key.hash()?,
+        };
+        return lru.get().lru.lookup(key, hash);
+    }
+    match cache.get_item(key) {
+        Ok(value) => Ok(Some(value.unbind())),
+        Err(err) if err.is_instance_of::<PyKeyError>(cache.py()) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 impl CachedMethod {
     fn cache<'py>(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let py = obj.py();
@@ -56,18 +85,7 @@ impl CachedMethod {
     }
 
     fn lookup(cache: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> PyResult<Lookup> {
-        let found = if let Ok(two_tier) = cache.cast::<TwoTierCache>() {
-            TwoTierCache::lookup(two_tier, key)
-        } else if let Ok(lru) = cache.cast::<PyLru>() {
-            key.hash().and_then(|hash| lru.get().lru.lookup(key, hash))
-        } else {
-            match cache.get_item(key) {
-                Ok(value) => Ok(Some(value.unbind())),
-                Err(err) if err.is_instance_of::<PyKeyError>(cache.py()) => Ok(None),
-                Err(err) => Err(err),
-            }
-        };
-        match found {
+        match find_in(cache, key, None) {
             Ok(Some(value)) => Ok(Lookup::Hit(value)),
             Ok(None) => Ok(Lookup::Miss),
             Err(err) if err.is_instance_of::<PyTypeError>(cache.py()) => {

@@ -30,9 +30,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PySet, PyString, PyTuple, PyType, PyWeakrefMethods, PyWeakrefReference};
 use pyo3::{ffi, intern};
 
-use crate::decorator::bind_like_a_function;
-use crate::lru::PyLru;
-use crate::two_tier::TwoTierCache;
+use crate::decorator::{bind_like_a_function, find_in};
 
 const LOOKUPS: &str = "_ormcache_lookups";
 
@@ -164,25 +162,6 @@ impl OdooLookup {
         Ok(Some(PyTuple::new(py, items)?))
     }
 
-    /// `d[key]` as Odoo asks it, without the mapping protocol for ours.
-    fn find(
-        cache: &Bound<'_, PyAny>,
-        key: &Bound<'_, PyAny>,
-        hash: isize,
-    ) -> PyResult<Option<Py<PyAny>>> {
-        if let Ok(two_tier) = cache.cast::<TwoTierCache>() {
-            return TwoTierCache::lookup_hashed(two_tier, key, hash);
-        }
-        if let Ok(lru) = cache.cast::<PyLru>() {
-            return lru.get().lru.lookup(key, hash);
-        }
-        match cache.get_item(key) {
-            Ok(value) => Ok(Some(value.unbind())),
-            Err(err) if err.is_instance_of::<PyKeyError>(cache.py()) => Ok(None),
-            Err(err) => Err(err),
-        }
-    }
-
     /// `env.cr.cache`: found once per environment (an environment's cursor,
     /// and a cursor's cache dictionary, are never replaced), the
     /// environment watched through a weak reference.
@@ -246,7 +225,7 @@ impl OdooLookup {
             Ok(hash) => {
                 let first = self.transaction_statistics
                     && self.first_in_transaction(&model, &key, &counter)?;
-                (first, Self::find(&cache, key.as_any(), hash))
+                (first, find_in(&cache, key.as_any(), Some(hash)))
             }
             // 19 asks its set first, which raises; 17.0/18.0 ask the mapping.
             Err(err) if self.transaction_statistics => return Err(err),

@@ -66,10 +66,8 @@ def miss_19(
         counter.gen_time += time.monotonic() - start
         cache[key] = value
         return value
-    _odoo_logger.warning("cache lookup error on %r", key, exc_info=error)
-    counter.err += 1
     counter.tx_err += first
-    return ormcache.method(*args)
+    return _compute_uncached(ormcache, key, counter, args, error)
 
 
 def miss_18(
@@ -89,9 +87,7 @@ def miss_18(
         value = cache[key] = ormcache.method(*args)
         counter.gen_time += time.time() - start
         return value
-    _odoo_logger.warning("cache lookup error on %r", key, exc_info=error)
-    counter.err += 1
-    return ormcache.method(*args)
+    return _compute_uncached(ormcache, key, counter, args, error)
 
 
 def miss_17(
@@ -108,6 +104,14 @@ def miss_17(
         counter.miss += 1
         value = cache[key] = ormcache.method(*args)
         return value
+    return _compute_uncached(ormcache, key, counter, args, error)
+
+
+def _compute_uncached(
+    ormcache: Any, key: tuple, counter: Any, args: tuple, error: BaseException
+) -> Any:
+    """Every version's answer to a key the mapping cannot hash: warn,
+    count an error, compute without storing."""
     _odoo_logger.warning("cache lookup error on %r", key, exc_info=error)
     counter.err += 1
     return ormcache.method(*args)
