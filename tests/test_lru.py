@@ -200,6 +200,43 @@ def test_python_eq_may_reenter_the_cache() -> None:
     assert len(cache) == 2
 
 
+class Shouting(str):
+    """A str whose equality is its own Python code."""
+
+    calls = 0
+
+    def __eq__(self, other: object) -> bool:
+        Shouting.calls += 1
+        return str(self).upper() == str(other).upper()
+
+    __hash__ = str.__hash__
+
+
+def test_keys_decided_under_the_lock_keep_pythons_answers() -> None:
+    """Tuples of plain values are compared without Python code (equal but
+    distinct strings included); any other item, wherever it sits in the
+    tuple, goes through Python's own equality."""
+    cache = LRU(10)
+    distinct = "".join(["na", "me"])
+    cache[("model", "name", 7)] = "plain"
+    assert cache[("model", distinct, 7)] == "plain"
+    assert ("model", "name", 8) not in cache
+    nan = float("nan")
+    cache[(nan, "x")] = "nan"
+    assert cache[(nan, "x")] == "nan"  # identity, as in a dict
+    cache[("m", Shouting("abc"))] = "shouting"
+    calls = Shouting.calls
+    assert cache[("m", "ABC".lower())] == "shouting"
+    assert Shouting.calls > calls  # the subclass's __eq__ decided
+    cache[(ReentrantKey(cache, 1), "a")] = "first"
+    assert (ReentrantKey(cache, 1), "b") not in cache
+    assert cache[(ReentrantKey(cache, 1), "a")] == "first"
+    cache[(frozenset({1, 2}),)] = "frozenset"
+    assert cache[(frozenset({2, 1}),)] == "frozenset"
+    cache[((1, 2), 3.0)] = "nested"
+    assert cache[((1.0, 2), 3)] == "nested"  # 1 == 1.0: the general path
+
+
 def test_values_are_released_on_eviction_and_clear() -> None:
     class Value:
         alive = 0

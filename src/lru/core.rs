@@ -10,6 +10,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use smallvec::SmallVec;
 
+use super::equality::equal_without_python;
 use crate::clock::now_ns;
 
 const NIL: u32 = u32::MAX;
@@ -123,13 +124,25 @@ impl Core {
             .expect("index points at a live slot")
     }
 
-    pub(super) fn find_identical(&self, hash: isize, key: *mut pyo3::ffi::PyObject) -> Option<u32> {
-        let bucket = self.index.get(&hash)?;
-        bucket
-            .slots()
-            .iter()
-            .copied()
-            .find(|&slot| self.entry(slot).key.as_ptr() == key)
+    /// The slot holding `key` when that is known without running Python
+    /// code: `Known(None)` is a miss, `Unknown` needs Python's `__eq__`.
+    pub(super) fn find_without_python(&self, hash: isize, key: &Bound<'_, PyAny>) -> Lookup {
+        let Some(bucket) = self.index.get(&hash) else {
+            return Lookup::Known(None);
+        };
+        let py = key.py();
+        let mut unknown = false;
+        for &slot in bucket.slots() {
+            match equal_without_python(self.entry(slot).key.bind(py), key) {
+                Some(true) => return Lookup::Known(Some(slot)),
+                Some(false) => {}
+                None => unknown = true,
+            }
+        }
+        match unknown {
+            true => Lookup::Unknown,
+            false => Lookup::Known(None),
+        }
     }
 
     pub(super) fn candidates(&self, py: Python<'_>, hash: isize) -> Candidates {
@@ -322,6 +335,12 @@ impl Core {
 
 /// Keys sharing a probe's hash, copied out of the lock; almost always one.
 type Candidates = SmallVec<[(u32, u64, Py<PyAny>); 2]>;
+
+/// What the lock alone can tell of a key.
+pub(super) enum Lookup {
+    Known(Option<u32>),
+    Unknown,
+}
 
 /// How a value is stored: its size for the byte bound, its deadline (0:
 /// the LRU's default TTL) and an optional external hit counter.

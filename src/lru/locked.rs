@@ -1,7 +1,10 @@
 //! The thread-safe LRU and its locking rule: the mutex is never held
 //! while Python code can run. Python's `__eq__` may release the GIL (or
 //! re-enter this cache), so equality checks happen on candidates copied out
-//! of the lock, and the slot is re-validated by its stamp afterwards.
+//! of the lock, and the slot is re-validated by its stamp afterwards. Keys
+//! whose equality is the interpreter's own C code (tuples of str, int,
+//! bytes, float, functions: nearly every cache key) are decided under the
+//! lock in one pass (`equality`).
 //! Reference drops (which can run `__del__`) are likewise deferred until
 //! the lock is released. As a consequence a GIL holder never waits for this
 //! lock while another GIL holder holds it.
@@ -12,7 +15,7 @@ use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::core::{Core, Entry, LruCounters, Stored};
+use super::core::{Core, Entry, Lookup, LruCounters, Stored};
 use crate::clock::{deadline_after, now_ns};
 
 /// Result of a key lookup under the lock.
@@ -81,10 +84,11 @@ impl Lru {
         let py = key.py();
         let candidates = {
             let mut core = self.core.lock();
-            if let Some(slot) = core.find_identical(hash, key.as_ptr()) {
-                return Ok(Some(f(&mut core, slot)));
+            match core.find_without_python(hash, key) {
+                Lookup::Known(Some(slot)) => return Ok(Some(f(&mut core, slot))),
+                Lookup::Known(None) => return Ok(None),
+                Lookup::Unknown => core.candidates(py, hash),
             }
-            core.candidates(py, hash)
         };
         for (slot, stamp, candidate) in &candidates {
             if python_equal(candidate.bind(py), key)? {
@@ -132,7 +136,10 @@ impl Lru {
             core.counters.hits += 1;
             let entry = core.entry(slot);
             if let Some(counter) = &entry.hit_counter {
-                counter.fetch_add(1, Ordering::Relaxed);
+                // Every hit holds the GIL (the key is a Python object),
+                // which serialises these: a load and a store, not a locked
+                // add (a full barrier on x86, on every hit).
+                counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             }
             entry.value.clone_ref(py)
         })?;

@@ -6,13 +6,16 @@
 //! hash index over a slab of nodes chained in recency order.
 //!
 //! `core`: the slab, recency list and hash index; `locked`: the locking
-//! rule around them (never Python's `__eq__` under the lock); `python`:
-//! the `LRU` class and Odoo's protocol.
+//! rule around them (never Python's `__eq__` under the lock); `equality`:
+//! the comparisons that run no Python code, decided under the lock;
+//! `python`: the `LRU` class and Odoo's protocol.
 
 mod core;
+mod equality;
 mod locked;
 mod python;
 
 pub use self::core::Stored;
+pub(crate) use equality::is_plain_value;
 pub use locked::{Bounds, Lru};
 pub use python::{lru_stats_dict, register, PyLru, L1_LOOKUP_LABELS};

@@ -230,6 +230,7 @@ pub fn lru_stats_dict<'py>(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    super::equality::register(m.py())?;
     m.add_class::<PyLru>()?;
     Ok(())
 }

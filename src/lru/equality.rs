@@ -1,0 +1,130 @@
+//! Key equality that provably runs no Python code, so the LRU can decide a
+//! lookup under its lock.
+//!
+//! The locking rule (see `locked`) keeps Python's `__eq__` out of the lock,
+//! which costs a second lock and a copy of the candidates on every hit with
+//! a key that is equal but not identical (every call builds a fresh key
+//! tuple). Keys are almost always tuples of strings, ints and functions,
+//! whose comparisons are the interpreter's own C code: those are compared
+//! here, in place. Anything else answers "unknown" and takes the general
+//! path.
+
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+/// Nesting followed before answering "unknown": hostile keys cannot make
+/// this recurse deeply under the lock.
+const MAX_DEPTH: u32 = 8;
+
+/// `Some(a == b)` when it can be known without running Python code (no
+/// `__eq__` of a user class, no warning, no error); `None` otherwise.
+pub(super) fn equal_without_python(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> Option<bool> {
+    // SAFETY: both pointers are live objects and the GIL is held.
+    unsafe { equal_pointers(a.as_ptr(), b.as_ptr(), 0) }
+}
+
+unsafe fn equal_pointers(a: *mut ffi::PyObject, b: *mut ffi::PyObject, depth: u32) -> Option<bool> {
+    if a == b {
+        // Python's containers treat identity as equality (NaN included).
+        return Some(true);
+    }
+    let kind = ffi::Py_TYPE(a);
+    if kind != ffi::Py_TYPE(b) {
+        // `1 == 1.0 == True`, subclasses with their own `__eq__`, bytes
+        // against str under `python -b`: the general path decides.
+        return None;
+    }
+    if ffi::PyUnicode_CheckExact(a) != 0
+        || ffi::PyLong_CheckExact(a) != 0
+        || ffi::PyBytes_CheckExact(a) != 0
+        || ffi::PyFloat_CheckExact(a) != 0
+    {
+        // The built-in comparisons of two objects of one of these exact
+        // types: C code that cannot fail, call back or release the GIL.
+        return Some(ffi::PyObject_RichCompareBool(a, b, ffi::Py_EQ) == 1);
+    }
+    if ffi::PyTuple_CheckExact(a) != 0 {
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        let length = ffi::PyTuple_Size(a);
+        if length != ffi::PyTuple_Size(b) {
+            return Some(false);
+        }
+        for index in 0..length {
+            match equal_pointers(
+                ffi::PyTuple_GetItem(a, index),
+                ffi::PyTuple_GetItem(b, index),
+                depth + 1,
+            )? {
+                true => {}
+                false => return Some(false),
+            }
+        }
+        return Some(true);
+    }
+    if kind == function_type() && !kind.is_null() {
+        // Functions compare by identity (object's own `__eq__`).
+        return Some(false);
+    }
+    None
+}
+
+/// Whether `value`'s hash and equality are the interpreter's own and can
+/// never change: exact str, int, bool, float, bytes, None, functions, and
+/// tuples and frozensets of those. Two keys whose items are identical
+/// such values are equal and hash alike, now and later.
+pub(crate) fn is_plain_value(value: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: a live object; the GIL is held.
+    unsafe { plain_pointer(value.py(), value.as_ptr(), 0) }
+}
+
+unsafe fn plain_pointer(py: Python<'_>, value: *mut ffi::PyObject, depth: u32) -> bool {
+    if value == ffi::Py_None()
+        || ffi::PyUnicode_CheckExact(value) != 0
+        || ffi::PyLong_CheckExact(value) != 0
+        || ffi::PyBool_Check(value) != 0
+        || ffi::PyFloat_CheckExact(value) != 0
+        || ffi::PyBytes_CheckExact(value) != 0
+    {
+        return true;
+    }
+    let kind = ffi::Py_TYPE(value);
+    if kind == function_type() && !kind.is_null() {
+        return true;
+    }
+    if depth >= MAX_DEPTH {
+        return false;
+    }
+    if ffi::PyTuple_CheckExact(value) != 0 {
+        return (0..ffi::PyTuple_Size(value))
+            .all(|index| plain_pointer(py, ffi::PyTuple_GetItem(value, index), depth + 1));
+    }
+    if ffi::PyFrozenSet_CheckExact(value) != 0 {
+        // A frozenset's iterator is the interpreter's C code.
+        let Ok(items) = Bound::from_borrowed_ptr(py, value).try_iter() else {
+            return false;
+        };
+        return items
+            .map(|item| item.is_ok_and(|item| plain_pointer(py, item.as_ptr(), depth + 1)))
+            .all(|plain| plain);
+    }
+    false
+}
+
+static FUNCTION_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
+
+/// `types.FunctionType`, which the limited API does not name; found when
+/// the module loads (never under the LRU's lock: an import runs Python).
+fn function_type() -> *mut ffi::PyTypeObject {
+    FUNCTION_TYPE.load(Ordering::Relaxed)
+}
+
+pub(super) fn register(py: Python<'_>) -> PyResult<()> {
+    let function_type = py.import("types")?.getattr("FunctionType")?;
+    // A static type of the interpreter: it lives as long as the process.
+    FUNCTION_TYPE.store(function_type.as_ptr().cast(), Ordering::Relaxed);
+    Ok(())
+}
