@@ -11,6 +11,7 @@ pub mod decorator;
 pub mod entry;
 pub mod errors;
 pub mod fork;
+pub mod gil_cell;
 pub mod keys;
 pub mod lru;
 pub mod naming;
@@ -22,6 +23,7 @@ pub mod two_tier;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    gil_cell::require_gil(m.py())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     fork::install_atfork_handler();
     errors::register(m)?;

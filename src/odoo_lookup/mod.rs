@@ -15,7 +15,8 @@
 //! - the counters Odoo reads: 19 `_COUNTERS[db_name, method]` (`hit`,
 //!   `tx_hit`, `cache_name`) and `env.cr.cache['_ormcache_lookups']`;
 //!   17.0/18.0 `STAT[db_name, model_name, method]` (`hit`);
-//! - the lookup in `self.pool._Registry__caches[cache_name]`.
+//! - the lookup in `self.pool._Registry__caches[cache_name]` (the dict
+//!   found once per model class, the mapping asked at each call).
 //!
 //! A miss or an unhashable key goes to `miss` (Odoo's own code for them, in
 //! Python); a call this path does not cover (keywords, too many arguments,
@@ -23,14 +24,18 @@
 
 use std::ffi::c_int;
 
-use parking_lot::Mutex;
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PySet, PyString, PyTuple, PyType, PyWeakrefMethods, PyWeakrefReference};
-use pyo3::{ffi, intern};
+use pyo3::{ffi, intern, Borrowed};
+use smallvec::SmallVec;
 
 use crate::decorator::{bind_like_a_function, find_in};
+use crate::gil_cell::GilCell;
+use crate::lru::is_plain_value;
+
+mod method_type;
 
 const LOOKUPS: &str = "_ormcache_lookups";
 
@@ -38,12 +43,14 @@ const LOOKUPS: &str = "_ormcache_lookups";
 /// wrapper. It keeps a `__dict__`, so the wrapper's attributes
 /// (`__cache__`, `__wrapped__`, `clear_cache`, Odoo's API markers) are
 /// copied onto it and read as before.
+/// Python sees the class `method_type` derives from this one.
 #[pyclass(
     module = "ormcache_redis._native",
-    name = "OdooLookup",
+    name = "_OdooLookup",
     frozen,
     dict,
-    weakref
+    weakref,
+    subclass
 )]
 pub struct OdooLookup {
     /// Odoo's `ormcache` instance.
@@ -66,13 +73,33 @@ pub struct OdooLookup {
     /// `miss(ormcache, cache, key, counter, first_in_transaction, args, error)`:
     /// Odoo's miss and error paths, in Python.
     miss: Py<PyAny>,
+    /// What earlier calls found.
+    memo: GilCell<Memo>,
+}
+
+/// What one call leaves for the next: each is checked by identity against
+/// what the call itself has in hand, so a stale entry is only a miss here.
+#[derive(Default)]
+struct Memo {
     /// The model class last seen, with what Odoo reads from it on every
     /// call: found once per class (a registry's classes live as long as
     /// the registry, and Odoo only ever adds entries to the counters). The
     /// class is held, so its address cannot be reused meanwhile.
-    last_class: Mutex<Option<ModelClass>>,
-    /// Odoo 19: the environment last seen and its cursor's cache.
-    last_env: Mutex<Option<(Py<PyWeakrefReference>, Py<PyDict>)>>,
+    class: Option<ModelClass>,
+    /// Odoo 19: the environment last seen, held weakly, and its cursor's
+    /// cache (an environment's cursor, and a cursor's cache dictionary,
+    /// are never replaced).
+    transaction: Option<(Py<PyWeakrefReference>, Py<PyDict>)>,
+    /// The last key built, when its items are plain values (see
+    /// `is_plain_value`): a call whose items are the identical objects
+    /// reuses it, and skips building, hashing and comparing a fresh tuple,
+    /// here and in the transaction's set.
+    key: Option<LastKey>,
+}
+
+struct LastKey {
+    key: Py<PyTuple>,
+    hash: isize,
 }
 
 struct KeyPart {
@@ -83,73 +110,117 @@ struct KeyPart {
 struct ModelClass {
     class: Py<PyAny>,
     name: Py<PyAny>,
-    pool: Py<PyAny>,
+    caches: Py<PyAny>,
     counter: Py<PyAny>,
 }
 
-/// What `call` needs from the model class: `_name`, `pool`, the counter.
+/// What `call` needs from the model class: `_name`, the registry's
+/// mappings (`pool._Registry__caches`, bound once by `Registry.init`; a
+/// registry rebuilt is a new `pool`, with new classes), the counter.
 struct ModelFacts<'py> {
     name: Bound<'py, PyAny>,
-    pool: Bound<'py, PyAny>,
+    caches: Bound<'py, PyAny>,
     counter: Bound<'py, PyAny>,
 }
 
-impl OdooLookup {
-    fn model_facts<'py>(&self, model: &Bound<'py, PyAny>) -> PyResult<ModelFacts<'py>> {
-        let py = model.py();
-        let class = model.get_type();
-        if let Some(known) = &*self.last_class.lock() {
-            if known.class.is(&class) {
-                return Ok(ModelFacts {
-                    name: known.name.bind(py).clone(),
-                    pool: known.pool.bind(py).clone(),
-                    counter: known.counter.bind(py).clone(),
+/// What the memo held for one call.
+#[derive(Default)]
+struct Recalled<'py> {
+    facts: Option<ModelFacts<'py>>,
+    transaction: Option<Bound<'py, PyDict>>,
+    key: Option<(Bound<'py, PyTuple>, isize)>,
+}
+
+impl Memo {
+    /// Everything that still holds for this call, read in one pass (no
+    /// Python code runs: identity checks and a weak reference).
+    fn recall<'py>(
+        &self,
+        class: &Bound<'py, PyType>,
+        env: Option<&Bound<'py, PyAny>>,
+        method: &Bound<'py, PyAny>,
+        values: &[Bound<'py, PyAny>],
+    ) -> Recalled<'py> {
+        let py = class.py();
+        let facts = self
+            .class
+            .as_ref()
+            .filter(|known| known.class.is(class))
+            .map(|known| ModelFacts {
+                name: known.name.bind(py).clone(),
+                caches: known.caches.bind(py).clone(),
+                counter: known.counter.bind(py).clone(),
+            });
+        let transaction = env.and_then(|env| {
+            self.transaction
+                .as_ref()
+                .filter(|(known, _)| known.bind(py).upgrade().is_some_and(|known| known.is(env)))
+                .map(|(_, cache)| cache.bind(py).clone())
+        });
+        let key = facts.as_ref().and_then(|facts| {
+            let last = self.key.as_ref()?;
+            let key = last.key.bind(py);
+            let expected = [&facts.name, method].into_iter().chain(values);
+            let same = key.len() == 2 + values.len()
+                && expected.enumerate().all(|(index, item)| {
+                    key.get_borrowed_item(index)
+                        .is_ok_and(|known| known.is(item))
                 });
-            }
+            same.then(|| (key.clone(), last.hash))
+        });
+        Recalled {
+            facts,
+            transaction,
+            key,
         }
+    }
+}
+
+impl OdooLookup {
+    /// What Odoo reads from the model class, found in Python.
+    fn find_model_facts<'py>(&self, model: &Bound<'py, PyAny>) -> PyResult<ModelFacts<'py>> {
+        let py = model.py();
         let name = model.getattr(intern!(py, "_name"))?;
         let pool = model.getattr(intern!(py, "pool"))?;
         let db_name = pool.getattr(intern!(py, "db_name"))?;
+        let caches = pool.getattr(intern!(py, "_Registry__caches"))?;
         let method = self.method.bind(py);
         let counters = self.counters.bind(py);
         let counter = match self.transaction_statistics {
             true => counters.get_item((db_name, method))?,
             false => counters.get_item((db_name, &name, method))?,
         };
-        *self.last_class.lock() = Some(ModelClass {
-            class: class.into_any().unbind(),
+        let class = ModelClass {
+            class: model.get_type().into_any().unbind(),
             name: name.clone().unbind(),
-            pool: pool.clone().unbind(),
+            caches: caches.clone().unbind(),
             counter: counter.clone().unbind(),
-        });
+        };
+        let replaced = self.memo.with(py, |memo| memo.class.replace(class));
+        drop(replaced); // outside the cell: a drop can run Python code
         Ok(ModelFacts {
             name,
-            pool,
+            caches,
             counter,
         })
     }
 
     /// The parameter at argument `index`, from the call or its default.
-    fn argument<'py>(&self, args: &Bound<'py, PyTuple>, index: usize) -> Option<Bound<'py, PyAny>> {
-        let py = args.py();
-        match args.get_item(index) {
-            Ok(value) => Some(value),
-            Err(_) => self
+    fn argument<'py>(&self, args: &Arguments<'_, 'py>, index: usize) -> Option<Bound<'py, PyAny>> {
+        match args.values.get(index) {
+            Some(value) => Some(Borrowed::to_owned(*value)),
+            None => self
                 .defaults
                 .get(index)
-                .and_then(|default| default.as_ref().map(|value| value.bind(py).clone())),
+                .and_then(|default| default.as_ref().map(|value| value.bind(args.py).clone())),
         }
     }
 
-    fn key<'py>(
-        &self,
-        model_name: Bound<'py, PyAny>,
-        args: &Bound<'py, PyTuple>,
-    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let py = args.py();
-        let mut items = Vec::with_capacity(2 + self.key_parts.len());
-        items.push(model_name);
-        items.push(self.method.bind(py).clone());
+    /// The values of the key expressions (None: an omitted parameter
+    /// without a default, which Odoo's wrapper reports).
+    fn key_values<'py>(&self, args: &Arguments<'_, 'py>) -> PyResult<Option<KeyValues<'py>>> {
+        let py = args.py;
+        let mut values = KeyValues::new();
         for part in &self.key_parts {
             let Some(mut value) = self.argument(args, part.position) else {
                 return Ok(None);
@@ -157,27 +228,34 @@ impl OdooLookup {
             for attribute in &part.attributes {
                 value = value.getattr(attribute.bind(py))?;
             }
-            items.push(value);
+            values.push(value);
         }
-        Ok(Some(PyTuple::new(py, items)?))
+        Ok(Some(values))
     }
 
-    /// `env.cr.cache`: found once per environment (an environment's cursor,
-    /// and a cursor's cache dictionary, are never replaced), the
-    /// environment watched through a weak reference.
-    fn transaction_cache<'py>(&self, env: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
-        let py = env.py();
-        if let Some((known, cache)) = &*self.last_env.lock() {
-            if known.bind(py).upgrade().is_some_and(|known| known.is(env)) {
-                return Ok(cache.bind(py).clone());
-            }
+    /// Keeps `key` (hashed) for the next calls, when its items are plain.
+    fn remember_key(&self, key: &Bound<'_, PyTuple>, hash: isize) {
+        if key.iter().all(|item| is_plain_value(&item)) {
+            let last = LastKey {
+                key: key.clone().unbind(),
+                hash,
+            };
+            let replaced = self.memo.with(key.py(), |memo| memo.key.replace(last));
+            drop(replaced);
         }
+    }
+
+    /// `env.cr.cache`, found in Python (the memo had another environment).
+    fn find_transaction_cache<'py>(&self, env: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+        let py = env.py();
         let cache = env
             .getattr(intern!(py, "cr"))?
             .getattr(intern!(py, "cache"))?
             .cast_into::<PyDict>()?;
         if let Ok(watched) = PyWeakrefReference::new(env) {
-            *self.last_env.lock() = Some((watched.unbind(), cache.clone().unbind()));
+            let known = (watched.unbind(), cache.clone().unbind());
+            let replaced = self.memo.with(py, |memo| memo.transaction.replace(known));
+            drop(replaced);
         }
         Ok(cache)
     }
@@ -186,12 +264,11 @@ impl OdooLookup {
     /// (it is recorded as looked up then).
     fn first_in_transaction(
         &self,
-        model: &Bound<'_, PyAny>,
+        transaction: &Bound<'_, PyDict>,
         key: &Bound<'_, PyTuple>,
         counter: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
-        let py = model.py();
-        let transaction = self.transaction_cache(&model.getattr(intern!(py, "env"))?)?;
+        let py = key.py();
         let lookups = match transaction.get_item(intern!(py, LOOKUPS))? {
             Some(lookups) => lookups,
             None => {
@@ -206,36 +283,64 @@ impl OdooLookup {
         Ok(first)
     }
 
-    fn call(&self, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
-        let py = args.py();
-        if args.is_empty() || args.len() > self.defaults.len() {
-            return self.through_wrapper(args, None);
+    /// One call with positional arguments only (`args[0]` is the record).
+    fn call(&self, args: &Arguments<'_, '_>) -> PyResult<Py<PyAny>> {
+        let py = args.py;
+        if args.values.is_empty() || args.values.len() > self.defaults.len() {
+            return self.through_wrapper(&args.to_tuple()?, None);
         }
-        let model = args.get_item(0)?;
-        let facts = self.model_facts(&model)?;
-        let Some(key) = self.key(facts.name, args)? else {
-            return self.through_wrapper(args, None);
+        let model = args.values[0].to_owned();
+        let method = self.method.bind(py);
+        // What runs Python code comes first, then one lock for the memo.
+        let Some(values) = self.key_values(args)? else {
+            return self.through_wrapper(&args.to_tuple()?, None);
         };
-        let cache = facts
-            .pool
-            .getattr(intern!(py, "_Registry__caches"))?
-            .get_item(self.cache_name.bind(py))?;
+        let env = match self.transaction_statistics {
+            true => Some(model.getattr(intern!(py, "env"))?),
+            false => None,
+        };
+        let recalled = self
+            .memo
+            .with(py, |memo| {
+                memo.recall(&model.get_type(), env.as_ref(), method, &values)
+            })
+            .unwrap_or_default();
+        let facts = match recalled.facts {
+            Some(facts) => facts,
+            None => self.find_model_facts(&model)?,
+        };
+        let (key, hash) = match recalled.key {
+            Some((key, hash)) => (key, Ok(hash)),
+            None => {
+                let mut items: SmallVec<[Bound<'_, PyAny>; 6]> = SmallVec::new();
+                items.extend([facts.name.clone(), method.clone()]);
+                items.extend(values);
+                let key = PyTuple::new(py, items)?;
+                let hash = key.hash().inspect(|&hash| self.remember_key(&key, hash));
+                (key, hash)
+            }
+        };
+        let cache = facts.caches.get_item(self.cache_name.bind(py))?;
         let counter = facts.counter;
-        let (first, found) = match key.hash() {
-            Ok(hash) => {
-                let first = self.transaction_statistics
-                    && self.first_in_transaction(&model, &key, &counter)?;
+        let (first, found) = match (hash, &env) {
+            (Ok(hash), Some(env)) => {
+                let transaction = match recalled.transaction {
+                    Some(transaction) => transaction,
+                    None => self.find_transaction_cache(env)?,
+                };
+                let first = self.first_in_transaction(&transaction, &key, &counter)?;
                 (first, find_in(&cache, key.as_any(), Some(hash)))
             }
+            (Ok(hash), None) => (false, find_in(&cache, key.as_any(), Some(hash))),
             // 19 asks its set first, which raises; 17.0/18.0 ask the mapping.
-            Err(err) if self.transaction_statistics => return Err(err),
-            Err(err) => (false, Err(err)),
+            (Err(err), Some(_)) => return Err(err),
+            (Err(err), None) => (false, Err(err)),
         };
         let error = match found {
             Ok(Some(value)) => {
-                increment(&counter, intern!(py, "hit"))?;
+                increment(&counter, CounterField::Hit)?;
                 if first {
-                    increment(&counter, intern!(py, "tx_hit"))?;
+                    increment(&counter, CounterField::TransactionHit)?;
                 }
                 return Ok(value);
             }
@@ -252,7 +357,7 @@ impl OdooLookup {
                 key,
                 counter,
                 first,
-                args,
+                args.to_tuple()?,
                 error.value(py),
             ))?
             .unbind())
@@ -267,9 +372,44 @@ impl OdooLookup {
     }
 }
 
-fn increment(counter: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyResult<()> {
+/// A call's positional arguments, borrowed from the caller (a vectorcall
+/// array or a tuple's items): no tuple is built on the hit path.
+/// The key expressions' values of one call: on the stack for up to four.
+type KeyValues<'py> = SmallVec<[Bound<'py, PyAny>; 4]>;
+
+pub(crate) struct Arguments<'a, 'py> {
+    py: Python<'py>,
+    values: &'a [Borrowed<'a, 'py, PyAny>],
+}
+
+impl<'py> Arguments<'_, 'py> {
+    fn to_tuple(&self) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(
+            self.py,
+            self.values.iter().map(|value| Borrowed::to_owned(*value)),
+        )
+    }
+}
+
+/// The counters' attributes the hit path adds to.
+#[derive(Clone, Copy)]
+enum CounterField {
+    Hit,
+    TransactionHit,
+}
+
+impl CounterField {
+    fn name(self, py: Python<'_>) -> &Bound<'_, PyString> {
+        match self {
+            CounterField::Hit => intern!(py, "hit"),
+            CounterField::TransactionHit => intern!(py, "tx_hit"),
+        }
+    }
+}
+
+fn increment(counter: &Bound<'_, PyAny>, field: CounterField) -> PyResult<()> {
     let py = counter.py();
-    if let Some(slot) = counter_slot(counter, name)? {
+    if let Some(slot) = counter_slot(counter, field)? {
         // SAFETY: `slot` is a member descriptor of exactly `counter`'s type
         // (checked by `counter_slot`), and `get`/`set` are its type's own
         // tp_descr_get/tp_descr_set slots.
@@ -278,15 +418,29 @@ fn increment(counter: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyResult
                 py,
                 (slot.get)(slot.descriptor.as_ptr(), counter.as_ptr(), ffi::Py_None()),
             )?;
-            let value = value.add(1)?;
+            let value = plus_one(value)?;
             if (slot.set)(slot.descriptor.as_ptr(), counter.as_ptr(), value.as_ptr()) != 0 {
                 return Err(PyErr::fetch(py));
             }
         }
         return Ok(());
     }
-    let value = counter.getattr(name)?.add(1)?;
+    let name = field.name(py);
+    let value = plus_one(counter.getattr(name)?)?;
     counter.setattr(name, value)
+}
+
+/// `value + 1`, without the number protocol's dispatch for a plain int.
+fn plus_one(value: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    // SAFETY: a live object; the GIL is held.
+    if unsafe { ffi::PyLong_CheckExact(value.as_ptr()) } != 0 {
+        if let Ok(count) = value.extract::<i64>() {
+            if let Some(next) = count.checked_add(1) {
+                return Ok(next.into_pyobject(value.py())?.into_any());
+            }
+        }
+    }
+    value.add(1)
 }
 
 type DescrGet = unsafe extern "C" fn(
@@ -308,22 +462,21 @@ struct CounterSlot {
     set: DescrSet,
 }
 
-/// The slot `name` of `counter`'s type when it is a plain member
-/// descriptor (as in Odoo's `ormcache_counter`), found once per name.
+/// The slot of `field` in `counter`'s type when it is a plain member
+/// descriptor (as in Odoo's `ormcache_counter`), found once per field.
 fn counter_slot(
     counter: &Bound<'_, PyAny>,
-    name: &Bound<'_, PyString>,
+    field: CounterField,
 ) -> PyResult<Option<&'static CounterSlot>> {
     static HIT: PyOnceLock<Option<CounterSlot>> = PyOnceLock::new();
     static TX_HIT: PyOnceLock<Option<CounterSlot>> = PyOnceLock::new();
     let py = counter.py();
-    let cell = match name.to_str()? {
-        "hit" => &HIT,
-        "tx_hit" => &TX_HIT,
-        _ => return Ok(None),
+    let cell = match field {
+        CounterField::Hit => &HIT,
+        CounterField::TransactionHit => &TX_HIT,
     };
     let class = counter.get_type();
-    let slot = cell.get_or_try_init(py, || find_counter_slot(&class, name))?;
+    let slot = cell.get_or_try_init(py, || find_counter_slot(&class, field.name(py)))?;
     Ok(slot.as_ref().filter(|slot| slot.class.is(&class)))
 }
 
@@ -402,8 +555,7 @@ impl OdooLookup {
             counters,
             transaction_statistics,
             miss,
-            last_class: Mutex::new(None),
-            last_env: Mutex::new(None),
+            memo: GilCell::new(Memo::default()),
         })
     }
 
@@ -424,7 +576,13 @@ impl OdooLookup {
     ) -> PyResult<Py<PyAny>> {
         match kwargs {
             Some(kwargs) if !kwargs.is_empty() => self.through_wrapper(args, Some(kwargs)),
-            _ => self.call(args),
+            _ => {
+                let values: SmallVec<[Borrowed<'_, '_, PyAny>; 4]> = args.iter_borrowed().collect();
+                self.call(&Arguments {
+                    py: args.py(),
+                    values: &values,
+                })
+            }
         }
     }
 
@@ -441,6 +599,7 @@ impl OdooLookup {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<OdooLookup>()?;
+    let pyclass = m.py().get_type::<OdooLookup>();
+    m.add("OdooLookup", method_type::derive_method_type(&pyclass)?)?;
     Ok(())
 }

@@ -78,6 +78,27 @@ class TestNativeLookup(TransactionCase):
         self.assertEqual(native, (1, 1, 0, 1, 0) if ON_19 else (1, 1, 0, 0, 0))
         self.assertEqual(native, odoo)
 
+    def test_repeated_and_equal_arguments_across_transactions_count_as_in_odoo(self):
+        """The native path reuses the last key when the same objects come
+        back: identical, equal-but-distinct and new arguments, across the
+        end of a transaction, give Odoo's wrapper's figures."""
+        wrapper = type(self.probe)._echo.wrapper
+        outcomes = []
+        for call in (self.probe._echo, lambda *args: wrapper(self.probe, *args)):
+            argument = uuid.uuid4().hex
+            equal = "".join(argument)  # equal, and another object
+            _cache, _key, counter = get_cache_key_counter(self.probe._echo, argument, "!")
+            before = figures(counter)
+            answers = [call(argument), call(argument), call(equal), call(argument + "b")]
+            # What commit and rollback do to the transaction's statistics.
+            self.env.transaction.clear()
+            answers += [call(argument), call(argument), call(equal)]
+            self.assertEqual(len(set(answers)), 2)
+            outcomes.append(deltas(before, figures(counter)))
+        native, odoo = outcomes
+        self.assertEqual(native, (5, 2, 1, 2, 0) if ON_19 else (5, 2, 0, 0, 0))
+        self.assertEqual(native, odoo)
+
     def test_defaults_keywords_and_attribute_paths(self):
         argument = uuid.uuid4().hex
         expected = f"{argument}!:{self.env.uid}"

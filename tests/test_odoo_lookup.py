@@ -1,0 +1,278 @@
+"""``_native.OdooLookup`` outside Odoo: the interpreter's calling protocol
+(method descriptor, vectorcall, ``tp_call``, keywords), the reuse of the
+last key, re-entry, and counters equal to a line-by-line copy of Odoo 19's
+``ormcache.lookup`` run side by side on the same objects.
+
+The Odoo tests (``odoo_addon/ormcache_redis/tests/test_native_lookup.py``)
+check the same against Odoo's real wrapper on 17.0, 18.0 and 19.0."""
+
+from __future__ import annotations
+
+import functools
+import time
+import types
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from ormcache_redis import _native
+from ormcache_redis._native import OdooLookup
+
+METHOD_DESCRIPTOR = 1 << 17
+HAVE_VECTORCALL = 1 << 11
+
+
+class Counter:
+    """Odoo 19's ``ormcache_counter``: slots, so the native path writes
+    them through their member descriptors."""
+
+    __slots__ = ("hit", "miss", "err", "gen_time", "cache_name", "tx_hit", "tx_miss", "tx_err")
+
+    def __init__(self) -> None:
+        self.hit = self.miss = self.err = 0
+        self.tx_hit = self.tx_miss = self.tx_err = 0
+        self.gen_time = 0.0
+        self.cache_name = None
+
+    def figures(self) -> tuple[int, ...]:
+        return (self.hit, self.miss, self.err, self.tx_hit, self.tx_miss, self.tx_err)
+
+
+class OrmCache:
+    """What ``OdooLookup`` reads from Odoo's ``ormcache`` instance."""
+
+    def __init__(self, method: Any, cache_name: str = "default") -> None:
+        self.method = method
+        self.cache_name = cache_name
+
+
+class Cursor:
+    def __init__(self) -> None:
+        self.cache: dict = {}
+
+
+class Env:
+    def __init__(self) -> None:
+        self.cr = Cursor()
+        self.uid = 2
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.db_name = "db"
+        self._Registry__caches = {
+            "default": _native.TwoTierCache("default", 64, client=None, codec=_native.Codec())
+        }
+
+
+def miss_19(ormcache, cache, key, counter, first, args, error):
+    """Odoo 19's code after the mapping was asked (native_lookup.miss_19)."""
+    if isinstance(error, KeyError):
+        counter.miss += 1
+        counter.tx_miss += first
+        start = time.monotonic()
+        value = ormcache.method(*args)
+        counter.gen_time += time.monotonic() - start
+        cache[key] = value
+        return value
+    counter.tx_err += first
+    counter.err += 1
+    return ormcache.method(*args)
+
+
+def odoo_19_lookup(ormcache, counters, args):
+    """Odoo 19's ``ormcache.lookup`` (odoo/tools/cache.py), line by line."""
+    model = args[0]
+    d = model.pool._Registry__caches[ormcache.cache_name]
+    key = (model._name, ormcache.method, *ormcache.key_of(*args))
+    counter = counters[model.pool.db_name, ormcache.method]
+    tx_lookups = model.env.cr.cache.setdefault("_ormcache_lookups", set())
+    tx_first_lookup = key not in tx_lookups
+    if tx_first_lookup:
+        counter.cache_name = ormcache.cache_name
+        tx_lookups.add(key)
+    try:
+        r = d[key]
+        counter.hit += 1
+        counter.tx_hit += tx_first_lookup
+        return r
+    except KeyError:
+        counter.miss += 1
+        counter.tx_miss += tx_first_lookup
+    value = ormcache.method(*args)
+    d[key] = value
+    return value
+
+
+def build(*, key_parts=((1, ()),), defaults=(None, None), method=None, statistics=True):
+    """A model class with an ``OdooLookup`` as Odoo 19's addon installs it,
+    and Odoo's reference wrapper over the same counters and mappings."""
+    computed: list[tuple] = []
+
+    def compute(self, *args):
+        computed.append(args)
+        return ("value", *args)
+
+    ormcache = OrmCache(method or compute)
+    counters: defaultdict = defaultdict(Counter)
+
+    def wrapper(self, *args, **kwargs):
+        return ("wrapper", args, tuple(sorted(kwargs.items())))
+
+    wrapper.__cache__ = ormcache
+
+    def key_of(*args):
+        values = []
+        for position, attributes in key_parts:
+            value = args[position] if position < len(args) else defaults[position]
+            for attribute in attributes:
+                value = getattr(value, attribute)
+            values.append(value)
+        return values
+
+    ormcache.key_of = key_of
+    lookup = OdooLookup(
+        wrapper,
+        [(position, list(attributes)) for position, attributes in key_parts],
+        list(defaults),
+        counters,
+        miss_19,
+        transaction_statistics=statistics,
+    )
+    registry = Registry()
+
+    class Model:
+        __slots__ = ("env",)
+        _name = "test.model"
+        pool = registry
+        method = lookup
+
+    Model.reference = lambda self, *args: odoo_19_lookup(ormcache, counters, (self, *args))
+    record = Model()
+    record.env = Env()
+    counters[registry.db_name, ormcache.method]  # Odoo's defaultdict entry
+    return types.SimpleNamespace(
+        Model=Model,
+        record=record,
+        lookup=lookup,
+        counter=counters[registry.db_name, ormcache.method],
+        computed=computed,
+        cache=registry._Registry__caches["default"],
+        ormcache=ormcache,
+    )
+
+
+def test_the_class_is_called_like_a_function():
+    flags = OdooLookup.__flags__
+    assert flags & METHOD_DESCRIPTOR and flags & HAVE_VECTORCALL
+    probe = build()
+    assert probe.Model.__dict__["method"] is probe.lookup
+    assert probe.Model.method is probe.lookup  # unbound, as a function
+    bound = probe.record.method
+    assert isinstance(bound, types.MethodType) and bound.__self__ is probe.record
+    assert bound("a") == probe.record.method("a") == ("value", "a")
+    assert probe.computed == [("a",)]
+    with pytest.raises(TypeError):
+        type("Sub", (OdooLookup,), {})  # instances must be exactly this class
+
+
+def test_every_way_of_calling_gives_the_same_answer():
+    probe = build()
+    record = probe.record
+    answers = {
+        "method call": record.method("k"),
+        "bound method kept": (bound := record.method)("k"),
+        "unbound": probe.Model.method(record, "k"),
+        "star args": record.method(*["k"]),
+        "partial": functools.partial(probe.lookup, record)("k"),
+        "tp_call": OdooLookup.__call__(probe.lookup, record, "k"),
+    }
+    del bound
+    assert set(answers.values()) == {("value", "k")}
+    assert probe.computed == [("k",)]  # one miss, then hits
+    assert probe.counter.hit == len(answers) - 1
+    # Keywords and calls this path does not cover go through Odoo's wrapper.
+    assert record.method(key="k") == ("wrapper", (), (("key", "k"),))
+    assert record.method("k", "extra") == ("wrapper", ("k", "extra"), ())
+
+
+def test_counters_and_transaction_statistics_equal_odoos_code_side_by_side():
+    native, odoo = build(), build()
+    runtime = "".join(["run", "time"])  # equal to "runtime", another object
+    for probe, call in ((native, native.record.method), (odoo, odoo.record.reference)):
+        for argument in ("a", "a", "b", "a", runtime, "runtime", "runtime"):
+            assert call(argument) == ("value", argument)
+        probe.record.env.cr.cache.clear()  # the transaction ends (commit/rollback)
+        for argument in ("a", "a", "runtime"):
+            assert call(argument) == ("value", argument)
+    assert native.counter.figures() == odoo.counter.figures()
+    assert native.counter.figures() == (7, 3, 0, 2, 3, 0)
+    assert native.computed == odoo.computed == [("a",), ("b",), ("runtime",)]
+    assert native.counter.cache_name == "default"
+
+
+def test_a_key_whose_hash_can_change_is_hashed_at_every_call():
+    class Drifting:
+        """Hashes differently after each call: Odoo would look it up anew
+        each time, so the reused key must not carry an old hash."""
+
+        hashes = 0
+
+        def __hash__(self) -> int:
+            Drifting.hashes += 1
+            return Drifting.hashes
+
+        def __eq__(self, other: object) -> bool:
+            return other is self
+
+    probe = build()
+    drifting = Drifting()
+    for _ in range(3):
+        probe.record.method(drifting)
+    assert probe.counter.miss == 3  # a new hash each time: three misses
+    assert Drifting.hashes >= 3
+
+
+def test_unhashable_arguments_raise_as_odoo_19_does():
+    probe = build()
+    with pytest.raises(TypeError):
+        probe.record.method(["a", "list"])
+    with pytest.raises(TypeError):
+        probe.record.reference(["a", "list"])
+
+
+def test_a_key_expression_that_calls_the_method_again_is_answered():
+    """An attribute path whose property calls the same method (re-entry
+    while the first call is under way) gets the right answers."""
+    holder: dict[str, Any] = {}
+
+    class Nested:
+        @property
+        def value(self) -> str:
+            return "outer:" + holder["record"].method(Plain("inner"))[1].name
+
+    class Plain:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @property
+        def value(self) -> str:
+            return self.name
+
+    probe = build(key_parts=((1, ("value",)),))
+    holder["record"] = probe.record
+    outer = Nested()
+    for _ in range(3):
+        assert probe.record.method(outer) == ("value", outer)
+    assert probe.computed[0][0].name == "inner"
+    assert [type(args[0]) for args in probe.computed] == [Plain, Nested]
+    assert probe.counter.miss == 2 and probe.counter.hit == 4
+
+
+def test_defaults_fill_the_key_as_in_odoo():
+    probe = build(key_parts=((1, ()), (2, ())), defaults=(None, None, "!"))
+    assert probe.record.method("k") == ("value", "k")
+    assert probe.record.method("k", "!") == ("value", "k")  # the same key: a hit
+    assert probe.counter.figures()[:2] == (1, 1)
+    assert ("test.model", probe.ormcache.method, "k", "!") in probe.cache
