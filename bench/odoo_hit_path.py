@@ -18,6 +18,7 @@ ratio, not the time, is the result. Each call is the whole call site,
 from __future__ import annotations
 
 import importlib
+import itertools
 import timeit
 
 import odoo.release
@@ -50,6 +51,7 @@ def use(caches) -> None:
 
 
 model_data, parameters = env["ir.model.data"], env["ir.config_parameter"]
+equal_keys = itertools.cycle(["".join(["web.base.", "url"]) for _ in range(2)])
 calls = {
     # The method called on a record in hand: the hit path itself.
     "model_data._xmlid_lookup(xmlid)": lambda: model_data._xmlid_lookup("base.user_admin"),
@@ -61,7 +63,9 @@ calls = {
     'env["ir.config_parameter"]._get_param': lambda: env["ir.config_parameter"]._get_param(
         "web.base.url"
     ),
-    # A method whose key expressions are not plain parameters: Odoo's path.
+    # Equal keys that are other objects at each call (as when the argument
+    # is built at run time): the native path cannot reuse its last key.
+    "parameters._get_param(two equal keys)": lambda: parameters._get_param(next(equal_keys)),
     "env.user.has_group": lambda: env.user.has_group("base.group_user"),
 }
 hit_path = "native OdooLookup" if native_lookup else "Odoo's ormcache.lookup"

@@ -108,8 +108,8 @@ unsafe fn plain_pointer(py: Python<'_>, value: *mut ffi::PyObject, depth: u32) -
             return false;
         };
         return items
-            .map(|item| item.is_ok_and(|item| plain_pointer(py, item.as_ptr(), depth + 1)))
-            .all(|plain| plain);
+            .into_iter()
+            .all(|item| item.is_ok_and(|item| plain_pointer(py, item.as_ptr(), depth + 1)));
     }
     false
 }

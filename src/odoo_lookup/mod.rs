@@ -95,6 +95,15 @@ struct Memo {
     /// reuses it, and skips building, hashing and comparing a fresh tuple,
     /// here and in the transaction's set.
     key: Option<LastKey>,
+    /// Odoo 19: the key last looked up in a transaction's
+    /// `_ormcache_lookups`, that set and its size afterwards.
+    seen: Option<SeenKey>,
+}
+
+struct SeenKey {
+    lookups: Py<PyAny>,
+    key: Py<PyTuple>,
+    size: usize,
 }
 
 struct LastKey {
@@ -129,6 +138,8 @@ struct Recalled<'py> {
     facts: Option<ModelFacts<'py>>,
     transaction: Option<Bound<'py, PyDict>>,
     key: Option<(Bound<'py, PyTuple>, isize)>,
+    /// The set `key` is known to be in, and its size then.
+    seen: Option<(Bound<'py, PyAny>, usize)>,
 }
 
 impl Memo {
@@ -168,10 +179,17 @@ impl Memo {
                 });
             same.then(|| (key.clone(), last.hash))
         });
+        let seen = key.as_ref().and_then(|(key, _)| {
+            let seen = self.seen.as_ref()?;
+            seen.key
+                .is(key)
+                .then(|| (seen.lookups.bind(py).clone(), seen.size))
+        });
         Recalled {
             facts,
             transaction,
             key,
+            seen,
         }
     }
 }
@@ -261,12 +279,14 @@ impl OdooLookup {
     }
 
     /// Odoo 19: whether this is the key's first lookup in the transaction
-    /// (it is recorded as looked up then).
+    /// (it is recorded as looked up then). `seen`: the set the memo's key
+    /// was found in, and its size then.
     fn first_in_transaction(
         &self,
         transaction: &Bound<'_, PyDict>,
         key: &Bound<'_, PyTuple>,
         counter: &Bound<'_, PyAny>,
+        seen: Option<(Bound<'_, PyAny>, usize)>,
     ) -> PyResult<bool> {
         let py = key.py();
         let lookups = match transaction.get_item(intern!(py, LOOKUPS))? {
@@ -275,11 +295,29 @@ impl OdooLookup {
                 transaction.call_method1(intern!(py, "setdefault"), (LOOKUPS, PySet::empty(py)?))?
             }
         };
+        // Odoo only ever adds to this set (a transaction's end drops it
+        // with `cr.cache`): the same set, no smaller, still holds the key.
+        let size = |lookups: &Bound<'_, PyAny>| lookups.cast::<PySet>().map(|set| set.len()).ok();
+        if let Some((known, known_size)) = seen {
+            if known.is(&lookups) && size(&lookups).is_some_and(|size| size >= known_size) {
+                return Ok(false);
+            }
+        }
         let first = !lookups.contains(key)?;
         if first {
             counter.setattr(intern!(py, "cache_name"), self.cache_name.bind(py))?;
             lookups.call_method1(intern!(py, "add"), (key,))?;
         }
+        let Some(size) = size(&lookups) else {
+            return Ok(first);
+        };
+        let seen = SeenKey {
+            lookups: lookups.unbind(),
+            key: key.clone().unbind(),
+            size,
+        };
+        let replaced = self.memo.with(py, |memo| memo.seen.replace(seen));
+        drop(replaced);
         Ok(first)
     }
 
@@ -328,7 +366,8 @@ impl OdooLookup {
                     Some(transaction) => transaction,
                     None => self.find_transaction_cache(env)?,
                 };
-                let first = self.first_in_transaction(&transaction, &key, &counter)?;
+                let first =
+                    self.first_in_transaction(&transaction, &key, &counter, recalled.seen)?;
                 (first, find_in(&cache, key.as_any(), Some(hash)))
             }
             (Ok(hash), None) => (false, find_in(&cache, key.as_any(), Some(hash))),
