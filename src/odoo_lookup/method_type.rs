@@ -10,8 +10,9 @@
 //! them in place). pyo3 sets neither, so this module derives a subclass
 //! from the pyclass through the stable API (`PyType_FromSpecWithBases`)
 //! with both: the flag, and a vectorcall function pointer stored in each
-//! instance after the pyclass's own layout. Together they are about 600
-//! of the 4,000 instructions of a native hit on Odoo 19.
+//! instance after the pyclass's own layout. Together they took a native
+//! hit from about 4,600 to 3,900 instructions (callgrind), and more in
+//! time: the bound method was an allocation per call.
 //!
 //! Every behaviour stays the pyclass's: `__get__` still binds like a
 //! function (the flag's contract) for code that reads the attribute
