@@ -109,7 +109,8 @@ struct Memo {
 }
 
 struct SeenKey {
-    lookups: Py<PyAny>,
+    /// Weakly: a transaction's set is dropped when it ends, and can be big.
+    lookups: Py<PyWeakrefReference>,
     key: Py<PyTuple>,
     size: usize,
 }
@@ -189,9 +190,10 @@ impl Memo {
         });
         let seen = key.as_ref().and_then(|(key, _)| {
             let seen = self.seen.as_ref()?;
-            seen.key
-                .is(key)
-                .then(|| (seen.lookups.bind(py).clone(), seen.size))
+            if !seen.key.is(key) {
+                return None;
+            }
+            Some((seen.lookups.bind(py).upgrade()?, seen.size))
         });
         Recalled {
             facts,
@@ -316,11 +318,11 @@ impl OdooLookup {
             counter.setattr(intern!(py, "cache_name"), self.cache_name.bind(py))?;
             lookups.call_method1(intern!(py, "add"), (key,))?;
         }
-        let Some(size) = size(&lookups) else {
+        let (Some(size), Ok(watched)) = (size(&lookups), PyWeakrefReference::new(&lookups)) else {
             return Ok(first);
         };
         let seen = SeenKey {
-            lookups: lookups.unbind(),
+            lookups: watched.unbind(),
             key: key.clone().unbind(),
             size,
         };
