@@ -280,3 +280,21 @@ def test_defaults_fill_the_key_as_in_odoo():
     assert probe.record.method("k", "!") == ("value", "k")  # the same key: a hit
     assert probe.counter.figures()[:2] == (1, 1)
     assert ("test.model", probe.ormcache.method, "k", "!") in probe.cache
+
+
+def test_an_override_reaches_it_through_super():
+    """Inheriting models call the cached method with ``super()``, which
+    binds through ``__get__``."""
+    probe = build()
+
+    class Inheriting(probe.Model):
+        __slots__ = ()
+
+        def method(self, key):
+            return ("override", super().method(key))
+
+    record = Inheriting()
+    record.env = probe.record.env
+    assert record.method("k") == ("override", ("value", "k"))
+    assert record.method("k") == ("override", ("value", "k"))
+    assert probe.counter.figures()[:2] == (1, 1)
