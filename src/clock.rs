@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 ///
 /// Every L1 hit on an entry with a TTL reads this clock, so on Linux it is
 /// the kernel's coarse monotonic clock: read from the vDSO without the
-/// TSC, several times cheaper than `CLOCK_MONOTONIC` (a fifth of a whole
+/// TSC, several times cheaper than `CLOCK_MONOTONIC` (a tenth of a whole
 /// native hit on a VM), with a resolution of one scheduler tick (1 to
 /// 4 ms), which is what a TTL in seconds needs.
 pub fn now_ns() -> u64 {

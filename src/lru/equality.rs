@@ -36,14 +36,14 @@ unsafe fn equal_pointers(a: *mut ffi::PyObject, b: *mut ffi::PyObject, depth: u3
         // against str under `python -b`: the general path decides.
         return None;
     }
-    if ffi::PyUnicode_CheckExact(a) != 0
-        || ffi::PyLong_CheckExact(a) != 0
-        || ffi::PyBytes_CheckExact(a) != 0
-        || ffi::PyFloat_CheckExact(a) != 0
-    {
-        // The built-in comparisons of two objects of one of these exact
-        // types: C code that cannot fail, call back or release the GIL.
-        return Some(ffi::PyObject_RichCompareBool(a, b, ffi::Py_EQ) == 1);
+    if is_plain_scalar(a) {
+        // Functions compare by identity (object's own `__eq__`); the other
+        // plain scalars with the built-in comparison of two objects of the
+        // same exact type: C code that cannot fail, call back or release
+        // the GIL.
+        return Some(
+            kind != function_type() && ffi::PyObject_RichCompareBool(a, b, ffi::Py_EQ) == 1,
+        );
     }
     if ffi::PyTuple_CheckExact(a) != 0 {
         if depth >= MAX_DEPTH {
@@ -65,10 +65,6 @@ unsafe fn equal_pointers(a: *mut ffi::PyObject, b: *mut ffi::PyObject, depth: u3
         }
         return Some(true);
     }
-    if kind == function_type() && !kind.is_null() {
-        // Functions compare by identity (object's own `__eq__`).
-        return Some(false);
-    }
     None
 }
 
@@ -82,17 +78,7 @@ pub(crate) fn is_plain_value(value: &Bound<'_, PyAny>) -> bool {
 }
 
 unsafe fn plain_pointer(py: Python<'_>, value: *mut ffi::PyObject, depth: u32) -> bool {
-    if value == ffi::Py_None()
-        || ffi::PyUnicode_CheckExact(value) != 0
-        || ffi::PyLong_CheckExact(value) != 0
-        || ffi::PyBool_Check(value) != 0
-        || ffi::PyFloat_CheckExact(value) != 0
-        || ffi::PyBytes_CheckExact(value) != 0
-    {
-        return true;
-    }
-    let kind = ffi::Py_TYPE(value);
-    if kind == function_type() && !kind.is_null() {
+    if is_plain_scalar(value) {
         return true;
     }
     if depth >= MAX_DEPTH {
@@ -112,6 +98,19 @@ unsafe fn plain_pointer(py: Python<'_>, value: *mut ffi::PyObject, depth: u32) -
             .all(|item| item.is_ok_and(|item| plain_pointer(py, item.as_ptr(), depth + 1)));
     }
     false
+}
+
+/// Exact str, int, bool, float, bytes, None or a function: the values whose
+/// hash and equality are the interpreter's own C code.
+unsafe fn is_plain_scalar(value: *mut ffi::PyObject) -> bool {
+    let kind = ffi::Py_TYPE(value);
+    value == ffi::Py_None()
+        || ffi::PyUnicode_CheckExact(value) != 0
+        || ffi::PyLong_CheckExact(value) != 0
+        || ffi::PyBool_Check(value) != 0
+        || ffi::PyFloat_CheckExact(value) != 0
+        || ffi::PyBytes_CheckExact(value) != 0
+        || (kind == function_type() && !kind.is_null())
 }
 
 static FUNCTION_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
