@@ -50,7 +50,9 @@ impl<T> GilCell<T> {
     }
 
     /// Runs `f` on the value; `None` when the value is already borrowed (a
-    /// Python callback run from inside `f` came back here).
+    /// Python callback run from inside `f` came back here). What `f`
+    /// returns is dropped by the caller, after the value is released:
+    /// return what `f` replaces, whose drop may run Python code.
     pub fn with<R>(&self, _attached: Python<'_>, f: impl FnOnce(&mut T) -> R) -> Option<R> {
         if self.busy.replace(true) {
             return None;

@@ -176,19 +176,18 @@ unsafe extern "C" fn call_in_place(
                 py,
                 values: positional,
             };
-            match keywords {
-                0 => lookup.get().call(&arguments),
+            let kwargs = match keywords {
+                0 => None,
                 _ => {
                     let names = Borrowed::from_ptr(py, kwnames).cast_unchecked::<PyTuple>();
                     let kwargs = PyDict::new(py);
                     for (name, value) in names.iter_borrowed().zip(keyword_values) {
                         kwargs.set_item(name, value)?;
                     }
-                    lookup
-                        .get()
-                        .through_wrapper(&arguments.to_tuple()?, Some(&kwargs))
+                    Some(kwargs)
                 }
-            }
+            };
+            lookup.get().dispatch(&arguments, kwargs.as_ref())
         }
     }));
     match outcome {

@@ -224,8 +224,7 @@ impl OdooLookup {
             caches: caches.clone().unbind(),
             counter: counter.clone().unbind(),
         };
-        let replaced = self.memo.with(py, |memo| memo.class.replace(class));
-        drop(replaced); // outside the cell: a drop can run Python code
+        self.memo.with(py, |memo| memo.class.replace(class));
         Ok(ModelFacts {
             name,
             caches,
@@ -261,16 +260,18 @@ impl OdooLookup {
         Ok(Some(values))
     }
 
-    /// Keeps `key` (hashed) for the next calls, when its items are plain.
-    fn remember_key(&self, key: &Bound<'_, PyTuple>, hash: isize) {
-        if key.iter().all(|item| is_plain_value(&item)) {
-            let last = LastKey {
-                key: key.clone().unbind(),
-                hash,
-            };
-            let replaced = self.memo.with(key.py(), |memo| memo.key.replace(last));
-            drop(replaced);
+    /// Keeps `key` (hashed) for the next calls, when its items are plain;
+    /// whether it was kept.
+    fn remember_key(&self, key: &Bound<'_, PyTuple>, hash: isize) -> bool {
+        if !key.iter().all(|item| is_plain_value(&item)) {
+            return false;
         }
+        let last = LastKey {
+            key: key.clone().unbind(),
+            hash,
+        };
+        self.memo.with(key.py(), |memo| memo.key.replace(last));
+        true
     }
 
     /// `env.cr.cache`, found in Python (the memo had another environment).
@@ -282,21 +283,22 @@ impl OdooLookup {
             .cast_into::<PyDict>()?;
         if let Ok(watched) = PyWeakrefReference::new(env) {
             let known = (watched.unbind(), cache.clone().unbind());
-            let replaced = self.memo.with(py, |memo| memo.transaction.replace(known));
-            drop(replaced);
+            self.memo.with(py, |memo| memo.transaction.replace(known));
         }
         Ok(cache)
     }
 
     /// Odoo 19: whether this is the key's first lookup in the transaction
     /// (it is recorded as looked up then). `seen`: the set the memo's key
-    /// was found in, and its size then.
+    /// was found in, and its size then; `reused`: `key` is the memo's, so
+    /// where it is found is worth remembering.
     fn first_in_transaction(
         &self,
         transaction: &Bound<'_, PyDict>,
         key: &Bound<'_, PyTuple>,
         counter: &Bound<'_, PyAny>,
         seen: Option<(Bound<'_, PyAny>, usize)>,
+        reused: bool,
     ) -> PyResult<bool> {
         let py = key.py();
         let lookups = match transaction.get_item(intern!(py, LOOKUPS))? {
@@ -318,6 +320,9 @@ impl OdooLookup {
             counter.setattr(intern!(py, "cache_name"), self.cache_name.bind(py))?;
             lookups.call_method1(intern!(py, "add"), (key,))?;
         }
+        if !reused {
+            return Ok(first);
+        }
         let (Some(size), Ok(watched)) = (size(&lookups), PyWeakrefReference::new(&lookups)) else {
             return Ok(first);
         };
@@ -326,8 +331,7 @@ impl OdooLookup {
             key: key.clone().unbind(),
             size,
         };
-        let replaced = self.memo.with(py, |memo| memo.seen.replace(seen));
-        drop(replaced);
+        self.memo.with(py, |memo| memo.seen.replace(seen));
         Ok(first)
     }
 
@@ -357,15 +361,18 @@ impl OdooLookup {
             Some(facts) => facts,
             None => self.find_model_facts(&model)?,
         };
-        let (key, hash) = match recalled.key {
-            Some((key, hash)) => (key, Ok(hash)),
+        let (key, hash, reused) = match recalled.key {
+            Some((key, hash)) => (key, Ok(hash), true),
             None => {
                 let mut items: SmallVec<[Bound<'_, PyAny>; 6]> = SmallVec::new();
                 items.extend([facts.name.clone(), method.clone()]);
                 items.extend(values);
                 let key = PyTuple::new(py, items)?;
-                let hash = key.hash().inspect(|&hash| self.remember_key(&key, hash));
-                (key, hash)
+                let hash = key.hash();
+                let kept = hash
+                    .as_ref()
+                    .is_ok_and(|&hash| self.remember_key(&key, hash));
+                (key, hash, kept)
             }
         };
         let cache = facts.caches.get_item(self.cache_name.bind(py))?;
@@ -377,7 +384,7 @@ impl OdooLookup {
                     None => self.find_transaction_cache(env)?,
                 };
                 let first =
-                    self.first_in_transaction(&transaction, &key, &counter, recalled.seen)?;
+                    self.first_in_transaction(&transaction, &key, &counter, recalled.seen, reused)?;
                 (first, find_in(&cache, key.as_any(), Some(hash)))
             }
             (Ok(hash), None) => (false, find_in(&cache, key.as_any(), Some(hash))),
@@ -410,6 +417,20 @@ impl OdooLookup {
                 error.value(py),
             ))?
             .unbind())
+    }
+
+    /// A call as Python made it: keywords go through Odoo's wrapper.
+    fn dispatch(
+        &self,
+        args: &Arguments<'_, '_>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        match kwargs {
+            Some(kwargs) if !kwargs.is_empty() => {
+                self.through_wrapper(&args.to_tuple()?, Some(kwargs))
+            }
+            _ => self.call(args),
+        }
     }
 
     fn through_wrapper(
@@ -623,16 +644,12 @@ impl OdooLookup {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        match kwargs {
-            Some(kwargs) if !kwargs.is_empty() => self.through_wrapper(args, Some(kwargs)),
-            _ => {
-                let values: SmallVec<[Borrowed<'_, '_, PyAny>; 4]> = args.iter_borrowed().collect();
-                self.call(&Arguments {
-                    py: args.py(),
-                    values: &values,
-                })
-            }
-        }
+        let values: SmallVec<[Borrowed<'_, '_, PyAny>; 4]> = args.iter_borrowed().collect();
+        let arguments = Arguments {
+            py: args.py(),
+            values: &values,
+        };
+        self.dispatch(&arguments, kwargs)
     }
 
     /// Odoo's wrapper this replaces.
