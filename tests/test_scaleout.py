@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from session_support import CONFIGURED_SECRET, database_secrets, logged_in, make_store
+from session_support import CONFIGURED_SECRET, PREFIX, database_secrets, logged_in, make_store
 
 from ormcache_redis import (
     Codec,
@@ -39,7 +39,7 @@ from ormcache_redis.metrics import (
     render,
 )
 from ormcache_redis.sessions.migrate import main as run_migration
-from ormcache_redis.sessions.records import hash_key
+from ormcache_redis.sessions.records import MAX_RECORD_BYTES, address_of, hash_key
 from ormcache_redis.sessions.store import SessionStoreUnavailable
 from ormcache_redis.testing import (
     FaultProxy,
@@ -364,6 +364,24 @@ def test_cluster_sessions_rotate_across_slots(cluster_set: RedisClusterSet) -> N
     assert dict(store.get(session.sid)) == dict(session)
     identifiers = [sid[:42] for sid in (old_sid, session.sid)]
     assert store.get_missing_session_identifiers(identifiers) == {old_sid[:42]}
+
+
+def test_cluster_session_reads_refuse_oversized_records_unread(
+    cluster_set: RedisClusterSet,
+) -> None:
+    """The length check is a one-key script: it runs on the session's own
+    master, for sessions in every slot."""
+    store = make_store(cluster_set.url(), 18)
+    client = RedisClient(cluster_set.url(), socket_timeout=5.0)
+    sessions = [logged_in(store, uid) for uid in range(2, 10)]
+    for session in sessions:
+        store.save(session)
+        assert dict(store.get(session.sid)) == dict(session)
+        client.execute("HSET", *address_of(PREFIX, session.sid), b"x" * (MAX_RECORD_BYTES + 1))
+        assert store.get(session.sid).is_new
+    assert store.refused.total["oversized"] == len(sessions)
+    assert len({client.execute("CLUSTER", "KEYSLOT", hash_key(PREFIX, s.sid[:42]))
+                for s in sessions}) > 1  # fmt: skip
 
 
 def test_cluster_session_migration_reaches_every_master(

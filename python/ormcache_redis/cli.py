@@ -56,7 +56,8 @@ ROLE_COMMANDS = {
         "multi", "exec", "eval",
     ),
     "sessions": (
-        "hset", "hget", "hdel", "exists", "pttl", "pexpire", "del", "multi", "exec",
+        "hset", "hget", "hstrlen", "hdel", "exists", "pttl", "pexpire", "del", "multi", "exec",
+        "eval",
     ),
 }  # fmt: skip
 SLOW_PING_MS = 5.0
@@ -256,6 +257,7 @@ def _permission_findings(client: RedisClient, role: str, prefix: str) -> list[Fi
         "hset": ["HSET", hash_key, "f", "1"],
         "hsetnx": ["HSETNX", hash_key, "g", "1"],
         "hget": ["HGET", hash_key, "f"],
+        "hstrlen": ["HSTRLEN", hash_key, "f"],
         "hgetall": ["HGETALL", hash_key],
         "hdel": ["HDEL", hash_key, "f"],
         "eval": ["EVAL", "return 1", 0],

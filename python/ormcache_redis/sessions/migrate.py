@@ -58,19 +58,31 @@ from ormcache_redis.sessions.records import (
     DEFAULT_ANONYMOUS_TTL,
     DEFAULT_PREFIX,
     DEFAULT_SESSION_LIFETIME,
+    FIELD_LENGTH,
+    MAX_RECORD_BYTES,
+    MAX_SESSIONS_PER_IDENTIFIER,
     RecordError,
     RecordForged,
     RecordKeyMissing,
+    RecordTooLarge,
     address_of,
     carries_nothing,
     decode_record,
     encode_record,
+    list_command,
+    listed_fields,
+    load_command,
+    loaded_record,
     record_ttl,
     sid_key,
 )
 from ormcache_redis.sessions.versions import record_format_of
 
 BATCH = 200
+SCAN_COUNT = 500
+"""Keys per SCAN step; each is the prefix and 64 hex digits (MATCH), so a reply stays small."""
+LOADS_PER_ROUND_TRIP = 8
+"""Records read in one round trip by to-files: at most 8 MiB (MAX_RECORD_BYTES each)."""
 
 
 @dataclass
@@ -80,6 +92,7 @@ class Report:
     expired: int = 0
     empty: int = 0
     unreadable: int = 0
+    oversized: int = 0
     forged: int = 0
     no_key: int = 0
     no_id: int = 0
@@ -87,7 +100,7 @@ class Report:
 
     @property
     def failed(self) -> bool:
-        return bool(self.unreadable or self.forged or self.no_key)
+        return bool(self.unreadable or self.oversized or self.forged or self.no_key)
 
     def line(self, direction: str, dry_run: bool) -> str:
         verb = "would copy" if dry_run else "copied"
@@ -97,6 +110,7 @@ class Report:
             f"expired {self.expired}",
             f"empty anonymous {self.empty}",
             f"unreadable {self.unreadable}",
+            f"too large {self.oversized}",
             f"without a known database secret {self.no_key}",
         ]
         if direction == "to-files":
@@ -245,6 +259,10 @@ def to_redis(args: argparse.Namespace, client: RedisClient) -> Report:
             report.no_key += 1
             report.problems.append(f"{path.parent.name}/…: {exc}")
             continue
+        except RecordTooLarge as exc:
+            report.oversized += 1
+            report.problems.append(f"{path.parent.name}/…: {exc}")
+            continue
         except (EncodeError, TypeError, ValueError) as exc:
             report.unreadable += 1
             report.problems.append(f"{path.parent.name}/…: cannot be stored safely: {exc}")
@@ -257,14 +275,24 @@ def to_redis(args: argparse.Namespace, client: RedisClient) -> Report:
     return report
 
 
-def _scan(client: RedisClient, url: str, prefix: str) -> Iterator[bytes]:
-    # A one-off migration may SCAN; the store itself never does.
-    pattern = prefix.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?") + "*"
+def _scan(client: RedisClient, url: str, prefix: str) -> Iterator[str]:
+    """The session hashes' keys under ``prefix``. A one-off migration may
+    SCAN; the store itself never does. Only keys of a session hash's shape
+    (the prefix and 64 hex digits) match, so whatever else was written under
+    the prefix (a key name of any length) never reaches this process."""
+    escaped = "".join(f"\\{c}" if c in "\\*?[]^" else c for c in prefix)
+    pattern = escaped + "[0-9a-f]" * FIELD_LENGTH
     for server in _servers_to_scan(client, url):
         cursor: bytes | str | int = 0
         while True:
-            cursor, keys = server.execute("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-            yield from keys
+            reply = server.execute("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT)
+            if not isinstance(reply, list) or len(reply) != 2 or not isinstance(reply[1], list):
+                raise RedisReplyError("SCAN answered something else than a cursor and keys")
+            cursor, keys = reply
+            for key in keys:
+                name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+                if len(name) == len(prefix) + FIELD_LENGTH and name.startswith(prefix):
+                    yield name
             if int(cursor) == 0:
                 break
 
@@ -307,66 +335,104 @@ def to_files(args: argparse.Namespace, client: RedisClient) -> Report:
     sealing_key = sid_key(args.session_store_secret)
     args.session_dir.mkdir(parents=True, exist_ok=True)
     now = time.time()
-    for key in _scan(client, args.url, args.prefix):
+    for key_name in _scan(client, args.url, args.prefix):
+        # Bounded reads only: the field names first (at most
+        # MAX_SESSIONS_PER_IDENTIFIER, each of a field's length), then each
+        # record only once Redis found it at most MAX_RECORD_BYTES long.
         try:
-            fields, remaining_ms = client.pipeline([("HGETALL", key), ("PTTL", key)])
-        except RedisReplyError:
+            _ttl, count, fields = listed_fields(client.execute(*list_command(key_name)))
+        except (RedisReplyError, RecordError):
             report.unreadable += 1  # not a hash: something else uses the prefix
-            report.problems.append(f"{key!r} is not a session hash")
+            report.problems.append(f"{key_name!r} is not a session hash")
             continue
-        if not fields:
-            continue  # expired between SCAN and now
-        key_name = key.decode() if isinstance(key, bytes) else key
-        for fld, raw in zip(fields[0::2], fields[1::2], strict=True):
-            field_name = fld.decode() if isinstance(fld, bytes) else fld
+        if count > MAX_SESSIONS_PER_IDENTIFIER:
+            report.unreadable += count
+            report.problems.append(
+                f"{key_name!r} holds {count} records, more than the "
+                f"{MAX_SESSIONS_PER_IDENTIFIER} of one identifier a store writes: skipped"
+            )
+            continue
+        if len(fields) < count:
+            report.unreadable += count - len(fields)
+            report.problems.append(f"{key_name!r} holds fields that are not a session's")
+        for start in range(0, len(fields), LOADS_PER_ROUND_TRIP):
+            batch = fields[start : start + LOADS_PER_ROUND_TRIP]
             try:
-                record = decode_record(
-                    raw,
-                    key=key_name,
-                    field=field_name,
-                    sid=None,
-                    fmt=None,
-                    secret_for=args.secrets.for_database,
-                    codec=codec,
-                    sealing_key=sealing_key,
-                )
-            except RecordForged as exc:
-                report.forged += 1
-                report.problems.append(f"a record under {key_name!r}: {exc}")
-                continue
-            except RecordKeyMissing as exc:
-                report.no_key += 1
-                report.problems.append(f"a record under {key_name!r}: {exc}")
-                continue
-            except RecordError as exc:
-                report.unreadable += 1
-                report.problems.append(f"a record under {key_name!r}: {exc}")
-                continue
-            sid = record.sid
-            if sid is None or record_format_of(sid) != record.fmt:
-                report.no_id += 1
-                continue
-            if address_of(args.prefix, sid) != (key_name, field_name):
-                # The tag covers the address and the sealed id: only a writer
-                # holding the keys could file a record under another id.
-                report.forged += 1
-                report.problems.append(f"a record under {key_name!r} is filed under another id")
-                continue
-            if (args.session_dir / sid[:2] / sid).exists() and not args.overwrite:
-                report.existing += 1
-                continue
-            # Backdate the file so Odoo's vacuum removes it about when Redis would have.
-            left = remaining_ms / 1000 if isinstance(remaining_ms, int) and remaining_ms > 0 else 0
-            mtime = now - max(0.0, record.ttl - left) if left else now
-            if not args.dry_run:
-                try:
-                    write_session_file(args.session_dir, sid, record.data, mtime)
-                except (OSError, TypeError, ValueError, pickle.PicklingError) as exc:
-                    report.unreadable += 1
-                    report.problems.append(f"a session cannot be written as a file: {exc}")
-                    continue
-            report.copied += 1
+                replies = client.pipeline([load_command(key_name, fld) for fld in batch])
+            except RedisReplyError:
+                report.unreadable += len(batch)  # replaced by another type meanwhile
+                report.problems.append(f"{key_name!r} is not a session hash")
+                break
+            for field_name, reply in zip(batch, replies, strict=True):
+                _to_file(args, report, codec, sealing_key, now, key_name, field_name, reply)
     return report
+
+
+def _to_file(
+    args: argparse.Namespace,
+    report: Report,
+    codec: Codec,
+    sealing_key: bytes,
+    now: float,
+    key_name: str,
+    field_name: str,
+    reply: object,
+) -> None:
+    """Writes the session file of one record read by ``load_command``."""
+    try:
+        remaining_ms, raw = loaded_record(reply)
+        if raw is None:
+            return  # deleted or expired since it was listed
+        record = decode_record(
+            raw,
+            key=key_name,
+            field=field_name,
+            sid=None,
+            fmt=None,
+            secret_for=args.secrets.for_database,
+            codec=codec,
+            sealing_key=sealing_key,
+        )
+    except RecordTooLarge as exc:
+        report.oversized += 1
+        report.problems.append(f"a record under {key_name!r}: {exc}, above {MAX_RECORD_BYTES}")
+        return
+    except RecordForged as exc:
+        report.forged += 1
+        report.problems.append(f"a record under {key_name!r}: {exc}")
+        return
+    except RecordKeyMissing as exc:
+        report.no_key += 1
+        report.problems.append(f"a record under {key_name!r}: {exc}")
+        return
+    except RecordError as exc:
+        report.unreadable += 1
+        report.problems.append(f"a record under {key_name!r}: {exc}")
+        return
+    sid = record.sid
+    if sid is None or record_format_of(sid) != record.fmt:
+        report.no_id += 1
+        return
+    if address_of(args.prefix, sid) != (key_name, field_name):
+        # The tag covers the address and the sealed id: only a writer
+        # holding the keys could file a record under another id.
+        report.forged += 1
+        report.problems.append(f"a record under {key_name!r} is filed under another id")
+        return
+    if (args.session_dir / sid[:2] / sid).exists() and not args.overwrite:
+        report.existing += 1
+        return
+    # Backdate the file so Odoo's vacuum removes it about when Redis would have.
+    left = remaining_ms / 1000 if isinstance(remaining_ms, int) and remaining_ms > 0 else 0
+    mtime = now - max(0.0, record.ttl - left) if left else now
+    if not args.dry_run:
+        try:
+            write_session_file(args.session_dir, sid, record.data, mtime)
+        except (OSError, TypeError, ValueError, pickle.PicklingError) as exc:
+            report.unreadable += 1
+            report.problems.append(f"a session cannot be written as a file: {exc}")
+            return
+    report.copied += 1
 
 
 # --------------------------------------------------------------------------- CLI

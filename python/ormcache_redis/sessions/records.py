@@ -36,10 +36,20 @@ deployment's ``ormcache_redis_secret``): keying ``D``. The header names that
 database in clear (a database name is not secret) so a reader knows which key
 to check with; the payload's ``db`` must be the same.
 
-A session without a database carries no user. When no secret covers it
-(keying ``P``), its tag uses a fixed public key: that only detects
-corruption, so a reader drops everything in it that would authenticate
-anyone (:data:`AUTHENTICATING_KEYS`).
+A session that no secret covers (keying ``P``: no database, or one whose
+secret cannot be read, and no ``ormcache_redis_secret``) is tagged with a
+fixed public key, which only detects corruption: anyone can write such a
+record. So it is anonymous and holds nothing of its own: a writer puts in it
+only :data:`PUBLIC_RECORD_KEYS` (anything more is
+:class:`RecordKeyMissing`), a reader keeps only those and counts a record
+that held more as forged, and a reader that has a secret for the session's
+database (``ormcache_redis_secret`` covers every session) never accepts a
+``P`` record at all: it would have written that session under its secret.
+
+A record is at most :data:`MAX_RECORD_BYTES`. The store reads a record
+only after Redis said it is no longer than that (:data:`LOAD_SCRIPT`, one
+round trip), so a planted giant costs a reader nothing; writers refuse to
+write one (:class:`RecordTooLarge`).
 
 The TTL the record was written with lets a read slide the expiry without
 knowing Odoo's lifetime setting. The sealed sid (ChaCha20-Poly1305 under a key
@@ -58,6 +68,7 @@ import base64
 import functools
 import hashlib
 import json
+import math
 import re
 import struct
 from collections.abc import Callable, Mapping
@@ -85,10 +96,56 @@ TAG_BYTES = 32
 MAX_DB_NAME_BYTES = 63
 """PostgreSQL's NAMEDATALEN - 1."""
 
+MAX_RECORD_BYTES = 1 << 20
+"""The longest session record (1 MiB) a store writes or reads.
+
+An Odoo session holds who is logged in, a context and a few flags: a few
+hundred bytes, some kilobytes with e-commerce or 2FA state; a 1 MiB one is a
+bug (something that belongs in the database) or a record planted by
+someone who can write to Redis. Every request reads its session, so the cap
+bounds what one request can be made to cost: the bytes read (checked in
+Redis before they are sent, :data:`LOAD_SCRIPT`), and decoding them (JSON or
+the codec, within a few times the record's size). Not an option: a session
+that needs more holds what belongs in the database."""
+
+MAX_SESSIONS_PER_IDENTIFIER = 64
+"""Records one identifier's hash may hold for ``to-files`` to read it (Odoo
+17 and 18 keep one session per identifier, 19 also those soft-rotated away
+in the last minutes); a bigger hash was not written by a store and is skipped."""
+
 IDENTIFIER_LENGTH = 42
 """Odoo's ``STORED_SESSION_BYTES``: the part of a session id kept in the database."""
 
 IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z0-9_-]{42}\Z")
+
+FIELD_LENGTH = 64
+"""A hash field is the hex SHA-256 of a session id."""
+
+LOAD_SCRIPT = """\
+local size = redis.call('HSTRLEN', KEYS[1], ARGV[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if size > tonumber(ARGV[2]) then return {ttl, size} end
+return {ttl, redis.call('HGET', KEYS[1], ARGV[1])}
+"""
+"""Reads one record only when it is at most ``ARGV[2]`` bytes, and the hash's
+PTTL, atomically, in one round trip: ``{pttl, record}``, ``{pttl, nil}``
+when there is none, ``{pttl, its length}`` (an integer) when it is longer.
+One key: it runs on a Redis Cluster too. A key that is not a hash is a
+WRONGTYPE error."""
+
+LIST_SCRIPT = """\
+local count = redis.call('HLEN', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if count > tonumber(ARGV[1]) then return {ttl, count, {}} end
+local fields = {}
+for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if #name == tonumber(ARGV[2]) then fields[#fields + 1] = name end
+end
+return {ttl, count, fields}
+"""
+"""The fields of one identifier's hash that have a field's length, when it
+has at most ``ARGV[1]`` (``{pttl, count, fields}``; none when it has more):
+a reply that stays small whatever was planted in the hash."""
 
 SEALED_PREFIX = "ocr-sealed:2:"
 _MAX_TTL = 2**32 - 1
@@ -118,8 +175,20 @@ AUTHENTICATING_KEYS = frozenset(
         "gc_previous_sessions",
     }
 )
-"""Session keys that authenticate someone or steer a rotation. A record that
-only the public key covers never carries them to Odoo."""
+"""Session keys that authenticate someone or steer a rotation: a session
+holding one is never written under the public key."""
+
+PUBLIC_RECORD_KEYS = frozenset({"db", "debug", "context", "create_time"})
+"""All that a record under the public key may hold, each of one shape:
+``db`` (the record's database, checked against its header), ``debug`` (a
+short string), ``context`` (only ``lang`` and ``tz``, short strings) and 19's
+``create_time`` (a number). Odoo refills every other key of a fresh session
+(``get_default_session``) on each request. Anything else (``uid``,
+``sale_order_id``...) is someone's own state, which only a secret may vouch
+for."""
+
+_PUBLIC_CONTEXT_KEYS = ("lang", "tz")
+_PUBLIC_TEXT_LENGTH = 64
 
 SecretForDatabase = Callable[[str | None], str | bytes | None]
 """The secret of a database's session records (``None``: no database); returns
@@ -140,6 +209,14 @@ class RecordError(ValueError):
 class RecordForged(RecordError):
     """The record's tag does not verify: written by someone without the key
     (or a server with another secret), or copied from another session."""
+
+
+class RecordTooLarge(RecordError):
+    """A record longer than :data:`MAX_RECORD_BYTES` (``size``: its length)."""
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 class RecordKeyMissing(RecordError):
@@ -186,6 +263,39 @@ def authenticates_someone(data: Mapping[str, Any]) -> bool:
     return any(data.get(name) not in (None, "", False) for name in AUTHENTICATING_KEYS)
 
 
+def _public_text(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= _PUBLIC_TEXT_LENGTH
+
+
+def _public_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def public_part(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """What of ``data`` a record under the public key may hold
+    (:data:`PUBLIC_RECORD_KEYS`), and whether anything else was there: a
+    key outside the list with another value than Odoo's default for it, or
+    a listed key of another shape."""
+    kept: dict[str, Any] = {}
+    more = False
+    for name, value in data.items():
+        if name == "db":
+            kept[name] = value  # the record's database: checked by its reader
+        elif name == "debug" and _public_text(value):
+            kept[name] = value
+        elif name == "create_time" and _public_number(value):
+            kept[name] = value
+        elif name == "context" and isinstance(value, dict):
+            context = {k: value[k] for k in _PUBLIC_CONTEXT_KEYS if _public_text(value.get(k))}
+            more = more or len(context) != len(value)
+            kept[name] = context
+        elif name not in _DEFAULT_SESSION_VALUES or value != _DEFAULT_SESSION_VALUES[name]:
+            # At its default, a key is Odoo's (refilled on every request),
+            # not the session's own.
+            more = True
+    return kept, more
+
+
 def record_ttl(data: Mapping[str, Any], lifetime: int, anonymous_ttl: int) -> int:
     """Seconds a session lives without activity: Odoo's lifetime once logged
     in, the shorter anonymous TTL (never above the lifetime) before."""
@@ -210,6 +320,49 @@ def field_of(sid: str) -> str:
 def address_of(prefix: str, sid: str) -> tuple[str, str]:
     """(Redis key, hash field) of a session."""
     return hash_key(prefix, identifier_of(sid)), field_of(sid)
+
+
+def load_command(key: str, field: str) -> tuple[str | int, ...]:
+    """Reads one record at most :data:`MAX_RECORD_BYTES` long (:data:`LOAD_SCRIPT`)."""
+    return ("EVAL", LOAD_SCRIPT, 1, key, field, MAX_RECORD_BYTES)
+
+
+def loaded_record(reply: object) -> tuple[object, bytes | None]:
+    """(PTTL, record or None) from the reply to :func:`load_command`;
+    :class:`RecordTooLarge` when Redis found it too long (it sent only the
+    length), :class:`RecordError` for a reply of another shape."""
+    if not isinstance(reply, list) or len(reply) != 2:
+        raise RecordError("unexpected reply to a session read")
+    remaining_ms, raw = reply
+    if raw is False:  # a RESP3 connection may see the script's nil as false
+        raw = None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raise RecordTooLarge(f"a session record of {raw} bytes", raw)
+    if raw is not None and not isinstance(raw, bytes):
+        raise RecordError("unexpected reply to a session read")
+    return remaining_ms, raw
+
+
+def list_command(key: str) -> tuple[str | int, ...]:
+    """Lists one identifier's fields, bounded (:data:`LIST_SCRIPT`)."""
+    return ("EVAL", LIST_SCRIPT, 1, key, MAX_SESSIONS_PER_IDENTIFIER, FIELD_LENGTH)
+
+
+def listed_fields(reply: object) -> tuple[object, int, list[str]]:
+    """(PTTL, how many fields the hash has, the fields of a field's shape)
+    from the reply to :func:`list_command`: none when it has more than
+    :data:`MAX_SESSIONS_PER_IDENTIFIER`; RecordError for another shape."""
+    if not isinstance(reply, list) or len(reply) != 3:
+        raise RecordError("unexpected reply to a session listing")
+    remaining_ms, count, names = reply
+    if not isinstance(count, int) or not isinstance(names, list):
+        raise RecordError("unexpected reply to a session listing")
+    fields = []
+    for name in names:
+        text = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
+        if re.fullmatch(r"[0-9a-f]{64}", text):
+            fields.append(text)
+    return remaining_ms, count, fields
 
 
 # --------------------------------------------------------------------------- keys
@@ -278,8 +431,8 @@ class Record:
     db: str | None
     """The database the record is keyed for (the session's ``db``)."""
     authenticated: bool
-    """Keyed by a secret; False: only the public key covered it, and
-    :data:`AUTHENTICATING_KEYS` were dropped (``stripped`` tells whether any was there)."""
+    """Keyed by a secret; False: only the public key covered it, and all but
+    :data:`PUBLIC_RECORD_KEYS` was dropped (``stripped`` tells whether anything was)."""
     stripped: bool = False
 
 
@@ -335,6 +488,12 @@ def encode_record(
             "stored under the public key",
             db,
         )
+    if secret is None and public_part(data)[1]:
+        raise RecordKeyMissing(
+            f"no secret for the sessions of database {db!r}: a session holding more than "
+            f"{', '.join(sorted(PUBLIC_RECORD_KEYS))} cannot be stored under the public key",
+            db,
+        )
     clean = seal_next_sid(data, sid)
     if fmt == FORMAT_JSON:
         payload = json.dumps(clean, separators=(",", ":"), allow_nan=False).encode()
@@ -359,6 +518,13 @@ def encode_record(
             payload,
         )
     )
+    size = len(body) + TAG_BYTES
+    if size > MAX_RECORD_BYTES:
+        raise RecordTooLarge(
+            f"the session record would be {size} bytes, above the {MAX_RECORD_BYTES} a "
+            "session may be",
+            size,
+        )
     return body + mac_tag(record_key(secret), _mac_input(key, field, body))
 
 
@@ -375,15 +541,23 @@ def decode_record(
 ) -> Record:
     """Check and parse a record found at (``key``, ``field``).
 
-    Raises :class:`RecordForged` when the tag does not verify,
+    Raises :class:`RecordForged` when the tag does not verify, or when the
+    record is under the public key although ``secret_for`` has a secret for
+    its database (such a session is written under that secret);
     :class:`RecordKeyMissing` when no secret is known for the database it
-    names, and :class:`RecordError` for anything else that is not a
-    version-2 record (garbage, foreign data, another format). The tag is
-    checked before the payload is decoded. ``fmt`` None accepts either format.
-    ``sid`` is the id it was looked up by (None when scanning: then the sealed
-    id, if ``sealing_key`` opens it, opens ``next_sid``)."""
+    names; :class:`RecordTooLarge` above :data:`MAX_RECORD_BYTES`; and
+    :class:`RecordError` for anything else that is not a version-2 record
+    (garbage, foreign data, another format). The tag is checked before the
+    payload is decoded. ``fmt`` None accepts either format. ``sid`` is the
+    id it was looked up by (None when scanning: then the sealed id, if
+    ``sealing_key`` opens it, opens ``next_sid``).
+
+    A record under the public key gives only its :func:`public_part`
+    (``authenticated`` False; ``stripped`` when it held more)."""
     if not isinstance(raw, bytes) or len(raw) < _HEADER.size + _SEALED_LENGTH.size + TAG_BYTES:
         raise RecordError("too short to be a session record")
+    if len(raw) > MAX_RECORD_BYTES:
+        raise RecordTooLarge(f"a session record of {len(raw)} bytes", len(raw))
     magic, version, record_fmt, keying, ttl, db_len = _HEADER.unpack_from(raw)
     if magic != MAGIC:
         raise RecordError("not a session record")
@@ -406,11 +580,13 @@ def decode_record(
     if len(body) < payload_at:
         raise RecordError("truncated record")
 
-    secret = None
-    if keying == KEYED_BY_SECRET:
-        secret = secret_for(db)
-        if secret is None:
-            raise RecordKeyMissing(f"no secret is known for database {db!r}", db)
+    secret = secret_for(db)
+    if keying == KEYED_BY_SECRET and secret is None:
+        raise RecordKeyMissing(f"no secret is known for database {db!r}", db)
+    if keying == KEYED_PUBLICLY and secret is not None:
+        # Whoever has this secret writes this session under it: the public
+        # key, which anyone can use, vouches for nothing here.
+        raise RecordForged("a record under the public key where a secret covers the session")
     if not mac_verify(record_key(secret), _mac_input(key, field, body), tag):
         raise RecordForged("the record's tag does not verify")
 
@@ -443,9 +619,9 @@ def decode_record(
         if opened is not None:
             stored_sid = opened.decode("ascii", "replace")
     if keying == KEYED_PUBLICLY:
-        stripped = authenticates_someone(data)
-        for name in AUTHENTICATING_KEYS:
-            data.pop(name, None)
-        return Record(data, ttl, stored_sid, record_fmt, db, authenticated=False, stripped=stripped)
+        public, stripped = public_part(data)
+        return Record(
+            public, ttl, stored_sid, record_fmt, db, authenticated=False, stripped=stripped
+        )
     data = open_next_sid(data, sid if sid is not None else stored_sid)
     return Record(data, ttl, stored_sid, record_fmt, db, authenticated=True)

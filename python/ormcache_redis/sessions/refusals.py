@@ -7,6 +7,8 @@ import logging
 import threading
 import time
 
+from ormcache_redis.sessions.records import MAX_RECORD_BYTES
+
 _logger = logging.getLogger(__name__)
 
 REFUSED_REPORT_INTERVAL = 60.0
@@ -18,7 +20,7 @@ class RefusedRecords:
     most once per ``interval`` seconds (a flood of forged records must not
     flood the log), with what the refusals likely mean."""
 
-    KINDS = ("forged", "no_key", "unreadable")
+    KINDS = ("forged", "no_key", "unreadable", "oversized")
 
     def __init__(self, interval: float = REFUSED_REPORT_INTERVAL) -> None:
         self.interval = interval
@@ -41,22 +43,28 @@ class RefusedRecords:
     @staticmethod
     def describe(counts: dict[str, int]) -> str:
         parts, meanings = [], []
-        if counts["forged"]:
+        if counts.get("forged"):
             parts.append(f"{counts['forged']} whose authentication tag does not verify")
             meanings.append(
                 "someone wrote to Redis, or the servers sharing it run with different "
                 "secrets (a copy of the database with another database.secret, or "
                 "ormcache_redis_secret set on some servers only)"
             )
-        if counts["no_key"]:
+        if counts.get("no_key"):
             parts.append(f"{counts['no_key']} of a database whose secret cannot be read")
             meanings.append("a dropped database, or database.secret cannot be read")
-        if counts["unreadable"]:
+        if counts.get("unreadable"):
             parts.append(f"{counts['unreadable']} unreadable")
             meanings.append(
                 "garbage under a session key, or records written before the upgrade to "
                 "authenticated records (their users log in once more)"
             )
+        if counts.get("oversized"):
+            parts.append(
+                f"{counts['oversized']} longer than the {MAX_RECORD_BYTES} bytes a session "
+                "record may be (refused before being read)"
+            )
+            meanings.append("someone wrote to Redis (no server writes a record that long)")
         return (
             "Refused session records from Redis (each request got a new session): "
             + ", ".join(parts)

@@ -32,15 +32,20 @@ from ormcache_redis.sessions.records import (
     DEFAULT_SESSION_LIFETIME,
     IDENTIFIER_LENGTH,
     IDENTIFIER_PATTERN,
+    MAX_RECORD_BYTES,
+    PUBLIC_RECORD_KEYS,
     RecordError,
     RecordForged,
     RecordKeyMissing,
+    RecordTooLarge,
     SecretForDatabase,
     address_of,
     carries_nothing,
     decode_record,
     encode_record,
     hash_key,
+    load_command,
+    loaded_record,
     record_ttl,
     sid_key,
 )
@@ -202,13 +207,16 @@ class RedisSessionStore:
         if not self.is_valid_key(sid):
             return self.new()
         key, field = self._address(sid)
-        with self._redis("read a session"):
-            try:
-                raw, remaining_ms = self.client.pipeline([("HGET", key, field), ("PTTL", key)])
-            except RedisReplyError:
-                # WRONGTYPE: something else lives under our key; no session.
-                _logger.warning("A non-session value is stored under %s; ignoring it.", key)
-                return self.new()
+        try:
+            remaining_ms, raw = self._load(key, field)
+        except RecordTooLarge:
+            # Refused on its length in Redis: not one byte of it was sent.
+            self.refused.count("oversized")
+            return self.new()
+        except RecordError as exc:
+            _logger.debug("Unreadable session record in Redis: %s.", exc)
+            self.refused.count("unreadable")
+            return self.new()
         if raw is None:
             return self.new()
         try:
@@ -225,6 +233,9 @@ class RedisSessionStore:
         except RecordForged:
             self.refused.count("forged")
             return self.new()
+        except RecordTooLarge:
+            self.refused.count("oversized")
+            return self.new()
         except RecordKeyMissing:
             self.refused.count("no_key")
             return self.new()
@@ -233,11 +244,27 @@ class RedisSessionStore:
             self.refused.count("unreadable")
             return self.new()
         if record.stripped:
-            # Only the public key covered it, yet it names a user: never
-            # written by a store (encode_record refuses to).
+            # Only the public key covered it, yet it holds more than an
+            # anonymous session may: never written by a store (encode_record
+            # refuses to). What it may hold is kept; it still names nobody.
             self.refused.count("forged")
         self._slide_expiry(key, record.data, record.ttl, remaining_ms)
         return self.session_class(record.data, sid, False)
+
+    def _load(self, key: str, field: str) -> tuple[object, bytes | None]:
+        """(PTTL of the hash, the record or None), in one round trip; the
+        record is sent only when Redis found it at most MAX_RECORD_BYTES
+        long (``LOAD_SCRIPT``), else RecordTooLarge. A key that is not a
+        hash, or a reply of another shape, is a RecordError."""
+        with self._redis("read a session"):
+            try:
+                reply = self.client.execute(*load_command(key, field))
+            except RedisReplyError as exc:
+                if "WRONGTYPE" not in str(exc):
+                    raise
+                # Something else lives under our key: no session.
+                raise RecordError("the session key holds another type than a hash") from None
+        return loaded_record(reply)
 
     def _slide_expiry(self, key: str, data: dict[str, Any], ttl: int, remaining_ms: object) -> None:
         """Push the expiry back on reads too: Odoo only writes a session when
@@ -263,6 +290,8 @@ class RedisSessionStore:
         return record_ttl(data, lifetime, self.anonymous_ttl)
 
     def _encode(self, sid: str, data: dict[str, Any], ttl: int) -> bytes:
+        """The record; a session above MAX_RECORD_BYTES is a SessionValueError
+        (naming its biggest keys): written, it would read as no session."""
         try:
             return encode_record(
                 data,
@@ -276,7 +305,15 @@ class RedisSessionStore:
             )
         except EncodeError:
             raise SessionValueError(self._describe_unencodable(data)) from None
+        except RecordTooLarge as exc:
+            raise SessionValueError(self._describe_too_large(data, exc.size)) from None
         except RecordKeyMissing as exc:
+            if exc.db is None:
+                raise SessionStoreUnavailable(
+                    "This session has no database and holds more than an anonymous session "
+                    f"without a secret may ({', '.join(sorted(PUBLIC_RECORD_KEYS))}): it "
+                    "cannot be stored unless ormcache_redis_secret is set."
+                ) from None
             raise SessionStoreUnavailable(
                 f"HTTP sessions of database {exc.db!r} cannot be stored: no secret is known "
                 "to authenticate them (its database.secret cannot be read; "
@@ -287,6 +324,21 @@ class RedisSessionStore:
                 f"This session holds a value that is not JSON ({exc}); Odoo "
                 f"{self.rules.major} sessions must be JSON-clean."
             ) from None
+
+    def _describe_too_large(self, data: dict[str, Any], size: int) -> str:
+        def length(value: Any) -> int:
+            try:
+                return len(self._codec.dumps(value))
+            except EncodeError:
+                return 0
+
+        biggest = sorted(data, key=lambda name: length(data[name]), reverse=True)[:3]
+        return (
+            f"This session would take {size} bytes in Redis, more than the "
+            f"{MAX_RECORD_BYTES} a session may (a session that big would read back as no "
+            f"session): its biggest keys are {', '.join(map(repr, biggest))}. Keep large "
+            "data in the database, not in the session."
+        )
 
     def _describe_unencodable(self, data: dict[str, Any]) -> str:
         for name, value in data.items():
