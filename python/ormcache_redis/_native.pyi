@@ -48,6 +48,7 @@ __all__ = [
     "register_key_type",
     "session_option_names",
     "set_single_flight",
+    "url_credentials",
 ]
 
 class EncodeError(TypeError):
@@ -515,7 +516,13 @@ def check_redis_url(option: str, url: str) -> str:
     """``url`` when it is a valid Redis URL; else ConfigError, one sentence naming ``option``."""
 
 def redact_url(url: str) -> str:
-    """``url`` without its user and password, for logs and error messages."""
+    """``url`` without its credentials, for logs, reprs and error messages: the
+    user part, every credential parameter's value (``?pass=***``), a port that
+    is not a number and a fragment other than ``#insecure`` become ``***``."""
+
+def url_credentials(url: str) -> tuple[bool, list[str]]:
+    """Whether the client sends a password for ``url``, and the credential-like
+    parts it does not read (e.g. ``["?password="]``); ConfigError when invalid."""
 
 # --------------------------------------------------------------------------- options
 

@@ -33,6 +33,7 @@ from ormcache_redis._native import (
     RedisUnavailable,
     check_redis_url,
     redact_url,
+    url_credentials,
 )
 from ormcache_redis.addon.shared_tier import flush_commands
 from ormcache_redis.config import OptionSource
@@ -118,7 +119,20 @@ def _refusal(error: BaseException) -> str:
 def doctor(url: str, role: str, prefix: str) -> list[Finding]:
     findings: list[Finding] = []
     address = redact_url(url)
-    parts = urlsplit(url)
+    # Scheme and host, read from the redacted URL: nothing here may hold a secret.
+    parts = urlsplit(address)
+    sends_password, ignored = url_credentials(url)
+    if ignored:
+        findings.append(
+            Finding(
+                "warn",
+                "authentication",
+                f"this client does not read the URL's {', '.join(ignored)} and "
+                + ("sends another password" if sends_password else "sends no password"),
+                "give the credentials as redis://USER:PASSWORD@host/0 (percent-encoded), "
+                "or on a unix:// URL as ?user=USER&pass=PASSWORD",
+            )
+        )
     client = RedisClient(url, connect_timeout=2.0, socket_timeout=2.0)
     try:
         rtts = [client.ping() * 1000.0 for _ in range(5)]
@@ -183,7 +197,7 @@ def doctor(url: str, role: str, prefix: str) -> list[Finding]:
     findings.extend(_memory_findings(client, role))
     findings.extend(_persistence_findings(client, role))
     findings.extend(_permission_findings(client, role, prefix))
-    findings.extend(_transport_findings(parts))
+    findings.extend(_transport_findings(parts, sends_password))
     return findings
 
 
@@ -301,10 +315,10 @@ def _permission_findings(client: RedisClient, role: str, prefix: str) -> list[Fi
     ]
 
 
-def _transport_findings(parts: Any) -> list[Finding]:
+def _transport_findings(parts: Any, sends_password: bool) -> list[Finding]:
     findings = []
     host = (parts.hostname or "").lower()
-    local = host in ("localhost", "127.0.0.1", "::1") or parts.scheme == "unix"
+    local = host in ("localhost", "127.0.0.1", "::1") or parts.scheme in ("unix", "redis+unix")
     if parts.scheme in ("rediss", "valkeys"):
         findings.append(Finding("ok", "tls", "on (server certificate verified)"))
     elif local:
@@ -318,12 +332,12 @@ def _transport_findings(parts: Any) -> list[Finding]:
                 "use rediss:// (tls_ca_file for a private CA) when Redis is not on this host",
             )
         )
-    if not parts.password:
+    if not sends_password:
         findings.append(
             Finding(
                 "warn",
                 "authentication",
-                "the URL has no password and Redis accepted it",
+                "the client sends no password and Redis accepted it",
                 "give Odoo its own ACL user with a long password (SECURITY.md)",
             )
         )

@@ -167,7 +167,10 @@ impl RedisConfig {
         match self.info.addr() {
             ConnectionAddr::Tcp(host, port) => format!("redis://{host}:{port}/{db}"),
             ConnectionAddr::TcpTls { host, port, .. } => format!("rediss://{host}:{port}/{db}"),
-            ConnectionAddr::Unix(path) => format!("unix://{}?db={db}", path.display()),
+            // The path is decoded: redacted again in case it held `&pass=`.
+            ConnectionAddr::Unix(path) => {
+                super::url::redact(&format!("unix://{}?db={db}", path.display()))
+            }
             _ => "redis://?".to_string(),
         }
     }

@@ -75,6 +75,16 @@ pub fn parse(option: &str, url: &str) -> Result<Target, String> {
                 "{option} must name the database by number (e.g. /0), got {shown:?}."
             ));
         }
+    } else {
+        // `unix:///r.sock&pass=...`: an `&` typed for the `?` puts the
+        // password in the socket path, which is shown in every error.
+        let path = url.split(['?', '#']).next().unwrap_or_default();
+        if mask_parameters(path) != path {
+            return Err(format!(
+                "{option} has a credential in its socket path: parameters follow a '?' \
+                 (unix:///path/redis.sock?pass=...), got {shown:?}."
+            ));
+        }
     }
     let info = url
         .into_connection_info()
@@ -103,6 +113,11 @@ fn parse_multi_host(
     shown: &str,
 ) -> Result<Target, String> {
     let rest = &url[url.find("://").map_or(0, |at| at + 3)..];
+    // The fragment (`#insecure`) is the first host's, as on one server.
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((rest, fragment)) => (rest, Some(fragment)),
+        None => (rest, None),
+    };
     let (rest, query) = match rest.split_once('?') {
         Some((rest, query)) => (rest, Some(query)),
         None => (rest, None),
@@ -131,6 +146,7 @@ fn parse_multi_host(
             .map_err(|err| syntax_error(option, err, shown))?;
         let name = parsed.host_str().unwrap_or_default();
         if name.is_empty() || !parsed.path().trim_start_matches('/').is_empty() {
+            let host = redact(&format!("redis://{host}")).split_off("redis://".len());
             return Err(format!("{option} has an invalid host {host:?}: {shown:?}."));
         }
         // The bracketless form of an IPv6 address, as sockets want it.
@@ -173,7 +189,7 @@ fn parse_multi_host(
         userinfo.map(|u| format!("{u}@")).unwrap_or_default(),
         if db.is_empty() { "0" } else { db },
         query.map(|q| format!("?{q}")).unwrap_or_default(),
-    );
+    ) + &fragment.map(|f| format!("#{f}")).unwrap_or_default();
     let info = single
         .as_str()
         .into_connection_info()
@@ -188,15 +204,181 @@ fn parse_multi_host(
     Ok(Target { info, topology })
 }
 
-/// `url` without its user and password, for logs and error messages.
-pub fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://***@{host}"),
-            None => format!("{scheme}://{rest}"),
-        },
-        None => "<not a URL>".to_string(),
+// --------------------------------------------------------------------------- redaction
+//
+// What authenticates, as the redis crate reads a URL (redis 1.8,
+// `connection.rs`): on `redis://`, `rediss://`, `valkey://`, `valkeys://`
+// (and so on `redis+sentinel://`, `redis+cluster://`, whose credentials are
+// the first host's) the user and password of `user:password@host`,
+// percent-decoded, and nothing of the query; on `unix://` and `redis+unix://`
+// the query's `user` and `pass` (form-decoded, names included: `?p%61ss=`
+// is `pass`) and nothing of a `user:password@`. The redaction hides more
+// than that: every query parameter whose name looks like a credential
+// (`password`, `username`, `sentinel_password`, `token`...), whether or not
+// it authenticates, and whatever a malformed URL may hold of a password.
+
+/// The hidden part of a URL.
+const HIDDEN: &str = "***";
+
+/// Whether a query parameter's name (form-decoded, any case) names a
+/// credential: what authenticates (`user`, `pass`) and what looks like it.
+fn is_secret_name(raw: &str) -> bool {
+    let name = ::url::form_urlencoded::parse(raw.as_bytes())
+        .next()
+        .map(|(name, _)| name.to_lowercase())
+        .unwrap_or_default();
+    ["user", "pass", "pwd", "secret", "token", "auth", "cred"]
+        .iter()
+        .any(|part| name.contains(part))
+}
+
+/// Whether every port of a host list (`h:1,[::1]:2`) is a number or absent.
+fn ports_are_numbers(authority: &str) -> bool {
+    authority
+        .split(',')
+        .all(|host| port_of(host).1.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `host` split before its port (`"h:1"` is `("h:", "1")`; IPv6 in brackets).
+fn port_of(host: &str) -> (&str, &str) {
+    let after_brackets = match host.starts_with('[') {
+        true => host.find(']').map_or(host.len(), |end| end + 1),
+        false => 0,
+    };
+    match host[after_brackets..].rfind(':') {
+        Some(colon) => host.split_at(after_brackets + colon + 1),
+        None => (host, ""),
     }
+}
+
+/// A host list with every port that is not a number hidden: `redis://user:pw`
+/// (the `@host` forgotten) reads as host `user`, port `pw`.
+fn mask_ports(authority: &str) -> String {
+    authority
+        .split(',')
+        .map(|host| match port_of(host) {
+            (head, port) if port.bytes().all(|b| b.is_ascii_digit()) => format!("{head}{port}"),
+            (head, _) => format!("{head}{HIDDEN}"),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `text` (host, path and query) with the value of every credential
+/// parameter hidden. Parameters are split on `&` and `?` (a `?` forgotten,
+/// an `&` written for the `?`); a value runs on over the following pieces
+/// without `=` (an `&` or `?` left unencoded in a password).
+fn mask_parameters(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut hiding = false;
+    let mut start = 0;
+    let mut separator = "";
+    for (at, byte) in text.bytes().enumerate().chain([(text.len(), b'&')]) {
+        if at < text.len() && byte != b'&' && byte != b'?' {
+            continue;
+        }
+        let piece = &text[start..at];
+        match piece.split_once('=') {
+            Some((name, _)) => {
+                // A path's last segment only: `/run/user/1000/a=b` names `a`.
+                hiding = is_secret_name(name.rsplit('/').next().unwrap_or_default());
+                out.push_str(separator);
+                match hiding {
+                    true => out.extend([name, "=", HIDDEN]),
+                    false => out.push_str(piece),
+                }
+            }
+            None if hiding => {}
+            None => out.extend([separator, piece]),
+        }
+        separator = text.get(at..at + 1).unwrap_or_default();
+        start = at + 1;
+    }
+    out
+}
+
+/// Where the user part of `rest` (a URL after its `scheme://`) ends: its
+/// last `@`, wherever it is (a password may hold `/`, `?` or `#` unencoded),
+/// unless that `@` is plainly in the value of a query parameter
+/// (`unix:///r.sock?user=web&pass=a@b`).
+fn user_part_end(rest: &str) -> Option<usize> {
+    let at = rest.rfind('@')?;
+    let query = rest.find('?').filter(|&query| query < at);
+    let Some(query) = query else {
+        return Some(at);
+    };
+    let before = &rest[..query];
+    let authority = before.split('/').next().unwrap_or_default();
+    let piece_start = rest[..at].rfind(['&', '?']).map_or(0, |sep| sep + 1);
+    let in_a_value = rest[piece_start..at].contains('=');
+    match before.contains('/') && ports_are_numbers(authority) && in_a_value {
+        true => None,
+        false => Some(at),
+    }
+}
+
+/// `url` without its credentials, for logs, reprs and error messages: the
+/// user part becomes `***@`, the value of every credential parameter
+/// `***` (`?pass=***`), a port that is not a number `***`, a fragment
+/// other than `#insecure` `#***`. Hosts, paths, the database and the other
+/// parameters stay. The project's one redaction (`redact_url` in Python).
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<not a URL>".to_string();
+    };
+    let mut out = format!("{scheme}://");
+    let rest = match user_part_end(rest) {
+        Some(at) => {
+            out.push_str(HIDDEN);
+            out.push('@');
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((rest, fragment)) => (rest, Some(fragment)),
+        None => (rest, None),
+    };
+    let shown = mask_parameters(rest);
+    let authority_end = shown.find(['/', '?', '&']).unwrap_or(shown.len());
+    out.push_str(&mask_ports(&shown[..authority_end]));
+    out.push_str(&shown[authority_end..]);
+    match fragment {
+        Some("insecure") => out.push_str("#insecure"),
+        Some(_) => out.extend(["#", HIDDEN]),
+        None => {}
+    }
+    out
+}
+
+/// What a valid URL authenticates with, as the client reads it: whether it
+/// sends a password, and the credential-like parts it does not read (e.g.
+/// `?password=` on any URL, `?pass=` on a `redis://` one), named without
+/// their values.
+pub fn credentials(url: &str) -> Result<(bool, Vec<String>), String> {
+    let target = parse("url", url)?;
+    let sends_password = target.info.redis_settings().password().is_some();
+    let socket = url
+        .split_once("://")
+        .is_some_and(|(scheme, _)| is_socket_path(scheme));
+    let mut ignored = Vec::new();
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    let query = query.split_once('#').map_or(query, |(query, _)| query);
+    for (name, _) in ::url::form_urlencoded::parse(query.as_bytes()) {
+        let read = socket && matches!(name.as_ref(), "user" | "pass");
+        let shown = format!("?{name}=");
+        if !read && is_secret_name(&name) && !ignored.contains(&shown) {
+            ignored.push(shown);
+        }
+    }
+    if socket {
+        if let Ok(parsed) = ::url::Url::parse(url) {
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                ignored.push("user:password@".to_string());
+            }
+        }
+    }
+    Ok((sends_password, ignored))
 }
 
 /// Checks a Redis URL option; returns it, or raises ConfigError naming
@@ -207,15 +389,23 @@ fn check_redis_url(option: &str, url: &str) -> PyResult<String> {
     Ok(url.to_string())
 }
 
-/// The URL without its user and password.
+/// The URL without its credentials.
 #[pyfunction]
 fn redact_url(url: &str) -> String {
     redact(url)
 }
 
+/// `(sends_password, ignored)`: see [`credentials`]; ConfigError when the
+/// URL is not valid.
+#[pyfunction]
+fn url_credentials(url: &str) -> PyResult<(bool, Vec<String>)> {
+    credentials(url).map_err(ConfigError::new_err)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_redis_url, m)?)?;
     m.add_function(wrap_pyfunction!(redact_url, m)?)?;
+    m.add_function(wrap_pyfunction!(url_credentials, m)?)?;
     Ok(())
 }
 
@@ -299,6 +489,7 @@ mod tests {
             ),
             ("redis+cluster://user:hunter2@h1:7000/2", "only database 0"),
             ("redis+cluster://user:hunter2@", "empty host"),
+            ("unix:///r.sock&pass=hunter2", "in its socket path"),
             ("redis+nothing://user:hunter2@h", "must be a redis://"),
         ] {
             let err = parse("session_store_url", url).unwrap_err();
@@ -310,9 +501,151 @@ mod tests {
     }
 
     #[test]
-    fn redaction() {
-        assert_eq!(redact("redis://user:hunter2@h:1/0"), "redis://***@h:1/0");
-        assert_eq!(redact("redis://h:1/0"), "redis://h:1/0");
-        assert_eq!(redact("nonsense"), "<not a URL>");
+    fn redaction_keeps_what_is_not_a_credential() {
+        for (url, shown) in [
+            ("redis://user:hunter2@h:1/0", "redis://***@h:1/0"),
+            ("redis://:hunter2@h:1/0", "redis://***@h:1/0"),
+            ("redis://h:1/0", "redis://h:1/0"),
+            ("nonsense", "<not a URL>"),
+            ("unix:///r.sock?pass=hunter2", "unix:///r.sock?pass=***"),
+            (
+                "unix:///r.sock?user=u&pass=hunter2&db=1",
+                "unix:///r.sock?user=***&pass=***&db=1",
+            ),
+            (
+                "rediss://:hunter2@h:1/0?protocol=resp3#insecure",
+                "rediss://***@h:1/0?protocol=resp3#insecure",
+            ),
+            (
+                "rediss://h/0?ssl_keyfile=/etc/k.pem&ssl_certfile=/etc/c.pem&ssl_password=hunter2",
+                "rediss://h/0?ssl_keyfile=/etc/k.pem&ssl_certfile=/etc/c.pem&ssl_password=***",
+            ),
+            (
+                "redis+sentinel://u:hunter2@a:1,[::1]:2/svc/3",
+                "redis+sentinel://***@a:1,[::1]:2/svc/3",
+            ),
+            (
+                "unix:///r.sock?user=web&pass=a@b/c&db=2",
+                "unix:///r.sock?user=***&pass=***&db=2",
+            ),
+            ("unix:///r.sock?note=a@b", "unix:///r.sock?note=a@b"),
+            ("redis://h:notaport/0", "redis://h:***/0"),
+            ("redis://h/0#frag", "redis://h/0#***"),
+            (
+                "unix:///run/user/1000/a=b.sock?db=1",
+                "unix:///run/user/1000/a=b.sock?db=1",
+            ),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+    }
+
+    /// Every form that may hold a secret, as in tests/test_url_redaction.py:
+    /// no piece of the secret (`Zq7`, `s3cret`) survives, and a valid URL
+    /// still parses after its redaction has been checked.
+    #[test]
+    fn no_form_shows_its_secret() {
+        let p = "Zq7-requirepass-s3cret";
+        let encoded = "Zq7%40odoo%2Fs3cret%26x";
+        let raw = "Zq7@odoo/s3cret&x";
+        let forms = [
+            format!("redis://:{p}@h:6379/0"),
+            format!("redis://default:{p}@h:6379/0"),
+            format!("redis://odoo:{encoded}@h/0"),
+            format!("valkey://:{p}@h/0"),
+            format!("unix:///r.sock?pass={p}"),
+            format!("unix:///r.sock?user=default&pass={p}&db=1"),
+            format!("redis+unix:///r.sock?pass={p}"),
+            format!("unix:///r.sock?user=odoo&pass={encoded}"),
+            format!("unix:///r.sock?p%61ss={p}"),
+            "unix:///r.sock?user=web&pass=Zq7@web/s3cret".to_string(),
+            format!("unix:///r.sock?password={p}"),
+            format!("unix:///r.sock?username=Zq7-user-s3cret&password={p}"),
+            format!("unix:///r.sock?PASS={p}"),
+            format!("unix:///r.sock?user=odoo&pass={raw}"),
+            format!("unix:///r.sock?user=a@b&pass={p}"),
+            "unix:///r.sock?pass=Zq7#s3cret".to_string(),
+            format!("redis://h/0?password={p}"),
+            format!("redis://h/0?pass={p}"),
+            format!("redis://h/0?username=Zq7-s3cret&password={p}"),
+            format!("redis://h/0?db=0&sentinel_password={p}"),
+            format!("rediss://:{p}@localhost:1/0"),
+            format!("rediss://default:{p}@localhost:1/0#insecure"),
+            format!("rediss://default:{p}@h/0?protocol=resp3"),
+            format!("valkeys://h/0?password={p}"),
+            format!("redis+sentinel://default:{p}@a:1,b:2/m/0"),
+            format!("redis+sentinel://:{p}@a:1,b:2/mymaster?sentinel_password={p}"),
+            format!("rediss+sentinel://:{p}@a/mymaster"),
+            format!("redis+cluster://:{p}@a:1,b:2"),
+            format!("rediss+cluster://default:{p}@a:1,[::1]:1"),
+            format!("redis+cluster://odoo:{encoded}@a"),
+            format!("redis+cluster://a:1,b:2?password={p}"),
+            format!("redis://default:{p}@h:notaport/0"),
+            format!("redis://default:{p}@h/zero"),
+            format!("redis://default:{p}@"),
+            format!("http://default:{p}@h"),
+            format!("REDIS://default:{p}@h/0"),
+            format!("default:{p}@h"),
+            format!("redis://:{p}"),
+            format!("redis://default:{p}/0"),
+            format!("redis://odoo:{raw}@h/0"),
+            "redis://default:Zq7?s3cret@h/0".to_string(),
+            "redis://default:Zq7#s3cret@h/0".to_string(),
+            "redis://user:123?s3cret@h/0".to_string(),
+            format!("redis+sentinel://default:{p}@a"),
+            format!("redis+sentinel://default:{p}@a,,h/s"),
+            format!("redis+cluster://default:{p}@a/2"),
+            "redis+cluster://a:1#Zq7s3cret".to_string(),
+            format!("unix:///r.sock?pass={p}&db=x"),
+            format!("unix:///r.sock?pass={p}&protocol=9"),
+            format!("unix:///r.sock&pass={p}"),
+        ];
+        let mut leaks = Vec::new();
+        let mut tries = 0;
+        for url in &forms {
+            let mut outputs = vec![redact(url)];
+            if let Err(err) = parse("ormcache_redis_url", url) {
+                outputs.push(err);
+            }
+            for output in outputs {
+                tries += 1;
+                let lowered = output.to_lowercase();
+                if lowered.contains("zq7") || lowered.contains("s3cret") {
+                    leaks.push(format!("{url} -> {output}"));
+                }
+            }
+        }
+        assert!(tries > forms.len(), "{tries}");
+        assert!(
+            leaks.is_empty(),
+            "{} leaks in {tries} tries: {leaks:#?}",
+            leaks.len()
+        );
+    }
+
+    #[test]
+    fn credentials_are_what_the_client_reads() {
+        let check = |url: &str| credentials(url).unwrap();
+        assert_eq!(check("redis://:pw@h/0"), (true, vec![]));
+        assert_eq!(check("redis://h/0"), (false, vec![]));
+        assert_eq!(check("unix:///r.sock?pass=pw&db=1"), (true, vec![]));
+        assert_eq!(check("unix:///r.sock?p%61ss=pw"), (true, vec![]));
+        assert_eq!(check("redis+sentinel://u:pw@a,b/m"), (true, vec![]));
+        assert_eq!(
+            check("unix:///r.sock?username=u&password=pw"),
+            (
+                false,
+                vec!["?username=".to_string(), "?password=".to_string()]
+            )
+        );
+        assert_eq!(
+            check("redis://h/0?pass=pw&password=pw"),
+            (false, vec!["?pass=".to_string(), "?password=".to_string()])
+        );
+        assert_eq!(
+            check("redis+cluster://a,b?password=pw"),
+            (false, vec!["?password=".to_string()])
+        );
+        assert!(credentials("redis://h/zero").is_err());
     }
 }
