@@ -149,37 +149,35 @@ def test_dead_processes_leave_the_index(redis_url: str, raw: RedisClient) -> Non
     raw.execute("HSET", index_key(PREFIX), "998-keygone", int(time.time()) + 60)
     raw.execute("HSET", index_key(PREFIX), "bad id with spaces", int(time.time()) + 60)
     figures = read_cluster(client, PREFIX)
-    assert figures.processes == [] and figures.reachable
+    assert figures.process_count == 0 and figures.reachable
+    # Dead processes leave quietly; a malformed entry is counted.
+    assert figures.skipped_reasons == {"bad index entry": 1}
     assert raw.execute("HGETALL", index_key(PREFIX)) == []
 
 
-GOOD = {
-    "format": 1,
-    "databases": {
-        "db1": {
-            "caches": {
-                "default": {
-                    "hits": 5,
-                    "misses": 1,
-                    "entries": 2,
-                    "methods": {
-                        "m.good": {"l1_hits": 4, "latency": [0] * (len(LATENCY_BUCKETS) + 1)},
-                        "m.negative": {"l1_hits": -4, "latency": [0] * (len(LATENCY_BUCKETS) + 1)},
-                        "m.float": {"l1_hits": 4.5, "latency": [0] * (len(LATENCY_BUCKETS) + 1)},
-                        "m.short_histogram": {"l1_hits": 1, "latency": [1, 2]},
-                        "m.bool": {"l1_hits": True, "latency": [0] * (len(LATENCY_BUCKETS) + 1)},
-                        "m.huge": {"l1_hits": 2**70, "latency": [0] * (len(LATENCY_BUCKETS) + 1)},
-                        "bad\nname": {"l1_hits": 1, "latency": [0] * (len(LATENCY_BUCKETS) + 1)},
-                    },
+def good_record(**method: object) -> dict:
+    """A record in the published format, with one method of the given figures."""
+    return {
+        "format": 1,
+        "databases": {
+            "db1": {
+                "caches": {
+                    "default": {
+                        "hits": 5,
+                        "misses": 1,
+                        "entries": 2,
+                        "methods": {
+                            "m.good": {"l1_hits": 4, "latency": [0] * (len(LATENCY_BUCKETS) + 1)}
+                            | method
+                        },
+                    }
                 },
-                "stable": "not a dict",
+                "dropped": {"rollback": 1},
             }
         },
-        "db2": ["not", "a", "dict"],
-    },
-    "clients": {"cache": {"healthy": 7}, "other": {"healthy": 1}},
-    "sessions": {"saved": "many"},
-}
+        "clients": {"cache": {"healthy": 1, "calls": 3}},
+        "sessions": {"saved": 2},
+    }
 
 
 @pytest.mark.parametrize(
@@ -207,15 +205,23 @@ def test_garbage_from_redis_is_skipped(redis_url: str, raw: RedisClient, garbage
     assert not any(name.startswith("ormcache_redis_l1_hits") for name, _ in values)
 
 
-def test_figures_of_the_wrong_shape_are_dropped_part_by_part() -> None:
-    checked = checked_process(json.dumps(GOOD))
+def test_a_record_is_checked_whole() -> None:
+    """One value out of type or range and the whole record is refused:
+    figures are never half-summed from a tampered record."""
+    checked = checked_process(json.dumps(good_record()))
     assert checked is not None
-    methods = checked["databases"]["db1"]["caches"]["default"]["methods"]
-    assert list(methods) == ["m.good"]
-    assert list(checked["databases"]["db1"]["caches"]) == ["default"]
-    assert "db2" not in checked["databases"]
-    assert checked["clients"] == {}
-    assert checked["sessions"]["saved"] == 0
+    method = checked["databases"]["db1"]["caches"]["default"]["methods"]["m.good"]
+    assert method["l1_hits"] == 4 and method["misses"] == 0  # absent counts are 0
+    assert checked["clients"]["cache"]["calls"] == 3 and checked["sessions"]["saved"] == 2
+    for bad in ({"l1_hits": -4}, {"l1_hits": 4.5}, {"l1_hits": True}, {"l1_hits": 2**70}):
+        assert checked_process(json.dumps(good_record(**bad))) is None, bad
+    assert checked_process(json.dumps(good_record(latency=[1, 2]))) is None
+    # Unknown fields (a newer publisher's) are ignored, never passed on.
+    checked = checked_process(json.dumps(good_record(new_counter=7) | {"new": {"x": 1}}))
+    assert checked is not None and "new" not in checked
+    assert (
+        "new_counter" not in checked["databases"]["db1"]["caches"]["default"]["methods"]["m.good"]
+    )
     assert checked_process(b"x" * (5 << 20)) is None
 
 
@@ -263,9 +269,9 @@ def check_publisher_in_a_fork(client: RedisClient, publisher: MetricsPublisher) 
             before = publisher.process
             publisher.start()  # the child has no thread: it starts its own
             end = time.monotonic() + 5
-            while time.monotonic() < end and len(read_cluster(client, PREFIX).processes) < 2:
+            while time.monotonic() < end and read_cluster(client, PREFIX).process_count < 2:
                 time.sleep(0.02)
-            code = 0 if len(read_cluster(client, PREFIX).processes) == 2 and before else 3
+            code = 0 if read_cluster(client, PREFIX).process_count == 2 and before else 3
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)

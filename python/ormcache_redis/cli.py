@@ -8,7 +8,8 @@
     ormcache-redis sessions to-redis|to-files ...   (ormcache-redis-sessions)
 
 Exit codes: 0 fine, 1 a problem found (doctor: a blocking finding; flush:
-Redis refused), 2 bad input (one sentence on stderr), 3 Redis unreachable.
+Redis refused; stats: the reading failed part-way, said on stderr), 2 bad
+input (one sentence on stderr), 3 Redis unreachable.
 Passwords never appear in what it prints.
 """
 
@@ -37,7 +38,7 @@ from ormcache_redis._native import (
 )
 from ormcache_redis.addon.shared_tier import flush_commands
 from ormcache_redis.config import OptionSource
-from ormcache_redis.metrics import cluster_totals, read_cluster
+from ormcache_redis.metrics import MAX_SERIES, cluster_totals, read_cluster
 from ormcache_redis.server_check import _config_value, eviction_warning
 from ormcache_redis.sessions import migrate
 from ormcache_redis.sessions.records import DEFAULT_PREFIX as SESSION_PREFIX
@@ -388,11 +389,26 @@ def _table(totals: dict[str, Any]) -> list[str]:
         f"sessions saved {sessions['saved']}, refused "
         f"{sessions['forged'] + sessions['no_key'] + sessions['unreadable']}"
     )
+    lines.extend(_skipped_lines(totals))
     for role, client in sorted(totals["clients"].items()):
         lines.append(
             f"{role} client: errors {client['errors']}, writes dropped "
             f"{client['writes_dropped_full'] + client['writes_dropped_unavailable']}, "
             f"processes with the circuit open {client['unhealthy']}"
+        )
+    return lines
+
+
+def _skipped_lines(totals: dict[str, Any]) -> list[str]:
+    """What the reading left out, and why (names of reasons, never data)."""
+    lines = []
+    if totals["skipped_processes"]:
+        reasons = ", ".join(f"{n} {why}" for why, n in totals["skipped_reasons"].items())
+        lines.append(f"skipped {totals['skipped_processes']}: {reasons}")
+    if totals["dropped_series"]:
+        lines.append(
+            f"left out of the sums (over {MAX_SERIES} names): {totals['dropped_series']} "
+            "database, cache, method or reason names of processes"
         )
     return lines
 
@@ -403,6 +419,8 @@ def run_stats(args: argparse.Namespace) -> int:
     if not figures.reachable:
         print(f"{PROG}: Redis at {client.address} does not answer.", file=sys.stderr)
         return 3
+    if figures.error:
+        print(f"{PROG}: reading the figures on {client.address}: {figures.error}", file=sys.stderr)
     totals = cluster_totals(figures)
     if args.json:
         print(json.dumps(totals, indent=2, sort_keys=True))
@@ -411,9 +429,11 @@ def run_stats(args: argparse.Namespace) -> int:
             f"No process has published figures under {prefix!r} on {client.address} "
             "(is the addon loaded, and the prefix right?)."
         )
+        for line in _skipped_lines(totals):
+            print(line)
     else:
         print("\n".join(_table(totals)))
-    return 0
+    return 1 if figures.error else 0
 
 
 def run_flush(args: argparse.Namespace) -> int:

@@ -6,6 +6,8 @@ from odoo import http
 from odoo.http import request
 from werkzeug.exceptions import Forbidden, NotFound
 
+from ormcache_redis.metrics import CONTENT_TYPE
+
 from .. import metrics
 
 
@@ -25,9 +27,7 @@ class OrmcacheRedisMetrics(http.Controller):
         httprequest = request.httprequest
         if not access.allows(httprequest.remote_addr, httprequest.headers.get("Authorization")):
             raise Forbidden()
-        from prometheus_client import CONTENT_TYPE_LATEST
-
         return request.make_response(
             metrics.exposition_text(),
-            headers=[("Content-Type", CONTENT_TYPE_LATEST), ("Cache-Control", "no-store")],
+            headers=[("Content-Type", CONTENT_TYPE), ("Cache-Control", "no-store")],
         )
