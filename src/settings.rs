@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use serde::Deserialize;
 
 use crate::errors::ConfigError;
+use crate::redis::config::DEFAULT_MAX_VALUE_BYTES;
 use crate::redis::url;
 
 /// Caches whose values are plain data that every process computes alike.
@@ -52,6 +53,7 @@ struct RawOptions {
     ormcache_redis_socket_timeout: Option<String>,
     ormcache_redis_write_queue: Option<String>,
     ormcache_redis_write_queue_mb: Option<String>,
+    ormcache_redis_max_value_mb: Option<String>,
     ormcache_redis_native_lookup: Option<String>,
 }
 
@@ -69,6 +71,9 @@ pub struct CacheSettings {
     pub socket_timeout: f64,
     pub write_queue: u64,
     pub write_queue_bytes: u64,
+    /// The largest entry read from or written to Redis: a larger one is
+    /// refused on its announced length, unread.
+    pub max_value_bytes: u64,
     /// Cached methods' hit path in Rust (`native_lookup.py`).
     pub native_lookup: bool,
 }
@@ -254,6 +259,13 @@ impl CacheSettings {
                 10_000_000,
             )?,
             write_queue_bytes: write_queue_mb * 1024 * 1024,
+            max_value_bytes: whole(
+                "ormcache_redis_max_value_mb",
+                raw.ormcache_redis_max_value_mb.as_deref(),
+                DEFAULT_MAX_VALUE_BYTES >> 20,
+                1,
+                512,
+            )? << 20,
             native_lookup: switch(
                 "ormcache_redis_native_lookup",
                 raw.ormcache_redis_native_lookup.as_deref(),
@@ -456,6 +468,7 @@ fn cache_option_names() -> Vec<&'static str> {
         "ormcache_redis_socket_timeout",
         "ormcache_redis_write_queue",
         "ormcache_redis_write_queue_mb",
+        "ormcache_redis_max_value_mb",
         "ormcache_redis_native_lookup",
     ]
 }

@@ -1,7 +1,8 @@
 """Shared reads of a cache whose owner syncs generations per unit of work.
 
 After ``sync_generations`` a process knows each method's token as well as
-it knows its L1 copies are current, so an L2 read is one GET. These tests
+it knows its L1 copies are current, so an L2 read is one entry read (a
+GETRANGE bounded at ``max_value_bytes``, see test_bounds). These tests
 hold that to what the pipelined read guarantees: never an entry of an
 older generation after the next sync, a value another process wrote under
 a newer generation still found, and the token asked again whenever the
@@ -26,10 +27,10 @@ def command_calls(redis_server, name: str) -> int:
 
 
 def reads_cost(redis_server, read) -> tuple[int, int]:
-    """(GET, HGET) commands Redis served for ``read()``."""
+    """(entry reads, HGET) commands Redis served for ``read()``."""
     redis_server.command("CONFIG", "RESETSTAT")
     read()
-    return command_calls(redis_server, "get"), command_calls(redis_server, "hget")
+    return command_calls(redis_server, "getrange"), command_calls(redis_server, "hget")
 
 
 def primed(redis_url: str) -> tuple:

@@ -119,6 +119,7 @@ def install() -> None:
                 socket_timeout=options.socket_timeout,
                 write_queue=options.write_queue,
                 write_queue_bytes=options.write_queue_bytes,
+                max_value_bytes=options.max_value_bytes,
             )
             if options.enabled
             else None
@@ -231,6 +232,7 @@ def _patch_registry(module: Any) -> None:
             publisher.start()  # once per process; forked workers start their own
         tier = tier_of(registry)
         if tier is not None and tier.ready:
+            tier.begin_budget()
             if not test_mode(registry):
                 changed = tier.adopt(registry.registry_sequence, registry.cache_sequences)
                 caches = registry._Registry__caches

@@ -226,6 +226,7 @@ class RedisClient:
         tls_ca_file: str | os.PathLike[str] | None = None,
         tls_cert_file: str | os.PathLike[str] | None = None,
         tls_key_file: str | os.PathLike[str] | None = None,
+        max_value_bytes: int = 16 << 20,
     ) -> Self:
         """``url``: one server (``redis://``, ``rediss://``, ``unix://``,
         ``valkey://``), a Sentinel set-up
@@ -236,7 +237,12 @@ class RedisClient:
         ``tls_ca_file`` names a private CA; cert and key files enable mutual TLS.
         ``write_queue`` and ``write_queue_bytes`` bound the write-behind queue
         (commands, and bytes of their arguments); a write that does not fit is
-        dropped and counted in ``stats()["writes_dropped_full"]``."""
+        dropped and counted in ``stats()["writes_dropped_full"]``.
+        ``max_value_bytes`` (1 KiB to 512 MiB) bounds what one call may
+        receive: a reply announcing a larger value is refused on its length
+        prefix, unread (RedisReplyError naming the option; the connection is
+        dropped, the circuit does not move), and counted in
+        ``stats()["oversized_replies"]``."""
     @property
     def address(self) -> str:
         """Server address without credentials."""
@@ -260,6 +266,14 @@ class RedisClient:
     ) -> list[Any]:
         """Run several commands in one round trip (MULTI/EXEC when transaction).
         An error reply to any command raises RedisReplyError for the whole batch."""
+    def begin_unit_budget(self, seconds: float | None = None) -> None:
+        """A unit of work (a request, a job) starts on this thread: its calls on
+        this client may spend ``seconds`` together (default ``socket_timeout``);
+        once spent they raise RedisUnavailable at once, without contacting
+        Redis, until ``end_unit_budget``. Replaces a unit that never ended."""
+    def end_unit_budget(self) -> tuple[float, int] | None:
+        """Ends this thread's unit: (seconds spent on Redis, calls not made
+        because the budget was spent), or None when none was open."""
     def enqueue(self, *args: bytes | str | int | float) -> bool:
         """Queue a write for the background writer; False when dropped."""
     def flush(self, timeout: float = 5.0) -> bool:
@@ -269,6 +283,8 @@ class RedisClient:
     def stats(self) -> dict[str, Any]:
         """Counters of this process: calls, errors, skipped_open (refused while
         open), connects, retries, discarded_idle, probes, outages, latency,
+        budget_skips (calls not made, or cut, because a lookup's or unit's
+        budget was spent), oversized_replies, max_value_bytes,
         and the writer's writes_queued/sent/dropped_full/dropped_unavailable/
         failed, write_batches and write_queue_bytes (queued now). ``node``:
         the server in use (Sentinel: the master now; None for a cluster);
@@ -554,6 +570,8 @@ class CacheSettings:
     def write_queue(self) -> int: ...
     @property
     def write_queue_bytes(self) -> int: ...
+    @property
+    def max_value_bytes(self) -> int: ...
     @property
     def native_lookup(self) -> bool:
         """Cached methods' hit path in Rust (``ormcache_redis_native_lookup``)."""

@@ -10,9 +10,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 use redis::Value;
 
-use super::config::RedisConfig;
+use super::budget;
+use super::config::{RedisConfig, DEFAULT_MAX_VALUE_BYTES};
 use super::link::Endpoint;
 use super::pool::{CallError, Conn, Pool};
+use super::reply_guard::ReplyLimits;
 use super::sentinel::Question;
 use super::tls::TlsFiles;
 use super::url::Topology;
@@ -141,6 +143,34 @@ impl RedisClient {
         py.detach(|| pool.call(f))
     }
 
+    /// `call` with other bounds on what the replies may be.
+    pub fn call_limited<T: Send>(
+        &self,
+        py: Python<'_>,
+        limits: ReplyLimits,
+        f: impl FnMut(&mut Conn) -> redis::RedisResult<T> + Send,
+    ) -> Result<T, CallError> {
+        let pool = self.pool();
+        py.detach(|| pool.call_limited(limits, f))
+    }
+
+    /// Opens this thread's lookup budget on this client (see `budget`):
+    /// the lookup's calls together take at most `socket_timeout`.
+    pub fn lookup_budget(&self) -> budget::LookupBudget {
+        let pool = self.pool();
+        budget::begin_lookup(pool.budget_id(), self.config.io_timeout)
+    }
+
+    /// What a call may receive unless it says otherwise.
+    pub fn reply_limits(&self) -> ReplyLimits {
+        self.config.reply_limits()
+    }
+
+    /// The largest value a reply may carry.
+    pub fn max_value_bytes(&self) -> u64 {
+        self.config.max_value_bytes
+    }
+
     pub fn enqueue_command(&self, command: Command) -> bool {
         self.process().enqueue(command)
     }
@@ -153,7 +183,8 @@ impl RedisClient {
         url, *, connect_timeout = 0.5, socket_timeout = 0.25, max_idle = 8,
         write_queue = 10000, write_queue_bytes = 64 << 20, failure_threshold = 2,
         retry_initial = 0.25, retry_max = 30.0,
-        tls_ca_file = None, tls_cert_file = None, tls_key_file = None
+        tls_ca_file = None, tls_cert_file = None, tls_key_file = None,
+        max_value_bytes = DEFAULT_MAX_VALUE_BYTES
     ))]
     #[allow(clippy::too_many_arguments)]
     fn py_new(
@@ -169,6 +200,7 @@ impl RedisClient {
         tls_ca_file: Option<std::path::PathBuf>,
         tls_cert_file: Option<std::path::PathBuf>,
         tls_key_file: Option<std::path::PathBuf>,
+        max_value_bytes: u64,
     ) -> PyResult<Self> {
         let config = RedisConfig::new(
             url,
@@ -181,6 +213,7 @@ impl RedisClient {
             retry_initial,
             retry_max,
         )
+        .and_then(|config| config.with_max_value_bytes(max_value_bytes))
         .map_err(ConfigError::new_err)?;
         let files = TlsFiles {
             ca_file: tls_ca_file.as_deref(),
@@ -290,6 +323,31 @@ impl RedisClient {
         Ok(PyList::new(py, converted)?.into_any().unbind())
     }
 
+    /// A unit of work (a request, a job) starts on this thread: its calls on
+    /// this client may spend `seconds` together (default: `socket_timeout`);
+    /// once spent, they raise RedisUnavailable at once, without contacting
+    /// Redis, until `end_unit_budget`. Replaces a unit that never ended.
+    #[pyo3(signature = (seconds = None))]
+    fn begin_unit_budget(&self, seconds: Option<f64>) -> PyResult<()> {
+        let limit = match seconds {
+            None => self.config.io_timeout,
+            Some(s) if (0.0..=3600.0).contains(&s) => Duration::from_secs_f64(s),
+            Some(s) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "seconds must be between 0 and 3600, got {s}"
+                )))
+            }
+        };
+        budget::begin_work(self.pool().budget_id(), limit);
+        Ok(())
+    }
+
+    /// Ends this thread's unit of work: (seconds spent on Redis, calls not
+    /// made because the budget was spent), or None when none was open.
+    fn end_unit_budget(&self) -> Option<(f64, u64)> {
+        budget::end_work().map(|spent| (spent.spent.as_secs_f64(), spent.skipped))
+    }
+
     /// Queues a write for the background writer; False when dropped.
     #[pyo3(signature = (*args))]
     fn enqueue(&self, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
@@ -341,6 +399,12 @@ impl RedisClient {
         dict.set_item("retries", c.retries.load(Ordering::Relaxed))?;
         dict.set_item("discarded_idle", c.discarded_idle.load(Ordering::Relaxed))?;
         dict.set_item("probes", c.probes.load(Ordering::Relaxed))?;
+        dict.set_item("budget_skips", c.budget_skips.load(Ordering::Relaxed))?;
+        dict.set_item(
+            "oversized_replies",
+            c.oversized_replies.load(Ordering::Relaxed),
+        )?;
+        dict.set_item("max_value_bytes", self.config.max_value_bytes)?;
         dict.set_item("latency_p50_us", pool.latency.quantile_micros(0.5))?;
         dict.set_item("latency_p99_us", pool.latency.quantile_micros(0.99))?;
         let idle = writer::WriterCounters::default();

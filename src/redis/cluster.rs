@@ -39,6 +39,7 @@ use redis::{
 
 use super::link::{replicas_in_role, Endpoint, Failure, Handshake, Link};
 use super::pool::wait_for_one_replica;
+use super::reply_guard::{ReplyLimits, TOO_LARGE};
 
 /// Retries the crate makes for one command (redirects, TRYAGAIN, a node
 /// reconnected), and the longest wait between two: small, since the call's
@@ -98,6 +99,7 @@ impl NodeContext {
 
 struct CallContext {
     deadline: Instant,
+    limits: ReplyLimits,
     nodes: Arc<NodeContext>,
 }
 
@@ -108,11 +110,11 @@ thread_local! {
     static LAST_NODE: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
 }
 
-fn current_call() -> RedisResult<(Instant, Arc<NodeContext>)> {
+fn current_call() -> RedisResult<(Instant, ReplyLimits, Arc<NodeContext>)> {
     CALL.with(|call| {
         call.borrow()
             .as_ref()
-            .map(|call| (call.deadline, Arc::clone(&call.nodes)))
+            .map(|call| (call.deadline, call.limits, Arc::clone(&call.nodes)))
     })
     .ok_or_else(|| {
         RedisError::from((
@@ -132,8 +134,8 @@ pub struct NodeLink {
 impl NodeLink {
     /// Bounds the next operation by the deadline of the call being served.
     fn arm(&mut self) -> RedisResult<()> {
-        let (deadline, _) = current_call()?;
-        self.link.arm(deadline);
+        let (deadline, limits, _) = current_call()?;
+        self.link.arm(deadline, limits);
         Ok(())
     }
 
@@ -157,7 +159,7 @@ impl Connect for NodeLink {
                 "cluster nodes are reached over TCP",
             )));
         };
-        let (deadline, nodes) = current_call()?;
+        let (deadline, _, nodes) = current_call()?;
         let endpoint = nodes.template.at(host, *port).map_err(|err| {
             RedisError::from((ErrorKind::InvalidClientConfig, "unusable cluster node", err))
         })?;
@@ -259,7 +261,7 @@ impl Cluster {
         nodes: &Arc<NodeContext>,
         deadline: Instant,
     ) -> RedisResult<Cluster> {
-        enter(nodes, deadline);
+        enter(nodes, deadline, nodes.handshake.reply_limits);
         Ok(Cluster {
             connection: client.get_generic_connection()?,
             nodes: Arc::clone(nodes),
@@ -269,8 +271,8 @@ impl Cluster {
     }
 
     /// Bounds the next call by `deadline`.
-    pub fn arm(&mut self, nodes: &Arc<NodeContext>, deadline: Instant) {
-        enter(nodes, deadline);
+    pub fn arm(&mut self, nodes: &Arc<NodeContext>, deadline: Instant, limits: ReplyLimits) {
+        enter(nodes, deadline, limits);
         self.failure = None;
         self.refused = false;
     }
@@ -329,7 +331,7 @@ impl Cluster {
         if replicas == 0 {
             return Ok(true);
         }
-        let (deadline, _) = current_call()?;
+        let (deadline, _, _) = current_call()?;
         let time_left = deadline.saturating_duration_since(Instant::now());
         let acknowledged = self
             .connection
@@ -429,10 +431,11 @@ impl Cluster {
     }
 }
 
-fn enter(nodes: &Arc<NodeContext>, deadline: Instant) {
+fn enter(nodes: &Arc<NodeContext>, deadline: Instant, limits: ReplyLimits) {
     CALL.with(|call| {
         *call.borrow_mut() = Some(CallContext {
             deadline,
+            limits,
             nodes: Arc::clone(nodes),
         })
     });
@@ -453,6 +456,7 @@ fn unreachable(err: &RedisError) -> Option<Failure> {
                 | ServerErrorKind::BusyLoading
         )
         .then_some(Failure::Other),
+        _ if err.to_string().contains(TOO_LARGE) => Some(Failure::TooLarge),
         _ if err.is_timeout() => Some(Failure::Deadline),
         _ if err.is_connection_dropped() => Some(Failure::Gone),
         _ => Some(Failure::Other),

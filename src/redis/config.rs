@@ -6,6 +6,7 @@ use redis::{ConnectionAddr, ConnectionInfo};
 use rustls::pki_types::ServerName;
 
 use super::link::{Endpoint, Handshake};
+use super::reply_guard::ReplyLimits;
 use super::tls::{self, TlsFiles};
 use super::url::Topology;
 
@@ -33,7 +34,14 @@ pub struct RedisConfig {
     pub failure_threshold: u32,
     pub retry_initial: Duration,
     pub retry_max: Duration,
+    /// The largest value a reply may carry (`max_value_bytes`): a larger
+    /// one is refused on its length prefix, unread (`reply_guard`).
+    pub max_value_bytes: u64,
 }
+
+/// Default `max_value_bytes`: far above any Odoo cache value, far below
+/// what would strain a worker.
+pub const DEFAULT_MAX_VALUE_BYTES: u64 = 16 << 20;
 
 fn positive_duration(option: &str, seconds: f64) -> Result<Duration, String> {
     if seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0 {
@@ -84,7 +92,27 @@ impl RedisConfig {
             failure_threshold,
             retry_initial,
             retry_max,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         })
+    }
+
+    /// The same settings with another `max_value_bytes` (1 KiB to 512 MiB,
+    /// Redis's own limit on a string).
+    pub fn with_max_value_bytes(mut self, max_value_bytes: u64) -> Result<Self, String> {
+        if !(1024..=512 << 20).contains(&max_value_bytes) {
+            return Err(format!(
+                "max_value_bytes must be between 1024 and {} (512 MiB), got {max_value_bytes}",
+                512u64 << 20
+            ));
+        }
+        self.max_value_bytes = max_value_bytes;
+        Ok(self)
+    }
+
+    /// What one call may receive: one value of `max_value_bytes` and the
+    /// small replies around it.
+    pub fn reply_limits(&self) -> ReplyLimits {
+        ReplyLimits::for_values(self.max_value_bytes, "max_value_bytes")
     }
 
     /// Where to connect; TLS settings are read from `files` for `rediss://`.
@@ -139,6 +167,7 @@ impl RedisConfig {
             resp3: settings.protocol().supports_resp3(),
             // What sentinels name may have been demoted since they answered.
             expect_master: matches!(self.topology, Topology::Sentinel { .. }),
+            reply_limits: self.reply_limits(),
         }
     }
 

@@ -23,6 +23,8 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use super::reply_guard::{ReplyGuard, ReplyLimits};
+
 /// How a link stopped being usable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
@@ -32,6 +34,9 @@ pub enum Failure {
     Gone,
     /// Anything else: a protocol error, a TLS alert, a local socket error.
     Other,
+    /// The server announced a reply larger than the call may receive
+    /// (`reply_guard`): it answered, but the rest of the reply is unread.
+    TooLarge,
 }
 
 impl Failure {
@@ -263,6 +268,8 @@ pub struct Handshake {
     /// Refuse a server whose ROLE is not master (Sentinel: the master named
     /// a moment ago may have been demoted since).
     pub expect_master: bool,
+    /// What the handshake's replies may be, until the first `arm`.
+    pub reply_limits: ReplyLimits,
 }
 
 fn connect_socket(domain: Domain, address: &SockAddr, deadline: Instant) -> io::Result<Socket> {
@@ -303,6 +310,7 @@ fn connect_unix(path: &Path, deadline: Instant) -> io::Result<UnixStream> {
 pub struct Link {
     stream: Stream,
     parser: redis::Parser,
+    guard: ReplyGuard,
     db: i64,
     failure: Option<Failure>,
     /// Reply bytes received since the last `arm`: zero means the server
@@ -348,6 +356,7 @@ impl Link {
         let mut link = Link {
             stream,
             parser: redis::Parser::new(),
+            guard: ReplyGuard::new(handshake.reply_limits),
             db: handshake.db,
             failure: None,
             reply_bytes: 0,
@@ -431,9 +440,11 @@ impl Link {
         Ok(())
     }
 
-    /// Bounds every operation of the next call by `deadline`.
-    pub fn arm(&mut self, deadline: Instant) {
+    /// Bounds every operation of the next call by `deadline`, and what it
+    /// may receive by `limits`.
+    pub fn arm(&mut self, deadline: Instant, limits: ReplyLimits) {
         self.stream.set_deadline(deadline);
+        self.guard.arm(limits);
         self.reply_bytes = 0;
     }
 
@@ -486,16 +497,20 @@ impl Link {
         loop {
             let mut reader = Counting {
                 inner: &mut self.stream,
+                guard: &mut self.guard,
                 count: &mut self.reply_bytes,
                 eof: false,
+                refused: false,
             };
             let result = self.parser.parse_value(&mut reader);
-            let hit_eof = reader.eof;
+            let (hit_eof, refused) = (reader.eof, reader.refused);
             match result {
                 Ok(Value::Push { .. }) => continue,
                 Ok(value) => return Ok(value),
                 Err(err) => {
-                    let failure = if hit_eof || err.is_connection_dropped() {
+                    let failure = if refused {
+                        Failure::TooLarge
+                    } else if hit_eof || err.is_connection_dropped() {
                         Failure::Gone
                     } else if err.is_timeout() {
                         Failure::Deadline
@@ -528,11 +543,14 @@ impl Link {
     }
 }
 
-/// Counts the reply bytes handed to the parser, and notices EOF.
+/// Counts the reply bytes handed to the parser, checks them against the
+/// call's limits before the parser sees them, and notices EOF.
 struct Counting<'a> {
     inner: &'a mut Stream,
+    guard: &'a mut ReplyGuard,
     count: &'a mut usize,
     eof: bool,
+    refused: bool,
 }
 
 impl Read for Counting<'_> {
@@ -542,6 +560,10 @@ impl Read for Counting<'_> {
             self.eof = true;
         }
         *self.count += read;
+        if let Err(refused) = self.guard.feed(&buf[..read]) {
+            self.refused = true;
+            return Err(io::Error::new(io::ErrorKind::InvalidData, refused));
+        }
         Ok(read)
     }
 }

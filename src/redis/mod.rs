@@ -4,11 +4,13 @@
 //! owns (`Process`), and the flush of every writer at interpreter exit.
 
 pub mod breaker;
+pub mod budget;
 pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod link;
 pub mod pool;
+pub mod reply_guard;
 pub mod sentinel;
 pub mod tls;
 pub mod url;
@@ -185,7 +187,9 @@ fn log_transition(address: &str, transition: Transition, reason: &str) {
 /// Maps a failed call to the Python exception callers see.
 pub fn call_error_to_py(err: CallError) -> PyErr {
     match err {
+        // The server answered; a reply too large to read is its content.
         CallError::Server(msg) => RedisReplyError::new_err(msg),
+        err @ CallError::TooLarge(_) => RedisReplyError::new_err(err.to_string()),
         other => RedisUnavailable::new_err(other.to_string()),
     }
 }

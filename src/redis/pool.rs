@@ -35,15 +35,19 @@ use parking_lot::Mutex;
 use redis::{ConnectionLike, RedisError, RedisResult, Value};
 
 use super::breaker::{CircuitBreaker, State, Transition};
+use super::budget::{self, Spent};
 use super::cluster::{Cluster, NodeContext};
 use super::config::RedisConfig;
 use super::link::{replicas_in_role, Endpoint, Failure, Handshake, Link};
+use super::reply_guard::ReplyLimits;
 use super::sentinel::MasterResolver;
 use crate::stats::LatencyHistogram;
 
 /// A pooled connection: to one server, or to a whole cluster.
 pub enum Conn {
-    Node(Link),
+    /// Boxed: a link holds its stream, parser and reply guard, and idle
+    /// connections move in and out of the pool.
+    Node(Box<Link>),
     Cluster(Box<Cluster>),
 }
 
@@ -168,6 +172,12 @@ pub enum CallError {
     Unavailable(String),
     /// Redis answered with an error reply (bad command, wrong type...).
     Server(String),
+    /// Redis announced a reply larger than the call may receive: refused
+    /// unread, the connection dropped (see `reply_guard`).
+    TooLarge(String),
+    /// A budget of this thread (its lookup's, its unit of work's) is spent:
+    /// Redis was not contacted, or the call was cut at what was left.
+    BudgetSpent,
 }
 
 impl std::fmt::Display for CallError {
@@ -176,6 +186,11 @@ impl std::fmt::Display for CallError {
             CallError::CircuitOpen => write!(f, "Redis circuit breaker is open"),
             CallError::Unavailable(msg) => write!(f, "Redis unavailable: {msg}"),
             CallError::Server(msg) => write!(f, "Redis error reply: {msg}"),
+            CallError::TooLarge(msg) => write!(f, "Redis reply refused: {msg}"),
+            CallError::BudgetSpent => write!(
+                f,
+                "Redis skipped: this lookup or request already spent its time budget on Redis"
+            ),
         }
     }
 }
@@ -192,6 +207,11 @@ pub struct ClientCounters {
     /// call failed.
     pub discarded_idle: AtomicU64,
     pub probes: AtomicU64,
+    /// Calls not made (or cut short) because a lookup's or a unit of
+    /// work's budget was spent.
+    pub budget_skips: AtomicU64,
+    /// Replies refused on their announced size (`max_value_bytes`).
+    pub oversized_replies: AtomicU64,
 }
 
 /// Logs one line per breaker state change through Python's logging.
@@ -206,6 +226,9 @@ enum Failed {
     /// The server answered (an error reply, or a reply of the wrong shape):
     /// the connection is fine and went back to the pool.
     Answered(String),
+    /// The server announced a reply too large to read: the connection,
+    /// out of step now, is dropped; Redis itself is fine.
+    TooLarge(String),
     /// No answer: the connection is gone.
     Unreachable {
         failure: Failure,
@@ -333,10 +356,41 @@ impl Pool {
         healthy
     }
 
-    /// Runs `f` for a request, within `socket_timeout` from now.
-    /// `f` may run twice (see `attempt`). Must be called without the GIL.
+    /// Runs `f` for a request, within `socket_timeout` from now and what
+    /// this thread's budgets have left (see `budget`); its replies may carry
+    /// one value of `max_value_bytes`. `f` may run twice (see `attempt`).
+    /// Must be called without the GIL.
     pub fn call<T>(&self, f: impl FnMut(&mut Conn) -> RedisResult<T>) -> Result<T, CallError> {
-        self.run(self.config.io_timeout, true, f)
+        self.call_limited(self.config.reply_limits(), f)
+    }
+
+    /// `call` with other bounds on what the replies may be.
+    pub fn call_limited<T>(
+        &self,
+        limits: ReplyLimits,
+        f: impl FnMut(&mut Conn) -> RedisResult<T>,
+    ) -> Result<T, CallError> {
+        let full = self.config.io_timeout;
+        let allowed = match budget::allowance(self.budget_id(), full) {
+            Ok(allowed) => allowed,
+            Err(spent) => {
+                self.counters.budget_skips.fetch_add(1, Ordering::Relaxed);
+                if spent == Spent::Work {
+                    // Normally checked before: no request waits on it.
+                    self.would_attempt();
+                }
+                return Err(CallError::BudgetSpent);
+            }
+        };
+        let started = Instant::now();
+        let result = self.run(allowed, limits, true, f);
+        budget::charge(self.budget_id(), started.elapsed());
+        result
+    }
+
+    /// What this thread's budgets know this pool by.
+    pub fn budget_id(&self) -> usize {
+        self as *const Pool as usize
     }
 
     /// Runs `f` for background work sending `bytes` of arguments: the
@@ -349,7 +403,7 @@ impl Pool {
     ) -> Result<T, CallError> {
         let budget = self.config.connect_timeout
             + Duration::from_secs_f64(bytes as f64 / BACKGROUND_BYTES_PER_SECOND);
-        self.run(budget, false, f)
+        self.run(budget, self.config.reply_limits(), false, f)
     }
 
     /// Drops every idle connection (they are opened again on demand).
@@ -360,9 +414,14 @@ impl Pool {
             .fetch_add(stale.len() as u64, Ordering::Relaxed);
     }
 
+    /// One call within `budget`. `vouches`: a request's call, whose success
+    /// tells that Redis is healthy (background work has a longer deadline).
+    /// A request's call whose budget a thread's budgets cut below
+    /// `socket_timeout` and that ran out says nothing about Redis.
     fn run<T>(
         &self,
         budget: Duration,
+        limits: ReplyLimits,
         vouches: bool,
         mut f: impl FnMut(&mut Conn) -> RedisResult<T>,
     ) -> Result<T, CallError> {
@@ -374,7 +433,7 @@ impl Pool {
         }
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        match self.attempt(started + budget, &mut f) {
+        match self.attempt(started + budget, limits, &mut f) {
             Ok(value) => {
                 self.latency.record(started.elapsed());
                 if vouches {
@@ -388,6 +447,20 @@ impl Pool {
                     self.record_success();
                 }
                 Err(CallError::Server(message))
+            }
+            Err(Failed::TooLarge(message)) => {
+                self.counters
+                    .oversized_replies
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(CallError::TooLarge(message))
+            }
+            Err(Failed::Unreachable {
+                failure: Failure::Deadline,
+                ..
+            }) if vouches && budget < self.config.io_timeout => {
+                // Cut at what a thread's budget had left: no verdict.
+                self.counters.budget_skips.fetch_add(1, Ordering::Relaxed);
+                Err(CallError::BudgetSpent)
             }
             Err(Failed::Unreachable {
                 failure, message, ..
@@ -403,7 +476,7 @@ impl Pool {
                         format!("no answer within {:.2} s", budget.as_secs_f64())
                     }
                     Failure::Gone => format!("connection closed by the server ({message})"),
-                    Failure::Other => message,
+                    Failure::Other | Failure::TooLarge => message,
                 };
                 self.record_failure(&reason);
                 Err(CallError::Unavailable(reason))
@@ -437,13 +510,14 @@ impl Pool {
     fn attempt<T>(
         &self,
         deadline: Instant,
+        limits: ReplyLimits,
         f: &mut impl FnMut(&mut Conn) -> RedisResult<T>,
     ) -> Result<T, Failed> {
         let (link, pooled) = match self.checkout() {
             Some(link) => (link, true),
             None => (self.open(deadline, false)?, false),
         };
-        match self.finish(link, deadline, f) {
+        match self.finish(link, deadline, limits, f) {
             // Sentinel: a fresh connection may also have reached a master
             // demoted since the sentinels named it; the next one asks again.
             Err(Failed::Unreachable {
@@ -453,7 +527,7 @@ impl Pool {
                 self.discard_idle();
                 self.forget_master();
                 let fresh = self.open(deadline, false)?;
-                self.finish(fresh, deadline, f)
+                self.finish(fresh, deadline, limits, f)
             }
             other => other,
         }
@@ -463,13 +537,14 @@ impl Pool {
         &self,
         mut link: Conn,
         deadline: Instant,
+        limits: ReplyLimits,
         f: &mut impl FnMut(&mut Conn) -> RedisResult<T>,
     ) -> Result<T, Failed> {
         match &mut link {
-            Conn::Node(node) => node.arm(deadline),
+            Conn::Node(node) => node.arm(deadline, limits),
             Conn::Cluster(cluster) => {
                 if let Some((_, nodes)) = &self.cluster {
-                    cluster.arm(nodes, deadline);
+                    cluster.arm(nodes, deadline, limits);
                 }
             }
         }
@@ -494,6 +569,7 @@ impl Pool {
                 self.checkin(link);
                 Err(Failed::Answered(err.to_string()))
             }
+            (Err(err), Some(Failure::TooLarge)) => Err(Failed::TooLarge(err.to_string())),
             (Err(err), Some(failure)) => Err(Failed::Unreachable {
                 failure,
                 unanswered: link.went_away_unanswered(),
@@ -561,7 +637,7 @@ impl Pool {
                 .and_then(|addresses| {
                     Link::open(&self.endpoint, &addresses, &self.handshake, deadline)
                 })
-                .map(Conn::Node)
+                .map(|link| Conn::Node(Box::new(link)))
                 .map_err(Failed::connecting);
         };
         // A remembered master that refuses is asked for again at once: after
@@ -583,7 +659,7 @@ impl Pool {
                 .addresses(&endpoint, refresh_addresses)
                 .and_then(|addresses| Link::open(&endpoint, &addresses, &self.handshake, deadline));
             match opened {
-                Ok(link) => return Ok(Conn::Node(link)),
+                Ok(link) => return Ok(Conn::Node(Box::new(link))),
                 Err(err) => {
                     master.forget(&endpoint.node());
                     if !remembered {
@@ -642,7 +718,8 @@ impl Pool {
         self.counters.probes.fetch_add(1, Ordering::Relaxed);
         let link = self.open(Instant::now() + self.config.connect_timeout, true)?;
         let deadline = Instant::now() + self.config.io_timeout;
-        self.finish(link, deadline, &mut |link: &mut Conn| {
+        let limits = self.config.reply_limits();
+        self.finish(link, deadline, limits, &mut |link: &mut Conn| {
             redis::cmd("PING").query::<()>(link)
         })
     }

@@ -227,10 +227,11 @@ fn send_batch(pool: &Pool, counters: &WriterCounters, commands: &[Command], byte
             counters.written.fetch_add(n, Ordering::Relaxed);
             return;
         }
-        Err(CallError::CircuitOpen) | Err(CallError::Unavailable(_)) => {
+        // Background calls have no thread budget.
+        Err(CallError::CircuitOpen | CallError::Unavailable(_) | CallError::BudgetSpent) => {
             &counters.dropped_unavailable
         }
-        Err(CallError::Server(_)) => &counters.failed,
+        Err(CallError::Server(_) | CallError::TooLarge(_)) => &counters.failed,
     };
     unsent.fetch_add(n, Ordering::Relaxed);
     process_writes().unsent.fetch_add(n, Ordering::AcqRel);

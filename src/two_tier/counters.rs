@@ -53,6 +53,13 @@ counter_table! {
         gated,
         rejected_entries,
         forged_entries,
+        /// Entries Redis announced above `max_value_bytes`: refused unread.
+        oversized_entries,
+        /// Values not shared because their entry would exceed `max_value_bytes`.
+        oversized_values,
+        /// Generation syncs refused: the hash had more fields than a
+        /// namespace can (planted).
+        oversized_generations,
         unencodable_values,
         unencodable_keys,
         secret_keys,
@@ -67,6 +74,11 @@ counter_table! {
         flights_waited,
         /// Waits that ran out (then the waiter computed).
         flights_timed_out,
+        /// Locks found that no leader of this cache could have taken (no
+        /// valid tag, no expiry, or an expiry beyond the wait): ignored.
+        flights_planted_locks,
+        /// Recorded compute times that did not verify: ignored.
+        flights_planted_costs,
     }
 }
 

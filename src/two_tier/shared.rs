@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
+use redis::Value;
 
 use super::counters::bump;
 use super::follow;
@@ -14,7 +15,9 @@ use super::policy::Address;
 use super::unit::Outcome;
 use super::TwoTierCache;
 use crate::entry::{self, Rejection};
-use crate::redis::pool::Conn;
+use crate::errors::RedisReplyError;
+use crate::redis::pool::{CallError, Conn};
+use crate::redis::reply_guard::ReplyLimits;
 use crate::redis::writer::Command;
 use crate::redis::{call_error_to_py, RedisClient};
 
@@ -24,12 +27,44 @@ pub(super) enum SharedRead {
     Skipped,
     /// Redis failed or the circuit is open.
     Failed,
+    /// This lookup or unit of work already spent its time on Redis.
+    OutOfBudget,
     Absent(Duration),
-    /// Something was stored but it is not a valid entry for this key now.
+    /// Something was stored but it is not a valid entry for this key now
+    /// (or it was announced too large to read).
     Rejected(Duration),
     /// A stored value failed authentication: written without the key.
     Forged(Duration),
     Found(Py<PyAny>, usize, Duration),
+}
+
+/// Methods a namespace's generations hash may name: far more cached
+/// methods than Odoo and its addons have (a few hundred).
+const MAX_GENERATION_FIELDS: u64 = 4096;
+/// Bytes of its `HGETALL` reply: names of up to 256 bytes, 20-digit tokens.
+const GENERATIONS_REPLY_BYTES: u64 = MAX_GENERATION_FIELDS * 320;
+
+/// The generations hash, unless it has more than ARGV[1] fields: then
+/// their number.
+const READ_GENERATIONS_SCRIPT: &str = "local n = redis.call('HLEN', KEYS[1]) \
+     if n > tonumber(ARGV[1]) then return n end \
+     return redis.call('HGETALL', KEYS[1])";
+
+/// Reads an entry: at most `max_value_bytes - 1` bytes of it, so that Redis
+/// never copies more than that into its reply however large a planted value
+/// is, while a reply of `max_value_bytes` (only an oversized value gives one:
+/// entries are written smaller) is refused on its length prefix, unread
+/// (`timed_read`'s limits, see `reply_guard`).
+fn entry_read(data_key: &[u8], max_value_bytes: u64) -> redis::Cmd {
+    let mut read = redis::cmd("GETRANGE");
+    read.arg(data_key).arg(0).arg(max_value_bytes - 1);
+    read
+}
+
+/// What `entry_read` found: GETRANGE answers an empty string for a
+/// missing key, and no entry is empty.
+fn stored(value: Vec<u8>) -> Option<Vec<u8>> {
+    (!value.is_empty()).then_some(value)
 }
 
 /// The generation token of a method after its bookkeeping was missing
@@ -80,20 +115,50 @@ impl TwoTierCache {
         outcome
     }
 
-    /// The generation tokens of this namespace's methods in Redis.
+    /// The generation tokens of this namespace's methods in Redis. A hash
+    /// with more fields than a namespace can have (`MAX_GENERATION_FIELDS`)
+    /// was planted: refused on its announced size, unread, and counted.
     pub(super) fn read_generations(&self, py: Python<'_>) -> PyResult<HashMap<String, u64>> {
         let Some(client) = &self.client else {
             return Ok(HashMap::new());
         };
+        let client = client.get();
         let key = self.generations_key();
-        let pairs = client
-            .get()
-            .call(py, move |con| {
-                redis::cmd("HGETALL")
+        let limits = ReplyLimits {
+            bytes: GENERATIONS_REPLY_BYTES,
+            bulk: GENERATIONS_REPLY_BYTES,
+            elements: 2 * MAX_GENERATION_FIELDS,
+            option: "the generations hash's field cap",
+        };
+        // Counted in Redis first: a planted hash costs Redis nothing to
+        // refuse (HGETALL of 300,000 fields takes it ~100 ms to build).
+        let reply = client
+            .call_limited(py, limits, move |con| {
+                redis::cmd("EVAL")
+                    .arg(READ_GENERATIONS_SCRIPT)
+                    .arg(1)
                     .arg(key.as_slice())
-                    .query::<Vec<(String, Vec<u8>)>>(con)
+                    .arg(MAX_GENERATION_FIELDS)
+                    .query::<Value>(con)
             })
-            .map_err(call_error_to_py)?;
+            .map_err(|err| {
+                if matches!(err, CallError::TooLarge(_)) {
+                    bump(&self.counters.oversized_generations, 1);
+                }
+                call_error_to_py(err)
+            })?;
+        let pairs: Vec<(String, Vec<u8>)> = match reply {
+            Value::Int(fields) => {
+                bump(&self.counters.oversized_generations, 1);
+                return Err(RedisReplyError::new_err(format!(
+                    "the generations hash has {fields} fields, more than a namespace can \
+                     ({MAX_GENERATION_FIELDS}): planted, not read"
+                )));
+            }
+            other => redis::from_redis_value(other).map_err(|err| {
+                RedisReplyError::new_err(format!("the generations hash is not one: {err}"))
+            })?,
+        };
         Ok(pairs
             .into_iter()
             .filter_map(|(name, token)| {
@@ -198,6 +263,7 @@ impl TwoTierCache {
             .as_ref()
             .map(|name| (self.generations_key(), name.clone()));
         let bookkeeping_ttl = self.bookkeeping_ttl();
+        let max_value_bytes = client.max_value_bytes();
         // A token this process saw replaced is never valid again: one
         // coming back means the bookkeeping was rolled back in Redis.
         let retired: Vec<u64> = address
@@ -212,18 +278,16 @@ impl TwoTierCache {
             .unwrap_or_default();
         let reply = self.timed_read(py, client, |con| {
             let Some((generations_key, name)) = &generations else {
-                let value = redis::cmd("GET")
-                    .arg(data_key)
-                    .query::<Option<Vec<u8>>>(con)?;
-                return Ok((entry::NO_METHOD, value, false));
+                let value = entry_read(data_key, max_value_bytes).query::<Vec<u8>>(con)?;
+                return Ok((entry::NO_METHOD, stored(value), false));
             };
             let (token, value) = redis::pipe()
                 .cmd("HGET")
                 .arg(generations_key.as_slice())
                 .arg(&**name)
-                .cmd("GET")
-                .arg(data_key)
-                .query::<(Option<u64>, Option<Vec<u8>>)>(con)?;
+                .add_command(entry_read(data_key, max_value_bytes))
+                .query::<(Option<u64>, Vec<u8>)>(con)?;
+            let value = stored(value);
             match token {
                 Some(token) if !retired.contains(&token) => Ok((token, value, false)),
                 rolled_back => {
@@ -238,8 +302,9 @@ impl TwoTierCache {
                 }
             }
         });
-        let Some(((token, payload, refreshed), elapsed)) = reply else {
-            return SharedRead::Failed;
+        let ((token, payload, refreshed), elapsed) = match reply {
+            Ok(reply) => reply,
+            Err(read) => return read,
         };
         if let Some(name) = &address.method_name {
             self.generations
@@ -270,13 +335,15 @@ impl TwoTierCache {
         self.forget_tokens_after_outage(client);
         let token = self.generations.lock().get(name)?.current?;
         let data_key = address.redis_key.as_slice();
+        let max_value_bytes = client.max_value_bytes();
         let reply = self.timed_read(py, client, |con| {
-            redis::cmd("GET")
-                .arg(data_key)
-                .query::<Option<Vec<u8>>>(con)
+            entry_read(data_key, max_value_bytes)
+                .query::<Vec<u8>>(con)
+                .map(stored)
         });
-        let Some((payload, elapsed)) = reply else {
-            return Some(SharedRead::Failed);
+        let (payload, elapsed) = match reply {
+            Ok(reply) => reply,
+            Err(read) => return Some(read),
         };
         if payload
             .as_deref()
@@ -289,22 +356,38 @@ impl TwoTierCache {
     }
 
     /// One read of the shared tier, timed into the cache's latency; a
-    /// failure is counted and comes back as None.
+    /// failure is counted and comes back as what the read amounts to.
     fn timed_read<T: Send>(
         &self,
         py: Python<'_>,
         client: &RedisClient,
         read: impl FnMut(&mut Conn) -> redis::RedisResult<T> + Send,
-    ) -> Option<(T, Duration)> {
+    ) -> Result<(T, Duration), SharedRead> {
         let started = Instant::now();
-        let reply = client.call(py, read);
+        let limits = client
+            .reply_limits()
+            .with_bulk(client.max_value_bytes() - 1);
+        let reply = client.call_limited(py, limits, read);
         let elapsed = started.elapsed();
-        self.latency.record(elapsed);
         match reply {
-            Ok(reply) => Some((reply, elapsed)),
+            Ok(reply) => {
+                self.latency.record(elapsed);
+                Ok((reply, elapsed))
+            }
+            Err(CallError::TooLarge(_)) => {
+                self.latency.record(elapsed);
+                bump(&self.counters.oversized_entries, 1);
+                bump(&self.counters.rejected_entries, 1);
+                Err(SharedRead::Rejected(elapsed))
+            }
+            Err(CallError::BudgetSpent) => {
+                bump(&self.counters.l2_skipped, 1);
+                Err(SharedRead::OutOfBudget)
+            }
             Err(_) => {
+                self.latency.record(elapsed);
                 bump(&self.counters.l2_errors, 1);
-                None
+                Err(SharedRead::Failed)
             }
         }
     }
@@ -448,6 +531,11 @@ impl TwoTierCache {
             Some(name) => self.token_for_write(value.py(), client, name)?,
         };
         entry::seal(&mut payload, token, &mac, &address.digest);
+        // No reader would take it (see `entry_read`): not worth the write.
+        if payload.len() as u64 >= client.max_value_bytes() {
+            bump(&self.counters.oversized_values, 1);
+            return None;
+        }
         Some(payload)
     }
 }

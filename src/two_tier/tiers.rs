@@ -1,6 +1,7 @@
 //! The walk through both tiers: a lookup tries L1, then Redis when this
 //! access may be shared; a store fills L1 and sends (or defers) a write.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,12 +11,15 @@ use super::counters::MethodEntry;
 use super::counters::{bump, count};
 use super::flight::Flight;
 use super::policy::Access;
-use super::shared::SharedRead::{self, Absent, Failed, Forged, Found, Rejected, Skipped};
+use super::shared::SharedRead::{
+    self, Absent, Failed, Forged, Found, OutOfBudget, Rejected, Skipped,
+};
 use super::TwoTierCache;
 use crate::clock::deadline_after;
 use crate::entry;
 use crate::lru::Stored;
 use crate::naming::key_method;
+use crate::redis::budget::LookupBudget;
 
 impl TwoTierCache {
     /// L1 then L2; counts per method.
@@ -40,7 +44,8 @@ impl TwoTierCache {
         let py = slf.py();
         let this = slf.get();
         let lru = &slf.as_super().get().lru;
-        this.follow_clears(slf);
+        // One budget for the lookup's calls together (sync, read, flight).
+        let budget = this.follow_clears(slf);
         if let Some(value) = lru.lookup(key, hash)? {
             // Counted per method by the entry's own hit counter.
             return Ok(Some(value));
@@ -50,6 +55,11 @@ impl TwoTierCache {
         let shared = match (this.access(py)?, &this.client) {
             (Access::Local, _) | (_, None) => None,
             (_, Some(client)) => this.address(key, method).map(|a| (client.get(), a)),
+        };
+        let _budget = match (budget, &shared) {
+            (Some(budget), _) => Some(budget),
+            (None, Some((client, _))) => Some(client.lookup_budget()),
+            (None, None) => None,
         };
         let mut read = match &shared {
             Some((client, address)) => this.read_shared(py, client, address),
@@ -74,7 +84,7 @@ impl TwoTierCache {
                 this.count_shared_miss(&read, method);
                 None
             }
-            Skipped => None,
+            Skipped | OutOfBudget => None,
         };
         match found {
             Some((value, size, elapsed)) => {
@@ -102,19 +112,28 @@ impl TwoTierCache {
     }
 
     /// Another process cleared something since the last lookup: drop the
-    /// L1 copies it made stale before answering (see `follow`).
-    fn follow_clears(&self, slf: &Bound<'_, Self>) {
+    /// L1 copies it made stale before answering (see `follow`). Returns the
+    /// lookup's budget when the sync opened it.
+    fn follow_clears(&self, slf: &Bound<'_, Self>) -> Option<LookupBudget> {
         let (Some(follower), Some(client)) = (&self.follower, &self.client) else {
-            return;
+            return None;
         };
         let generations_key = || self.settings.read().generations_key.clone();
         let pool = || Arc::clone(&client.get().process().pool);
-        if follower.take_moved(pool, generations_key)
-            && TwoTierCache::sync_generations(slf).is_err()
-        {
-            follower.retry(generations_key);
-            self.mark_unsynced();
+        if !follower.take_moved(pool, generations_key) {
+            return None;
         }
+        let budget = client.get().lookup_budget();
+        let oversized = self.counters.oversized_generations.load(Ordering::Relaxed);
+        if TwoTierCache::sync_generations(slf).is_err() {
+            self.mark_unsynced();
+            // A planted hash stays planted: the poller raises the flag again
+            // when the clears key moves, not every lookup until then.
+            if self.counters.oversized_generations.load(Ordering::Relaxed) == oversized {
+                follower.retry(generations_key);
+            }
+        }
+        Some(budget)
     }
 
     /// Counts a read that reached Redis without finding a valid entry.

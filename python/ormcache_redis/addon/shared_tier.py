@@ -172,6 +172,10 @@ class SharedTier:
             "method_clear_fallbacks": 0,
             "suspensions": 0,
             "sync_failures": 0,
+            # Units of work that spent their time budget on Redis, and the
+            # calls they then did not make (see begin_budget).
+            "units_out_of_budget": 0,
+            "calls_skipped_out_of_budget": 0,
         }
         self._gates = {name: self._make_gate(name) for name in self.shared_caches}
         for name, cache in self.caches.items():
@@ -322,6 +326,21 @@ class SharedTier:
         self.counters["pending_dropped_overflow"] += unit.overflow
         return unit
 
+    def begin_budget(self) -> None:
+        """A request/cron job starts: its Redis calls on this thread share one
+        ``socket_timeout`` from now on (the engine's unit budget); once it is
+        spent, the unit goes on with L1 and its own computations."""
+        if self.client is not None:
+            self.client.begin_unit_budget()
+
+    def _end_budget(self) -> None:
+        if self.client is None:
+            return
+        spent = self.client.end_unit_budget()
+        if spent is not None and spent[1]:
+            self.counters["units_out_of_budget"] += 1
+            self.counters["calls_skipped_out_of_budget"] += spent[1]
+
     def begin_unit(self, methods_version: bytes | None) -> None:
         """A request/cron job starts (Odoo's check_signaling)."""
         state = self._thread()
@@ -428,6 +447,12 @@ class SharedTier:
         """Odoo's signal_changes ran (after commit): send the values computed
         in this unit, except those of caches it invalidated. Returns how many
         writes were queued."""
+        try:
+            return self._commit_writes(invalidated, registry_invalidated)
+        finally:
+            self._end_budget()
+
+    def _commit_writes(self, invalidated: Iterable[str], registry_invalidated: bool) -> int:
         state = self._thread()
         unit = self._end_unit(state)
         blocked, state.blocked = state.blocked, set()
@@ -462,6 +487,7 @@ class SharedTier:
 
     def rollback_unit(self) -> None:
         """Odoo's reset_changes: nothing computed in this unit reaches Redis."""
+        self._end_budget()
         state = self._thread()
         self.counters["pending_dropped_rollback"] += self._end_unit(state).discard_all()
         clears, state.method_clears = state.method_clears, []
