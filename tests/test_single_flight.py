@@ -76,8 +76,11 @@ def test_waiters_get_the_leaders_value(redis_url: str, redis_server, flying) -> 
     assert not [n for n in redis_server.command("KEYS", "*") if b":l:" in n]  # released
 
 
-def test_os_processes_compute_once(redis_url: str, redis_server) -> None:
-    """16 callers in 4 OS processes, the method switched on by its decorator."""
+@pytest.mark.parametrize("switch", ["single_flight=True", ""], ids=["switched-on", "by-cost"])
+def test_os_processes_compute_once(redis_url: str, redis_server, switch: str) -> None:
+    """16 callers in 4 OS processes of a cold cluster: the method switched on
+    by its decorator, or not (its cost is still unknown: it flies from its
+    first miss, where it used to fly only once measured)."""
     script = textwrap.dedent(
         f"""
         import sys, threading, time
@@ -95,7 +98,7 @@ def test_os_processes_compute_once(redis_url: str, redis_server) -> None:
             _name = "sale.report"
             pool = Pool()
 
-            @ormcache("company", single_flight=True)
+            @ormcache("company", {switch})
             def data(self, company):
                 counter.incr("computations")
                 time.sleep(0.4)
@@ -148,20 +151,28 @@ def test_an_unshareable_value_releases_the_lock_at_once(
     assert waiter.stats()["flights_led"] == 1  # took the released lock
 
 
-def test_cheap_methods_never_take_a_lock(redis_url: str, redis_server) -> None:
+def test_a_cheap_method_takes_one_lock_in_the_cluster_then_none(
+    redis_url: str, redis_server
+) -> None:
+    """Its cost unknown, a method flies at its first miss (so a cold cluster
+    computes it once); measured cheap, it never takes a lock again, in this
+    process or in any other that reads the recorded cost."""
     redis_server.command("CONFIG", "RESETSTAT")
-    cache = make_cache(redis_url)
-    for uid in range(50):
-        k = key(uid, method=cheap_lookup)
-        with pytest.raises(KeyError):
-            cache[k]
-        cache[k] = uid
-    settle(cache)
-    assert cache.stats()["flights_led"] == 0
+    first, second = make_cache(redis_url), make_cache(redis_url)
+    for cache, uids in ((first, range(50)), (second, range(50, 100))):
+        for uid in uids:
+            k = key(uid, method=cheap_lookup)
+            with pytest.raises(KeyError):
+                cache[k]
+            cache[k] = uid
+        settle(cache)
+    assert first.stats()["flights_led"] == 1
+    assert second.stats()["flights_led"] == 0
     stats = redis_server.command("INFO", "commandstats").decode()
-    assert "cmdstat_eval" not in stats and "cmdstat_setnx" not in stats
+    # One lock taken (its SET), one released (the EVAL): two lock commands.
+    assert "cmdstat_eval:calls=1," in stats
     assert not [n for n in redis_server.command("KEYS", "*") if b":l:" in n]
-    assert len(entry_names(redis_server)) == 50
+    assert len(entry_names(redis_server)) == 100
 
 
 def test_a_slow_method_flies_in_processes_that_never_computed_it(
@@ -196,3 +207,124 @@ def test_switched_off_never_flies(redis_url: str, redis_server) -> None:
 def test_bad_flight_settings_name_themselves(redis_url: str, arguments: dict, named: str) -> None:
     with pytest.raises(ValueError, match=named):
         make_cache(redis_url, **arguments)
+
+
+# ------------------------------------------------------------------ planted in Redis
+
+
+def lock_name_of(redis_server, cache: TwoTierCache) -> bytes:
+    """The lock key of ``key(1, method=dashboard)``: its entry's, with ``l:``."""
+    cache[key(1, method=dashboard)] = ("dashboard", 1)
+    settle(cache)
+    (entry,) = entry_names(redis_server)
+    redis_server.command("DEL", entry)
+    return entry.replace(b":c:", b":l:")
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        ("SET", "123"),  # no tag, no expiry
+        ("SET", "123", "PX", "400"),  # no tag
+        ("SET", "123.00112233445566778899aabbccddeeff", "PX", "400"),  # a wrong tag
+        ("SET", "123.00112233445566778899aabbccddeeff", "PX", "3600000"),
+    ],
+    ids=["bare", "untagged", "forged-tag", "long-expiry"],
+)
+def test_a_planted_lock_does_not_make_misses_wait(
+    redis_url: str, redis_server, flying, planted: tuple[str, ...]
+) -> None:
+    """The issue's row: a lock planted without TTL made every miss of the
+    method wait single_flight_wait (5,037 ms, ~259 Redis calls)."""
+    lock = lock_name_of(redis_server, make_cache(redis_url))
+    redis_server.command(planted[0], lock, *planted[1:])
+    waiter = make_cache(redis_url, single_flight_wait=5.0)
+    redis_server.command("CONFIG", "RESETSTAT")
+    started = time.monotonic()
+    assert compute_through(waiter, redis_server, 0.05) == ("dashboard", 1)
+    elapsed = time.monotonic() - started
+    calls = int(
+        redis_server.command("INFO", "stats")
+        .decode()
+        .split("total_commands_processed:")[1]
+        .split()[0]
+    )
+    print(f"planted {planted[1:]}: {elapsed * 1000:.0f} ms, {calls} commands")
+    assert elapsed <= 0.05 + 0.300
+    assert waiter.stats()["flights_planted_locks"] == 1
+    assert waiter.stats()["flights_timed_out"] == 0
+
+
+def test_a_leader_that_died_costs_its_waiters_about_one_lease(
+    redis_url: str, redis_server, flying
+) -> None:
+    """A worker killed while it computes: today's lease is 0.5 s (it was
+    the whole single_flight_wait of 5 s)."""
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from test_two_tier import key, make_cache
+        from test_single_flight import dashboard
+        from ormcache_redis._native import set_single_flight
+        set_single_flight(dashboard, True)
+        leader = make_cache({redis_url!r})
+        try:
+            leader[key(1, method=dashboard)]
+        except KeyError:
+            print("leading", flush=True)
+        os._exit(9)  # killed mid-computation: no store, no release
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert "leading" in done.stdout, done.stderr
+    assert [n for n in redis_server.command("KEYS", "*") if b":l:" in n]
+    waiter = make_cache(redis_url, single_flight_wait=5.0)
+    started = time.monotonic()
+    assert compute_through(waiter, redis_server, 0) == ("dashboard", 1)
+    elapsed = time.monotonic() - started
+    print(f"dead leader cost the waiter {elapsed * 1000:.0f} ms")
+    assert elapsed <= 0.5 + 0.3
+    assert waiter.stats()["flights_led"] == 1
+
+
+def test_a_live_leader_keeps_its_lock_past_one_lease(redis_url: str, redis_server, flying) -> None:
+    leader, waiter = make_cache(redis_url), make_cache(redis_url, single_flight_wait=5.0)
+    results: list[object] = []
+    slow = threading.Thread(
+        target=lambda: results.append(compute_through(leader, redis_server, 1.5))
+    )
+    slow.start()
+    time.sleep(0.2)
+    results.append(compute_through(waiter, redis_server, 0))
+    slow.join()
+    assert results == [("dashboard", 1)] * 2
+    assert computations(redis_server) == 1
+    assert waiter.stats()["l2_hits"] == 1
+
+
+def test_a_planted_cost_changes_nothing(redis_url: str, redis_server) -> None:
+    """The issue's row: HSET <prefix>flight-costs:<cache> <cheap method>
+    1000000000 made a cheap method fly in every new process (~38 misses)."""
+    name = f"{cheap_lookup.__module__}.cheap_lookup"
+    for planted in (b"1000000000", b"1000000000.00112233445566778899aabbccddeeff"):
+        redis_server.command("FLUSHALL")
+        first = make_cache(redis_url)
+        for uid in range(5):  # measured cheap, recorded
+            with pytest.raises(KeyError):
+                first[key(uid, method=cheap_lookup)]
+            first[key(uid, method=cheap_lookup)] = uid
+        settle(first)
+        redis_server.command("HSET", b"ormcache:flight-costs:default", name, planted)
+        fresh = make_cache(redis_url)
+        for uid in range(5, 45):
+            with pytest.raises(KeyError):
+                fresh[key(uid, method=cheap_lookup)]
+            fresh[key(uid, method=cheap_lookup)] = uid
+        stats = fresh.stats()
+        assert stats["flights_planted_costs"] == 1
+        # Unknown after the planted record was ignored: one flight at most,
+        # then its own measure says cheap.
+        assert stats["flights_led"] + stats["flights_waited"] <= 1

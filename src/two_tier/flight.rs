@@ -2,18 +2,30 @@
 //! method misses, one process computes it and the others wait for its value
 //! instead of computing it too.
 //!
-//! The leader holds `SET <lock> <random token> NX PX <wait>` from its miss
-//! until its value is written (after the SET in the same write queue, so a
-//! waiter that sees the lock gone finds the value), released by a Lua
-//! compare-and-delete: only by its owner. Waiters poll the entry with a
-//! backoff, take the lead if the lock vanished without a value (the leader
-//! failed or rolled back), and compute themselves once `wait` has passed.
+//! The leader holds `SET <lock> <value> NX PX <lease>` from its miss until
+//! its value is written (after the SET in the same write queue, so a waiter
+//! that sees the lock gone finds the value), released by a Lua
+//! compare-and-delete: only by its owner. The lease is short and renewed
+//! while the leader computes (`lease`): a leader that died costs its
+//! waiters about one lease. Waiters poll the entry with a backoff (a
+//! bounded number of calls), take the lead if the lock vanished without a
+//! value (the leader failed or rolled back), and compute themselves once
+//! `wait` has passed.
+//!
+//! Redis is untrusted: a lock's value carries a tag of the cache's entry
+//! key (`lock_value`), and a lock without one, without an expiry, or with an
+//! expiry no leader sets (beyond a lease) was planted: the miss computes at
+//! once (counted), instead of waiting on it.
 //!
 //! Which methods fly: those switched on per method, and (unless switched
-//! off) those whose measured compute time is at least `single_flight_after`,
-//! measured here between a miss and the store of the same key, or learnt
-//! from Redis where another process recorded it. Cheap lookups never pay a
-//! lock round trip.
+//! off) those whose compute time is at least `single_flight_after` or still
+//! unknown: a method flies from its first miss in the cluster, and stops
+//! once it is measured cheap. A cost is this process's own measure (the
+//! mean of its computations), or before it has one, the last measure
+//! another process recorded in Redis, tagged like a lock: an untagged or
+//! wrongly tagged record is ignored (counted), and a record never blends
+//! into this process's own measures. Cheap lookups never pay a lock round
+//! trip once measured.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -24,10 +36,13 @@ use parking_lot::RwLock;
 use pyo3::prelude::*;
 
 use super::counters::{bump, MethodEntry};
+use super::lease::{self, LEASE};
 use super::policy::{method_name_arg, Address};
 use super::shared::SharedRead;
 use super::TwoTierCache;
+use crate::crypto::Mac;
 use crate::entry;
+use crate::redis::pool::CallError;
 use crate::redis::writer::Command;
 use crate::redis::RedisClient;
 
@@ -35,9 +50,13 @@ use crate::redis::RedisClient;
 /// computation that raised never stores, so old ones are pruned.
 const MAX_PENDING: usize = 4096;
 const PENDING_MAX_AGE: Duration = Duration::from_secs(600);
-/// Polling backoff of a waiter.
+/// Polling backoff of a waiter, and the most polls of one wait (each one
+/// round trip for the lock, one for the entry).
 const FIRST_POLL: Duration = Duration::from_millis(2);
-const LONGEST_POLL: Duration = Duration::from_millis(40);
+const LONGEST_POLL: Duration = Duration::from_millis(100);
+const MOST_POLLS: u32 = 64;
+/// Bytes of a lock's or a cost's tag kept (hex: twice as many characters).
+const TAG_BYTES: usize = 16;
 
 const RELEASE_SCRIPT: &str =
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0";
@@ -78,20 +97,35 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_single_flight, m)?)
 }
 
-/// What this process measured of a method's computations.
+/// What is known of a method's compute time.
 #[derive(Default)]
 pub(super) struct MethodCost {
-    /// Moving average of the compute time, in microseconds (0: unknown).
+    /// This process's own measure: the mean of its computations, in
+    /// microseconds (0: none yet).
     micros: AtomicU64,
+    computations: AtomicU64,
+    /// Another process's measure read from Redis (0: none), used until
+    /// this process has its own.
+    recorded: AtomicU64,
     /// Whether Redis was asked for another process's measure.
     asked_redis: AtomicBool,
+}
+
+impl MethodCost {
+    /// The cost that decides, in microseconds: own, else recorded (0: unknown).
+    fn known(&self) -> u64 {
+        match self.micros.load(Ordering::Relaxed) {
+            0 => self.recorded.load(Ordering::Relaxed),
+            own => own,
+        }
+    }
 }
 
 /// A computation started after a miss, until its value is stored.
 pub(super) struct Pending {
     started: Instant,
-    /// The lock this process holds as the flight's leader, and its token.
-    lock: Option<(Vec<u8>, u64)>,
+    /// The lock this process holds as the flight's leader, and its value.
+    lock: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 pub(super) type PendingComputations = HashMap<[u8; 32], Pending>;
@@ -161,9 +195,7 @@ impl TwoTierCache {
             return false;
         };
         let cost = &method.cost;
-        if cost.micros.load(Ordering::Relaxed) == 0
-            && !cost.asked_redis.swap(true, Ordering::Relaxed)
-        {
+        if cost.known() == 0 && !cost.asked_redis.swap(true, Ordering::Relaxed) {
             // First miss of a method this process never computed: another
             // process may have measured it.
             let key = self.costs_key();
@@ -173,63 +205,92 @@ impl TwoTierCache {
                     redis::cmd("HGET")
                         .arg(key.as_slice())
                         .arg(field.as_str())
-                        .query::<Option<u64>>(con)
+                        .query::<Option<Vec<u8>>>(con)
                 })
                 .ok()
                 .flatten();
-            if let Some(micros) = recorded {
-                let _ = cost.micros.compare_exchange(
-                    0,
-                    micros.max(1),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
+            if let Some(record) = recorded {
+                match self.open_cost(name, &record) {
+                    Some(micros) => cost.recorded.store(micros.max(1), Ordering::Relaxed),
+                    None => bump(&self.counters.flights_planted_costs, 1),
+                }
             }
         }
-        Duration::from_micros(cost.micros.load(Ordering::Relaxed)) >= after
+        // Unknown: fly, until measured.
+        match cost.known() {
+            0 => true,
+            micros => Duration::from_micros(micros) >= after,
+        }
     }
 
-    /// Takes the lead (Err with the lock held, or None when Redis failed or
-    /// the wait ran out), or returns the leader's value.
+    /// Takes the lead (Err with the lock held, or None when Redis failed,
+    /// the lock was planted or the wait ran out), or returns the leader's
+    /// value.
+    #[allow(clippy::type_complexity)]
     fn join_flight(
         &self,
         py: Python<'_>,
         client: &RedisClient,
         address: &Address,
-    ) -> Result<SharedRead, Option<(Vec<u8>, u64)>> {
-        let (prefix, wait) = {
+    ) -> Result<SharedRead, Option<(Vec<u8>, Vec<u8>)>> {
+        let (prefix, wait, mac) = {
             let settings = self.settings.read();
-            (settings.prefix.clone(), settings.flight.wait)
+            (
+                settings.prefix.clone(),
+                settings.flight.wait,
+                settings.mac.clone(),
+            )
         };
         let lock_key = entry::redis_key(&prefix, entry::LOCK, &address.digest);
-        let token = entry::new_token();
-        let lease_millis = wait.as_millis().max(1) as u64;
+        let value = lock_value(&mac, &lock_key, entry::new_token());
+        let lease = LEASE.min(wait);
+        let lease_millis = lease.as_millis().max(1) as u64;
         let deadline = Instant::now() + wait;
         let mut poll = FIRST_POLL;
         let mut waited = false;
-        loop {
+        for _ in 0..MOST_POLLS {
             let key = lock_key.as_slice();
             let taken = client.call(py, |con| {
-                redis::cmd("SET")
+                redis::pipe()
+                    .cmd("SET")
                     .arg(key)
-                    .arg(token)
+                    .arg(value.as_slice())
                     .arg("NX")
                     .arg("PX")
                     .arg(lease_millis)
-                    .query::<Option<String>>(con)
+                    .cmd("GET")
+                    .arg(key)
+                    .cmd("PTTL")
+                    .arg(key)
+                    .query::<(Option<String>, Option<Vec<u8>>, i64)>(con)
             });
             match taken {
-                Ok(Some(_)) => {
+                Ok((Some(_), _, _)) => {
                     bump(&self.counters.flights_led, 1);
-                    return Err(Some((lock_key, token)));
+                    lease::hold(&lock_key, &value, &client.process().pool, wait);
+                    return Err(Some((lock_key, value)));
                 }
-                Ok(None) => {}
+                Ok((None, Some(held), ttl)) => {
+                    // A leader's lock verifies and lives at most a lease;
+                    // anything else would make every miss wait for nothing.
+                    let planted = !lock_verifies(&mac, &lock_key, &held)
+                        || !(0..=LEASE.as_millis() as i64).contains(&ttl);
+                    if planted {
+                        bump(&self.counters.flights_planted_locks, 1);
+                        return Err(None);
+                    }
+                }
+                // Released between the SET and the GET: try again at once.
+                Ok((None, None, _)) => continue,
+                Err(CallError::TooLarge(_)) => {
+                    bump(&self.counters.flights_planted_locks, 1);
+                    return Err(None);
+                }
                 Err(_) => return Err(None),
             }
             let now = Instant::now();
             if now >= deadline {
-                bump(&self.counters.flights_timed_out, 1);
-                return Err(None);
+                break;
             }
             let nap = poll.min(deadline - now);
             py.detach(|| std::thread::sleep(nap));
@@ -240,14 +301,16 @@ impl TwoTierCache {
             }
             match self.read_shared(py, client, address) {
                 found @ SharedRead::Found(..) => return Ok(found),
-                SharedRead::Failed => return Err(None),
+                SharedRead::Failed | SharedRead::OutOfBudget => return Err(None),
                 _ => {}
             }
         }
+        bump(&self.counters.flights_timed_out, 1);
+        Err(None)
     }
 
     /// The store of a value computed after a miss: times the computation
-    /// (recording slow ones in Redis for the other processes) and returns
+    /// (recording its cost in Redis for the other processes) and returns
     /// the command releasing the flight's lock, to send after the value.
     pub(super) fn computation_stored(
         &self,
@@ -262,43 +325,83 @@ impl TwoTierCache {
             bump(&method.counters.compute_us, elapsed.as_micros() as u64);
             self.record_cost(client, method, elapsed);
         }
-        let (lock_key, token) = pending.lock?;
-        Some(release_command(lock_key, token))
+        let (lock_key, value) = pending.lock?;
+        lease::release(&lock_key);
+        Some(release_command(lock_key, value))
     }
 
     fn record_cost(&self, client: &RedisClient, method: &MethodEntry, elapsed: Duration) {
         let measured = (elapsed.as_micros() as u64).max(1);
-        let previous = method.cost.micros.load(Ordering::Relaxed);
-        let average = if previous == 0 {
+        let cost = &method.cost;
+        let count = cost.computations.fetch_add(1, Ordering::Relaxed) + 1;
+        let previous = cost.micros.load(Ordering::Relaxed);
+        // The mean of this process's own computations: a figure read from
+        // Redis never enters it.
+        let mean = if previous == 0 {
             measured
         } else {
-            (previous * 3 + measured) / 4
-        };
-        method.cost.micros.store(average, Ordering::Relaxed);
+            ((previous as u128 * (count - 1) as u128 + measured as u128) / count as u128) as u64
+        }
+        .max(1);
+        cost.micros.store(mean, Ordering::Relaxed);
         let Some(after) = self.settings.read().flight.after else {
             return;
         };
-        let slow = Duration::from_micros(average) >= after;
+        let Some(name) = &method.name else {
+            return;
+        };
+        let slow = Duration::from_micros(mean) >= after;
         let was_slow = Duration::from_micros(previous) >= after;
-        // Written when the verdict changes or the cost doubles or halves:
-        // rare, and off the request path.
-        let moved = previous == 0 || average > previous * 2 || average * 2 < previous;
-        if let Some(name) = &method.name {
-            if slow != was_slow || (slow && moved) {
-                let key = self.costs_key();
-                client.enqueue_command(vec![
-                    b"HSET".to_vec(),
-                    key.clone(),
-                    name.as_bytes().to_vec(),
-                    average.to_string().into_bytes(),
-                ]);
-                client.enqueue_command(entry::expire_command(key, self.bookkeeping_ttl()));
-            }
+        let recorded = cost.recorded.load(Ordering::Relaxed);
+        // Written at the first measure (unless another process's record
+        // already says the same), when the verdict changes, or when a slow
+        // cost doubles or halves: rare, and off the request path.
+        let first =
+            previous == 0 && (recorded == 0 || (Duration::from_micros(recorded) >= after) != slow);
+        let moved = mean > previous.saturating_mul(2) || mean.saturating_mul(2) < previous;
+        if first || (previous != 0 && (slow != was_slow || (slow && moved))) {
+            let key = self.costs_key();
+            let record = self.seal_cost(name, mean);
+            client.enqueue_command(vec![
+                b"HSET".to_vec(),
+                key.clone(),
+                name.as_bytes().to_vec(),
+                record,
+            ]);
+            client.enqueue_command(entry::expire_command(key, self.bookkeeping_ttl()));
         }
     }
 
-    /// Where processes record the compute times of this cache's slow
-    /// methods (a hint: a wrong figure only changes who waits).
+    /// `<micros>.<tag>`: a compute time another process can trust.
+    fn seal_cost(&self, name: &str, micros: u64) -> Vec<u8> {
+        let micros = micros.to_string();
+        let tag = self.cost_tag(name, &micros);
+        format!("{micros}.{tag}").into_bytes()
+    }
+
+    /// The compute time in a record, if it verifies.
+    fn open_cost(&self, name: &str, record: &[u8]) -> Option<u64> {
+        let record = std::str::from_utf8(record).ok()?;
+        let (micros, tag) = record.split_once('.')?;
+        if micros.len() > 20
+            || !constant_time_eq(self.cost_tag(name, micros).as_bytes(), tag.as_bytes())
+        {
+            return None;
+        }
+        micros.parse().ok()
+    }
+
+    fn cost_tag(&self, name: &str, micros: &str) -> String {
+        let key = self.costs_key();
+        let settings = self.settings.read();
+        hex_tag(
+            &settings.mac,
+            &[b"flight-cost", &key, name.as_bytes(), micros.as_bytes()],
+        )
+    }
+
+    /// Where processes record the compute times of this cache's methods
+    /// (a hint: a wrong figure only changes who waits).
     fn costs_key(&self) -> Vec<u8> {
         let settings = self.settings.read();
         let mut key = settings.prefix.as_bytes().to_vec();
@@ -308,13 +411,64 @@ impl TwoTierCache {
     }
 }
 
-/// Deletes the lock only while it still holds `token`.
-pub(super) fn release_command(lock_key: Vec<u8>, token: u64) -> Command {
+/// A leader's lock value: a random token and a tag of it and the lock's
+/// key, under the cache's entry key.
+fn lock_value(mac: &Mac, lock_key: &[u8], token: u64) -> Vec<u8> {
+    let token = token.to_string();
+    let tag = hex_tag(mac, &[b"flight-lock", lock_key, token.as_bytes()]);
+    format!("{token}.{tag}").into_bytes()
+}
+
+/// Whether a lock's value was set by a leader of a cache with this key.
+fn lock_verifies(mac: &Mac, lock_key: &[u8], value: &[u8]) -> bool {
+    let Some(dot) = value.iter().position(|&b| b == b'.') else {
+        return false;
+    };
+    let (token, tag) = (&value[..dot], &value[dot + 1..]);
+    token.len() <= 20
+        && constant_time_eq(
+            hex_tag(mac, &[b"flight-lock", lock_key, token]).as_bytes(),
+            tag,
+        )
+}
+
+fn hex_tag(mac: &Mac, parts: &[&[u8]]) -> String {
+    mac.tag(parts)[..TAG_BYTES]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Compares without stopping at the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Deletes the lock only while it still holds the leader's value.
+pub(super) fn release_command(lock_key: Vec<u8>, value: Vec<u8>) -> Command {
     vec![
         b"EVAL".to_vec(),
         RELEASE_SCRIPT.as_bytes().to_vec(),
         b"1".to_vec(),
         lock_key,
-        token.to_string().into_bytes(),
+        value,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::derive_key;
+
+    #[test]
+    fn a_lock_verifies_only_under_its_key_and_name() {
+        let mac = Mac::new(&derive_key(b"secret", "cache-entry"));
+        let value = lock_value(&mac, b"p:l:aa", 42);
+        assert!(lock_verifies(&mac, b"p:l:aa", &value));
+        assert!(!lock_verifies(&mac, b"p:l:bb", &value));
+        let other = Mac::new(&derive_key(b"other", "cache-entry"));
+        assert!(!lock_verifies(&other, b"p:l:aa", &value));
+        assert!(!lock_verifies(&mac, b"p:l:aa", b"42"));
+        assert!(!lock_verifies(&mac, b"p:l:aa", b"1."));
+    }
 }

@@ -10,6 +10,7 @@ mod counters;
 mod flight;
 mod follow;
 mod generations;
+mod lease;
 mod policy;
 mod reports;
 mod shared;
