@@ -18,6 +18,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -300,3 +301,44 @@ def test_requests_of_a_threaded_server_each_spend_one_budget_under_sigstop(
     print(f"{len(durations)} requests, slowest {max(durations) * 1000:.0f} ms")
     assert len(durations) == 24
     assert max(durations) <= SOCKET_TIMEOUT + MARGIN
+
+
+# ------------------------------------------------------------------ the documented ACL
+
+
+def documented_acl_rules() -> list[str]:
+    """The rules of SECURITY.md's recommended ACL user, as written there."""
+    security = (Path(__file__).parent.parent / "SECURITY.md").read_text()
+    (line,) = [ln.strip() for ln in security.splitlines() if ln.strip().startswith("user odoo on")]
+    return [rule for rule in line.split()[3:] if not rule.startswith(">")]
+
+
+def test_the_documented_acl_lets_the_cache_do_everything_it_does(
+    redis_url: str, redis_server, expensive: None
+) -> None:
+    """Reads, writes, generation syncs (script), clears, flights and their
+    leases (scripts): nothing the engine sends may be refused."""
+    rules = documented_acl_rules()
+    redis_server.command("ACL", "SETUSER", "doc-odoo", "reset", "on", ">pw-doc", *rules)
+    try:
+        url = redis_url.replace("redis://", "redis://doc-odoo:pw-doc@")
+        first, second = make_cache(url), make_cache(url)
+        k = key(3, method=expensive_report)
+        with pytest.raises(KeyError):
+            first[k]  # leads the flight: lock, lease
+        time.sleep(0.6)  # one renewal of the lease at least
+        first[k] = "computed"
+        first.sync_generations()
+        settle(first)
+        assert second[k] == "computed"
+        first.clear_method(expensive_report)
+        second.sync_generations()
+        with pytest.raises(KeyError):
+            second[k]
+        stats = [cache.stats() for cache in (first, second)]
+        clients = [cache.client.stats() for cache in (first, second)]
+        print(stats, clients)
+        assert all(s["l2_errors"] == 0 and s["flights_planted_locks"] == 0 for s in stats)
+        assert all(c["errors"] == 0 and c["writes_failed"] == 0 for c in clients)
+    finally:
+        redis_server.command("ACL", "DELUSER", "doc-odoo")

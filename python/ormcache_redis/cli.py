@@ -54,8 +54,8 @@ CACHE_NAME = re.compile(r"[a-zA-Z0-9_.-]{1,64}")
 # key by `doctor`.
 ROLE_COMMANDS = {
     "cache": (
-        "set", "get", "expire", "hget", "hset", "hsetnx", "hgetall", "hdel", "del",
-        "multi", "exec", "eval",
+        "set", "get", "getrange", "expire", "hget", "hset", "hsetnx", "hgetall", "hlen",
+        "hdel", "del", "pttl", "pexpire", "multi", "exec", "eval",
     ),
     "sessions": (
         "hset", "hget", "hstrlen", "hdel", "exists", "pttl", "pexpire", "del", "multi", "exec",
@@ -265,6 +265,7 @@ def _permission_findings(client: RedisClient, role: str, prefix: str) -> list[Fi
     probes: dict[str, list[Any]] = {
         "set": ["SET", key, "1", "EX", 60],
         "get": ["GET", key],
+        "getrange": ["GETRANGE", key, 0, 15],
         "expire": ["EXPIRE", key, 60],
         "pexpire": ["PEXPIRE", key, 60_000],
         "pttl": ["PTTL", key],
@@ -274,6 +275,7 @@ def _permission_findings(client: RedisClient, role: str, prefix: str) -> list[Fi
         "hget": ["HGET", hash_key, "f"],
         "hstrlen": ["HSTRLEN", hash_key, "f"],
         "hgetall": ["HGETALL", hash_key],
+        "hlen": ["HLEN", hash_key],
         "hdel": ["HDEL", hash_key, "f"],
         "eval": ["EVAL", "return 1", 0],
         "del": ["DEL", key, hash_key],
