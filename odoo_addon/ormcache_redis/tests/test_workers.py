@@ -35,27 +35,27 @@ def server_wide_modules():
 
 class OdooWorker:
     def __init__(self, db_name, redis_url, log_path):
-        odoo_args = [
-            "--db_host",
-            config["db_host"] or "",
-            "--db_port",
-            str(config["db_port"] or ""),
-            "--db_user",
-            config["db_user"] or "",
-            "--db_password",
-            config["db_password"] or "",
-            "--addons-path",
-            config["addons_path"]
+        options = {
+            "--db_host": config["db_host"],
+            "--db_port": config["db_port"],
+            "--db_user": config["db_user"],
+            "--db_password": config["db_password"],
+            "--addons-path": config["addons_path"]
             if isinstance(config["addons_path"], str)
             else ",".join(config["addons_path"]),
-            "--load",
-            ",".join(server_wide_modules()),
-            "--log-level",
-            "info",
-            "--logfile",
-            str(log_path),
+            "--load": ",".join(server_wide_modules()),
+            "--log-level": "info",
+            "--logfile": str(log_path),
+        }
+        # An option without a value (no password, a local socket) is left
+        # out with its flag: "--db_password --addons-path ..." would make the
+        # next flag the password and the worker exit on its arguments.
+        odoo_args = [
+            part
+            for flag, value in options.items()
+            if value not in (None, False, "")
+            for part in (flag, str(value))
         ]
-        odoo_args = [arg for arg in odoo_args if arg != ""]
         environment = dict(os.environ)
         environment["ORMCACHE_REDIS_URL"] = redis_url
         # The worker re-imports odoo from the tree this test runs from.
