@@ -57,6 +57,10 @@ const LONGEST_POLL: Duration = Duration::from_millis(100);
 const MOST_POLLS: u32 = 64;
 /// Bytes of a lock's or a cost's tag kept (hex: twice as many characters).
 const TAG_BYTES: usize = 16;
+/// How long a lease outlives a store that waits for its transaction's
+/// commit (with the lock's release): a request that commits later, or rolls
+/// back, lets waiters take the lead after this and one lease.
+const COMMIT_GRACE: Duration = Duration::from_secs(2);
 
 const RELEASE_SCRIPT: &str =
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0";
@@ -124,6 +128,9 @@ impl MethodCost {
 /// A computation started after a miss, until its value is stored.
 pub(super) struct Pending {
     started: Instant,
+    /// The thread computing: when it misses the same key again, its
+    /// computation was abandoned (it raised) and it leads again.
+    thread: std::thread::ThreadId,
     /// The lock this process holds as the flight's leader, and its value.
     lock: Option<(Vec<u8>, Vec<u8>)>,
 }
@@ -148,6 +155,19 @@ impl TwoTierCache {
         address: &Address,
         method: Option<&MethodEntry>,
     ) -> Flight {
+        let thread = std::thread::current().id();
+        if let Some(abandoned) = self
+            .pending
+            .lock()
+            .get_mut(&address.digest)
+            .filter(|p| p.thread == thread && p.lock.is_some())
+        {
+            // This thread holds the key's lock from a computation that
+            // never stored: it computes again under it, instead of waiting
+            // on itself.
+            abandoned.started = Instant::now();
+            return Flight::Compute;
+        }
         let lock = match method {
             Some(method) if self.flies(py, client, method) => {
                 match self.join_flight(py, client, address) {
@@ -164,6 +184,7 @@ impl TwoTierCache {
         if pending.len() < MAX_PENDING {
             let computation = Pending {
                 started: Instant::now(),
+                thread,
                 lock,
             };
             match pending.entry(address.digest) {
@@ -312,11 +333,14 @@ impl TwoTierCache {
     /// The store of a value computed after a miss: times the computation
     /// (recording its cost in Redis for the other processes) and returns
     /// the command releasing the flight's lock, to send after the value.
+    /// `deferred`: both wait for the transaction's commit, so the lease is
+    /// kept a little longer (see `lease::stored`).
     pub(super) fn computation_stored(
         &self,
         client: &RedisClient,
         digest: &[u8; 32],
         method: Option<&MethodEntry>,
+        deferred: bool,
     ) -> Option<Command> {
         let pending = self.pending.lock().remove(digest)?;
         if let Some(method) = method {
@@ -326,7 +350,14 @@ impl TwoTierCache {
             self.record_cost(client, method, elapsed);
         }
         let (lock_key, value) = pending.lock?;
-        lease::release(&lock_key);
+        lease::stored(
+            &lock_key,
+            if deferred {
+                COMMIT_GRACE
+            } else {
+                Duration::ZERO
+            },
+        );
         Some(release_command(lock_key, value))
     }
 

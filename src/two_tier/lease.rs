@@ -57,9 +57,19 @@ pub(super) fn hold(lock_key: &[u8], value: &[u8], pool: &Arc<Pool>, longest: Dur
     });
 }
 
-/// The computation was stored (its lock goes with the value): no more renewal.
-pub(super) fn release(lock_key: &[u8]) {
-    LEASES.lock().retain(|lease| lease.lock_key != lock_key);
+/// The computation was stored: its lock is released with the value, now
+/// or at the transaction's commit; renewed for `grace` more at most (and
+/// only while it holds the leader's value).
+pub(super) fn stored(lock_key: &[u8], grace: Duration) {
+    let until = Instant::now() + grace;
+    let mut leases = LEASES.lock();
+    if grace.is_zero() {
+        leases.retain(|lease| lease.lock_key != lock_key);
+        return;
+    }
+    for lease in leases.iter_mut().filter(|lease| lease.lock_key == lock_key) {
+        lease.until = lease.until.min(until);
+    }
 }
 
 fn renew_leases() {
@@ -84,7 +94,7 @@ fn renew_leases() {
         for (lock_key, value, pool) in due {
             // A failed renewal is no harm: the lease runs out and a waiter
             // takes the lead.
-            let _ = pool.call_in_background(0, |con| {
+            let renewed = pool.call_in_background(0, |con| {
                 redis::cmd("EVAL")
                     .arg(RENEW_SCRIPT)
                     .arg(1)
@@ -93,6 +103,12 @@ fn renew_leases() {
                     .arg(LEASE.as_millis() as u64)
                     .query::<i64>(con)
             });
+            if matches!(renewed, Ok(0)) {
+                // Released (the value landed) or taken over: done.
+                LEASES
+                    .lock()
+                    .retain(|lease| lease.lock_key != lock_key || lease.value != value);
+            }
         }
     }
 }

@@ -173,9 +173,10 @@ impl TwoTierCache {
             (_, Some(client)) => this.address(key, method).map(|a| (client.get(), a)),
         };
         // The lock of a flight this process leads goes after the value.
-        let release = addressed
-            .as_ref()
-            .and_then(|(client, address)| this.computation_stored(client, &address.digest, method));
+        let deferred = matches!(access, Access::Deferred(_));
+        let release = addressed.as_ref().and_then(|(client, address)| {
+            this.computation_stored(client, &address.digest, method, deferred)
+        });
         let shared = addressed.and_then(|(client, address)| {
             this.frame_entry(value, client, &address)
                 .map(|p| (client, address, p))
