@@ -48,6 +48,26 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
+def proxy(redis_url: str, redis_server: RedisServer) -> Iterator[testing.FaultProxy]:
+    """The suite's TCP fault proxy in front of its server."""
+    with testing.FaultProxy(redis_server.port) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def own_server() -> Iterator[testing.RedisServer]:
+    """A server the module may pause and restart without disturbing others."""
+    server = testing.RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.running:
+            server.resume()
+        server.close()
+
+
+@pytest.fixture
 def client(redis_url: str) -> RedisClient:
     return RedisClient(redis_url, retry_initial=0.05, retry_max=0.2)
 

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from test_two_tier import SECRET, entry_names, generations_key_in, key, make_cache, settle
@@ -47,25 +46,6 @@ def cache_on(client: RedisClient, count: int = 100) -> TwoTierCache:
         secret=SECRET,
         follow_clears=None,
     )
-
-
-@pytest.fixture
-def proxy(redis_url: str, redis_server: Any) -> Iterator[FaultProxy]:
-    with FaultProxy(redis_server.port) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def own_server() -> Iterator[RedisServer]:
-    """A server this module may pause without disturbing the others."""
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.running:
-            server.resume()
-        server.close()
 
 
 # ------------------------------------------------------------------ sizes

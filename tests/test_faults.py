@@ -25,7 +25,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -43,25 +43,6 @@ from ormcache_redis.testing import (
 MARGIN = 0.020
 DEFAULT_DEADLINE = 0.25
 RECOVERY = 1.0
-
-
-@pytest.fixture
-def proxy(redis_url: str, redis_server: Any) -> Iterator[FaultProxy]:
-    with FaultProxy(redis_server.port) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def own_server() -> Iterator[RedisServer]:
-    """A server this module may pause and restart without disturbing others."""
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.running:
-            server.resume()
-        server.close()
 
 
 def check_bounds(report: FaultReport, deadline: float) -> None:
