@@ -240,7 +240,13 @@ def test_session_counts_are_summed(redis_url: str) -> None:
     MetricsPublisher(client, lambda: figures, prefix=PREFIX).publish()
     assert client.flush(5)
     totals = cluster_totals(read_cluster(client, PREFIX))
-    assert totals["sessions"] == {"saved": 4, "forged": 1, "no_key": 0, "unreadable": 0}
+    assert totals["sessions"] == {
+        "saved": 4,
+        "forged": 1,
+        "no_key": 0,
+        "unreadable": 0,
+        "oversized": 0,
+    }
     values = samples(exposition(client, PREFIX))
     assert values[("ormcache_redis_sessions_saved_total", ())] == 4
     assert values[("ormcache_redis_sessions_refused_total", (("reason", "forged"),))] == 1

@@ -38,7 +38,7 @@ from ormcache_redis._native import (
 )
 from ormcache_redis.addon.shared_tier import flush_commands
 from ormcache_redis.config import OptionSource
-from ormcache_redis.metrics import MAX_SERIES, cluster_totals, read_cluster
+from ormcache_redis.metrics import MAX_SERIES, SESSION_REFUSALS, cluster_totals, read_cluster
 from ormcache_redis.server_check import _config_value, eviction_warning
 from ormcache_redis.sessions import migrate
 from ormcache_redis.sessions.records import DEFAULT_PREFIX as SESSION_PREFIX
@@ -389,7 +389,7 @@ def _table(totals: dict[str, Any]) -> list[str]:
     lines.append(
         f"processes {totals['processes']} (unreadable {totals['skipped_processes']}), "
         f"sessions saved {sessions['saved']}, refused "
-        f"{sessions['forged'] + sessions['no_key'] + sessions['unreadable']}"
+        f"{sum(sessions[reason] for reason in SESSION_REFUSALS)}"
     )
     lines.extend(_skipped_lines(totals))
     for role, client in sorted(totals["clients"].items()):

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ormcache_redis._native import RedisClient, RedisReplyError, RedisUnavailable
+from ormcache_redis.sessions.refusals import RefusedRecords
 
 __all__ = [
     "CONTENT_TYPE",
@@ -111,7 +112,8 @@ CLIENT_COUNTERS = (
     "writes_failed",
     "failovers",
 )
-SESSION_COUNTERS = ("saved", "forged", "no_key", "unreadable")
+SESSION_REFUSALS = RefusedRecords.KINDS
+SESSION_COUNTERS = ("saved", *SESSION_REFUSALS)
 CLIENT_ROLES = ("cache", "sessions")
 
 # Bounds on what a reader accepts from Redis (README, "Cluster-wide figures").
@@ -1106,7 +1108,7 @@ def _families(totals: Mapping[str, Any]) -> Iterator[_Family]:
         "counter",
         "Session records refused (each request got a new session).",
     )
-    for reason in ("forged", "no_key", "unreadable"):
+    for reason in SESSION_REFUSALS:
         refused.add(_labels(reason=reason), sessions[reason])
     yield refused
 
