@@ -24,7 +24,13 @@ import pytest
 from test_two_tier import SECRET, entry_names, generations_key_in, key, make_cache, settle
 
 from ormcache_redis import Codec, RedisClient, RedisReplyError, RedisUnavailable, TwoTierCache
-from ormcache_redis.testing import FaultProxy, RedisServer, paused_gc
+from ormcache_redis.testing import (
+    FAULT_SCENARIOS,
+    FaultProxy,
+    FaultScenario,
+    RedisServer,
+    paused_gc,
+)
 
 MARGIN = 0.030
 SOCKET_TIMEOUT = 0.25
@@ -322,3 +328,58 @@ def test_the_documented_acl_lets_the_cache_do_everything_it_does(
         assert all(c["errors"] == 0 and c["writes_failed"] == 0 for c in clients)
     finally:
         redis_server.command("ACL", "DELUSER", "doc-odoo")
+
+
+@pytest.mark.parametrize("scenario", FAULT_SCENARIOS, ids=lambda scenario: scenario.name)
+def test_no_unit_of_work_spends_more_than_one_budget_through_any_fault(
+    scenario: FaultScenario, proxy: FaultProxy, own_server: RedisServer
+) -> None:
+    """Threads run units of work (five lookups and stores each, as a
+    request does) before, during and after each fault of the suite: a unit
+    waits on Redis one ``socket_timeout`` at most, whatever the fault."""
+    url = proxy.url if scenario.through_proxy else own_server.url
+    client = RedisClient(url, socket_timeout=scenario.socket_timeout)
+    cache = cache_on(client, count=8)
+    durations: list[float] = []
+    errors: list[Exception] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def units(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            started = time.perf_counter()
+            client.begin_unit_budget()
+            try:
+                for k in range(5):
+                    try:
+                        cache[key(worker, n % 16, k)]
+                    except KeyError:
+                        cache[key(worker, n % 16, k)] = k
+            except Exception as exc:  # what the test counts
+                errors.append(exc)
+            finally:
+                client.end_unit_budget()
+            with lock:
+                durations.append(time.perf_counter() - started)
+            time.sleep(0.002)
+
+    threads = [threading.Thread(target=units, args=(w,)) for w in range(4)]
+    with paused_gc():
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(0.2)
+            scenario.start(proxy, own_server)
+            time.sleep(scenario.fault_seconds)
+            scenario.end(proxy, own_server)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+    print(f"{scenario.name}: {len(durations)} units, slowest {max(durations) * 1000:.0f} ms")
+    assert errors == []
+    assert len(durations) > 50
+    assert max(durations) <= scenario.socket_timeout + MARGIN
