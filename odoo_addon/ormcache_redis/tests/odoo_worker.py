@@ -1,16 +1,41 @@
 """A second Odoo process for the multi-process tests.
 
-Started by test_multiprocess.py with the same Python and Odoo options; it
-loads the server-wide modules (so this addon's post_load hook runs), opens
-the registry of the test database and serves commands read as JSON lines
-on stdin. Each command runs like an Odoo request: check_signaling, a new
-cursor, odoo.service.model.retrying (commit then signal_changes, or
-reset_changes on error). Answers are JSON lines on stdout prefixed with
-``@@`` (Odoo logs go to stderr).
+Started by test_workers.py and test_request_budget.py with the same Python
+and Odoo options; it loads the server-wide modules (so this addon's
+post_load hook runs), opens the registry of the test database and serves
+commands read as JSON lines on stdin. Each command runs like an Odoo
+request: check_signaling, a new cursor, odoo.service.model.retrying (commit
+then signal_changes, or reset_changes on error). Answers are JSON lines on
+stdout prefixed with ``@@`` (Odoo logs go to stderr).
 """
 
 import json
 import sys
+import time
+
+
+class BudgetRecorder:
+    """Stands for the Redis client in the shared tier of the registry: every
+    call goes to the client, and what ``end_unit_budget`` answers (seconds
+    spent on Redis, calls skipped) is kept for the "timed" command. The
+    caches call the client directly; the budget is the thread's, so it is
+    the same budget either way."""
+
+    def __init__(self, client):
+        self.client = client
+        self.spent = None
+
+    def attach(self, tier):
+        if tier is not None and tier.client is not None and tier.client is not self:
+            tier.client = self
+
+    def end_unit_budget(self):
+        answer = self.client.end_unit_budget()
+        self.spent = list(answer) if answer is not None else None
+        return answer
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
 
 
 def main():
@@ -29,12 +54,46 @@ def main():
 
     Registry = registry_patch.registry_module().Registry
     db_name = options["db"]
+    # The last request's unit of work, for the "timed" command: its length,
+    # what the engine says its Redis budget spent (see BudgetRecorder) and
+    # what the client counted meanwhile (its background threads included).
+    last_unit = {}
+    recorder = BudgetRecorder(registry_patch.client())
+
+    def client_counts():
+        client = registry_patch.client()
+        stats = client.stats() if client is not None else {}
+        return {
+            name: value
+            for name, value in stats.items()
+            if isinstance(value, int) and not isinstance(value, bool)
+        }
 
     def request(function):
+        counts_before = client_counts()
+        started = time.monotonic()
         registry = Registry(db_name).check_signaling()
-        with registry.cursor() as cr:
-            env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})
-            return retrying(lambda: function(env), env)
+        recorder.attach(registry_patch.tier_of(registry))
+        recorder.spent = None
+        try:
+            with registry.cursor() as cr:
+                env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})
+                return retrying(lambda: function(env), env)
+        finally:
+            # retrying ran signal_changes (commit) or reset_changes
+            # (rollback): the unit of work and its budget ended.
+            seconds = time.monotonic() - started
+            counts = client_counts()
+            last_unit.clear()
+            last_unit.update(
+                seconds=seconds,
+                budget=recorder.spent,
+                client={
+                    name: counts[name] - counts_before.get(name, 0)
+                    for name in counts
+                    if counts[name] != counts_before.get(name, 0)
+                },
+            )
 
     def cache_of(env, bound_method):
         return env.registry._Registry__caches[bound_method.__cache__.cache_name]
@@ -142,6 +201,34 @@ def main():
         client = registry_patch.client()
         return client.flush(5.0) if client is not None else True
 
+    def xmlid_lookup(env, xmlid):
+        model = env["ir.model.data"]
+        cache = cache_of(env, model._xmlid_lookup)
+        before = counters(cache)
+        value = model._xmlid_lookup(xmlid)
+        after = counters(cache)
+        return {"value": list(value), **{name: after[name] - before[name] for name in after}}
+
+    def stats_text(env):
+        # What kill -USR1 logs for this registry.
+        from odoo.addons.ormcache_redis import stats_signal
+
+        return "\n".join(stats_signal.stats_lines(env.registry))
+
+    def cache_settings(env):
+        settings = registry_patch.installed_settings()
+        return {"socket_timeout": settings.socket_timeout, "url": settings.url is not None}
+
+    def use_budget(env, enabled):
+        # For a measurement without the unit budget (the control of the
+        # budget test): check_signaling then opens none.
+        tier = registry_patch.tier_of(env.registry)
+        if enabled:
+            tier.__dict__.pop("begin_budget", None)
+        else:
+            tier.begin_budget = lambda: None
+        return True
+
     commands = {
         "get_param": get_param,
         "set_param": set_param,
@@ -161,14 +248,26 @@ def main():
         "sequences": sequences,
         "flush": flush,
         "tier_state": tier_state,
+        "xmlid_lookup": xmlid_lookup,
+        "stats_text": stats_text,
+        "cache_settings": cache_settings,
+        "use_budget": use_budget,
     }
     print("@@" + json.dumps({"ok": True, "result": "ready"}), flush=True)
     for line in sys.stdin:
         command = json.loads(line)
         name, arguments = command["name"], command.get("args", [])
+        # "timed": run a command, answer its result with the figures of its
+        # unit of work (and without waiting for the deferred writes: with
+        # Redis paused that wait is the writer's, not the request's).
+        timed = name == "timed"
+        if timed:
+            name, arguments = arguments[0], arguments[1:]
         try:
             result = request(lambda env, n=name, a=arguments: commands[n](env, *a))
-            if name != "flush":
+            if timed:
+                result = {"result": result, **last_unit}
+            elif name != "flush":
                 # Deferred writes are queued at commit; wait until they are
                 # sent so the other process can read them right away.
                 client = registry_patch.client()

@@ -34,7 +34,7 @@ def server_wide_modules():
 
 
 class OdooWorker:
-    def __init__(self, db_name, redis_url, log_path):
+    def __init__(self, db_name, redis_url, log_path, environment=None):
         options = {
             "--db_host": config["db_host"],
             "--db_port": config["db_port"],
@@ -56,7 +56,7 @@ class OdooWorker:
             if value not in (None, False, "")
             for part in (flag, str(value))
         ]
-        environment = dict(os.environ)
+        environment = {**os.environ, **(environment or {})}
         environment["ORMCACHE_REDIS_URL"] = redis_url
         # The worker re-imports odoo from the tree this test runs from.
         tree = str(Path(odoo.__path__[0]).parent)
