@@ -20,6 +20,8 @@ use sha2::Sha256;
 
 pub const KEY_LEN: usize = 32;
 pub const TAG_LEN: usize = 32;
+/// Bytes kept of a tag on small records: 128 bits, beyond guessing.
+pub const SHORT_TAG_LEN: usize = 16;
 const NONCE_LEN: usize = 12;
 const AEAD_TAG_LEN: usize = 16;
 /// Binds every derived key to this product and to the derivation's version.
@@ -67,6 +69,13 @@ impl Mac {
     /// Whether `tag` is the tag of `parts`, compared in constant time.
     pub fn verify(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
         tag.len() == TAG_LEN && self.over(parts).verify_slice(tag).is_ok()
+    }
+
+    /// Whether `tag` is the first `tag.len()` bytes (at least
+    /// `SHORT_TAG_LEN`) of the tag of `parts`, compared in constant time:
+    /// for small records (single-flight locks, compute times).
+    pub fn verify_short(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        tag.len() >= SHORT_TAG_LEN && self.over(parts).verify_truncated_left(tag).is_ok()
     }
 }
 

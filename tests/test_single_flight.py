@@ -328,3 +328,32 @@ def test_a_planted_cost_changes_nothing(redis_url: str, redis_server) -> None:
         # Unknown after the planted record was ignored: one flight at most,
         # then its own measure says cheap.
         assert stats["flights_led"] + stats["flights_waited"] <= 1
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_a_lock_led_in_a_transaction_goes_with_its_unit(
+    redis_url: str, redis_server, flying, outcome: str
+) -> None:
+    """A value computed in a transaction waits for its commit, and so does
+    its lock (a waiter that sees the lock gone must find the value); when
+    the transaction rolls back, the lock goes at once: waiters compute
+    instead of waiting out the lease."""
+    from ormcache_redis._native import UnitOfWork
+
+    holder: dict[str, UnitOfWork] = {}
+    cache = make_cache(redis_url, gate=lambda: holder["unit"])
+    holder["unit"] = UnitOfWork([cache])
+    with pytest.raises(KeyError):
+        cache[key(1, method=dashboard)]
+    cache[key(1, method=dashboard)] = ("dashboard", 1)
+    time.sleep(0.7)  # past one lease: held by renewal, not by its first expiry
+    assert [n for n in redis_server.command("KEYS", "*") if b":l:" in n]
+    assert entry_names(redis_server) == []
+    unit = holder["unit"]
+    if outcome == "commit":
+        assert unit.commit(cache) == (1, 0, 0)
+    else:
+        assert unit.discard_all() == 1
+    settle(cache)
+    assert not [n for n in redis_server.command("KEYS", "*") if b":l:" in n]
+    assert len(entry_names(redis_server)) == (1 if outcome == "commit" else 0)

@@ -40,7 +40,7 @@ use super::lease::{self, LEASE};
 use super::policy::{method_name_arg, Address};
 use super::shared::SharedRead;
 use super::TwoTierCache;
-use crate::crypto::Mac;
+use crate::crypto::{Mac, SHORT_TAG_LEN};
 use crate::entry;
 use crate::redis::pool::CallError;
 use crate::redis::writer::Command;
@@ -55,12 +55,6 @@ const PENDING_MAX_AGE: Duration = Duration::from_secs(600);
 const FIRST_POLL: Duration = Duration::from_millis(2);
 const LONGEST_POLL: Duration = Duration::from_millis(100);
 const MOST_POLLS: u32 = 64;
-/// Bytes of a lock's or a cost's tag kept (hex: twice as many characters).
-const TAG_BYTES: usize = 16;
-/// How long a lease outlives a store that waits for its transaction's
-/// commit (with the lock's release): a request that commits later, or rolls
-/// back, lets waiters take the lead after this and one lease.
-const COMMIT_GRACE: Duration = Duration::from_secs(2);
 
 const RELEASE_SCRIPT: &str =
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0";
@@ -104,10 +98,9 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// What is known of a method's compute time.
 #[derive(Default)]
 pub(super) struct MethodCost {
-    /// This process's own measure: the mean of its computations, in
-    /// microseconds (0: none yet).
+    /// This process's own measure: a moving average of its computations,
+    /// in microseconds (0: none yet).
     micros: AtomicU64,
-    computations: AtomicU64,
     /// Another process's measure read from Redis (0: none), used until
     /// this process has its own.
     recorded: AtomicU64,
@@ -332,16 +325,13 @@ impl TwoTierCache {
 
     /// The store of a value computed after a miss: times the computation
     /// (recording its cost in Redis for the other processes) and returns
-    /// the command releasing the flight's lock, to send after the value.
-    /// `deferred`: both wait for the transaction's commit, so the lease is
-    /// kept a little longer (see `lease::stored`).
+    /// the flight's lock this process leads, to release after the value.
     pub(super) fn computation_stored(
         &self,
         client: &RedisClient,
         digest: &[u8; 32],
         method: Option<&MethodEntry>,
-        deferred: bool,
-    ) -> Option<Command> {
+    ) -> Option<HeldLock> {
         let pending = self.pending.lock().remove(digest)?;
         if let Some(method) = method {
             let elapsed = pending.started.elapsed();
@@ -350,30 +340,19 @@ impl TwoTierCache {
             self.record_cost(client, method, elapsed);
         }
         let (lock_key, value) = pending.lock?;
-        lease::stored(
-            &lock_key,
-            if deferred {
-                COMMIT_GRACE
-            } else {
-                Duration::ZERO
-            },
-        );
-        Some(release_command(lock_key, value))
+        Some(HeldLock { lock_key, value })
     }
 
     fn record_cost(&self, client: &RedisClient, method: &MethodEntry, elapsed: Duration) {
         let measured = (elapsed.as_micros() as u64).max(1);
         let cost = &method.cost;
-        let count = cost.computations.fetch_add(1, Ordering::Relaxed) + 1;
         let previous = cost.micros.load(Ordering::Relaxed);
-        // The mean of this process's own computations: a figure read from
-        // Redis never enters it.
-        let mean = if previous == 0 {
-            measured
-        } else {
-            ((previous as u128 * (count - 1) as u128 + measured as u128) / count as u128) as u64
-        }
-        .max(1);
+        // Of this process's own computations only: a figure read from
+        // Redis never enters it (a planted one would take many to wash out).
+        let mean = match previous {
+            0 => measured,
+            _ => (previous.saturating_mul(3).saturating_add(measured) / 4).max(1),
+        };
         cost.micros.store(mean, Ordering::Relaxed);
         let Some(after) = self.settings.read().flight.after else {
             return;
@@ -403,32 +382,19 @@ impl TwoTierCache {
         }
     }
 
-    /// `<micros>.<tag>`: a compute time another process can trust.
+    /// The decimal micros, then a short tag of them, the record's key and
+    /// the method: a compute time another process can trust.
     fn seal_cost(&self, name: &str, micros: u64) -> Vec<u8> {
-        let micros = micros.to_string();
-        let tag = self.cost_tag(name, &micros);
-        format!("{micros}.{tag}").into_bytes()
+        let key = self.costs_key();
+        let mac = self.settings.read().mac.clone();
+        tagged(&mac, b"flight-cost", &[&key, name.as_bytes()], micros)
     }
 
     /// The compute time in a record, if it verifies.
     fn open_cost(&self, name: &str, record: &[u8]) -> Option<u64> {
-        let record = std::str::from_utf8(record).ok()?;
-        let (micros, tag) = record.split_once('.')?;
-        if micros.len() > 20
-            || !constant_time_eq(self.cost_tag(name, micros).as_bytes(), tag.as_bytes())
-        {
-            return None;
-        }
-        micros.parse().ok()
-    }
-
-    fn cost_tag(&self, name: &str, micros: &str) -> String {
         let key = self.costs_key();
-        let settings = self.settings.read();
-        hex_tag(
-            &settings.mac,
-            &[b"flight-cost", &key, name.as_bytes(), micros.as_bytes()],
-        )
+        let mac = self.settings.read().mac.clone();
+        opened(&mac, b"flight-cost", &[&key, name.as_bytes()], record)
     }
 
     /// Where processes record the compute times of this cache's methods
@@ -442,41 +408,58 @@ impl TwoTierCache {
     }
 }
 
-/// A leader's lock value: a random token and a tag of it and the lock's
-/// key, under the cache's entry key.
+/// `number` in decimal, then a short tag of it under `purpose` and
+/// `context` (what the record is about: its key, its method).
+fn tagged(mac: &Mac, purpose: &[u8], context: &[&[u8]], number: u64) -> Vec<u8> {
+    let mut record = number.to_string().into_bytes();
+    let tag = mac.tag(&[&[purpose], context, &[&record]].concat());
+    record.extend_from_slice(&tag[..SHORT_TAG_LEN]);
+    record
+}
+
+/// The number of a `tagged` record, if its tag verifies.
+fn opened(mac: &Mac, purpose: &[u8], context: &[&[u8]], record: &[u8]) -> Option<u64> {
+    let split = record.len().checked_sub(SHORT_TAG_LEN)?;
+    let (number, tag) = record.split_at(split);
+    // u64's 20 digits at most: nothing longer is hashed.
+    if number.is_empty() || number.len() > 20 {
+        return None;
+    }
+    if !mac.verify_short(&[&[purpose], context, &[number]].concat(), tag) {
+        return None;
+    }
+    std::str::from_utf8(number).ok()?.parse().ok()
+}
+
+/// A leader's lock value: a random token, tagged with the lock's key.
 fn lock_value(mac: &Mac, lock_key: &[u8], token: u64) -> Vec<u8> {
-    let token = token.to_string();
-    let tag = hex_tag(mac, &[b"flight-lock", lock_key, token.as_bytes()]);
-    format!("{token}.{tag}").into_bytes()
+    tagged(mac, b"flight-lock", &[lock_key], token)
 }
 
 /// Whether a lock's value was set by a leader of a cache with this key.
 fn lock_verifies(mac: &Mac, lock_key: &[u8], value: &[u8]) -> bool {
-    let Some(dot) = value.iter().position(|&b| b == b'.') else {
-        return false;
-    };
-    let (token, tag) = (&value[..dot], &value[dot + 1..]);
-    token.len() <= 20
-        && constant_time_eq(
-            hex_tag(mac, &[b"flight-lock", lock_key, token]).as_bytes(),
-            tag,
-        )
+    opened(mac, b"flight-lock", &[lock_key], value).is_some()
 }
 
-fn hex_tag(mac: &Mac, parts: &[&[u8]]) -> String {
-    mac.tag(parts)[..TAG_BYTES]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+/// A single-flight lock this process leads, its lease renewed until it is
+/// released: after the value's write (the same queue, so a waiter that sees
+/// the lock gone finds the value), at the unit's commit, or at once when
+/// the value will not be written.
+pub(super) struct HeldLock {
+    lock_key: Vec<u8>,
+    value: Vec<u8>,
 }
 
-/// Compares without stopping at the first difference.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+impl HeldLock {
+    /// Stops renewing and queues the compare-and-delete.
+    pub(super) fn release(self, client: &RedisClient) {
+        lease::released(&self.lock_key);
+        client.enqueue_command(release_command(self.lock_key, self.value));
+    }
 }
 
 /// Deletes the lock only while it still holds the leader's value.
-pub(super) fn release_command(lock_key: Vec<u8>, value: Vec<u8>) -> Command {
+fn release_command(lock_key: Vec<u8>, value: Vec<u8>) -> Command {
     vec![
         b"EVAL".to_vec(),
         RELEASE_SCRIPT.as_bytes().to_vec(),
@@ -500,6 +483,9 @@ mod tests {
         let other = Mac::new(&derive_key(b"other", "cache-entry"));
         assert!(!lock_verifies(&other, b"p:l:aa", &value));
         assert!(!lock_verifies(&mac, b"p:l:aa", b"42"));
-        assert!(!lock_verifies(&mac, b"p:l:aa", b"1."));
+        assert!(!lock_verifies(&mac, b"p:l:aa", &value[1..]));
+        let mut flipped = value.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(!lock_verifies(&mac, b"p:l:aa", &flipped));
     }
 }

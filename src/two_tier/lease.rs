@@ -57,19 +57,9 @@ pub(super) fn hold(lock_key: &[u8], value: &[u8], pool: &Arc<Pool>, longest: Dur
     });
 }
 
-/// The computation was stored: its lock is released with the value, now
-/// or at the transaction's commit; renewed for `grace` more at most (and
-/// only while it holds the leader's value).
-pub(super) fn stored(lock_key: &[u8], grace: Duration) {
-    let until = Instant::now() + grace;
-    let mut leases = LEASES.lock();
-    if grace.is_zero() {
-        leases.retain(|lease| lease.lock_key != lock_key);
-        return;
-    }
-    for lease in leases.iter_mut().filter(|lease| lease.lock_key == lock_key) {
-        lease.until = lease.until.min(until);
-    }
+/// The lock's release is on its way: no more renewal.
+pub(super) fn released(lock_key: &[u8]) {
+    LEASES.lock().retain(|lease| lease.lock_key != lock_key);
 }
 
 fn renew_leases() {
@@ -92,6 +82,11 @@ fn renew_leases() {
                 .collect()
         };
         for (lock_key, value, pool) in due {
+            if !pool.looks_healthy() {
+                // Redis is down: the lock goes with it or runs out; no
+                // renewal should wait on it or count as another failure.
+                continue;
+            }
             // A failed renewal is no harm: the lease runs out and a waiter
             // takes the lead.
             let renewed = pool.call_in_background(0, |con| {

@@ -173,10 +173,9 @@ impl TwoTierCache {
             (_, Some(client)) => this.address(key, method).map(|a| (client.get(), a)),
         };
         // The lock of a flight this process leads goes after the value.
-        let deferred = matches!(access, Access::Deferred(_));
-        let release = addressed.as_ref().and_then(|(client, address)| {
-            this.computation_stored(client, &address.digest, method, deferred)
-        });
+        let held = addressed
+            .as_ref()
+            .and_then(|(client, address)| this.computation_stored(client, &address.digest, method));
         let shared = addressed.and_then(|(client, address)| {
             this.frame_entry(value, client, &address)
                 .map(|p| (client, address, p))
@@ -196,9 +195,9 @@ impl TwoTierCache {
         };
         lru.store(key, hash, value, stored)?;
         let Some((client, address, payload)) = shared else {
-            if let (Some(release), Some(client)) = (release, &this.client) {
+            if let (Some(held), Some(client)) = (held, &this.client) {
                 // Nothing to wait for: waiters compute now.
-                client.get().enqueue_command(release);
+                held.release(client.get());
             }
             return Ok(());
         };
@@ -210,12 +209,16 @@ impl TwoTierCache {
         let command = entry::set_command(address.redis_key, payload, ttl_seconds);
         match access {
             Access::Deferred(unit) => {
-                // Sent when the transaction commits; a rolled-back one
-                // leaves the lock to its lease.
+                // Sent when the transaction commits, the lock released
+                // after it; released at once if the write is dropped.
                 let deferred = unit.get().defer(&this.name, command);
-                if let Some(release) = release {
-                    if !(deferred && unit.get().defer(&this.name, release.clone())) {
-                        client.enqueue_command(release);
+                if let Some(held) = held {
+                    match (deferred, &this.client) {
+                        (true, Some(owner)) => {
+                            unit.get()
+                                .defer_release(&this.name, owner.clone_ref(py), held)
+                        }
+                        _ => held.release(client),
                     }
                 }
                 if !deferred {
@@ -225,8 +228,8 @@ impl TwoTierCache {
             }
             _ => {
                 let queued = client.enqueue_command(command);
-                if let Some(release) = release {
-                    client.enqueue_command(release);
+                if let Some(held) = held {
+                    held.release(client);
                 }
                 if queued {
                     bump(&this.counters.writes_queued, 1);

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 
+use super::flight::HeldLock;
 use crate::redis::writer::Command;
+use crate::redis::RedisClient;
 use crate::two_tier::TwoTierCache;
 
 /// Writes kept per cache and unit: a long cron job that computes more
@@ -27,6 +29,10 @@ struct UnitState {
     /// here began no unit, and none of its writes is ever sent.
     namespaces: HashMap<String, Vec<u8>>,
     overflow: u64,
+    /// Single-flight locks led for values waiting here, per cache name:
+    /// released after the cache's writes, or at once when they are dropped
+    /// (waiters then compute instead of waiting out the lease).
+    locks: HashMap<String, Vec<(Py<RedisClient>, HeldLock)>>,
 }
 
 /// What happened to the writes of one cache when its unit ended.
@@ -57,6 +63,30 @@ impl UnitOfWork {
         }
         pending.push(command);
         true
+    }
+
+    /// Keeps the lock of a value deferred here until the value is sent or dropped.
+    pub(super) fn defer_release(&self, cache_name: &str, client: Py<RedisClient>, lock: HeldLock) {
+        let mut state = self.state.lock();
+        state
+            .locks
+            .entry(cache_name.to_string())
+            .or_default()
+            .push((client, lock));
+    }
+
+    /// Releases the locks of `cache_name`'s values (every cache's: None).
+    fn release_locks(&self, cache_name: Option<&str>) {
+        let locks: Vec<_> = {
+            let mut state = self.state.lock();
+            match cache_name {
+                Some(name) => state.locks.remove(name).unwrap_or_default(),
+                None => state.locks.drain().flat_map(|(_, locks)| locks).collect(),
+            }
+        };
+        for (client, lock) in locks {
+            lock.release(client.get());
+        }
     }
 
     fn take(&self, cache_name: &str) -> (Vec<Command>, Option<Vec<u8>>) {
@@ -108,13 +138,19 @@ impl UnitOfWork {
     /// Drops the cache's waiting writes (its transaction invalidated it, or
     /// rolled back); returns how many.
     fn discard(&self, cache_name: &str) -> usize {
-        self.take(cache_name).0.len()
+        let dropped = self.take(cache_name).0.len();
+        self.release_locks(Some(cache_name));
+        dropped
     }
 
     /// Drops every waiting write; returns how many.
     fn discard_all(&self) -> usize {
-        let mut state = self.state.lock();
-        state.pending.drain().map(|(_, writes)| writes.len()).sum()
+        let dropped = {
+            let mut state = self.state.lock();
+            state.pending.drain().map(|(_, writes)| writes.len()).sum()
+        };
+        self.release_locks(None);
+        dropped
     }
 
     /// Sends the cache's waiting writes to its write queue, unless its
@@ -126,6 +162,7 @@ impl UnitOfWork {
         let cache = cache.get();
         let (writes, began_in) = self.take(cache.cache_name());
         if writes.is_empty() {
+            self.release_locks(Some(cache.cache_name()));
             return (0, 0, 0);
         }
         let outcome =
@@ -137,6 +174,8 @@ impl UnitOfWork {
                     ..Outcome::default()
                 }
             };
+        // After the writes, in the same queue.
+        self.release_locks(Some(cache.cache_name()));
         (outcome.queued, outcome.dropped, outcome.raced)
     }
 }
