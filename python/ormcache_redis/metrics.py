@@ -98,6 +98,9 @@ CACHE_COUNTERS = (
     "writes_dropped",
     "unencodable_values",
     "unencodable_keys",
+    "oversized_entries",
+    "flights_planted_locks",
+    "flights_planted_costs",
 )
 CACHE_GAUGES = ("entries", "max_entries")
 CLIENT_COUNTERS = (
@@ -111,6 +114,8 @@ CLIENT_COUNTERS = (
     "writes_dropped_unavailable",
     "writes_failed",
     "failovers",
+    "budget_skips",
+    "oversized_replies",
 )
 SESSION_REFUSALS = RefusedRecords.KINDS
 SESSION_COUNTERS = ("saved", *SESSION_REFUSALS)
@@ -966,6 +971,9 @@ _CACHE_FAMILIES = (
     ("writes_queued", "Writes queued for Redis."),
     ("writes_dropped", "Writes dropped (queue full or Redis unavailable)."),
     ("unencodable_values", "Values kept in the process: the codec cannot encode them."),
+    ("oversized_entries", "Redis entries announced above max_value_bytes: refused unread."),
+    ("flights_planted_locks", "Single-flight locks in Redis that no leader set: ignored."),
+    ("flights_planted_costs", "Compute times in Redis whose tag did not verify: ignored."),
 )
 
 
@@ -1084,11 +1092,24 @@ def _families(totals: Mapping[str, Any]) -> Iterator[_Family]:
     client_dropped = _Family(
         "ormcache_redis_client_writes_dropped", "counter", "Write-behind commands dropped."
     )
+    client_budget = _Family(
+        "ormcache_redis_client_budget_skips",
+        "counter",
+        "Redis calls not made, or cut short, because a lookup or a request had "
+        "spent its socket_timeout on Redis.",
+    )
+    client_oversized = _Family(
+        "ormcache_redis_client_oversized_replies",
+        "counter",
+        "Replies refused unread: announced above max_value_bytes or an element cap.",
+    )
     for role, client in sorted(totals["clients"].items()):
         labels = _labels(role=role)
         unhealthy.add(labels, client["unhealthy"])
         client_errors.add(labels, client["errors"])
         client_failovers.add(labels, client["failovers"])
+        client_budget.add(labels, client["budget_skips"])
+        client_oversized.add(labels, client["oversized_replies"])
         for reason, name in (
             ("queue_full", "writes_dropped_full"),
             ("unavailable", "writes_dropped_unavailable"),
@@ -1099,6 +1120,8 @@ def _families(totals: Mapping[str, Any]) -> Iterator[_Family]:
     yield client_errors
     yield client_failovers
     yield client_dropped
+    yield client_budget
+    yield client_oversized
     sessions = totals["sessions"]
     saved = _Family("ormcache_redis_sessions_saved", "counter", "HTTP sessions written to Redis.")
     saved.add("", sessions["saved"])
