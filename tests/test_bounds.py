@@ -98,8 +98,9 @@ def test_a_planted_huge_entry_is_a_miss_refused_on_its_length(
     writer[key(7)] = (1, 2, 3)
     settle(writer)
     (name,) = entry_names(redis_server)
-    # setrange grows the string in Redis without sending it from here.
-    redis_server.command("SETRANGE", name, planted_mb << 20, b"!")
+    # setrange grows the string in Redis without sending it from here (it
+    # takes Redis a while to allocate: a patient client of its own).
+    RedisClient(redis_url, socket_timeout=30.0).execute("SETRANGE", name, planted_mb << 20, b"!")
     script = textwrap.dedent(
         f"""
         import json, resource, sys, time

@@ -357,3 +357,25 @@ def test_a_lock_led_in_a_transaction_goes_with_its_unit(
     settle(cache)
     assert not [n for n in redis_server.command("KEYS", "*") if b":l:" in n]
     assert len(entry_names(redis_server)) == (1 if outcome == "commit" else 0)
+
+
+def test_a_cheap_method_in_a_transaction_releases_its_lock_at_once(
+    redis_url: str, redis_server
+) -> None:
+    """A method flies at its first miss while its cost is unknown; measured
+    cheap at its store, its lock goes at once instead of waiting for a
+    transaction that may run for long: other processes compute it rather
+    than wait."""
+    from ormcache_redis._native import UnitOfWork
+
+    holder: dict[str, UnitOfWork] = {}
+    cache = make_cache(redis_url, gate=lambda: holder["unit"])
+    holder["unit"] = UnitOfWork([cache])
+    with pytest.raises(KeyError):
+        cache[key(1, method=cheap_lookup)]
+    cache[key(1, method=cheap_lookup)] = 1
+    assert cache.stats()["flights_led"] == 1
+    settle(cache)
+    assert not [n for n in redis_server.command("KEYS", "*") if b":l:" in n]
+    assert entry_names(redis_server) == []  # the value still waits for the commit
+    assert holder["unit"].commit(cache) == (1, 0, 0)

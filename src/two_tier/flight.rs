@@ -333,14 +333,35 @@ impl TwoTierCache {
         method: Option<&MethodEntry>,
     ) -> Option<HeldLock> {
         let pending = self.pending.lock().remove(digest)?;
+        let mut worth_waiting_for = true;
         if let Some(method) = method {
             let elapsed = pending.started.elapsed();
             bump(&method.counters.computations, 1);
             bump(&method.counters.compute_us, elapsed.as_micros() as u64);
             self.record_cost(client, method, elapsed);
+            worth_waiting_for = self.worth_waiting_for(method);
         }
         let (lock_key, value) = pending.lock?;
-        Some(HeldLock { lock_key, value })
+        Some(HeldLock {
+            lock_key,
+            value,
+            worth_waiting_for,
+        })
+    }
+
+    /// Whether waiters should wait for this method's value until its
+    /// transaction commits: switched on, or measured expensive. A method
+    /// that flew only because its cost was unknown and turned out cheap
+    /// releases its lock at once: its waiters compute rather than wait
+    /// for a transaction that may run for long.
+    fn worth_waiting_for(&self, method: &MethodEntry) -> bool {
+        if let Some(switch) = method.name.as_deref().and_then(switch_of) {
+            return switch;
+        }
+        match self.settings.read().flight.after {
+            Some(after) => Duration::from_micros(method.cost.known()) >= after,
+            None => false,
+        }
     }
 
     fn record_cost(&self, client: &RedisClient, method: &MethodEntry, elapsed: Duration) {
@@ -448,6 +469,9 @@ fn lock_verifies(mac: &Mac, lock_key: &[u8], value: &[u8]) -> bool {
 pub(super) struct HeldLock {
     lock_key: Vec<u8>,
     value: Vec<u8>,
+    /// Whether it is held until a transaction's commit (see
+    /// `worth_waiting_for`), or released as soon as the value is stored.
+    pub(super) worth_waiting_for: bool,
 }
 
 impl HeldLock {

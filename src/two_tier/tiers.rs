@@ -214,7 +214,7 @@ impl TwoTierCache {
                 let deferred = unit.get().defer(&this.name, command);
                 if let Some(held) = held {
                     match (deferred, &this.client) {
-                        (true, Some(owner)) => {
+                        (true, Some(owner)) if held.worth_waiting_for => {
                             unit.get()
                                 .defer_release(&this.name, owner.clone_ref(py), held)
                         }
