@@ -2,7 +2,7 @@
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Generic, TypeVar, final
+from typing import Any, Generic, Protocol, TypeVar, final
 
 from typing_extensions import Self, disjoint_base
 
@@ -23,7 +23,9 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "FormatVersionError",
+    "MetricsSettings",
     "OdooLookup",
+    "OptionSpec",
     "RedisClient",
     "RedisReplyError",
     "RedisUnavailable",
@@ -42,6 +44,7 @@ __all__ = [
     "key_method",
     "mac_tag",
     "mac_verify",
+    "option_specs",
     "parse_seconds",
     "qualified_name",
     "redact_url",
@@ -215,18 +218,18 @@ class RedisClient:
         cls,
         url: str,
         *,
-        connect_timeout: float = 0.5,
-        socket_timeout: float = 0.25,
+        connect_timeout: float = ...,
+        socket_timeout: float = ...,
         max_idle: int = 8,
-        write_queue: int = 10000,
-        write_queue_bytes: int = 64 << 20,
+        write_queue: int = ...,
+        write_queue_bytes: int = ...,
         failure_threshold: int = 2,
         retry_initial: float = 0.25,
         retry_max: float = 30.0,
         tls_ca_file: str | os.PathLike[str] | None = None,
         tls_cert_file: str | os.PathLike[str] | None = None,
         tls_key_file: str | os.PathLike[str] | None = None,
-        max_value_bytes: int = 16 << 20,
+        max_value_bytes: int = ...,
     ) -> Self:
         """``url``: one server (``redis://``, ``rediss://``, ``unix://``,
         ``valkey://``), a Sentinel set-up
@@ -235,6 +238,10 @@ class RedisClient:
         Cluster (``redis+cluster://[user:pw@]h1:7000,h2:7001``, database 0).
         ``rediss://`` trusts the system store (and ``SSL_CERT_FILE``) unless
         ``tls_ca_file`` names a private CA; cert and key files enable mutual TLS.
+        The defaults of ``connect_timeout``, ``socket_timeout``,
+        ``write_queue``, ``write_queue_bytes`` and ``max_value_bytes`` are
+        those of the ``ormcache_redis_*`` options (``config.OPTIONS``; MiB
+        there, bytes here).
         ``write_queue`` and ``write_queue_bytes`` bound the write-behind queue
         (commands, and bytes of their arguments); a write that does not fit is
         dropped and counted in ``stats()["writes_dropped_full"]``.
@@ -343,9 +350,9 @@ class TwoTierCache(LRU[_K, _V]):
         client: RedisClient | None,
         codec: Codec,
         namespace: bytes | None = None,
-        prefix: str = "ormcache:",
+        prefix: str = ...,
         hash_tag: str | None = None,
-        ttl: int = 3600,
+        ttl: int = ...,
         local_methods: Iterable[str] | None = None,
         secret_markers: Iterable[str] | None = None,
         gate: Callable[[], bool | UnitOfWork | None] | None = None,
@@ -355,7 +362,10 @@ class TwoTierCache(LRU[_K, _V]):
         single_flight_wait: float = 5.0,
         follow_clears: float | None = ...,
     ) -> Self:
-        """``secret`` keys the HMAC that authenticates every entry in Redis;
+        """``prefix`` and ``ttl`` default to ``ormcache_redis_prefix`` and
+        ``ormcache_redis_expire``'s defaults (``config.OPTIONS``).
+
+        ``secret`` keys the HMAC that authenticates every entry in Redis;
         all processes sharing entries need the same one. Without it entries
         are only checked for corruption (one warning per process).
 
@@ -542,12 +552,44 @@ def url_credentials(url: str) -> tuple[bool, list[str]]:
 
 # --------------------------------------------------------------------------- options
 
+class _Options(Protocol):
+    """Where the parsers read raw option strings: a mapping of name -> str
+    or None, or ``ormcache_redis.config.OptionSource``."""
+
+    def get(self, name: str, /) -> str | None: ...
+
+@final
+class OptionSpec:
+    """One option (src/settings/options.rs): its name, default and rule."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str:
+        """url, text, prefix, names, seconds, whole, switch, choice, secret,
+        token or networks."""
+    @property
+    def group(self) -> str:
+        """Which reader parses it: cache, secret, metrics or sessions."""
+    @property
+    def default(self) -> Any:
+        """Its value when unset (None: unset means off, or required)."""
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """(above, at most] for seconds, [minimum, maximum] for whole numbers."""
+    def parse(self, raw: str | None, label: str | None = None) -> Any:
+        """``raw`` checked by the option's rule (None: the default); ConfigError,
+        one sentence naming ``label`` (default: the option), when bad."""
+
+def option_specs() -> list[OptionSpec]:
+    """Every option the project reads, by group."""
+
 @final
 class CacheSettings:
-    """The addon's ``ormcache_redis_*`` options, checked (src/settings.rs)."""
+    """The addon's ``ormcache_redis_*`` options, checked (src/settings/)."""
 
     @staticmethod
-    def parse(options: Mapping[str, str | None], known_caches: list[str]) -> CacheSettings:
+    def parse(options: _Options, known_caches: list[str]) -> CacheSettings:
         """Raises ConfigError, one sentence naming the option, on a bad value."""
     @property
     def url(self) -> str | None: ...
@@ -576,17 +618,24 @@ class CacheSettings:
     def native_lookup(self) -> bool:
         """Cached methods' hit path in Rust (``ormcache_redis_native_lookup``)."""
 
-def cache_option_names() -> list[str]:
-    """The option names ``CacheSettings.parse`` reads."""
+@final
+class MetricsSettings:
+    """The ``ormcache_redis_metrics_*`` options, checked (src/settings/)."""
 
-def parse_seconds(
-    option: str, raw: str | None, default: float, *, above: float = 0.0, at_most: float = 1e9
-) -> float:
-    """Seconds in (above, at_most], or ConfigError naming ``option``."""
+    @staticmethod
+    def parse(options: _Options) -> MetricsSettings:
+        """Raises ConfigError, one sentence naming the option, on a bad value."""
+    @property
+    def allow(self) -> list[str]:
+        """Networks allowed to read the route, as ``address/prefix length``."""
+    @property
+    def token(self) -> str | None: ...
+    @property
+    def interval(self) -> float: ...
 
 @final
 class SessionSettings:
-    """The ``session_store*`` options, checked (src/settings.rs)."""
+    """The ``session_store*`` options, checked (src/settings/)."""
 
     def __new__(
         cls,
@@ -597,11 +646,12 @@ class SessionSettings:
         timeout: float = ...,
         secret: str | None = None,
     ) -> Self:
-        """Defaults: prefix ``SESSION_PREFIX`` ('odoo:session:'),
-        anonymous_ttl ``SESSION_ANONYMOUS_TTL`` (4 hours), timeout 1 second."""
+        """Defaults: those of ``session_store_prefix``,
+        ``session_store_anonymous_ttl`` and ``session_store_timeout``."""
     @staticmethod
-    def parse(options: Mapping[str, str | None]) -> SessionSettings | None:
-        """None for Odoo's filesystem store; ConfigError naming the option on a bad value."""
+    def parse(options: _Options, labels: Mapping[str, str] | None = None) -> SessionSettings | None:
+        """None for Odoo's filesystem store; ConfigError naming the option on a
+        bad value (``labels``: option -> the command-line flag that gave it)."""
     @property
     def url(self) -> str: ...
     @property
@@ -618,3 +668,11 @@ SESSION_ANONYMOUS_TTL: int
 
 def session_option_names() -> list[str]:
     """The option names ``SessionSettings.parse`` reads."""
+
+def cache_option_names() -> list[str]:
+    """The option names ``CacheSettings.parse`` reads."""
+
+def parse_seconds(
+    option: str, raw: str | None, default: float, *, above: float = 0.0, at_most: float = 1e9
+) -> float:
+    """Seconds in (above, at_most], or ConfigError naming ``option``."""

@@ -11,7 +11,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 use redis::Value;
 
 use super::budget;
-use super::config::{RedisConfig, DEFAULT_MAX_VALUE_BYTES};
+use super::config::RedisConfig;
 use super::link::Endpoint;
 use super::pool::{CallError, Conn, Pool};
 use super::reply_guard::ReplyLimits;
@@ -22,6 +22,7 @@ use super::writer::{self, Command};
 use super::{call_error_to_py, Process};
 use crate::errors::{ConfigError, RedisReplyError};
 use crate::fork::ProcessLocal;
+use crate::settings::options;
 
 /// A command argument as Redis bytes.
 fn to_arg(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
@@ -180,11 +181,13 @@ impl RedisClient {
 impl RedisClient {
     #[new]
     #[pyo3(signature = (
-        url, *, connect_timeout = 0.5, socket_timeout = 0.25, max_idle = 8,
-        write_queue = 10000, write_queue_bytes = 64 << 20, failure_threshold = 2,
+        url, *, connect_timeout = options::CONNECT_TIMEOUT.default,
+        socket_timeout = options::SOCKET_TIMEOUT.default, max_idle = 8,
+        write_queue = options::WRITE_QUEUE.default as usize,
+        write_queue_bytes = options::WRITE_QUEUE_BYTES as usize, failure_threshold = 2,
         retry_initial = 0.25, retry_max = 30.0,
         tls_ca_file = None, tls_cert_file = None, tls_key_file = None,
-        max_value_bytes = DEFAULT_MAX_VALUE_BYTES
+        max_value_bytes = options::MAX_VALUE_BYTES
     ))]
     #[allow(clippy::too_many_arguments)]
     fn py_new(

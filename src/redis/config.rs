@@ -9,6 +9,7 @@ use super::link::{Endpoint, Handshake};
 use super::reply_guard::ReplyLimits;
 use super::tls::{self, TlsFiles};
 use super::url::Topology;
+use crate::settings::options;
 
 /// Everything needed to open and supervise connections to one Redis server,
 /// a Sentinel-managed master, or a Redis Cluster.
@@ -38,10 +39,6 @@ pub struct RedisConfig {
     /// one is refused on its length prefix, unread (`reply_guard`).
     pub max_value_bytes: u64,
 }
-
-/// Default `max_value_bytes`: far above any Odoo cache value, far below
-/// what would strain a worker.
-pub const DEFAULT_MAX_VALUE_BYTES: u64 = 16 << 20;
 
 fn positive_duration(option: &str, seconds: f64) -> Result<Duration, String> {
     if seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0 {
@@ -92,7 +89,7 @@ impl RedisConfig {
             failure_threshold,
             retry_initial,
             retry_max,
-            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            max_value_bytes: options::MAX_VALUE_BYTES,
         })
     }
 

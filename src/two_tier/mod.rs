@@ -30,6 +30,7 @@ use crate::codec::Codec;
 use crate::lru::{lru_stats_dict, Bounds, Lru, PyLru, L1_LOOKUP_LABELS};
 use crate::naming::{key_method, method_name};
 use crate::redis::RedisClient;
+use crate::settings::options;
 use crate::stats::LatencyHistogram;
 use counters::{Methods, SharedCounters};
 use flight::PendingComputations;
@@ -99,8 +100,8 @@ impl TwoTierCache {
 impl TwoTierCache {
     #[new]
     #[pyo3(signature = (
-        name, count, *, client, codec, namespace = None, prefix = "ormcache:", hash_tag = None,
-        ttl = 3600,
+        name, count, *, client, codec, namespace = None, prefix = options::PREFIX.default,
+        hash_tag = None, ttl = options::EXPIRE.default as i64,
         local_methods = None, secret_markers = None, gate = None, max_bytes = 0, secret = None,
         single_flight_after = Some(0.02), single_flight_wait = 5.0, follow_clears = Some(0.025)
     ))]
