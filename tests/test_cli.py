@@ -163,6 +163,27 @@ def test_stats_and_flush_read_odoo_conf(tmp_path, redis_url, capsys) -> None:
     assert RedisClient(redis_url).execute("EXISTS", "t:{db9}:flush") == 1
 
 
+@pytest.mark.parametrize(
+    ("lines", "argv", "sentence"),
+    [
+        (["ormcache_redis_url = http://h"], [], "ormcache_redis_url must be a redis://"),
+        (["ormcache_redis_url = redis://h", "ormcache_redis_prefix = a b"], [],
+         "ormcache_redis_prefix must be at most 64 characters without spaces"),
+        (["ormcache_redis_url = redis://h"], ["--prefix", "a b"],
+         "--prefix must be at most 64 characters without spaces"),
+        ([], ["--url", "http://h"], "--url must be a redis://"),
+    ],
+)  # fmt: skip
+def test_stats_and_flush_check_options_by_their_rules(tmp_path, capsys, lines, argv, sentence):
+    """odoo.conf's values are named by their option, the command line's by its flag."""
+    conf = tmp_path / "odoo.conf"
+    conf.write_text("\n".join(["[options]", *lines]) + "\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["stats", "-c", str(conf), *argv])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.startswith(f"ormcache-redis: {sentence}")
+
+
 def test_stats_of_an_unreachable_redis_exits_3(capsys) -> None:
     url = f"redis://u:{PASSWORD}@127.0.0.1:{free_port()}/0"
     assert main(["stats", "--url", url]) == 3

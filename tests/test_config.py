@@ -7,10 +7,10 @@ import pytest
 from ormcache_redis._native import RedisClient
 from ormcache_redis.addon.settings import load_settings
 from ormcache_redis.config import (
+    OPTIONS,
     ConfigError,
     OptionSource,
     parse_redis_url,
-    parse_seconds,
     redact_url,
 )
 from ormcache_redis.sessions.settings import session_store_settings
@@ -107,10 +107,31 @@ def test_password_never_in_errors() -> None:
 
 
 def test_seconds() -> None:
-    assert parse_seconds("ormcache_redis_expire", None, 3600) == 3600
-    assert parse_seconds("ormcache_redis_expire", "90", 3600) == 90
+    timeout = OPTIONS["session_store_timeout"]
+    assert timeout.parse(None) == timeout.default == 1.0
+    assert timeout.parse(" 2.5 ") == 2.5
     for bad in ("abc", "-1", "0", "nan", "inf"):
-        with pytest.raises(ConfigError, match=r"^ormcache_redis_expire must be"):
-            parse_seconds("ormcache_redis_expire", bad, 3600)
+        with pytest.raises(
+            ConfigError, match=r"^session_store_timeout must be a number of seconds"
+        ):
+            timeout.parse(bad)
     with pytest.raises(ConfigError, match="at most 60"):
-        parse_seconds("session_store_timeout", "61", 1.0, maximum=60)
+        timeout.parse("61")
+    # A command line's value is named by its flag.
+    with pytest.raises(ConfigError, match=r"^--timeout must be a number of seconds, got 'x'\.$"):
+        timeout.parse("x", "--timeout")
+
+
+def test_a_command_line_value_wins_and_is_named_by_its_flag() -> None:
+    source = OptionSource(
+        {"ormcache_redis_prefix": "conf:"}.get,
+        {"ORMCACHE_REDIS_URL": "redis://env"},
+        given={"ormcache_redis_prefix": ("--prefix", "a b"), "ormcache_redis_url": ("--url", None)},
+    )
+    assert source.raw("ormcache_redis_url") == "redis://env"  # nothing given: configured
+    assert source.labels == {"ormcache_redis_prefix": "--prefix"}
+    with pytest.raises(ConfigError, match=r"^--prefix must be at most 64 characters"):
+        source.value("ormcache_redis_prefix")
+    assert OptionSource({"ormcache_redis_prefix": "conf:"}.get).value("ormcache_redis_prefix") == (
+        "conf:"
+    )

@@ -19,9 +19,7 @@ import dockerfile as dockerfile_parser
 import pytest
 import yaml
 
-from ormcache_redis._native import cache_option_names, session_option_names
-from ormcache_redis.addon.deployment_keys import SECRET_OPTION
-from ormcache_redis.config import REDIS_URL_FALLBACK
+from ormcache_redis.config import OPTIONS, REDIS_URL_FALLBACK
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "docker-compose"
@@ -75,9 +73,7 @@ def test_compose_has_redis_with_persistence_postgres_and_odoo(compose: dict[str,
 
 def test_odoo_variables_are_options_the_addon_reads(compose: dict[str, Any]) -> None:
     environment = compose["services"]["odoo"]["environment"]
-    addon_variables = {
-        name.upper() for name in [*cache_option_names(), *session_option_names(), SECRET_OPTION]
-    } | {REDIS_URL_FALLBACK}
+    addon_variables = {name.upper() for name in OPTIONS} | {REDIS_URL_FALLBACK}
     assert set(environment) <= addon_variables | IMAGE_VARIABLES, set(environment) - (
         addon_variables | IMAGE_VARIABLES
     )

@@ -225,6 +225,37 @@ def test_migration_database_errors_name_the_option(
     assert "needs psycopg2" in err and "--db-uri" in err
 
 
+def test_migration_reads_the_options_with_the_stores_parser(
+    redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same rules and sentences as the session store at start-up: a value
+    from odoo.conf is named by its option, one from the command line by its
+    flag; odoo.conf's session_store does not matter (the command copies)."""
+    conf = tmp_path / "odoo.conf"
+    common = ("to-redis", "--session-dir", str(tmp_path), "-c", str(conf), "--secret", "s" * 16)
+
+    def run(*lines: str, argv: tuple[str, ...] = ()) -> tuple[int, str]:
+        conf.write_text("\n".join(["[options]", "session_store = filesystem", *lines]) + "\n")
+        code = migrate(*common, "--dry-run", *argv)
+        return code, capsys.readouterr().err
+
+    assert run(f"session_store_url = {redis_url}")[0] == 0
+    code, err = run(f"session_store_url = {redis_url}", "session_store_anonymous_ttl = soon")
+    assert code == 2 and "session_store_anonymous_ttl must be a number of seconds" in err
+    code, err = run(f"session_store_url = {redis_url}", "session_store_prefix = a b")
+    assert code == 2 and "session_store_prefix must not contain spaces" in err
+    code, err = run(f"session_store_url = {redis_url}", argv=("--prefix", "a b"))
+    assert code == 2 and "--prefix must not contain spaces" in err
+    code, err = run(f"session_store_url = {redis_url}", argv=("--anonymous-ttl", "-5"))
+    assert code == 2 and "--anonymous-ttl must be a number of seconds above 0" in err
+    code, err = run("session_store_url = http://h")
+    assert code == 2 and "session_store_url must be a redis://" in err
+    code, err = run(f"session_store_url = {redis_url}", argv=("--url", "http://h"))
+    assert code == 2 and "--url must be a redis://" in err
+    code, err = run()
+    assert code == 2 and "--url (or session_store_url / SESSION_STORE_URL) is required" in err
+
+
 def test_migration_cli_runs_as_a_command(redis_url: str, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "ormcache_redis.sessions.migrate", "to-redis",

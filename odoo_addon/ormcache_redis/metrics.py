@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from ormcache_redis.addon.metrics_access import MetricsAccess
+from ormcache_redis.config import CACHE_PREFIX
 from ormcache_redis.metrics import ClusterFigures, MetricsPublisher, process_figures
 
 from . import registry_patch
@@ -26,7 +27,7 @@ def install(access: MetricsAccess, session_store: Any) -> None:
     the cache's Redis, or the sessions' when only sessions use Redis."""
     options = registry_patch.installed_settings()
     client = registry_patch.client()
-    prefix = options.prefix if options is not None else "ormcache:"
+    prefix = options.prefix if options is not None else CACHE_PREFIX
     if client is None and session_store is not None:
         client, prefix = session_store.client, session_store.prefix
     _state.update(access=access, client=client, prefix=prefix, session_store=session_store)

@@ -37,14 +37,12 @@ from ormcache_redis._native import (
     url_credentials,
 )
 from ormcache_redis.addon.shared_tier import flush_commands
-from ormcache_redis.config import OptionSource
+from ormcache_redis.config import CACHE_PREFIX, SESSION_PREFIX, OptionSource
 from ormcache_redis.metrics import MAX_SERIES, SESSION_REFUSALS, cluster_totals, read_cluster
 from ormcache_redis.server_check import _config_value, eviction_warning
 from ormcache_redis.sessions import migrate
-from ormcache_redis.sessions.records import DEFAULT_PREFIX as SESSION_PREFIX
 
 PROG = "ormcache-redis"
-CACHE_PREFIX = "ormcache:"
 
 # Odoo's own rule for database names (odoo.service.db), and cache names.
 DB_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -351,17 +349,21 @@ def _transport_findings(parts: Any, sends_password: bool) -> list[Finding]:
 
 
 def _options(args: argparse.Namespace) -> OptionSource:
+    """odoo.conf (``--config``), the environment, and what the command line gave."""
     conf = migrate._odoo_conf_options(args.config) if args.config else {}
-    return OptionSource(conf.get)
+    given = {
+        "ormcache_redis_url": ("--url", args.url),
+        "ormcache_redis_prefix": ("--prefix", args.prefix),
+    }
+    return OptionSource(conf.get, given=given)
 
 
 def _cache_client(args: argparse.Namespace) -> tuple[RedisClient, str]:
     options = _options(args)
-    url = args.url or options.raw("ormcache_redis_url")
+    url = options.value("ormcache_redis_url")
     if url is None:
         fail_input("--url (or ormcache_redis_url in --config, or ORMCACHE_REDIS_URL) is required")
-    check_redis_url("--url", url)
-    prefix = args.prefix or options.raw("ormcache_redis_prefix") or CACHE_PREFIX
+    prefix = options.value("ormcache_redis_prefix")
     return RedisClient(url, connect_timeout=2.0, socket_timeout=5.0), prefix
 
 

@@ -4,54 +4,90 @@ Options come from Odoo's configuration (``odoo.conf`` ``[options]``) first and
 from the environment second (``ormcache_redis_url`` -> ``ORMCACHE_REDIS_URL``),
 so containers can configure everything without a config file. The Redis URLs
 (``ormcache_redis_url``, ``session_store_url``) fall back last on
-``REDIS_URL``, the name container platforms and add-ons commonly set. The rules and
-their error sentences live in the engine (``src/settings.rs``,
-``src/redis/url.rs``): every check raises :class:`ConfigError` with one
-sentence that names the option, which is what start-up shows to the operator.
+``REDIS_URL``, the name container platforms and add-ons commonly set.
+
+Every option, its default and its rule live in the engine
+(``src/settings/``): :data:`OPTIONS` is that table, and the engine's
+parsers (``CacheSettings``, ``SessionSettings``, ``MetricsSettings``) read
+an :class:`OptionSource` directly. Every check raises :class:`ConfigError`
+with one sentence that names the option, which is what start-up shows to
+the operator.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
 
-from ormcache_redis._native import ConfigError, check_redis_url, redact_url
-from ormcache_redis._native import parse_seconds as native_parse_seconds
+from ormcache_redis._native import (
+    ConfigError,
+    OptionSpec,
+    check_redis_url,
+    option_specs,
+    redact_url,
+)
 
 __all__ = [
+    "CACHE_PREFIX",
+    "OPTIONS",
     "REDIS_URL_FALLBACK",
+    "SESSION_PREFIX",
     "ConfigError",
     "OptionSource",
     "parse_redis_url",
-    "parse_seconds",
     "redact_url",
 ]
 
+OPTIONS: Mapping[str, OptionSpec] = MappingProxyType({spec.name: spec for spec in option_specs()})
+"""Every option the project reads, by name: its ``group``, ``kind``,
+``default`` and rule (``parse``)."""
+
+CACHE_PREFIX: str = OPTIONS["ormcache_redis_prefix"].default
+SESSION_PREFIX: str = OPTIONS["session_store_prefix"].default
 
 # The environment variable that every Redis URL option falls back on last:
 # one Redis for the cache and the sessions unless an option says otherwise
 # (their keys have different prefixes).
 REDIS_URL_FALLBACK = "REDIS_URL"
-URL_OPTIONS = frozenset({"ormcache_redis_url", "session_store_url"})
+URL_OPTIONS = frozenset(name for name, spec in OPTIONS.items() if spec.kind == "url")
 
 
 class OptionSource:
-    """Looks options up in a config getter, then in the environment.
+    """Looks options up on a command line, in a config getter, then in the
+    environment.
 
     ``config_get`` is e.g. ``odoo.tools.config.get``; values Odoo leaves unset
     (``None``, ``False`` or ``''``) fall through to the environment variable
     of the upper-cased name, and the Redis URL options then to ``REDIS_URL``.
+    ``given`` maps an option to the ``(flag, value)`` a command line gave:
+    a value that is not None wins, and error sentences name the flag.
     """
 
     def __init__(
         self,
         config_get: Callable[[str], object] | None = None,
         environ: Mapping[str, str] | None = None,
+        *,
+        given: Mapping[str, tuple[str, object]] | None = None,
     ) -> None:
         self._config_get = config_get
         self._environ = os.environ if environ is None else environ
+        self._given = {
+            name: (flag, str(value))
+            for name, (flag, value) in (given or {}).items()
+            if value is not None
+        }
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """How error sentences name the options a command line gave."""
+        return {name: flag for name, (flag, _value) in self._given.items()}
 
     def raw(self, name: str) -> str | None:
+        if name in self._given:
+            return self._given[name][1]
         if self._config_get is not None:
             value = self._config_get(name)
             if value not in (None, False, ""):
@@ -64,6 +100,13 @@ class OptionSource:
                 # operator set, not the option it stood in for.
                 check_redis_url(REDIS_URL_FALLBACK, value)
         return value
+
+    # The engine's parsers read a source as a mapping.
+    get = raw
+
+    def value(self, name: str) -> Any:
+        """The option ``name`` checked by its rule; its default when unset."""
+        return OPTIONS[name].parse(self.raw(name), self._given.get(name, (None,))[0])
 
     def _from_environment(self, variable: str) -> str | None:
         value = self._environ.get(variable)
@@ -78,11 +121,3 @@ def parse_redis_url(name: str, value: str | None) -> str | None:
     if value is None:
         return None
     return check_redis_url(name, value)
-
-
-def parse_seconds(
-    name: str, value: str | None, default: float, *, minimum: float = 0.0, maximum: float = 10**9
-) -> float:
-    """Seconds above ``minimum`` and at most ``maximum`` (the engine's rule
-    and sentence, shared with the cache options)."""
-    return native_parse_seconds(name, value, default, above=minimum, at_most=maximum)

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ormcache_redis._native import RedisClient, RedisReplyError, RedisUnavailable
+from ormcache_redis.config import CACHE_PREFIX, OPTIONS
 from ormcache_redis.sessions.refusals import RefusedRecords
 
 __all__ = [
@@ -151,7 +152,8 @@ MAX_NAME = 256
 """Longest method name."""
 MAX_REASON = 64
 MAX_COUNT = 2**63 - 1
-MAX_TTL = 3 * 3600
+_INTERVAL = OPTIONS["ormcache_redis_metrics_interval"]
+MAX_TTL = 3 * math.ceil(_INTERVAL.bounds[1])
 """Longest TTL a publisher sets (three intervals of at most an hour)."""
 _GATHERED_SERIES = 4 * MAX_SERIES
 _CLOCK_SKEW = 3600
@@ -389,15 +391,16 @@ class MetricsPublisher:
         client: RedisClient,
         collect: Callable[[], Mapping[str, Any]],
         *,
-        prefix: str = "ormcache:",
-        interval: float = 15.0,
+        prefix: str = CACHE_PREFIX,
+        interval: float = _INTERVAL.default,
     ) -> None:
-        if not (isinstance(interval, int | float) and 0 < interval <= 3600):
-            raise ValueError(f"interval must be seconds in (0, 3600], got {interval!r}")
+        if not isinstance(interval, int | float):
+            raise ValueError(f"interval must be a number of seconds, got {interval!r}")
         self.client = client
         self.collect = collect
         self.prefix = prefix
-        self.interval = float(interval)
+        # The option's rule: (0, 3600] (ConfigError is a ValueError).
+        self.interval = _INTERVAL.parse(repr(float(interval)), "interval")
         # A dead process's figures outlive it by at most three intervals.
         self.ttl = max(math.ceil(self.interval * 3), 5)
         self._pid: int | None = None
@@ -801,7 +804,7 @@ def _read_records(client: RedisClient, prefix: str, chunk: list[str]) -> list[ob
         return answers
 
 
-def read_cluster(client: RedisClient, prefix: str = "ormcache:") -> ClusterFigures:
+def read_cluster(client: RedisClient, prefix: str = CACHE_PREFIX) -> ClusterFigures:
     """Every live process's figures, summed. Redis unreachable is
     ``reachable=False``; never an exception. Entries of dead processes (and
     garbage) are removed from the index on the way; a record that cannot be
@@ -1144,6 +1147,6 @@ def render(totals: Mapping[str, Any]) -> str:
     return "".join(line for family in _families(totals) for line in family.lines)
 
 
-def exposition(client: RedisClient, prefix: str = "ormcache:") -> str:
+def exposition(client: RedisClient, prefix: str = CACHE_PREFIX) -> str:
     """The cluster's figures, read from Redis now, as Prometheus text."""
     return render(cluster_totals(read_cluster(client, prefix)))

@@ -29,12 +29,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from ormcache_redis.config import ConfigError, OptionSource
+from ormcache_redis.config import OPTIONS, OptionSource
 
 _logger = logging.getLogger("ormcache_redis.secrets")
 
-SECRET_OPTION = "ormcache_redis_secret"
-MIN_SECRET_LENGTH = 16
+# Its rule (at least 16 characters, never repeated) is the engine's.
+_SECRET = OPTIONS["ormcache_redis_secret"]
+SECRET_OPTION: str = _SECRET.name
 # Databases remembered as unreadable at most (names come from session
 # records, which anyone who can write to Redis chooses).
 MAX_UNREADABLE = 1024
@@ -43,17 +44,12 @@ MAX_UNREADABLE = 1024
 def check_secret(option: str, secret: str | None) -> str | None:
     """``secret`` when absent or long enough to be one; else ConfigError,
     one sentence naming ``option``."""
-    if secret is not None and len(secret) < MIN_SECRET_LENGTH:
-        raise ConfigError(
-            f"{option} must be at least {MIN_SECRET_LENGTH} characters "
-            f"(e.g. the output of 'openssl rand -hex 32'), got {len(secret)}."
-        )
-    return secret
+    return _SECRET.parse(secret, option)
 
 
 def configured_secret(source: OptionSource) -> str | None:
-    """``ormcache_redis_secret`` when set (checked with ``check_secret``)."""
-    return check_secret(SECRET_OPTION, source.raw(SECRET_OPTION))
+    """``ormcache_redis_secret`` when set (checked by its rule)."""
+    return source.value(SECRET_OPTION)
 
 
 class DeploymentSecrets:

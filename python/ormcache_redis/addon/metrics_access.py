@@ -1,6 +1,7 @@
 """Who may read the metrics route, and how often processes publish: the
-``ormcache_redis_metrics_*`` options, checked at start-up like the others
-(a bad value is one sentence naming the option).
+``ormcache_redis_metrics_*`` options, parsed at start-up by the engine like
+the others (``MetricsSettings``: a bad value is one sentence naming the
+option).
 
 The route is closed unless one of these is set:
 
@@ -20,16 +21,8 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ormcache_redis._native import ConfigError, parse_seconds
-from ormcache_redis.config import OptionSource
-
-OPTION_NAMES = (
-    "ormcache_redis_metrics_allow",
-    "ormcache_redis_metrics_token",
-    "ormcache_redis_metrics_interval",
-)
-DEFAULT_INTERVAL = 15.0
-MIN_TOKEN_LENGTH = 32
+from ormcache_redis._native import MetricsSettings
+from ormcache_redis.config import OPTIONS, OptionSource
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -38,7 +31,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 class MetricsAccess:
     allow: tuple[Network, ...] = ()
     token: str | None = field(default=None, repr=False)
-    interval: float = DEFAULT_INTERVAL
+    interval: float = OPTIONS["ormcache_redis_metrics_interval"].default
 
     @property
     def open(self) -> bool:
@@ -63,47 +56,25 @@ class MetricsAccess:
         return False
 
 
-def _networks(option: str, raw: str) -> tuple[Network, ...]:
-    networks = []
-    for part in (item.strip() for item in raw.split(",")):
-        if not part:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(part, strict=False))
-        except ValueError:
-            raise ConfigError(
-                f"{option} must be a comma-separated list of IP addresses or networks "
-                f"(such as 127.0.0.1, 10.0.0.0/8), got {raw!r}."
-            ) from None
-    return tuple(networks)
-
-
-def _token(option: str, raw: str) -> str:
-    if len(raw) < MIN_TOKEN_LENGTH or any(char.isspace() for char in raw):
-        # The value itself is never repeated: it is a secret.
-        raise ConfigError(
-            f"{option} must be at least {MIN_TOKEN_LENGTH} characters without spaces "
-            f"(got {len(raw)} characters)."
-        )
-    return raw
+def _access(settings: MetricsSettings) -> MetricsAccess:
+    # The engine checked each network and wrote it as address/length.
+    return MetricsAccess(
+        allow=tuple(ipaddress.ip_network(network) for network in settings.allow),
+        token=settings.token,
+        interval=settings.interval,
+    )
 
 
 def load_metrics_access(source: OptionSource) -> MetricsAccess:
     """Reads the options; raises ConfigError (one sentence) on a bad value."""
-    allow_raw, token_raw, interval_raw = (source.raw(name) for name in OPTION_NAMES)
-    return MetricsAccess(
-        allow=_networks(OPTION_NAMES[0], allow_raw) if allow_raw else (),
-        token=_token(OPTION_NAMES[1], token_raw) if token_raw else None,
-        interval=parse_seconds(
-            OPTION_NAMES[2], interval_raw, DEFAULT_INTERVAL, above=0.0, at_most=3600.0
-        ),
-    )
+    return _access(MetricsSettings.parse(source))
 
 
 def access_from(allow: Iterable[str] = (), token: str | None = None) -> MetricsAccess:
     """A MetricsAccess from plain values, checked like the options (tests)."""
     raw = ",".join(allow)
-    return MetricsAccess(
-        allow=_networks(OPTION_NAMES[0], raw) if raw else (),
-        token=_token(OPTION_NAMES[1], token) if token else None,
+    return _access(
+        MetricsSettings.parse(
+            {"ormcache_redis_metrics_allow": raw or None, "ormcache_redis_metrics_token": token}
+        )
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from ormcache_redis._native import CacheSettings, cache_option_names
+from ormcache_redis._native import CacheSettings
 from ormcache_redis.config import OptionSource
 
 # The one list of what names a secret. A cache entry stays in the process
@@ -26,15 +26,14 @@ SECRET_PATTERN = re.compile(
 )
 
 
-# Parsed and checked in the engine (src/settings.rs), with every rule and
+# Parsed and checked in the engine (src/settings/), with every rule and
 # error sentence; the defaults (shared caches, secret-keyed methods) too.
 Settings = CacheSettings
 
 
 def load_settings(source: OptionSource, known_caches: Iterable[str]) -> CacheSettings:
     """Reads every option; raises ConfigError (one sentence) on a bad value."""
-    raw = {name: source.raw(name) for name in cache_option_names()}
-    return CacheSettings.parse(raw, list(known_caches))
+    return CacheSettings.parse(source, list(known_caches))
 
 
 def looks_secret(key_exprs: Iterable[str], parameter_names: Iterable[str]) -> bool:

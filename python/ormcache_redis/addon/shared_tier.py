@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ormcache_redis._native import UnitOfWork, qualified_name
+from ormcache_redis.config import CACHE_PREFIX
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
 
@@ -135,7 +136,7 @@ class SharedTier:
         shared_caches: Iterable[str],
         invalidated_names: Callable[[], set],
         client: Any = None,
-        prefix: str = "ormcache:",
+        prefix: str = CACHE_PREFIX,
         testing: Callable[[], Any] | None = None,
     ) -> None:
         self.db_name = db_name

@@ -50,12 +50,12 @@ from ormcache_redis._native import (
     RedisClient,
     RedisReplyError,
     RedisUnavailable,
+    SessionSettings,
 )
-from ormcache_redis.addon.deployment_keys import DeploymentSecrets, check_secret
-from ormcache_redis.config import ConfigError, OptionSource, parse_redis_url, redact_url
+from ormcache_redis.addon.deployment_keys import DeploymentSecrets
+from ormcache_redis.config import ConfigError, OptionSource, redact_url
 from ormcache_redis.sessions.files import read_session_file, session_files, write_session_file
 from ormcache_redis.sessions.records import (
-    DEFAULT_ANONYMOUS_TTL,
     DEFAULT_PREFIX,
     DEFAULT_SESSION_LIFETIME,
     FIELD_LENGTH,
@@ -447,6 +447,21 @@ def _odoo_conf_options(path: Path | None) -> dict[str, str]:
     return dict(parser.items("options")) if parser.has_section("options") else {}
 
 
+def _options(args: argparse.Namespace, conf: dict[str, str]) -> OptionSource:
+    """The options as the session store reads them, the command line's
+    first (error sentences then name its flag). The command copies to or
+    from Redis whatever ``session_store`` says."""
+    given = {
+        "session_store": ("session_store", "redis"),
+        "session_store_url": ("--url", args.url),
+        "session_store_prefix": ("--prefix", args.prefix),
+        "session_store_secret": ("--session-store-secret", args.session_store_secret),
+        "session_store_anonymous_ttl": ("--anonymous-ttl", args.anonymous_ttl),
+        "ormcache_redis_secret": ("--secret (ormcache_redis_secret)", args.secret),
+    }
+    return OptionSource(conf.get, given=given)
+
+
 def build_parser(prog: str = "ormcache-redis-sessions") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -483,21 +498,18 @@ def main(argv: Sequence[str] | None = None, prog: str = "ormcache-redis-sessions
     args = build_parser(prog).parse_args(argv)
     try:
         conf = _odoo_conf_options(args.config)
-        options = OptionSource(conf.get)
-        args.url = parse_redis_url("--url", args.url or options.raw("session_store_url"))
-        if args.url is None:
+        options = _options(args, conf)
+        if options.raw("session_store_url") is None:
             raise ConfigError("--url (or session_store_url / SESSION_STORE_URL) is required.")
-        args.prefix = args.prefix or options.raw("session_store_prefix") or DEFAULT_PREFIX
-        args.session_store_secret = args.session_store_secret or options.raw("session_store_secret")
-        configured = args.secret or options.raw("ormcache_redis_secret")
-        check_secret("--secret (ormcache_redis_secret)", configured)
+        # The store's own parser: same rules, defaults and sentences.
+        settings = SessionSettings.parse(options, options.labels)
+        assert settings is not None  # session_store is given as redis
+        args.url, args.prefix = settings.url, settings.prefix
+        args.session_store_secret, args.anonymous_ttl = settings.secret, settings.anonymous_ttl
+        configured = options.value("ormcache_redis_secret")
         connect = None if configured else _connect_options(args.db_uri, conf)
         args.secrets = DatabaseSecrets(configured, connect)
         args.secrets.check_connection()
-        if args.anonymous_ttl is None:
-            args.anonymous_ttl = int(
-                options.raw("session_store_anonymous_ttl") or DEFAULT_ANONYMOUS_TTL
-            )
         if args.session_dir is None:
             data_dir = conf.get("data_dir")
             if not data_dir:
@@ -505,8 +517,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "ormcache-redis-sessions
             args.session_dir = Path(data_dir).expanduser() / "sessions"
         if args.direction == "to-redis" and not args.session_dir.is_dir():
             raise ConfigError(f"--session-dir {args.session_dir} is not a directory.")
-        if args.lifetime <= 0 or args.anonymous_ttl <= 0:
-            raise ConfigError("--lifetime and --anonymous-ttl must be positive seconds.")
+        if args.lifetime <= 0:
+            raise ConfigError("--lifetime must be positive seconds.")
         client = RedisClient(args.url, connect_timeout=5.0, socket_timeout=10.0)
         client.ping()
         run = to_redis if args.direction == "to-redis" else to_files

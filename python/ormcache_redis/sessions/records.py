@@ -75,12 +75,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ormcache_redis import _native
 from ormcache_redis._native import aead_open, aead_seal, derive_key, mac_tag, mac_verify
+from ormcache_redis.config import OPTIONS, SESSION_PREFIX
 
-# The session options' defaults live with their rules (src/settings.rs).
-DEFAULT_PREFIX: str = _native.SESSION_PREFIX
-DEFAULT_ANONYMOUS_TTL: int = _native.SESSION_ANONYMOUS_TTL
+# The session options' defaults live with their rules (src/settings/).
+DEFAULT_PREFIX: str = SESSION_PREFIX
+DEFAULT_ANONYMOUS_TTL: int = round(OPTIONS["session_store_anonymous_ttl"].default)
 DEFAULT_SESSION_LIFETIME = 7 * 24 * 3600
 """Odoo's ``SESSION_LIFETIME`` (default ``sessions.max_inactivity_seconds``)."""
 

@@ -1,12 +1,12 @@
 """The ``session_store*`` options (odoo.conf or the environment).
 
-Parsed and checked in the engine (``src/settings.rs``), like the cache's
-options: every rule and error sentence lives there.
+Parsed and checked in the engine (``src/settings/``), like the cache's
+options: every rule, default and error sentence lives there.
 """
 
 from __future__ import annotations
 
-from ormcache_redis._native import SessionSettings, session_option_names
+from ormcache_redis._native import SessionSettings
 from ormcache_redis.config import OptionSource
 
 SessionStoreSettings = SessionSettings
@@ -15,4 +15,4 @@ SessionStoreSettings = SessionSettings
 def session_store_settings(options: OptionSource) -> SessionSettings | None:
     """The settings when ``session_store = redis``, ``None`` for Odoo's
     filesystem store; raises ``ConfigError`` (one sentence) on bad values."""
-    return SessionSettings.parse({name: options.raw(name) for name in session_option_names()})
+    return SessionSettings.parse(options, options.labels)
