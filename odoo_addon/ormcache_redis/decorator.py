@@ -14,24 +14,12 @@ through one generation bump in Redis when the transaction commits (Odoo's
 
 from __future__ import annotations
 
-import inspect
-import logging
-import time
-
-from ormcache_redis._native import TwoTierCache, qualified_name, set_single_flight
+from ormcache_redis._native import qualified_name, set_single_flight
 from ormcache_redis.addon import shared_tier
 from ormcache_redis.decorator import check_decorator_arguments
 
 from . import dependencies, method_clear
-
-odoo_cache = method_clear.odoo_cache
-_logger = logging.getLogger(__name__)
-
-# 17.0/18.0 call ``lookup(method, *args)`` (built with ``decorator``),
-# 19.0 calls ``lookup(*args)``.
-_LOOKUP_TAKES_METHOD = list(inspect.signature(odoo_cache.ormcache.lookup).parameters)[1:2] == [
-    "method"
-]
+from .odoo_version import ODOO, odoo_cache
 
 
 class ormcache(odoo_cache.ormcache):
@@ -76,48 +64,18 @@ class ormcache(odoo_cache.ormcache):
         """Invalidates this method's entries, here and in every process."""
         method_clear.clear_method_cache(self, model)
 
-    if _LOOKUP_TAKES_METHOD:
+    # With ``ttl``: the version's own lookup (Odoo's key, mapping, counters
+    # and miss code), the value stored for ``ttl`` seconds.
+    if ODOO.lookup_takes_method:  # 17.0/18.0: ``lookup(method, *args)``
 
         def lookup(self, method, *args, **kwargs):
             if self.ttl is None:
                 return super().lookup(method, *args, **kwargs)
-            return self._lookup_with_ttl(args, kwargs)
+            return ODOO.lookup(self, args, kwargs, self.ttl)
 
     else:
 
         def lookup(self, *args, **kwargs):
             if self.ttl is None:
                 return super().lookup(*args, **kwargs)
-            return self._lookup_with_ttl(args, kwargs)
-
-    def _lookup_with_ttl(self, args, kwargs):
-        # Odoo's lookup, except that the value is stored with its TTL.
-        model = args[0]
-        if _LOOKUP_TAKES_METHOD:
-            cache, key0, counter = self.lru(model)
-            key = key0 + self.key(*args, **kwargs)
-        else:
-            cache = model.pool._Registry__caches[self.cache_name]
-            key = self.key(*args, **kwargs)
-            counter = odoo_cache._COUNTERS[model.pool.db_name, self.method]
-        if hasattr(counter, "cache_name"):
-            counter.cache_name = self.cache_name
-        try:
-            value = cache[key]
-            counter.hit += 1
-            return value
-        except KeyError:
-            counter.miss += 1
-        except TypeError:
-            _logger.warning("cache lookup error on %r", key, exc_info=True)
-            counter.err += 1
-            return self.method(*args, **kwargs)
-        start = time.monotonic()
-        value = self.method(*args, **kwargs)
-        if hasattr(counter, "gen_time"):
-            counter.gen_time += time.monotonic() - start
-        if isinstance(cache, TwoTierCache):
-            cache.set(key, value, self.ttl)
-        else:
-            cache[key] = value
-        return value
+            return ODOO.lookup(self, args, kwargs, self.ttl)

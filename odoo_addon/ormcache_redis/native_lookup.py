@@ -10,33 +10,29 @@ from them (``'xmlid'``, ``'model_name', 'mode'``, ``'self.env.uid'``: most
 of core) with an ``OdooLookup`` that builds the same key, keeps the same
 counters (19: ``_COUNTERS`` with its ``tx_*`` counts and
 ``env.cr.cache['_ormcache_lookups']``; 17.0/18.0: ``STAT``) and asks the
-same mapping in one native call. It carries the wrapper's attributes
+same mapping in one native call. Which counters, keyed how, and the code
+run on a miss or an error (Odoo's own) come from the version's record
+(``odoo_version.ODOO``). It carries the wrapper's attributes
 (``__cache__``, ``__wrapped__``, ``clear_cache``, API markers), so
 ``add_value``, ``get_cache_key_counter`` and the SIGUSR1 statistics read it
-as before. Misses and errors run ``miss_*`` below, Odoo's own code for
-them; calls with keywords go through Odoo's wrapper; methods with other
-key expressions keep it. ``ormcache_redis_native_lookup = False`` turns it
-off.
+as before. Calls with keywords go through Odoo's wrapper; methods with
+other key expressions keep it. ``ormcache_redis_native_lookup = False``
+turns it off.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import keyword
 import logging
-import time
 import types
 import weakref
 from typing import Any
 
-import odoo.release
-
 from ormcache_redis._native import OdooLookup
 
-odoo_cache = importlib.import_module("odoo.tools.cache")
-# Odoo's logger for the unhashable-key warning, as in ormcache.lookup.
-_odoo_logger = logging.getLogger("odoo.tools.cache")
+from .odoo_version import ODOO, odoo_cache
+
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -48,75 +44,6 @@ _replaced: dict[tuple[type, str], Any] = {}
 _scanned: weakref.WeakSet[type] = weakref.WeakSet()
 
 
-def miss_19(
-    ormcache: Any,
-    cache: Any,
-    key: tuple,
-    counter: Any,
-    first: bool,
-    args: tuple,
-    error: BaseException,
-) -> Any:
-    """Odoo 19's ``ormcache.lookup`` after the mapping was asked."""
-    if isinstance(error, KeyError):
-        counter.miss += 1
-        counter.tx_miss += first
-        start = time.monotonic()
-        value = ormcache.method(*args)
-        counter.gen_time += time.monotonic() - start
-        cache[key] = value
-        return value
-    counter.tx_err += first
-    return _compute_uncached(ormcache, key, counter, args, error)
-
-
-def miss_18(
-    ormcache: Any,
-    cache: Any,
-    key: tuple,
-    counter: Any,
-    first: bool,
-    args: tuple,
-    error: BaseException,
-) -> Any:
-    """Odoo 18.0's, as 17.0's plus ``cache_name`` and ``gen_time``."""
-    if isinstance(error, KeyError):
-        counter.miss += 1
-        counter.cache_name = ormcache.cache_name
-        start = time.time()
-        value = cache[key] = ormcache.method(*args)
-        counter.gen_time += time.time() - start
-        return value
-    return _compute_uncached(ormcache, key, counter, args, error)
-
-
-def miss_17(
-    ormcache: Any,
-    cache: Any,
-    key: tuple,
-    counter: Any,
-    first: bool,
-    args: tuple,
-    error: BaseException,
-) -> Any:
-    """Odoo 17.0's."""
-    if isinstance(error, KeyError):
-        counter.miss += 1
-        value = cache[key] = ormcache.method(*args)
-        return value
-    return _compute_uncached(ormcache, key, counter, args, error)
-
-
-def _compute_uncached(
-    ormcache: Any, key: tuple, counter: Any, args: tuple, error: BaseException
-) -> Any:
-    """Every version's answer to a key the mapping cannot hash: warn,
-    count an error, compute without storing."""
-    _odoo_logger.warning("cache lookup error on %r", key, exc_info=error)
-    counter.err += 1
-    return ormcache.method(*args)
-
-
 def plan(function: Any) -> tuple[list[tuple[int, list[str]]], list[Any]] | None:
     """``(key parts, defaults)`` when ``function`` is Odoo's wrapper of a
     method this path covers exactly, else None. A key part is a parameter's
@@ -125,7 +52,7 @@ def plan(function: Any) -> tuple[list[tuple[int, list[str]]], list[Any]] | None:
     ormcache = getattr(function, "__cache__", None)
     if type(function) is not types.FunctionType or type(ormcache) is not odoo_cache.ormcache:
         return None
-    if getattr(ormcache, "skiparg", None) is not None:
+    if ormcache.skiparg is not None:
         return None
     try:
         parameters = list(inspect.signature(ormcache.method).parameters.values())
@@ -154,13 +81,13 @@ def _is_attribute(name: str) -> bool:
 def native_lookup(
     function: Any, key_parts: list[tuple[int, list[str]]], defaults: list[Any]
 ) -> OdooLookup:
-    major = odoo.release.version_info[0]
-    if major >= 19:
-        counters, miss, statistics = odoo_cache._COUNTERS, miss_19, True
-    else:
-        counters, miss, statistics = odoo_cache.STAT, miss_18 if major == 18 else miss_17, False
     lookup = OdooLookup(
-        function, key_parts, defaults, counters, miss, transaction_statistics=statistics
+        function,
+        key_parts,
+        defaults,
+        ODOO.counters,
+        ODOO.miss,
+        transaction_statistics=ODOO.transaction_statistics,
     )
     lookup.__dict__.update(function.__dict__)
     for name in _COPIED:

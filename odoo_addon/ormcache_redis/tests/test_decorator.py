@@ -1,4 +1,6 @@
+import contextlib
 import time
+import uuid
 
 from odoo.tools.cache import get_cache_key_counter
 
@@ -6,6 +8,7 @@ from ormcache_redis._native import UnitOfWork, qualified_name
 from ormcache_redis.addon import shared_tier
 
 from ..decorator import ormcache
+from ..odoo_version import ODOO
 from .common import SharedTierCase
 
 
@@ -28,6 +31,27 @@ class Probe:
     def short_lived(self, key):
         type(self).computed += 1
         return type(self).computed
+
+    @ormcache("key")
+    def echo(self, key):
+        return ("echo", key)
+
+    @ormcache("key", ttl=60)
+    def echo_for_a_while(self, key):
+        return ("echo", key)
+
+
+def figures(counter):
+    # 17.0 counters have neither gen_time nor cache_name, 17.0/18.0 no tx_*.
+    names = ("hit", "miss", "err", "tx_hit", "tx_miss", "tx_err")
+    return tuple(getattr(counter, name, 0) for name in names)
+
+
+def outcome_of(call):
+    try:
+        return call()
+    except TypeError as error:
+        return ("TypeError", str(error))
 
 
 class TestDecorator(SharedTierCase):
@@ -52,6 +76,42 @@ class TestDecorator(SharedTierCase):
         self.assertEqual(self.probe.short_lived("x"), first)
         time.sleep(1.2)
         self.assertNotEqual(self.probe.short_lived("x"), first)
+
+    def test_ttl_lookup_counts_as_odoos_own(self):
+        """With ``ttl`` the decorator runs the version's lookup and miss code
+        (odoo_version): the same answers and counters as Odoo's lookup of
+        a method without ``ttl``, 19's transaction statistics included, and
+        an unhashable key treated as that version treats it."""
+        outcomes = []
+        for method in (self.probe.echo, self.probe.echo_for_a_while):
+            argument = uuid.uuid4().hex
+            cache, key, counter = get_cache_key_counter(method, argument)
+            before = figures(counter)
+            answers = [method(argument), method(argument), method(argument + "b")]
+            self.assertIn(key, cache)
+            self.env.transaction.clear()  # what commit and rollback do to tx_*
+            answers += [method(argument), method(argument)]
+            self.assertEqual(
+                answers,
+                [("echo", argument)] * 2 + [("echo", argument + "b")] + [("echo", argument)] * 2,
+            )
+            # 17.0/18.0 warn, count an error and compute; 19 raises.
+            warned = (
+                contextlib.nullcontext()
+                if ODOO.transaction_statistics
+                else self.assertLogs("odoo.tools.cache", "WARNING")
+            )
+            with warned:
+                unhashable = outcome_of(lambda method=method: method(["a", "list"]))
+            outcomes.append(
+                (
+                    unhashable,
+                    tuple(b - a for a, b in zip(before, figures(counter), strict=True)),
+                    getattr(counter, "cache_name", None),
+                )
+            )
+        odoos, with_ttl = outcomes
+        self.assertEqual(with_ttl, odoos)
 
     def test_ttl_must_be_positive(self):
         with self.assertRaises(ValueError):

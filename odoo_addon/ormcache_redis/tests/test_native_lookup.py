@@ -6,16 +6,17 @@ import inspect
 import types
 import uuid
 
-import odoo.release
 from odoo.tests import TransactionCase, tagged
 from odoo.tools.cache import get_cache_key_counter
 
 from ormcache_redis._native import OdooLookup
 
 from .. import native_lookup, registry_patch
+from ..odoo_version import ODOO
 from .test_method_clear import PROBE, require_test_models
 
-ON_19 = odoo.release.version_info[0] >= 19
+# 19: tx_* counters and the transaction's set of keys.
+ON_19 = ODOO.transaction_statistics
 
 
 def figures(counter):
