@@ -14,8 +14,6 @@ __all__ = [
     "CODEC_FORMAT_VERSION",
     "KEY_FORMAT_VERSION",
     "LRU",
-    "SESSION_ANONYMOUS_TTL",
-    "SESSION_PREFIX",
     "CacheSettings",
     "CachedMethod",
     "Codec",
@@ -35,7 +33,6 @@ __all__ = [
     "__version__",
     "aead_open",
     "aead_seal",
-    "cache_option_names",
     "canonical_key",
     "check_redis_url",
     "derive_key",
@@ -45,11 +42,9 @@ __all__ = [
     "mac_tag",
     "mac_verify",
     "option_specs",
-    "parse_seconds",
     "qualified_name",
     "redact_url",
     "register_key_type",
-    "session_option_names",
     "set_single_flight",
     "url_credentials",
 ]
@@ -662,17 +657,3 @@ class SessionSettings:
     def timeout(self) -> float: ...
     @property
     def secret(self) -> str | None: ...
-
-SESSION_PREFIX: str
-SESSION_ANONYMOUS_TTL: int
-
-def session_option_names() -> list[str]:
-    """The option names ``SessionSettings.parse`` reads."""
-
-def cache_option_names() -> list[str]:
-    """The option names ``CacheSettings.parse`` reads."""
-
-def parse_seconds(
-    option: str, raw: str | None, default: float, *, above: float = 0.0, at_most: float = 1e9
-) -> float:
-    """Seconds in (above, at_most], or ConfigError naming ``option``."""

@@ -198,53 +198,12 @@ fn option_specs() -> Vec<OptionSpec> {
         .collect()
 }
 
-// Until the Python side reads `option_specs`: the old names, derived.
-
-/// The option names `CacheSettings.parse` reads.
-#[pyfunction]
-fn cache_option_names() -> Vec<&'static str> {
-    CACHE.iter().map(|rule| rule.name()).collect()
-}
-
-/// The option names `SessionSettings.parse` reads.
-#[pyfunction]
-fn session_option_names() -> Vec<&'static str> {
-    SESSIONS.iter().map(|rule| rule.name()).collect()
-}
-
-/// Seconds option, for the Python side's other options.
-#[pyfunction]
-#[pyo3(signature = (option, raw, default, *, above = 0.0, at_most = 1e9))]
-fn parse_seconds(
-    option: &str,
-    raw: Option<&str>,
-    default: f64,
-    above: f64,
-    at_most: f64,
-) -> PyResult<f64> {
-    let rule = Seconds {
-        name: "",
-        default,
-        above,
-        at_most,
-    };
-    rule.parse_as(option, raw).map_err(ConfigError::new_err)
-}
-
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CacheSettings>()?;
     m.add_class::<SessionSettings>()?;
     m.add_class::<MetricsSettings>()?;
     m.add_class::<OptionSpec>()?;
     m.add_function(wrap_pyfunction!(option_specs, m)?)?;
-    m.add("SESSION_PREFIX", SESSION_PREFIX.default)?;
-    m.add(
-        "SESSION_ANONYMOUS_TTL",
-        SESSION_ANONYMOUS_TTL.default as u64,
-    )?;
-    m.add_function(wrap_pyfunction!(session_option_names, m)?)?;
-    m.add_function(wrap_pyfunction!(parse_seconds, m)?)?;
-    m.add_function(wrap_pyfunction!(cache_option_names, m)?)?;
     Ok(())
 }
 
