@@ -106,7 +106,7 @@ class OptionSource:
 
     def value(self, name: str) -> Any:
         """The option ``name`` checked by its rule; its default when unset."""
-        return OPTIONS[name].parse(self.raw(name), self._given.get(name, (None,))[0])
+        return OPTIONS[name].parse(self.raw(name), self.labels.get(name))
 
     def _from_environment(self, variable: str) -> str | None:
         value = self._environ.get(variable)
