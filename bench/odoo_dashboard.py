@@ -16,10 +16,21 @@ redis-server for c) and measures:
 Computations: the lines the method logs, one per computation in any worker.
 SQL queries: Odoo's own per-request count at the end of each access-log line
 (see odoo_first_requests.py). Latency: measured by the client, p50.
+``--monitor DIR``: config c's Redis commands in ``DIR/monitor-c.txt`` and
+the published figures after each phase, as odoo_first_requests.py (phases:
+cold, clear-1..3, restart).
 
 Configurations: a = Odoo without the addon (the example falls back to
 clearing the whole cache), b = addon loaded server-wide without Redis
 (L1 only), c = addon with Redis (L1 + L2).
+
+``--decorator addon`` measures the same example with the addon's own
+decorator (``from odoo.addons.ormcache_redis import ormcache``) instead of
+plain ``odoo.tools.ormcache``: the addons path gets a copy of the example
+in the run's temporary directory with that import (Odoo's own when the
+addon is not loaded: config a is the same either way). ``--no-switch``
+leaves the example's ``set_single_flight(..., True)`` out of that copy:
+single flight is then decided by the method's cost (unknown at first).
 
     python bench/odoo_dashboard.py --odoo-bin /path/to/19full/odoo-bin \\
         --python /path/to/venv19/bin/python \\
@@ -34,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -55,6 +67,47 @@ EXAMPLE = "ormcache_redis_sale_dashboard"
 ROUTE = "/ormcache_redis_sale_dashboard/data"
 COMPUTED = "ormcache_redis_sale_dashboard: dashboard computed"
 CONFIGS = {"a": "vanilla Odoo", "b": "addon, L1 only", "c": "addon, L1 + Redis"}
+DECORATORS = {
+    "odoo": "plain odoo.tools.ormcache",
+    "addon": "the addon's decorator (odoo.addons.ormcache_redis.ormcache)",
+}
+PLAIN_IMPORT = "from odoo.tools import ormcache\n"
+ADDON_IMPORT = (
+    "try:\n"
+    "    from odoo.addons.ormcache_redis import ormcache\n"
+    "except ImportError:  # the addon is not loaded (config a)\n"
+    "    from odoo.tools import ormcache\n"
+)
+SWITCH_LINE = "    set_single_flight(SaleDashboard._dashboard_rows.__cache__.method, True)\n"
+
+
+def example_variant(args: argparse.Namespace) -> str:
+    """With --decorator addon or --no-switch: a copy of the example with
+    that change, in the run's directory, in place of the original on the
+    addons path; returns what was changed."""
+    if args.decorator == "odoo" and args.switch:
+        return "the example as is"
+    paths = args.addons_path.split(",")
+    source = next((p for p in paths if (Path(p) / EXAMPLE).is_dir()), None)
+    if source is None:
+        raise first.Failure(f"{EXAMPLE} is on no entry of --addons-path")
+    target = Path(args.workdir) / "examples"
+    shutil.copytree(Path(source) / EXAMPLE, target / EXAMPLE)
+    model = target / EXAMPLE / "models" / "sale_dashboard.py"
+    text = model.read_text()
+    changes = []
+    for wanted, old, new, change in [
+        (args.decorator == "addon", PLAIN_IMPORT, ADDON_IMPORT, "the addon's decorator"),
+        (not args.switch, SWITCH_LINE, "    pass\n", "no set_single_flight switch"),
+    ]:
+        if wanted:
+            if text.count(old) != 1:
+                raise first.Failure(f"{model.name} no longer has {old.strip()!r}")
+            text = text.replace(old, new)
+            changes.append(change)
+    model.write_text(text)
+    args.addons_path = ",".join(str(target) if p == source else p for p in paths)
+    return "a copy of the example with " + " and ".join(changes)
 
 
 def install_example(args: argparse.Namespace) -> None:
@@ -158,31 +211,39 @@ def run_config(args: argparse.Namespace, config: str) -> dict[str, Any]:
     odoo = first.Odoo(args, config, redis)
     client = first.Client()
     result: dict[str, Any] = {}
+    monitor = first.Monitor(args, redis, config)
     try:
+        monitor.mark("cold")
         odoo.start()
         first.login(client, odoo, args)
         with Window(odoo, client) as window:
             answers = concurrent_calls(client, odoo, 200)
         result["cold"] = measure(window, answers)
+        monitor.snapshot("cold")
         rounds, stale = [], 0
-        for _ in range(3):
+        for round_ in range(3):
+            monitor.mark(f"clear-{round_ + 1}")
             before = concurrent_calls(client, odoo, 16)[0][1]
             confirm_new_order(client, odoo)
             with Window(odoo, client) as window:
                 answers = concurrent_calls(client, odoo, 16)
             stale += sum(1 for _, content in answers if content == before)
             rounds.append(measure(window, answers))
+            monitor.snapshot(f"clear-{round_ + 1}")
         result["clear"] = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]} | {
             "stale": stale,
             "calls": sum(r["calls"] for r in rounds),
         }
         odoo.stop()
+        monitor.mark("restart")
         odoo.start()
         with Window(odoo, client) as window:
             answers = concurrent_calls(client, odoo, 40)
         result["restart"] = measure(window, answers)
+        monitor.snapshot("restart")
     finally:
         odoo.stop()
+        monitor.close()
         if redis is not None:
             redis.close()
     return result
@@ -214,11 +275,24 @@ def main() -> int:
     first.add_odoo_arguments(parser)
     parser.add_argument("--addons-path", required=True, help="with examples/odoo on it")
     parser.add_argument("--db", required=True, help="a database with sale_management")
+    parser.add_argument(
+        "--decorator",
+        choices=sorted(DECORATORS),
+        default="odoo",
+        help="the decorator of the cached method (default: odoo, as the example)",
+    )
+    parser.add_argument(
+        "--no-switch",
+        dest="switch",
+        action="store_false",
+        help="without the example's set_single_flight(..., True)",
+    )
     args = parser.parse_args()
     args.workdir = tempfile.mkdtemp(prefix="bench-dashboard-")
     try:
         if not first.database_exists(args):
             raise first.Failure(f"database {args.db} does not exist")
+        variant = example_variant(args)
         install_example(args)
         results = {}
         for config in args.configs:
@@ -228,9 +302,11 @@ def main() -> int:
         print(f"FAILED: {failure}", file=sys.stderr)
         return 1
     print(f"Odoo {first.odoo_major(args)}, workers={args.workers}, database {args.db}")
+    print(f"cached with {DECORATORS[args.decorator]}: {variant}")
     print(table(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        meta = {"decorator": args.decorator, "switch": args.switch}
+        Path(args.json).write_text(json.dumps({"run": meta, **results}, indent=1))
     return 0
 
 

@@ -36,6 +36,14 @@ every run of one configuration).
         --addons-path /path/to/19/odoo/addons,/path/to/19/addons \\
         --db ocr_meas_bench --create --db-host 127.0.0.1 --db-user odoo --db-password odoo
 
+``--monitor DIR`` records every command config c's Redis runs, from its
+start (so the warm-up is the cold cluster), with ``redis-cli MONITOR`` in
+``DIR/monitor-c.txt``, phases marked by ``ECHO bench:<phase>``, and the
+figures the processes publish (per method: misses, computations) at the
+end of each phase in ``DIR/stats-c-<phase>.json`` (published every second
+then); bench/redis_locks.py counts the single-flight lock commands per
+method. The Redis command counts of such a run include those publications.
+
 Needs the ``ormcache_redis`` wheel in Odoo's Python (configs b, c) and a
 ``redis-server`` (config c). Nothing here downloads or builds Odoo.
 """
@@ -136,10 +144,13 @@ class Odoo(OdooProcess):
         addons = args.addons_path
         if config in ("b", "c"):
             load += ",ormcache_redis"
-            addons = f"{REPO / 'odoo_addon'},{addons}"
+            addons = f"{args.addon_dir or REPO / 'odoo_addon'},{addons}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORMCACHE_REDIS_")}
         if redis is not None:
             env["ORMCACHE_REDIS_URL"] = redis.url
+            if args.monitor:
+                # Figures fresh enough for Monitor.snapshot.
+                env["ORMCACHE_REDIS_METRICS_INTERVAL"] = str(Monitor.INTERVAL)
         if config in ("b", "c"):
             for option in args.option:
                 name, _, value = option.partition("=")
@@ -169,6 +180,65 @@ class Odoo(OdooProcess):
             Path(args.workdir) / f"odoo-{config}.log",
             env=env,
         )
+
+
+class Monitor:
+    """``--monitor DIR``: ``redis-cli MONITOR`` of one configuration's Redis,
+    from before Odoo starts, in ``DIR/monitor-<config>.txt``; ``mark`` writes
+    ``ECHO bench:<phase>`` into it, ``snapshot`` the figures the processes
+    published (``ormcache-redis stats --json``: misses and computations per
+    method, summed) in ``DIR/stats-<config>-<phase>.json``."""
+
+    INTERVAL = 1  # seconds between two publications of a process's figures
+
+    def __init__(self, args: argparse.Namespace, redis: RedisServer | None, config: str) -> None:
+        self.redis = redis
+        self.process: subprocess.Popen[bytes] | None = None
+        self.config = config
+        if not args.monitor or redis is None:
+            return
+        self.dir = Path(args.monitor)
+        self.prefix = next(
+            (o.partition("=")[2] for o in args.option if o.startswith("ormcache_redis_prefix=")),
+            "ormcache:",
+        )
+        cli = shutil.which("redis-cli") or str(Path(args.redis_server).with_name("redis-cli"))
+        Path(args.monitor).mkdir(parents=True, exist_ok=True)
+        self.path = Path(args.monitor) / f"monitor-{config}.txt"
+        with self.path.open("wb") as out:
+            self.process = subprocess.Popen(
+                [cli, "-p", str(redis.port), "MONITOR"], stdout=out, stderr=subprocess.DEVNULL
+            )
+        deadline = time.monotonic() + 10
+        while not self.path.read_bytes().startswith(b"OK"):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise Failure(f"redis-cli MONITOR did not start ({cli})")
+            time.sleep(0.05)
+
+    def mark(self, phase: str) -> None:
+        if self.process is not None and self.redis is not None:
+            from ormcache_redis import RedisClient
+
+            RedisClient(self.redis.url).execute("ECHO", f"bench:{phase}")
+
+    def snapshot(self, phase: str) -> None:
+        """Before Odoo stops: the live processes' figures of ``phase``."""
+        if self.process is None or self.redis is None:
+            return
+        from ormcache_redis import RedisClient
+        from ormcache_redis.metrics import cluster_totals, read_cluster
+
+        time.sleep(self.INTERVAL + 0.5)
+        totals = cluster_totals(read_cluster(RedisClient(self.redis.url), self.prefix))
+        path = self.dir / f"stats-{self.config}-{phase}.json"
+        path.write_text(json.dumps(totals, indent=1, sort_keys=True))
+
+    def close(self) -> None:
+        if self.process is not None:
+            time.sleep(0.5)  # the last commands reach the file
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -393,19 +463,24 @@ def run_config(args: argparse.Namespace, config: str, major: int) -> list[dict[s
     odoo = Odoo(args, config, redis)
     client = Client()
     results = []
+    monitor = Monitor(args, redis, config)
     try:
+        monitor.mark("warm-up")
         odoo.start()
         login(client, odoo, args)
         for _ in range(args.requests):  # warm-up: assets, Redis (c)
             page_load(client, odoo.url, major, args.views_model)
+        monitor.snapshot("warm-up")
         odoo.stop()
         for repetition in range(args.repeat):
+            monitor.mark(f"restart-{repetition + 1}")
             startup = odoo.start()
             result = measured_run(client, odoo, args, major, redis)
             result["startup"] = startup
             if args.misses and config in ("b", "c"):
                 result["misses"] = worker_misses(odoo)
                 print_misses(config, result["misses"])
+            monitor.snapshot(f"restart-{repetition + 1}")
             odoo.stop()
             results.append(result)
             print(
@@ -433,6 +508,7 @@ def run_config(args: argparse.Namespace, config: str, major: int) -> list[dict[s
                 raise Failure(f"config c: no Redis tier; see {odoo.log}")
     finally:
         odoo.stop()
+        monitor.close()
         if redis is not None:
             redis.close()
     return results
@@ -477,6 +553,16 @@ def add_odoo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-server", default=shutil.which("redis-server") or "redis-server")
     parser.add_argument("--data-dir", help="Odoo data_dir (default: Odoo's own)")
     parser.add_argument("--json", help="also write the raw figures here")
+    parser.add_argument(
+        "--addon-dir",
+        help="the directory holding the ormcache_redis addon, e.g. an export of the "
+        "commit the installed wheel was built from (default: this checkout's odoo_addon)",
+    )
+    parser.add_argument(
+        "--monitor",
+        metavar="DIR",
+        help="record config c's Redis commands (redis-cli MONITOR) in DIR/monitor-c.txt",
+    )
     parser.add_argument(
         "--option",
         action="append",
