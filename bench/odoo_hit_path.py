@@ -21,13 +21,10 @@ import importlib
 import itertools
 import timeit
 
-import odoo.release
-
-major = odoo.release.version_info[0]
+ODOO = importlib.import_module("odoo.addons.ormcache_redis.odoo_version").ODOO
+major = ODOO.major
 lru_module = importlib.import_module("odoo.tools.lru")
-registry_module = importlib.import_module(
-    "odoo.orm.registry" if major >= 19 else "odoo.modules.registry"
-)
+registry_module = ODOO.registry_module()
 
 registry = env.registry
 ours_caches = registry._Registry__caches

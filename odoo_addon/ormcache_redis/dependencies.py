@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from ormcache_redis._native import LRU, qualified_name
 
 from . import registry_patch
+from .odoo_version import ODOO
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
 
@@ -230,7 +231,7 @@ def install() -> None:
     BaseModel.create = hook(BaseModel.create, any_field, result_is_records=True)
     BaseModel.unlink = hook(BaseModel.unlink, any_field)
     BaseModel.write = hook(BaseModel.write, vals_fields)
-    if "_write_multi" in vars(BaseModel):  # 18.0+: _write calls it
+    if ODOO.flush_writes_multi:  # 18.0+: _write calls it
         BaseModel._write_multi = hook(BaseModel._write_multi, vals_list_fields)
     else:
         BaseModel._write = hook(BaseModel._write, vals_fields)

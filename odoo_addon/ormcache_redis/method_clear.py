@@ -19,12 +19,9 @@ registry's model classes, which covers core methods decorated earlier.
 from __future__ import annotations
 
 import functools
-import importlib
 from typing import Any
 
-# Not ``from odoo.tools import cache``: in 17.0/18.0 that name is the
-# ``cache = ormcache`` alias, not the module.
-odoo_cache = importlib.import_module("odoo.tools.cache")
+from .odoo_version import ODOO, odoo_cache
 
 
 def clear_method_cache(cache: Any, model: Any) -> None:
@@ -44,9 +41,7 @@ def clear_method_cache(cache: Any, model: Any) -> None:
 
 def _signal_name(cache_name: str) -> str:
     """The signaling name whose invalidation clears ``cache_name``."""
-    from . import registry_patch
-
-    caches_by_key = registry_patch.registry_module()._CACHES_BY_KEY
+    caches_by_key = ODOO.registry_module()._CACHES_BY_KEY
     if cache_name in caches_by_key:
         return cache_name
     for name, cache_names in caches_by_key.items():

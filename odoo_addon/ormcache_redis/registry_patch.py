@@ -14,8 +14,8 @@ cleared, what is signaled, when) is unchanged:
   ``clear_cache`` (see method_clear), warns about cached compute methods,
   finds the methods that must never leave the process and turns the shared
   tier on if the database confirms the signaling numbers;
-* ``setup_models`` (19.0: ``_setup_models__``): moves the hit path of
-  cached methods to Rust (see native_lookup);
+* the set-up of the models (``odoo_version.ODOO.setup_hook``): moves the
+  hit path of cached methods to Rust (see native_lookup);
 * ``check_signaling``: adopts the numbers Odoo just read as namespaces,
   syncs method clears made by other processes, starts a unit of work;
 * ``signal_changes`` (after commit): publishes method clears, checks that
@@ -39,24 +39,13 @@ from ormcache_redis.config import ConfigError, OptionSource
 from ormcache_redis.server_check import eviction_warning
 
 from . import deployment_keys, method_clear, native_lookup
+from .odoo_version import ODOO
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
 
 TIER_ATTRIBUTE = "_ormcache_redis_tier"
 
 _installed: dict[str, Any] = {}
-
-
-def odoo_version() -> int:
-    import odoo.release
-
-    return odoo.release.version_info[0]
-
-
-def registry_module() -> Any:
-    if odoo_version() >= 19:
-        return importlib.import_module("odoo.orm.registry")
-    return importlib.import_module("odoo.modules.registry")
 
 
 def tier_of(registry: Any) -> shared_tier.SharedTier | None:
@@ -78,9 +67,8 @@ def set_metrics_publisher(publisher: Any) -> None:
 
 def loaded_registries() -> list[tuple[str, Any]]:
     """``(database, registry)`` of every registry loaded in this process."""
-    registries = registry_module().Registry.registries
-    items = registries.snapshot if hasattr(registries, "snapshot") else registries.d
-    return sorted(dict(items).items())
+    registries = ODOO.registry_module().Registry.registries
+    return sorted(ODOO.lru_snapshot(registries).items())
 
 
 def build_codec() -> Codec:
@@ -94,8 +82,8 @@ def build_codec() -> Codec:
         codec,
         frozendict=frozendict,
         markup=Markup,
-        lang_data=getattr(res_lang, "LangData", None),  # 18.0+
-        lang_data_dict=getattr(res_lang, "LangDataDict", None),  # 18.0+
+        lang_data=res_lang.LangData if ODOO.has_lang_data else None,
+        lang_data_dict=res_lang.LangDataDict if ODOO.has_lang_data else None,
         ordered_set=OrderedSet,
     )
     value_types.register_recordset_keys(importlib.import_module("odoo.models").BaseModel)
@@ -108,7 +96,7 @@ def install() -> None:
         return
     from odoo.tools import config
 
-    module = registry_module()
+    module = ODOO.registry_module()
     try:
         options = settings.load_settings(OptionSource(config.get), module._REGISTRY_CACHES)
         secrets = deployment_keys.deployment_secrets()
@@ -169,18 +157,15 @@ def _patch_registry(module: Any) -> None:
 
     Registry = module.Registry
     caches_by_key = module._CACHES_BY_KEY
-    version = odoo_version()
+    # 17/18 skip the database in test mode (setup/check_signaling return
+    # early, signal_changes guesses); 19 reads it through the test cursor.
+    test_mode = ODOO.in_test_mode
 
     original_init = Registry.init
     original_new = Registry.__dict__["new"].__func__
     original_check = Registry.check_signaling
     original_signal = Registry.signal_changes
     original_reset = Registry.reset_changes
-
-    def test_mode(registry: Any) -> bool:
-        # 17/18 skip the database in test mode (setup/check_signaling return
-        # early, signal_changes guesses); 19 reads it through the test cursor.
-        return version < 19 and registry.in_test_mode()
 
     @functools.wraps(original_init)
     def init(self, db_name, *args, **kwargs):
@@ -211,8 +196,7 @@ def _patch_registry(module: Any) -> None:
         return registry
 
     if _installed["settings"].native_lookup:
-        setup_name = "_setup_models__" if version >= 19 else "setup_models"
-        original_setup = getattr(Registry, setup_name)
+        original_setup = getattr(Registry, ODOO.setup_hook)
 
         # After each setup of the models (every module loaded, every
         # registry): methods of new classes hit natively from then on,
@@ -222,7 +206,7 @@ def _patch_registry(module: Any) -> None:
             original_setup(self, *args, **kwargs)
             native_lookup.install(self)
 
-        setattr(Registry, setup_name, setup_models)
+        setattr(Registry, ODOO.setup_hook, setup_models)
 
     @functools.wraps(original_check)
     def check_signaling(self, *args, **kwargs):
@@ -361,7 +345,7 @@ def adopt_from_database(registry: Any) -> bool:
     tier = tier_of(registry)
     if tier is None or not tier.ready:
         return False
-    return _adopt_if_confirmed(registry, tier, registry_module()._CACHES_BY_KEY)
+    return _adopt_if_confirmed(registry, tier, ODOO.registry_module()._CACHES_BY_KEY)
 
 
 def _read_sequences(registry: Any) -> tuple[int, dict[str, int]]:

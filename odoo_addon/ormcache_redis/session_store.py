@@ -12,7 +12,6 @@ The store itself, its Redis layout and record format need no Odoo: they are
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -20,17 +19,12 @@ from typing import Any
 from ormcache_redis._native import RedisClient, RedisReplyError, RedisUnavailable
 from ormcache_redis.config import OptionSource, redact_url
 from ormcache_redis.server_check import eviction_warning
-from ormcache_redis.sessions.records import DEFAULT_SESSION_LIFETIME
 from ormcache_redis.sessions.settings import session_store_settings
 from ormcache_redis.sessions.store import RedisSessionStore
 
+from .odoo_version import ODOO
+
 _logger = logging.getLogger(__name__)
-
-
-def _odoo_major_version() -> int:
-    import odoo.release
-
-    return int(odoo.release.version_info[0])
 
 
 def _odoo_session_lifetime() -> int:
@@ -43,35 +37,28 @@ def _odoo_session_lifetime() -> int:
         env = request.env if request else None
         return int(http.get_session_max_inactivity(env))
     except Exception:
-        return int(getattr(http, "SESSION_LIFETIME", DEFAULT_SESSION_LIFETIME))
+        return int(http.SESSION_LIFETIME)
 
 
 def _replace_application_session_store(http_module: Any, store: RedisSessionStore) -> None:
     """Make ``root.session_store`` our store in this process and every fork.
 
-    17/18 declare it with ``odoo.tools.func.lazy_property`` and 19 with
-    ``functools.cached_property``: both are non-data descriptors caching the
-    value in the instance ``__dict__``. We put a descriptor of the same kind on
-    the class (so a reset, ``del root.session_store`` or
+    Odoo declares it with a non-data descriptor caching the value in the
+    instance ``__dict__`` (``ODOO.session_store_descriptor``: 17/18
+    ``lazy_property``, 19 ``functools.cached_property``). We put a descriptor
+    of the same kind on the class (so a reset, ``del root.session_store`` or
     ``lazy_property.reset_all(root)``, rebuilds our store, never a filesystem
     one; and tests patching ``Application.session_store`` still can), and
     replace any value already cached on ``root``.
     """
     application = http_module.Application
-    original = application.__dict__.get("session_store")
 
     def session_store(self: Any) -> RedisSessionStore:
         return store
 
-    descriptor: Any
-    if isinstance(original, functools.cached_property):
-        descriptor = functools.cached_property(session_store)
-        descriptor.__set_name__(application, "session_store")
-    else:
-        from odoo.tools.func import lazy_property
-
-        descriptor = lazy_property(session_store)
-    application.session_store = descriptor
+    application.session_store = ODOO.session_store_descriptor(
+        session_store, application, "session_store"
+    )
     vars(http_module.root)["session_store"] = store
 
 
@@ -95,7 +82,7 @@ def install_session_store(
     store = RedisSessionStore(
         client,
         session_class=http.Session,
-        odoo_major=_odoo_major_version(),
+        odoo_major=ODOO.major,
         compute_session_token=security.compute_session_token,
         record_secret_for=deployment_secrets().for_database,
         lifetime=_odoo_session_lifetime,

@@ -10,19 +10,13 @@ import threading
 from typing import Any
 
 from . import registry_patch
+from .odoo_version import ODOO, odoo_cache
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
 
 
 def install() -> None:
     """``kill -USR1``: Odoo's table first, then the shared-tier figures."""
-    import odoo.tools
-    from odoo.service import server
-
-    # Not ``from odoo.tools import cache``: in 17.0/18.0 that name is the
-    # ``cache = ormcache`` alias, not the module.
-    odoo_cache = importlib.import_module("odoo.tools.cache")
-
     original = odoo_cache.log_ormcache_stats
 
     @functools.wraps(original)
@@ -33,10 +27,9 @@ def install() -> None:
         threading.Thread(target=log_shared_stats, name="ormcache_redis.stats").start()
         return result
 
-    odoo_cache.log_ormcache_stats = log_ormcache_stats
-    server.log_ormcache_stats = log_ormcache_stats
-    if getattr(odoo.tools, "log_ormcache_stats", None) is original:
-        odoo.tools.log_ormcache_stats = log_ormcache_stats
+    # Odoo's handler, in every module that holds it under that name.
+    for name in ODOO.stats_handler_modules:
+        importlib.import_module(name).log_ormcache_stats = log_ormcache_stats
 
 
 def stats_lines(registry: Any) -> list[str]:

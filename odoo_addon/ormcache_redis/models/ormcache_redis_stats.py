@@ -7,6 +7,7 @@ from odoo import api, fields, models
 from ormcache_redis._native import key_method, qualified_name
 
 from .. import registry_patch
+from ..odoo_version import ODOO
 
 
 def _method_name(key) -> str | None:
@@ -34,7 +35,7 @@ class OrmcacheRedisStats(models.TransientModel):
 
     @api.model
     def _selection_cache_to_clear(self):
-        return [(name, name) for name in registry_patch.registry_module()._CACHES_BY_KEY]
+        return [(name, name) for name in ODOO.registry_module()._CACHES_BY_KEY]
 
     @api.model
     def default_get(self, fields_list):
@@ -75,7 +76,7 @@ class OrmcacheRedisStats(models.TransientModel):
         for cache_name, cache in caches.items():
             stats = cache.stats() if hasattr(cache, "stats") else {}
             entries: dict[str, int] = {}
-            for key in list(cache.keys()) if hasattr(cache, "keys") else cache.d:
+            for key in ODOO.lru_snapshot(cache):
                 name = _method_name(key) or "?"
                 entries[name] = entries.get(name, 0) + 1
             l1, l2, miss = stats.get("l1_hits", 0), stats.get("l2_hits", 0), stats.get("misses", 0)

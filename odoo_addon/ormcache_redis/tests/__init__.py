@@ -4,6 +4,7 @@ from . import (
     test_method_clear,
     test_metrics_route,
     test_native_lookup,
+    test_odoo_version,
     test_registry_patch,
     test_request_budget,
     test_sessions,

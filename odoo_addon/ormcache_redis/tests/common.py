@@ -2,6 +2,7 @@ from odoo.tests import TransactionCase, tagged
 from odoo.tests.common import get_db_name
 
 from .. import registry_patch
+from ..odoo_version import ODOO
 
 
 @tagged("post_install", "-at_install")
@@ -15,7 +16,7 @@ class SharedTierCase(TransactionCase):
         # request, never read: catch up the way each request does. A moved
         # registry number cannot be caught up without rebuilding the
         # registry under the test runner, so it is reported below.
-        registry = registry_patch.registry_module().Registry(get_db_name())
+        registry = ODOO.registry_module().Registry(get_db_name())
         with registry.cursor() as cr:
             registry_sequence, _sequences = registry.get_sequences(cr)
         if registry_sequence == registry.registry_sequence:

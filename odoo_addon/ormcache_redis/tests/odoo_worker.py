@@ -49,10 +49,11 @@ def main():
     server.load_server_wide_modules()
 
     from odoo.addons.ormcache_redis import registry_patch
+    from odoo.addons.ormcache_redis.odoo_version import ODOO
     from odoo.addons.ormcache_redis.tests.probe import Probe
     from odoo.service.model import retrying
 
-    Registry = registry_patch.registry_module().Registry
+    Registry = ODOO.registry_module().Registry
     db_name = options["db"]
     # The last request's unit of work, for the "timed" command: its length,
     # what the engine says its Redis budget spent (see BudgetRecorder) and

@@ -3,7 +3,6 @@
 
 import uuid
 
-import odoo.release
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import ormcache, ormcache_context
 from odoo.tools.cache import get_cache_key_counter
@@ -11,6 +10,7 @@ from odoo.tools.cache import get_cache_key_counter
 from ormcache_redis._native import qualified_name
 
 from .. import registry_patch
+from ..odoo_version import ODOO
 from .common import SharedTierCase
 
 PROBE = "test.ormcache.redis.probe"
@@ -68,7 +68,7 @@ class TestPlainOrmcacheClearCache(SharedTierCase):
                 return key
 
         self.assertTrue(callable(Subclassed.lookup.clear_cache))
-        if odoo.release.version_info[0] < 19:  # 19.0's ormcache_context cannot decorate
+        if ODOO.major < 19:  # 19.0's ormcache_context cannot decorate
 
             class InContext:
                 @ormcache_context("key", keys=("lang",))

@@ -1,4 +1,3 @@
-import importlib
 import signal
 
 from markupsafe import Markup
@@ -8,9 +7,8 @@ from ormcache_redis._native import TwoTierCache, UnitOfWork, qualified_name
 from ormcache_redis.addon import shared_tier
 
 from .. import registry_patch, stats_signal
+from ..odoo_version import ODOO, odoo_cache
 from .common import SharedTierCase
-
-odoo_cache = importlib.import_module("odoo.tools.cache")  # not odoo.tools.cache: an alias
 
 
 class TestRegistryPatch(SharedTierCase):
@@ -34,7 +32,7 @@ class TestRegistryPatch(SharedTierCase):
     def test_namespace_is_the_database_signaling(self):
         with self.registry.cursor() as cr:
             registry_sequence, sequences = self.registry.get_sequences(cr)
-        sources = shared_tier.signal_sources(registry_patch.registry_module()._CACHES_BY_KEY)
+        sources = shared_tier.signal_sources(ODOO.registry_module()._CACHES_BY_KEY)
         for name in registry_patch.installed_settings().shared_caches:
             expected = shared_tier.build_namespace(
                 self.env.cr.dbname,
@@ -111,7 +109,7 @@ class TestRegistryPatch(SharedTierCase):
         self.assertTrue(len(default))
 
     def test_cascade_of_invalidations(self):
-        cascade = registry_patch.registry_module()._CACHES_BY_KEY
+        cascade = ODOO.registry_module()._CACHES_BY_KEY
         for name, targets in cascade.items():
             for target in targets:
                 if target in self.caches and self.caches[target].gate is not None:
@@ -137,12 +135,8 @@ class TestRegistryPatch(SharedTierCase):
         back = codec.loads(codec.dumps(value))
         self.assertIs(type(back), frozendict)
         self.assertIs(type(back["html"]), Markup)
-        lang_data = (
-            self.env["res.lang"]._get_data(code="en_US")
-            if hasattr(self.env["res.lang"], "_get_data")
-            else None
-        )
-        if lang_data is not None:  # 18.0+
+        if ODOO.has_lang_data:
+            lang_data = self.env["res.lang"]._get_data(code="en_US")
             back = codec.loads(codec.dumps(lang_data))
             self.assertIs(type(back), type(lang_data))
             self.assertEqual(back.code, "en_US")

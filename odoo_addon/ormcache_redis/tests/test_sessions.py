@@ -13,7 +13,6 @@ Multi-process and restart behaviour with real ``odoo-bin`` processes is in
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import subprocess
@@ -24,7 +23,6 @@ from typing import Any
 from unittest.mock import patch
 
 from odoo import http
-from odoo.release import version_info
 from odoo.service import security
 from odoo.tests import HttpCase, tagged
 
@@ -45,8 +43,9 @@ from ormcache_redis.testing import RedisServer
 
 from .. import session_store as session_store_module
 from ..deployment_keys import read_database_secret
+from ..odoo_version import ODOO
 
-ODOO_MAJOR = version_info[0]
+ODOO_MAJOR = ODOO.major
 PREFIX = "test:odoo-session:"
 RECORD_FORMAT = rules_for(ODOO_MAJOR).record_format
 
@@ -469,8 +468,6 @@ class TestSessionStoreInstall(HttpCase):
         # Same descriptor kind as Odoo's (lazy_property on 17/18,
         # functools.cached_property on 19), so a reset rebuilds our store.
         self.assertIs(type(http.Application.__dict__["session_store"]), original)
-        if ODOO_MAJOR >= 19:
-            self.assertIs(original, functools.cached_property)
         del http.root.session_store
         self.assertIs(http.root.session_store, store)
         self.assertEqual(store.prefix, PREFIX)
