@@ -1,7 +1,9 @@
 """``_native.OdooLookup`` outside Odoo: the interpreter's calling protocol
 (method descriptor, vectorcall, ``tp_call``, keywords), the reuse of the
 last key, re-entry, and counters equal to a line-by-line copy of Odoo 19's
-``ormcache.lookup`` run side by side on the same objects.
+``ormcache.lookup`` (and 18.0's, with the rules the addon's
+``odoo_version.py`` gives for 17.0 and 18.0) run side by side on the same
+objects.
 
 The Odoo tests (``odoo_addon/ormcache_redis/tests/test_native_lookup.py``)
 check the same against Odoo's real wrapper on 17.0, 18.0 and 19.0."""
@@ -67,7 +69,7 @@ class Registry:
 
 
 def miss_19(ormcache, cache, key, counter, first, args, error):
-    """Odoo 19's code after the mapping was asked (native_lookup.miss_19)."""
+    """Odoo 19's code after the mapping was asked (odoo_version.miss_19)."""
     if isinstance(error, KeyError):
         counter.miss += 1
         counter.tx_miss += first
@@ -105,8 +107,44 @@ def odoo_19_lookup(ormcache, counters, args):
     return value
 
 
-def build(*, key_parts=((1, ()),), defaults=(None, None), method=None, statistics=True):
-    """A model class with an ``OdooLookup`` as Odoo 19's addon installs it,
+def miss_18(ormcache, cache, key, counter, first, args, error):
+    """Odoo 18.0's code after the mapping was asked (odoo_version.miss_18)."""
+    if isinstance(error, KeyError):
+        counter.miss += 1
+        counter.cache_name = ormcache.cache_name
+        start = time.time()
+        value = cache[key] = ormcache.method(*args)
+        counter.gen_time += time.time() - start
+        return value
+    counter.err += 1
+    return ormcache.method(*args)
+
+
+def odoo_18_lookup(ormcache, counters, args):
+    """Odoo 18.0's ``ormcache.lookup`` with its ``lru``, line by line."""
+    model = args[0]
+    d = model.pool._Registry__caches[ormcache.cache_name]
+    key = (model._name, ormcache.method, *ormcache.key_of(*args))
+    counter = counters[model.pool.db_name, model._name, ormcache.method]
+    try:
+        r = d[key]
+        counter.hit += 1
+        return r
+    except KeyError:
+        counter.miss += 1
+        counter.cache_name = ormcache.cache_name
+        start = time.time()
+        value = d[key] = ormcache.method(*args)
+        counter.gen_time += time.time() - start
+        return value
+    except TypeError:
+        counter.err += 1
+        return ormcache.method(*args)
+
+
+def build(*, key_parts=((1, ()),), defaults=(None, None), method=None, odoo=19):
+    """A model class with an ``OdooLookup`` as the addon installs it on
+    Odoo 19 (or 18.0: counters keyed by model, no transaction statistics),
     and Odoo's reference wrapper over the same counters and mappings."""
     computed: list[tuple] = []
 
@@ -132,13 +170,15 @@ def build(*, key_parts=((1, ()),), defaults=(None, None), method=None, statistic
         return values
 
     ormcache.key_of = key_of
+    on_19 = odoo == 19
     lookup = OdooLookup(
         wrapper,
         [(position, list(attributes)) for position, attributes in key_parts],
         list(defaults),
         counters,
-        miss_19,
-        transaction_statistics=statistics,
+        miss_19 if on_19 else miss_18,
+        counters_by_model=not on_19,
+        transaction_statistics=on_19,
     )
     registry = Registry()
 
@@ -148,15 +188,21 @@ def build(*, key_parts=((1, ()),), defaults=(None, None), method=None, statistic
         pool = registry
         method = lookup
 
-    Model.reference = lambda self, *args: odoo_19_lookup(ormcache, counters, (self, *args))
+    reference = odoo_19_lookup if on_19 else odoo_18_lookup
+    Model.reference = lambda self, *args: reference(ormcache, counters, (self, *args))
     record = Model()
     record.env = Env()
-    counters[registry.db_name, ormcache.method]  # Odoo's defaultdict entry
+    # Odoo's defaultdict entry
+    counter_key = (
+        (registry.db_name, ormcache.method)
+        if on_19
+        else (registry.db_name, Model._name, ormcache.method)
+    )
     return types.SimpleNamespace(
         Model=Model,
         record=record,
         lookup=lookup,
-        counter=counters[registry.db_name, ormcache.method],
+        counter=counters[counter_key],
         computed=computed,
         cache=registry._Registry__caches["default"],
         ormcache=ormcache,
@@ -213,6 +259,22 @@ def test_counters_and_transaction_statistics_equal_odoos_code_side_by_side():
     assert native.counter.figures() == odoo.counter.figures()
     assert native.counter.figures() == (9, 3, 0, 3, 3, 0)
     assert native.computed == odoo.computed == [("a",), ("b",), ("runtime",)]
+    assert native.counter.cache_name == "default"
+
+
+def test_odoo_18_rules_count_per_model_and_not_the_transaction():
+    """``counters_by_model`` and no ``transaction_statistics`` (17.0/18.0):
+    ``STAT[db, model, method]``, no transaction set, and an unhashable key
+    goes to the miss code as a TypeError (warn, count, compute)."""
+    native, odoo = build(odoo=18), build(odoo=18)
+    runtime = "".join(["run", "time"])
+    for probe, call in ((native, native.record.method), (odoo, odoo.record.reference)):
+        for argument in ("a", "a", "b", "a", runtime, "runtime"):
+            assert call(argument) == ("value", argument)
+        assert call(["a", "list"]) == ("value", ["a", "list"])
+        assert "_ormcache_lookups" not in probe.record.env.cr.cache
+    assert native.counter.figures() == odoo.counter.figures() == (3, 3, 1, 0, 0, 0)
+    assert native.computed == odoo.computed == [("a",), ("b",), ("runtime",), (["a", "list"],)]
     assert native.counter.cache_name == "default"
 
 

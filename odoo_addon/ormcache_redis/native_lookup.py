@@ -87,6 +87,7 @@ def native_lookup(
         defaults,
         ODOO.counters,
         ODOO.miss,
+        counters_by_model=ODOO.counters_by_model,
         transaction_statistics=ODOO.transaction_statistics,
     )
     lookup.__dict__.update(function.__dict__)

@@ -499,8 +499,12 @@ class OdooLookup:
     counters (19 ``_COUNTERS`` and ``env.cr.cache['_ormcache_lookups']``,
     17.0/18.0 ``STAT``) and mapping; ``miss(ormcache, cache, key, counter,
     first, args, error)`` runs Odoo's miss and error paths, and calls with
-    keywords go through ``wrapper``. Installed by the addon
-    (``native_lookup.py``); it keeps the wrapper's attributes."""
+    keywords go through ``wrapper``. The version's rules come from the
+    caller: the counters keyed ``(db_name, model_name, method)``
+    (``counters_by_model``) or ``(db_name, method)``, and the transaction's
+    ``tx_*`` statistics (``transaction_statistics``). Installed by the addon
+    (``native_lookup.py``, with ``odoo_version.py``'s record); it keeps the
+    wrapper's attributes."""
 
     def __new__(
         cls,
@@ -510,6 +514,7 @@ class OdooLookup:
         counters: Any,
         miss: Callable[..., Any],
         *,
+        counters_by_model: bool,
         transaction_statistics: bool,
     ) -> Self: ...
     def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...

@@ -18,6 +18,11 @@
 //! - the lookup in `self.pool._Registry__caches[cache_name]` (the dict
 //!   found once per model class, the mapping asked at each call).
 //!
+//! Which of these a version does is not decided here: the addon's record of
+//! the running Odoo (`odoo_version.py`) gives the counters, how they are
+//! keyed (`counters_by_model`), whether the transaction is counted
+//! (`transaction_statistics`) and the code run on a miss (`miss`).
+//!
 //! A miss or an unhashable key goes to `miss` (Odoo's own code for them, in
 //! Python); a call this path does not cover (keywords, too many arguments,
 //! an omitted parameter without a default) goes to Odoo's wrapper itself.
@@ -72,9 +77,11 @@ pub struct OdooLookup {
     key_parts: Vec<KeyPart>,
     /// Default values of the parameters, by argument index (None: required).
     defaults: Vec<Option<Py<PyAny>>>,
-    /// 19 `_COUNTERS` (keyed `(db_name, method)`) or 17.0/18.0 `STAT`
-    /// (keyed `(db_name, model_name, method)`).
+    /// 19 `_COUNTERS` or 17.0/18.0 `STAT`.
     counters: Py<PyAny>,
+    /// The counters' key: `(db_name, model_name, method)` (17.0/18.0) or
+    /// `(db_name, method)` (19).
+    counters_by_model: bool,
     /// Odoo 19: the counters' `tx_*` statistics and the transaction's
     /// `_ormcache_lookups` set (an unhashable key then raises, as in 19).
     transaction_statistics: bool,
@@ -214,9 +221,9 @@ impl OdooLookup {
         let caches = pool.getattr(intern!(py, "_Registry__caches"))?;
         let method = self.method.bind(py);
         let counters = self.counters.bind(py);
-        let counter = match self.transaction_statistics {
-            true => counters.get_item((db_name, method))?,
-            false => counters.get_item((db_name, &name, method))?,
+        let counter = match self.counters_by_model {
+            true => counters.get_item((db_name, &name, method))?,
+            false => counters.get_item((db_name, method))?,
         };
         let class = ModelClass {
             class: model.get_type().into_any().unbind(),
@@ -586,13 +593,16 @@ fn find_counter_slot(
 #[pymethods]
 impl OdooLookup {
     #[new]
-    #[pyo3(signature = (wrapper, key_parts, defaults, counters, miss, *, transaction_statistics))]
+    #[pyo3(signature = (
+        wrapper, key_parts, defaults, counters, miss, *, counters_by_model, transaction_statistics
+    ))]
     fn py_new(
         wrapper: &Bound<'_, PyAny>,
         key_parts: Vec<(usize, Vec<String>)>,
         defaults: Vec<Option<Py<PyAny>>>,
         counters: Py<PyAny>,
         miss: Py<PyAny>,
+        counters_by_model: bool,
         transaction_statistics: bool,
     ) -> PyResult<Self> {
         let py = wrapper.py();
@@ -623,6 +633,7 @@ impl OdooLookup {
                 .collect(),
             defaults,
             counters,
+            counters_by_model,
             transaction_statistics,
             miss,
             memo: GilCell::new(Memo::default()),
