@@ -15,9 +15,9 @@ import threading
 import time
 
 import pytest
-from test_two_tier import entry_names, key, make_cache, settle
+from test_two_tier import SECRET, entry_names, key, make_cache, settle
 
-from ormcache_redis import TwoTierCache
+from ormcache_redis import Codec, RedisClient, TwoTierCache
 from ormcache_redis._native import set_single_flight
 
 
@@ -379,3 +379,44 @@ def test_a_cheap_method_in_a_transaction_releases_its_lock_at_once(
     assert not [n for n in redis_server.command("KEYS", "*") if b":l:" in n]
     assert entry_names(redis_server) == []  # the value still waits for the commit
     assert holder["unit"].commit(cache) == (1, 0, 0)
+
+
+def test_a_value_stored_between_the_read_and_the_lock_is_not_computed_again(
+    redis_url: str, redis_server, flying, proxy
+) -> None:
+    """The race the Odoo dashboard runs showed: a process read the entry
+    (absent), the leader stored it and released its lock, then the process's
+    lock request succeeded and it computed the value again. Replies are
+    delayed 200 ms so that the value lands between the read and the lock."""
+    leader = make_cache(redis_url)
+    k = key(1, method=dashboard)
+    with pytest.raises(KeyError):
+        leader[k]
+    leader[k] = ("dashboard", 1)
+    settle(leader)
+    (entry,) = entry_names(redis_server)
+    payload = redis_server.command("GET", entry)
+    redis_server.command("DEL", entry)
+    client = RedisClient(proxy.url, socket_timeout=1.0)
+    waiter = TwoTierCache(
+        "default",
+        100,
+        client=client,
+        codec=Codec(),
+        namespace=b"db1:1:default:0",
+        secret=SECRET,
+        follow_clears=None,
+    )
+    client.execute("PING")
+    proxy.delay(200)
+    results: list[object] = []
+    lookup = threading.Thread(
+        target=lambda: results.append(compute_through(waiter, redis_server, 0))
+    )
+    lookup.start()
+    time.sleep(0.1)  # the read has run in Redis; its reply is on its way
+    redis_server.command("SET", entry, payload)
+    lookup.join()
+    assert results == [("dashboard", 1)]
+    assert computations(redis_server) == 0
+    assert waiter.stats()["flights_led"] == 0

@@ -262,24 +262,47 @@ impl TwoTierCache {
         let deadline = Instant::now() + wait;
         let mut poll = FIRST_POLL;
         let mut waited = false;
+        // Asked for the lock only while it looks free: a waiter's polls read
+        // its state, and the entry.
+        let mut lock_looks_free = true;
         for _ in 0..MOST_POLLS {
             let key = lock_key.as_slice();
-            let taken = client.call(py, |con| {
-                redis::pipe()
-                    .cmd("SET")
-                    .arg(key)
-                    .arg(value.as_slice())
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(lease_millis)
-                    .cmd("GET")
-                    .arg(key)
-                    .cmd("PTTL")
-                    .arg(key)
-                    .query::<(Option<String>, Option<Vec<u8>>, i64)>(con)
-            });
-            match taken {
+            let state = if lock_looks_free {
+                client.call(py, |con| {
+                    redis::pipe()
+                        .cmd("SET")
+                        .arg(key)
+                        .arg(value.as_slice())
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(lease_millis)
+                        .cmd("GET")
+                        .arg(key)
+                        .cmd("PTTL")
+                        .arg(key)
+                        .query::<(Option<String>, Option<Vec<u8>>, i64)>(con)
+                })
+            } else {
+                client
+                    .call(py, |con| {
+                        redis::pipe()
+                            .cmd("GET")
+                            .arg(key)
+                            .cmd("PTTL")
+                            .arg(key)
+                            .query::<(Option<Vec<u8>>, i64)>(con)
+                    })
+                    .map(|(held, ttl)| (None, held, ttl))
+            };
+            match state {
                 Ok((Some(_), _, _)) => {
+                    // The leader may have stored its value and released the
+                    // lock between this process's read and its SET: read
+                    // again before computing it a second time.
+                    if let found @ SharedRead::Found(..) = self.read_shared(py, client, address) {
+                        client.enqueue_command(release_command(lock_key, value));
+                        return Ok(found);
+                    }
                     bump(&self.counters.flights_led, 1);
                     lease::hold(&lock_key, &value, &client.process().pool, wait);
                     return Err(Some((lock_key, value)));
@@ -293,6 +316,12 @@ impl TwoTierCache {
                         bump(&self.counters.flights_planted_locks, 1);
                         return Err(None);
                     }
+                    lock_looks_free = false;
+                }
+                // Released meanwhile: ask for it at once.
+                Ok((None, None, _)) if !lock_looks_free => {
+                    lock_looks_free = true;
+                    continue;
                 }
                 // Released between the SET and the GET: try again at once.
                 Ok((None, None, _)) => continue,
