@@ -38,7 +38,7 @@ use pyo3::prelude::*;
 use super::counters::{bump, MethodEntry};
 use super::lease::{self, LEASE};
 use super::policy::{method_name_arg, Address};
-use super::shared::SharedRead;
+use super::shared::{SharedRead, Tally};
 use super::TwoTierCache;
 use crate::crypto::{Mac, SHORT_TAG_LEN};
 use crate::entry;
@@ -299,7 +299,9 @@ impl TwoTierCache {
                     // The leader may have stored its value and released the
                     // lock between this process's read and its SET: read
                     // again before computing it a second time.
-                    if let found @ SharedRead::Found(..) = self.read_shared(py, client, address) {
+                    if let found @ SharedRead::Found(..) =
+                        self.read_shared(py, client, address, Tally::Quiet)
+                    {
                         client.enqueue_command(release_command(lock_key, value));
                         return Ok(found);
                     }
@@ -342,7 +344,7 @@ impl TwoTierCache {
                 waited = true;
                 bump(&self.counters.flights_waited, 1);
             }
-            match self.read_shared(py, client, address) {
+            match self.read_shared(py, client, address, Tally::Counted) {
                 found @ SharedRead::Found(..) => return Ok(found),
                 SharedRead::Failed | SharedRead::OutOfBudget => return Err(None),
                 _ => {}

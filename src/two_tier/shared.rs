@@ -21,6 +21,15 @@ use crate::redis::reply_guard::ReplyLimits;
 use crate::redis::writer::Command;
 use crate::redis::{call_error_to_py, RedisClient};
 
+/// Whether a read counts what it finds wrong (forged, rejected, oversized,
+/// failed): a lookup's own read does; the flight's second look at an entry
+/// the lookup already counted does not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tally {
+    Counted,
+    Quiet,
+}
+
 /// The outcome of one read of the shared tier.
 pub(super) enum SharedRead {
     /// Not asked (local access, unshareable key, no client).
@@ -251,9 +260,10 @@ impl TwoTierCache {
         py: Python<'_>,
         client: &RedisClient,
         address: &Address,
+        tally: Tally,
     ) -> SharedRead {
         if let Some(name) = &address.method_name {
-            if let Some(read) = self.read_with_synced_token(py, client, address, name) {
+            if let Some(read) = self.read_with_synced_token(py, client, address, name, tally) {
                 return read;
             }
         }
@@ -276,7 +286,7 @@ impl TwoTierCache {
                     .map(|g| g.retired.clone())
             })
             .unwrap_or_default();
-        let reply = self.timed_read(py, client, |con| {
+        let reply = self.timed_read(py, client, tally, |con| {
             let Some((generations_key, name)) = &generations else {
                 let value = entry_read(data_key, max_value_bytes).query::<Vec<u8>>(con)?;
                 return Ok((entry::NO_METHOD, stored(value), false));
@@ -314,7 +324,7 @@ impl TwoTierCache {
                 .adopt(token);
             self.keep_generations_alive(client, refreshed);
         }
-        self.open_read(py, payload, address, token, elapsed)
+        self.open_read(py, payload, address, token, elapsed, tally)
     }
 
     /// One GET when the owner keeps this process's tokens synced (see
@@ -328,6 +338,7 @@ impl TwoTierCache {
         client: &RedisClient,
         address: &Address,
         name: &str,
+        tally: Tally,
     ) -> Option<SharedRead> {
         if !self.generations_synced.load(Ordering::Relaxed) {
             return None;
@@ -336,7 +347,7 @@ impl TwoTierCache {
         let token = self.generations.lock().get(name)?.current?;
         let data_key = address.redis_key.as_slice();
         let max_value_bytes = client.max_value_bytes();
-        let reply = self.timed_read(py, client, |con| {
+        let reply = self.timed_read(py, client, tally, |con| {
             entry_read(data_key, max_value_bytes)
                 .query::<Vec<u8>>(con)
                 .map(stored)
@@ -352,7 +363,7 @@ impl TwoTierCache {
             return None;
         }
         self.keep_generations_alive(client, false);
-        Some(self.open_read(py, payload, address, token, elapsed))
+        Some(self.open_read(py, payload, address, token, elapsed, tally))
     }
 
     /// One read of the shared tier, timed into the cache's latency; a
@@ -361,8 +372,10 @@ impl TwoTierCache {
         &self,
         py: Python<'_>,
         client: &RedisClient,
+        tally: Tally,
         read: impl FnMut(&mut Conn) -> redis::RedisResult<T> + Send,
     ) -> Result<(T, Duration), SharedRead> {
+        let counted = tally == Tally::Counted;
         let started = Instant::now();
         let limits = client
             .reply_limits()
@@ -376,17 +389,23 @@ impl TwoTierCache {
             }
             Err(CallError::TooLarge(_)) => {
                 self.latency.record(elapsed);
-                bump(&self.counters.oversized_entries, 1);
-                bump(&self.counters.rejected_entries, 1);
+                if counted {
+                    bump(&self.counters.oversized_entries, 1);
+                    bump(&self.counters.rejected_entries, 1);
+                }
                 Err(SharedRead::Rejected(elapsed))
             }
             Err(CallError::BudgetSpent) => {
-                bump(&self.counters.l2_skipped, 1);
+                if counted {
+                    bump(&self.counters.l2_skipped, 1);
+                }
                 Err(SharedRead::OutOfBudget)
             }
             Err(_) => {
                 self.latency.record(elapsed);
-                bump(&self.counters.l2_errors, 1);
+                if counted {
+                    bump(&self.counters.l2_errors, 1);
+                }
                 Err(SharedRead::Failed)
             }
         }
@@ -400,19 +419,25 @@ impl TwoTierCache {
         address: &Address,
         token: u64,
         elapsed: Duration,
+        tally: Tally,
     ) -> SharedRead {
         let Some(payload) = payload else {
             return SharedRead::Absent(elapsed);
         };
+        let counted = tally == Tally::Counted;
         match self.open_entry(py, &payload, &address.digest, token) {
             Ok(value) => SharedRead::Found(value, payload.len(), elapsed),
             Err(Rejection::Forged) => {
-                bump(&self.counters.forged_entries, 1);
-                self.report_forged(py);
+                if counted {
+                    bump(&self.counters.forged_entries, 1);
+                    self.report_forged(py);
+                }
                 SharedRead::Forged(elapsed)
             }
             Err(_) => {
-                bump(&self.counters.rejected_entries, 1);
+                if counted {
+                    bump(&self.counters.rejected_entries, 1);
+                }
                 SharedRead::Rejected(elapsed)
             }
         }

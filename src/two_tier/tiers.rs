@@ -14,6 +14,7 @@ use super::policy::Access;
 use super::shared::SharedRead::{
     self, Absent, Failed, Forged, Found, OutOfBudget, Rejected, Skipped,
 };
+use super::shared::Tally;
 use super::TwoTierCache;
 use crate::clock::deadline_after;
 use crate::entry;
@@ -62,7 +63,7 @@ impl TwoTierCache {
             (None, None) => None,
         };
         let mut read = match &shared {
-            Some((client, address)) => this.read_shared(py, client, address),
+            Some((client, address)) => this.read_shared(py, client, address, Tally::Counted),
             None => SharedRead::Skipped,
         };
         if let (Some((client, address)), Absent(_) | Rejected(_) | Forged(_)) = (&shared, &read) {
