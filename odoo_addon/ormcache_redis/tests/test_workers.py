@@ -103,8 +103,26 @@ class WorkerError(Exception):
     pass
 
 
+class RecoveryChecks:
+    """For a test case with two workers (``worker_a``, ``worker_b``) and a
+    parameter ``key`` of its own."""
+
+    def assert_redis_used_again(self):
+        """After a fault: within 40 s, a value A computes reaches B through
+        Redis (each round writes a new value: a new generation, a new entry)."""
+        a, b = self.worker_a, self.worker_b
+        deadline = time.monotonic() + 40
+        while True:
+            a("set_param", self.key, f"r{time.monotonic()}")
+            a("get_param", self.key)
+            if b("get_param", self.key)["l2_hits"] == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        self.assertLess(time.monotonic(), deadline, "Redis use did not recover")
+
+
 @tagged("post_install", "-at_install", "ormcache_redis_multiprocess")
-class TestTwoProcesses(BaseCase):
+class TestTwoProcesses(RecoveryChecks, BaseCase):
     # Last (19 sorts on this, 17/18 on module names): the workers move the
     # database's signaling numbers, which this process only re-reads at its
     # next check_signaling.
@@ -135,19 +153,6 @@ class TestTwoProcesses(BaseCase):
         if self.redis.process is None:
             self.redis.start()
         self.key = f"ormcache_redis.test.{uuid.uuid4().hex}"
-
-    def assert_redis_used_again(self):
-        """After a fault: within 40 s, a value A computes reaches B through
-        Redis (each round writes a new value: a new generation, a new entry)."""
-        a, b = self.worker_a, self.worker_b
-        deadline = time.monotonic() + 40
-        while True:
-            a("set_param", self.key, f"r{time.monotonic()}")
-            a("get_param", self.key)
-            if b("get_param", self.key)["l2_hits"] == 1 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        self.assertLess(time.monotonic(), deadline, "Redis use did not recover")
 
     def test_01_shared_value_and_read_your_writes(self):
         a, b = self.worker_a, self.worker_b
