@@ -14,10 +14,10 @@ def post_load():
     from ormcache_redis.addon.metrics_access import load_metrics_access
     from ormcache_redis.config import ConfigError, OptionSource
 
-    from . import metrics, registry_patch
+    from . import metrics
     from .session_store import install_session_store
 
-    registry_patch.install()
+    install_cache()
     try:
         session_store = install_session_store(OptionSource(config.get))
         metrics.install(load_metrics_access(OptionSource(config.get)), session_store)
@@ -26,3 +26,52 @@ def post_load():
         # nor metrics open to addresses nobody meant.
         _logger.critical("%s", error)
         raise SystemExit(f"ormcache_redis: {error}") from None
+
+
+def install_cache() -> None:
+    """Connects the engine to Odoo (17.0, 18.0, 19.0). Idempotent.
+
+    Reads the options into the process's state (runtime), wraps the Registry
+    (registry_hooks), gives every later ``ormcache`` decoration a
+    ``clear_cache`` (method_clear), extends SIGUSR1 (stats_signal) and hooks
+    the ORM's writes for ``depends_on=`` (dependencies)."""
+    from ormcache_redis.config import ConfigError
+    from ormcache_redis.server_check import eviction_warning
+
+    from . import dependencies, method_clear, registry_hooks, runtime, stats_signal
+
+    if runtime.installed():
+        return
+    try:
+        options, secrets, redis_client = runtime.read_options()
+    except ConfigError as error:
+        # Odoo only logs exceptions of server-wide modules and goes on; a
+        # cache that silently runs without its configuration is worse than
+        # not starting.
+        _logger.critical("%s", error)
+        raise SystemExit(f"ormcache_redis: {error}") from None
+    try:
+        runtime.install(options, secrets, redis_client)
+        registry_hooks.install()
+        method_clear.patch_ormcache()
+        stats_signal.install()
+        dependencies.install()
+    except Exception as error:
+        # Half-installed hooks would be worse than no start at all.
+        _logger.critical("cannot install (%s)", error, exc_info=True)
+        raise SystemExit(f"ormcache_redis: cannot install: {error}") from error
+    if redis_client is None:
+        _logger.info(
+            "ormcache_redis_url (or ORMCACHE_REDIS_URL, REDIS_URL) is not set, "
+            "caches run in this process only (L1)"
+        )
+    else:
+        _logger.info(
+            "shared caches %s on %s (expire %ss)",
+            ",".join(options.shared_caches),
+            redis_client.address,
+            options.expire,
+        )
+        warning = eviction_warning(redis_client, "cache")
+        if warning:
+            _logger.warning("%s", warning)

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 from ormcache_redis._native import LRU, qualified_name
 
-from . import registry_patch
+from . import runtime
 from .odoo_version import ODOO
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
@@ -162,7 +162,7 @@ class DependencyIndex:
         if not isinstance(cache, LRU):  # not this addon's cache: Odoo's clear
             decorator.clear_cache(records)
             return
-        tier = registry_patch.tier_of(registry)
+        tier = runtime.tier_of(registry)
         marker = (cache_name, qualified_name(method))
         if tier is not None and tier.has_method_clear(cache_name, method):
             # Already on its way to every process; only values this thread

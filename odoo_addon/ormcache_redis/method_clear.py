@@ -12,7 +12,7 @@ used instead.
 
 Two ways in: ``patch_ormcache`` (from the ``post_load`` hook, before custom
 addons are imported) covers every method decorated from then on;
-``give_clear_cache`` is applied by ``registry_patch`` to the methods of the
+``give_clear_cache`` is applied by ``registry_hooks`` to the methods of the
 registry's model classes, which covers core methods decorated earlier.
 """
 
@@ -21,16 +21,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from . import cached_methods, runtime
 from .odoo_version import ODOO, odoo_cache
 
 
 def clear_method_cache(cache: Any, model: Any) -> None:
     """Invalidates the entries of the method ``cache`` (an ``ormcache``
     instance) decorates, here and in every process."""
-    from . import registry_patch
-
     registry = model.pool
-    tier = registry_patch.tier_of(registry)
+    tier = runtime.tier_of(registry)
     if tier is not None and tier.request_method_clear(cache.cache_name, cache.method):
         return
     # Not shared through Redis (cache kept local, no URL, or the addon is
@@ -53,8 +52,8 @@ def _signal_name(cache_name: str) -> str:
 def give_clear_cache(lookup: Any) -> None:
     """Gives a method decorated with ``ormcache`` its ``clear_cache``,
     unless it has one (this addon's decorator sets its own)."""
-    cache = getattr(lookup, "__cache__", None)
-    if cache is None or getattr(cache, "method", None) is None:
+    cache = cached_methods.ormcache_of(lookup)
+    if cache is None:
         return
     if not hasattr(lookup, "clear_cache"):
         lookup.clear_cache = functools.partial(clear_method_cache, cache)

@@ -14,7 +14,7 @@ from ormcache_redis.addon.metrics_access import MetricsAccess
 from ormcache_redis.config import CACHE_PREFIX
 from ormcache_redis.metrics import ClusterFigures, MetricsPublisher, process_figures
 
-from . import registry_patch
+from . import runtime
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
 
@@ -25,8 +25,8 @@ _state: dict[str, Any] = {}
 def install(access: MetricsAccess, session_store: Any) -> None:
     """From post_load, after the caches and the session store. Figures go to
     the cache's Redis, or the sessions' when only sessions use Redis."""
-    options = registry_patch.installed_settings()
-    client = registry_patch.client()
+    options = runtime.installed_settings()
+    client = runtime.client()
     prefix = options.prefix if options is not None else CACHE_PREFIX
     if client is None and session_store is not None:
         client, prefix = session_store.client, session_store.prefix
@@ -34,7 +34,7 @@ def install(access: MetricsAccess, session_store: Any) -> None:
     if client is not None:
         publisher = MetricsPublisher(client, collect, prefix=prefix, interval=access.interval)
         _state["publisher"] = publisher
-        registry_patch.set_metrics_publisher(publisher)
+        runtime.set_metrics_publisher(publisher)
     if access.open:
         readers = [", ".join(map(str, access.allow))] if access.allow else []
         if access.token:
@@ -54,8 +54,8 @@ def collect() -> dict[str, Any]:
     """This process's figures: every loaded registry's caches, the Redis
     clients and the session store's counts."""
     databases, dropped = {}, {}
-    for db_name, registry in registry_patch.loaded_registries():
-        tier = registry_patch.tier_of(registry)
+    for db_name, registry in runtime.loaded_registries():
+        tier = runtime.tier_of(registry)
         if tier is None:
             continue
         databases[db_name] = registry._Registry__caches
@@ -69,7 +69,7 @@ def collect() -> dict[str, Any]:
     return process_figures(
         databases,
         clients={
-            "cache": registry_patch.client(),
+            "cache": runtime.client(),
             "sessions": store.client if store is not None else None,
         },
         session_counts=session_counts,

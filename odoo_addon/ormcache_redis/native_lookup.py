@@ -31,6 +31,7 @@ from typing import Any
 
 from ormcache_redis._native import OdooLookup
 
+from . import cached_methods
 from .odoo_version import ODOO, odoo_cache
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
@@ -49,8 +50,10 @@ def plan(function: Any) -> tuple[list[tuple[int, list[str]]], list[Any]] | None:
     method this path covers exactly, else None. A key part is a parameter's
     index and the attributes read from it: ``'self.env.uid'`` is
     ``(0, ['env', 'uid'])``."""
-    ormcache = getattr(function, "__cache__", None)
-    if type(function) is not types.FunctionType or type(ormcache) is not odoo_cache.ormcache:
+    if type(function) is not types.FunctionType:
+        return None
+    ormcache = cached_methods.ormcache_of(function)
+    if type(ormcache) is not odoo_cache.ormcache:  # not a subclass: its own key rules
         return None
     if ormcache.skiparg is not None:
         return None
@@ -101,18 +104,14 @@ def install(registry: Any) -> int:
     class once; classes shared with other registries are already done).
     Returns how many were replaced."""
     replaced = 0
-    for model_class in registry.models.values():
-        for klass in model_class.__mro__:
-            if klass in _scanned:
+    for _model_name, klass in cached_methods.defining_classes(registry, _scanned):
+        for attribute, value in list(vars(klass).items()):
+            found = plan(value)
+            if found is None:
                 continue
-            _scanned.add(klass)
-            for attribute, value in list(vars(klass).items()):
-                found = plan(value)
-                if found is None:
-                    continue
-                setattr(klass, attribute, native_lookup(value, *found))
-                _replaced[klass, attribute] = value
-                replaced += 1
+            setattr(klass, attribute, native_lookup(value, *found))
+            _replaced[klass, attribute] = value
+            replaced += 1
     if replaced:
         _logger.debug("native hit path for %d more cached method(s)", replaced)
     return replaced

@@ -9,7 +9,7 @@ import logging
 import threading
 from typing import Any
 
-from . import registry_patch
+from . import runtime
 from .odoo_version import ODOO, odoo_cache
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
@@ -33,7 +33,7 @@ def install() -> None:
 
 
 def stats_lines(registry: Any) -> list[str]:
-    tier = registry_patch.tier_of(registry)
+    tier = runtime.tier_of(registry)
     if tier is None:
         return []
     lines = [
@@ -63,7 +63,7 @@ def stats_lines(registry: Any) -> list[str]:
 
 def log_shared_stats() -> None:
     try:
-        for _db_name, registry in registry_patch.loaded_registries():
+        for _db_name, registry in runtime.loaded_registries():
             lines = stats_lines(registry)
             if lines:
                 _logger.info("\n".join(lines))

@@ -6,7 +6,7 @@ from odoo import api, fields, models
 
 from ormcache_redis._native import key_method, qualified_name
 
-from .. import registry_patch
+from .. import runtime
 from ..odoo_version import ODOO
 
 
@@ -45,7 +45,7 @@ class OrmcacheRedisStats(models.TransientModel):
 
     @api.model
     def _collect(self) -> dict:
-        client = registry_patch.client()
+        client = runtime.client()
         address, health, latency = "-", "not configured (L1 only)", 0.0
         if client is not None:
             address = client.address
@@ -135,7 +135,7 @@ class OrmcacheRedisStats(models.TransientModel):
             html += [Markup("<td>%s</td>") % escape(cell) for cell in cells]
             html.append(Markup("</tr>"))
         html.append(Markup("</tbody></table>"))
-        tier = registry_patch.tier_of(registry)
+        tier = runtime.tier_of(registry)
         if tier is not None:
             html.append(
                 Markup("<p>Registry r%s, signaling %s, suspended: %s, counters: %s</p>")

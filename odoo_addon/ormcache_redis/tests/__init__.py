@@ -5,7 +5,7 @@ from . import (
     test_metrics_route,
     test_native_lookup,
     test_odoo_version,
-    test_registry_patch,
+    test_registry_hooks,
     test_request_budget,
     test_sessions,
     test_workers,

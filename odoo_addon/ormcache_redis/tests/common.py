@@ -1,7 +1,7 @@
 from odoo.tests import TransactionCase, tagged
 from odoo.tests.common import get_db_name
 
-from .. import registry_patch
+from .. import registry_hooks, runtime
 from ..odoo_version import ODOO
 
 
@@ -22,12 +22,12 @@ class SharedTierCase(TransactionCase):
         if registry_sequence == registry.registry_sequence:
             registry.check_signaling()
         super().setUpClass()
-        cls.tier = registry_patch.tier_of(cls.registry)
+        cls.tier = runtime.tier_of(cls.registry)
         if cls.tier is None:
             raise RuntimeError("ormcache_redis is not loaded: add it to --load")
-        if registry_patch.client() is None:
+        if runtime.client() is None:
             raise RuntimeError("these tests need ormcache_redis_url (or ORMCACHE_REDIS_URL)")
-        if not registry_patch.adopt_from_database(cls.registry):
+        if not registry_hooks.adopt_from_database(cls.registry):
             with cls.registry.cursor() as cr:
                 numbers = cls.registry.get_sequences(cr)
             raise RuntimeError(

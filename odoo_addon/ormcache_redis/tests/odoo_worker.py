@@ -48,7 +48,7 @@ def main():
 
     server.load_server_wide_modules()
 
-    from odoo.addons.ormcache_redis import registry_patch
+    from odoo.addons.ormcache_redis import runtime
     from odoo.addons.ormcache_redis.odoo_version import ODOO
     from odoo.addons.ormcache_redis.tests.probe import Probe
     from odoo.service.model import retrying
@@ -59,10 +59,10 @@ def main():
     # what the engine says its Redis budget spent (see BudgetRecorder) and
     # what the client counted meanwhile (its background threads included).
     last_unit = {}
-    recorder = BudgetRecorder(registry_patch.client())
+    recorder = BudgetRecorder(runtime.client())
 
     def client_counts():
-        client = registry_patch.client()
+        client = runtime.client()
         stats = client.stats() if client is not None else {}
         return {
             name: value
@@ -74,7 +74,7 @@ def main():
         counts_before = client_counts()
         started = time.monotonic()
         registry = Registry(db_name).check_signaling()
-        recorder.attach(registry_patch.tier_of(registry))
+        recorder.attach(runtime.tier_of(registry))
         recorder.spent = None
         try:
             with registry.cursor() as cr:
@@ -193,13 +193,13 @@ def main():
         return {"registry": env.registry.registry_sequence, **env.registry.cache_sequences}
 
     def tier_state(env, cache_name):
-        tier = registry_patch.tier_of(env.registry)
+        tier = runtime.tier_of(env.registry)
         stats = env.registry._Registry__caches[cache_name].stats()
         stats.pop("methods", None)
         return {"counters": tier.counters, "cache": stats, "unverified": sorted(tier.unverified)}
 
     def flush(env):
-        client = registry_patch.client()
+        client = runtime.client()
         return client.flush(5.0) if client is not None else True
 
     def xmlid_lookup(env, xmlid):
@@ -217,13 +217,13 @@ def main():
         return "\n".join(stats_signal.stats_lines(env.registry))
 
     def cache_settings(env):
-        settings = registry_patch.installed_settings()
+        settings = runtime.installed_settings()
         return {"socket_timeout": settings.socket_timeout, "url": settings.url is not None}
 
     def use_budget(env, enabled):
         # For a measurement without the unit budget (the control of the
         # budget test): check_signaling then opens none.
-        tier = registry_patch.tier_of(env.registry)
+        tier = runtime.tier_of(env.registry)
         if enabled:
             tier.__dict__.pop("begin_budget", None)
         else:
@@ -271,7 +271,7 @@ def main():
             elif name != "flush":
                 # Deferred writes are queued at commit; wait until they are
                 # sent so the other process can read them right away.
-                client = registry_patch.client()
+                client = runtime.client()
                 if client is not None:
                     client.flush(5.0)
             answer = {"ok": True, "result": result}

@@ -9,7 +9,7 @@ from odoo.tools.cache import get_cache_key_counter
 
 from ormcache_redis._native import qualified_name
 
-from .. import registry_patch
+from .. import cached_methods
 from ..odoo_version import ODOO
 from .common import SharedTierCase
 
@@ -127,13 +127,13 @@ class TestCachedComputeWarning(TransactionCase):
         )
 
     def test_reported_once_at_registry_set_up(self):
-        self.assertIn(self.method_name, registry_patch.WARNED_COMPUTES)
+        self.assertIn(self.method_name, cached_methods.WARNED_COMPUTES)
         warned = set()
         with self.assertLogs("odoo.addons.ormcache_redis", "WARNING") as logs:
-            registry_patch.warn_cached_computes(self.registry, warned)
+            cached_methods.warn_cached_computes(self.registry, warned)
         lines = [line for line in logs.output if self.method_name in line]
         self.assertEqual(len(lines), 1, logs.output)
         for expected in (CACHED_COMPUTE, "doubled_id", "_compute_doubled_id", "helper"):
             self.assertIn(expected, lines[0])
         with self.assertNoLogs("odoo.addons.ormcache_redis", "WARNING"):
-            registry_patch.warn_cached_computes(self.registry, warned)
+            cached_methods.warn_cached_computes(self.registry, warned)

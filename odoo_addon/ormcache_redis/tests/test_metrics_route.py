@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ormcache_redis.addon.metrics_access import access_from
 
-from .. import metrics, registry_patch
+from .. import metrics, runtime
 
 ROUTE = "/ormcache_redis/metrics"
 TOKEN = "t" * 40
@@ -50,7 +50,7 @@ class TestMetricsRoute(HttpCase):
         self.assertIsNotNone(publisher, "the run sets ormcache_redis_url")
         # This process's figures, as its thread publishes them.
         self.assertTrue(publisher.publish())
-        self.assertTrue(registry_patch.client().flush(5))
+        self.assertTrue(runtime.client().flush(5))
         response = self.get()
         self.assertEqual(response.status_code, 200)
         self.assertTrue(response.headers["Content-Type"].startswith("text/plain"))

@@ -11,7 +11,7 @@ from odoo.tools.cache import get_cache_key_counter
 
 from ormcache_redis._native import OdooLookup
 
-from .. import native_lookup, registry_patch
+from .. import native_lookup, runtime
 from ..odoo_version import ODOO
 from .test_method_clear import PROBE, require_test_models
 
@@ -39,7 +39,7 @@ class TestNativeLookup(TransactionCase):
     def setUp(self):
         super().setUp()
         require_test_models(self.env)
-        if not registry_patch._installed["settings"].native_lookup:
+        if not runtime.installed_settings().native_lookup:
             self.skipTest("ormcache_redis_native_lookup is False")
         self.probe = self.env[PROBE]
 

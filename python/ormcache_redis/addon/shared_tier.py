@@ -2,7 +2,7 @@
 method clears.
 
 Plain Python on top of the engine, tested without Odoo
-(tests/test_shared_tier.py); the addon's ``registry_patch`` connects it to
+(tests/test_shared_tier.py); the addon's ``registry_hooks`` connects it to
 Odoo's registry.
 
 Why the shared tier is safe (the rules the code below implements):

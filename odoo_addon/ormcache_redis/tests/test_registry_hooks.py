@@ -6,7 +6,7 @@ from odoo.tools import frozendict
 from ormcache_redis._native import TwoTierCache, UnitOfWork, qualified_name
 from ormcache_redis.addon import shared_tier
 
-from .. import registry_patch, stats_signal
+from .. import runtime, stats_signal
 from ..odoo_version import ODOO, odoo_cache
 from .common import SharedTierCase
 
@@ -19,7 +19,7 @@ class TestRegistryPatch(SharedTierCase):
             self.assertEqual(cache.name, name)
 
     def test_shared_and_local_caches(self):
-        shared = set(registry_patch.installed_settings().shared_caches)
+        shared = set(runtime.installed_settings().shared_caches)
         self.assertIn("default", shared)
         for name, cache in self.caches.items():
             if name in shared:
@@ -33,7 +33,7 @@ class TestRegistryPatch(SharedTierCase):
         with self.registry.cursor() as cr:
             registry_sequence, sequences = self.registry.get_sequences(cr)
         sources = shared_tier.signal_sources(ODOO.registry_module()._CACHES_BY_KEY)
-        for name in registry_patch.installed_settings().shared_caches:
+        for name in runtime.installed_settings().shared_caches:
             expected = shared_tier.build_namespace(
                 self.env.cr.dbname,
                 registry_sequence,
@@ -50,8 +50,8 @@ class TestRegistryPatch(SharedTierCase):
         default = self.caches["default"]
         before = default.namespace
         self.assertTrue(len(default))
-        options = registry_patch.installed_settings()
-        registry_patch.client().pipeline(
+        options = runtime.installed_settings()
+        runtime.client().pipeline(
             shared_tier.flush_commands(options.prefix, self.env.cr.dbname, None), transaction=True
         )
         self.tier.begin_unit(self.tier.sync_methods())  # what the next request does
@@ -130,7 +130,7 @@ class TestRegistryPatch(SharedTierCase):
         self.assertGreater(self.tier.counters["pending_dropped_rollback"], before)
 
     def test_value_types_round_trip_as_themselves(self):
-        codec = registry_patch._installed["codec"]
+        codec = runtime.codec()
         value = frozendict({"html": Markup("<b>x</b>"), "ids": (1, 2)})
         back = codec.loads(codec.dumps(value))
         self.assertIs(type(back), frozendict)

@@ -1,0 +1,110 @@
+"""The process's installed state: what ``post_load`` read and built once
+(settings, Redis client, codec, deployment secrets), the shared tier each
+registry carries, the metrics publisher. Every other module of the addon
+reads it from here; this module imports none of them but ``odoo_version``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ormcache_redis._native import Codec, RedisClient
+from ormcache_redis.addon import settings, shared_tier, value_types
+from ormcache_redis.addon.deployment_keys import DeploymentSecrets
+from ormcache_redis.config import OptionSource
+
+from . import deployment_keys
+from .odoo_version import ODOO
+
+TIER_ATTRIBUTE = "_ormcache_redis_tier"
+
+_installed: dict[str, Any] = {}
+
+
+def installed() -> bool:
+    return bool(_installed)
+
+
+def tier_of(registry: Any) -> shared_tier.SharedTier | None:
+    return registry.__dict__.get(TIER_ATTRIBUTE) if registry is not None else None
+
+
+def installed_settings() -> settings.Settings | None:
+    return _installed.get("settings")
+
+
+def client() -> RedisClient | None:
+    return _installed.get("client")
+
+
+def codec() -> Codec | None:
+    return _installed.get("codec")
+
+
+def secrets() -> DeploymentSecrets | None:
+    return _installed.get("secrets")
+
+
+def set_metrics_publisher(publisher: Any) -> None:
+    """Started by every process's first unit of work (see check_signaling)."""
+    _installed["metrics_publisher"] = publisher
+
+
+def metrics_publisher() -> Any:
+    return _installed.get("metrics_publisher")
+
+
+def loaded_registries() -> list[tuple[str, Any]]:
+    """``(database, registry)`` of every registry loaded in this process."""
+    registries = ODOO.registry_module().Registry.registries
+    return sorted(ODOO.lru_snapshot(registries).items())
+
+
+def read_options() -> tuple[settings.Settings, DeploymentSecrets, RedisClient | None]:
+    """The options, the secrets and the client they call for (raises
+    ``ConfigError``)."""
+    from odoo.tools import config
+
+    module = ODOO.registry_module()
+    options = settings.load_settings(OptionSource(config.get), module._REGISTRY_CACHES)
+    secrets = deployment_keys.deployment_secrets()
+    redis_client = (
+        RedisClient(
+            options.url,
+            connect_timeout=options.connect_timeout,
+            socket_timeout=options.socket_timeout,
+            write_queue=options.write_queue,
+            write_queue_bytes=options.write_queue_bytes,
+            max_value_bytes=options.max_value_bytes,
+        )
+        if options.enabled
+        else None
+    )
+    return options, secrets, redis_client
+
+
+def install(
+    options: settings.Settings, secrets: DeploymentSecrets, redis_client: RedisClient | None
+) -> None:
+    """Records the process's state (the codec is built here)."""
+    _installed.update(settings=options, client=redis_client, codec=build_codec(), secrets=secrets)
+
+
+def build_codec() -> Codec:
+    from markupsafe import Markup
+    from odoo.tools import frozendict
+    from odoo.tools.misc import OrderedSet
+
+    res_lang = importlib.import_module("odoo.addons.base.models.res_lang")
+    codec = Codec()
+    value_types.register_value_types(
+        codec,
+        frozendict=frozendict,
+        markup=Markup,
+        lang_data=res_lang.LangData if ODOO.has_lang_data else None,
+        lang_data_dict=res_lang.LangDataDict if ODOO.has_lang_data else None,
+        ordered_set=OrderedSet,
+    )
+    value_types.register_recordset_keys(importlib.import_module("odoo.models").BaseModel)
+    return codec
