@@ -7,6 +7,15 @@ The public API is small:
   :class:`UnitOfWork`: writes held until a transaction commits.
 - :class:`RedisClient`, :class:`Codec`: the Redis client and the safe codec.
 - :func:`cache_stats`: the figures of a set of caches as one dict.
+- :func:`set_single_flight`: single flight on or off for one method.
+- :func:`canonical_key`: a key's canonical bytes (what names it across
+  processes).
+- Errors: :class:`ConfigError` (a bad option: one sentence naming it),
+  :class:`RedisUnavailable` (no answer in time, circuit open, budget spent),
+  :class:`RedisReplyError` (an error reply, or a reply refused for its size),
+  :class:`EncodeError`, :class:`DecodeError` and
+  :class:`FormatVersionError` (the codec).
+- ``__version__``.
 """
 
 from __future__ import annotations
