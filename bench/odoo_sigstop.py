@@ -64,6 +64,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import odoo_first_requests as first
+
 from ormcache_redis.testing import OdooProcess, RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,22 +78,10 @@ class Failure(RuntimeError):
     pass
 
 
-def base_modules(addons_path: str) -> str:
-    has_rpc = any((Path(p) / "rpc").is_dir() for p in addons_path.split(","))
-    return "base,rpc,web" if has_rpc else "base,web"
-
-
-def db_options(args: argparse.Namespace) -> list[str]:
-    return [
-        "--db_host", args.db_host, "--db_port", str(args.db_port),
-        "--db_user", args.db_user, "--db_password", args.db_password,
-    ]  # fmt: skip
-
-
 def create_database(args: argparse.Namespace) -> None:
     command = [
-        args.python, args.odoo_bin, "-c", "/dev/null", *db_options(args),
-        "--addons-path", args.addons_path, "--load", base_modules(args.addons_path),
+        args.python, args.odoo_bin, "-c", "/dev/null", *first.db_options(args),
+        "--addons-path", args.addons_path, "--load", first.base_modules(args),
         "-d", args.db, "-i", "base,web", "--stop-after-init",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
@@ -119,9 +111,9 @@ class Odoo(OdooProcess):
             env[name.upper()] = value
         addons = f"{args.addon_dir or REPO / 'odoo_addon'},{args.addons_path}"
         command = [
-            args.python, args.odoo_bin, "-c", "/dev/null", *db_options(args),
+            args.python, args.odoo_bin, "-c", "/dev/null", *first.db_options(args),
             "--addons-path", addons,
-            f"--load={base_modules(args.addons_path)},ormcache_redis",
+            f"--load={first.base_modules(args)},ormcache_redis",
             "-d", args.db, "--db-filter", f"^{re.escape(args.db)}$",
             "--workers", "0", "--max-cron-threads", "0", "--log-level", "info",
         ]  # fmt: skip
