@@ -320,13 +320,12 @@ impl TwoTierCache {
                     }
                     lock_looks_free = false;
                 }
-                // Released meanwhile: ask for it at once.
-                Ok((None, None, _)) if !lock_looks_free => {
+                // Released meanwhile (or between the SET and the GET): ask
+                // for it at once.
+                Ok((None, None, _)) => {
                     lock_looks_free = true;
                     continue;
                 }
-                // Released between the SET and the GET: try again at once.
-                Ok((None, None, _)) => continue,
                 Err(CallError::TooLarge(_)) => {
                     bump(&self.counters.flights_planted_locks, 1);
                     return Err(None);
