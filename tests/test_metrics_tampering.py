@@ -22,7 +22,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from test_metrics import samples
 
 from ormcache_redis import RedisClient
 from ormcache_redis.metrics import (
@@ -179,14 +179,6 @@ def run_form(form: str, url: str) -> Run:
     seconds = time.monotonic() - started
     *stderr, peak = done.stderr.splitlines()
     return Run(seconds, int(peak) / 1024, done.returncode, done.stdout, "\n".join(stderr))
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    result = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            result[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return result
 
 
 @dataclass
