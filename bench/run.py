@@ -32,7 +32,7 @@ from typing import Any
 from chart import Ratio, draw_ratios
 
 from ormcache_redis import LRU, Codec, RedisClient, TwoTierCache, ormcache
-from ormcache_redis._native import derive_key, mac_tag, mac_verify
+from ormcache_redis._native import _derive_key, _mac_tag, _mac_verify
 from ormcache_redis.testing import RedisServer
 
 SECRET = "benchmark-deployment-secret"
@@ -340,12 +340,12 @@ def bench_l2(table: Table, scale: int, client: RedisClient, url: str) -> None:
 def bench_mac(table: Table, scale: int) -> None:
     """What authenticating an L2 hit costs: the tag check of an entry
     holding a tuple of 100 ints (magic, key digest, token, codec bytes)."""
-    key = derive_key(SECRET, "cache-entry")
+    key = _derive_key(SECRET, "cache-entry")
     message = b"OCE2" + bytes(32) + bytes(8) + Codec().dumps(tuple(range(100)))
-    tag = mac_tag(key, message)
-    assert mac_verify(key, message, tag)
+    tag = _mac_tag(key, message)
+    assert _mac_verify(key, message, tag)
     o, t = side_by_side(
-        lambda: mac_verify(key, message, tag),
+        lambda: _mac_verify(key, message, tag),
         lambda: hmac.compare_digest(hmac.digest(key, message, "sha256"), tag),
         100_000 * scale,
         7,

@@ -140,7 +140,7 @@ pub fn secret_bytes(secret: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         .map_err(|_| PyValueError::new_err("a secret must be str or bytes"))
 }
 
-#[pyfunction(name = "derive_key")]
+#[pyfunction(name = "_derive_key")]
 fn py_derive_key<'py>(
     py: Python<'py>,
     secret: &Bound<'py, PyAny>,
@@ -153,17 +153,17 @@ fn py_derive_key<'py>(
     Ok(PyBytes::new(py, &derive_key(&secret, purpose)))
 }
 
-#[pyfunction(name = "mac_tag")]
+#[pyfunction(name = "_mac_tag")]
 fn py_mac_tag<'py>(py: Python<'py>, key: &[u8], data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
     Ok(PyBytes::new(py, &Mac::new(&key_arg(key)?).tag(&[data])))
 }
 
-#[pyfunction(name = "mac_verify")]
+#[pyfunction(name = "_mac_verify")]
 fn py_mac_verify(key: &[u8], data: &[u8], tag: &[u8]) -> PyResult<bool> {
     Ok(Mac::new(&key_arg(key)?).verify(&[data], tag))
 }
 
-#[pyfunction(name = "aead_seal")]
+#[pyfunction(name = "_aead_seal")]
 #[pyo3(signature = (key, plaintext, associated = b"".as_slice()))]
 fn py_aead_seal<'py>(
     py: Python<'py>,
@@ -177,7 +177,7 @@ fn py_aead_seal<'py>(
     ))
 }
 
-#[pyfunction(name = "aead_open")]
+#[pyfunction(name = "_aead_open")]
 #[pyo3(signature = (key, sealed, associated = b"".as_slice()))]
 fn py_aead_open<'py>(
     py: Python<'py>,

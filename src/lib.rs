@@ -4,10 +4,10 @@
 
 use pyo3::prelude::*;
 
+pub mod cached_method;
 pub mod clock;
 pub mod codec;
 pub mod crypto;
-pub mod decorator;
 pub mod entry;
 pub mod errors;
 pub mod fork;
@@ -35,7 +35,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     redis::register(m)?;
     settings::register(m)?;
     two_tier::register(m)?;
-    decorator::register(m)?;
+    cached_method::register(m)?;
     odoo_lookup::register(m)?;
     errors::set_public_module(m)?;
     Ok(())

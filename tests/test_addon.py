@@ -1,4 +1,4 @@
-"""The Odoo addon's logic that needs no Odoo (``ormcache_redis.addon``):
+"""The Odoo addon's logic that needs no Odoo (``ormcache_redis.odoo_support``):
 options, namespaces, the gate, units of work, method clears, value types.
 
 Tests that talk to Redis start their own redis-server on a free port.
@@ -21,9 +21,9 @@ from ormcache_redis._native import (
     canonical_key,
     qualified_name,
 )
-from ormcache_redis.addon import deployment_keys, shared_tier, value_types
-from ormcache_redis.addon.settings import load_settings, looks_secret
 from ormcache_redis.config import ConfigError, OptionSource
+from ormcache_redis.odoo_support import deployment_secrets, shared_tier, value_types
+from ormcache_redis.odoo_support.settings import load_settings, looks_secret
 from ormcache_redis.testing import RedisServer
 
 ADDON_PATH = Path(__file__).parent.parent / "odoo_addon" / "ormcache_redis"
@@ -131,7 +131,7 @@ def test_local_methods_option_extends_the_secret_list():
 def test_bad_value_is_one_sentence_naming_the_option(option, value):
     with pytest.raises(ConfigError) as raised:
         load_settings(options(**{option: value}), REGISTRY_CACHES)
-        deployment_keys.configured_secret(options(**{option: value}))
+        deployment_secrets.configured_secret(options(**{option: value}))
     message = str(raised.value)
     assert option in message
     assert "\n" not in message and message.endswith(".")
@@ -618,7 +618,7 @@ def test_each_database_keys_its_data_with_its_own_secret():
         asked.append(db_name)
         return stored.get(db_name)
 
-    secrets = deployment_keys.DeploymentSecrets(None, read)
+    secrets = deployment_secrets.DeploymentSecrets(None, read)
     assert secrets.for_database("db1") == "secret-of-db1"
     assert secrets.for_database("db1") == "secret-of-db1"
     assert secrets.for_database("db2") == "secret-of-db2"
@@ -630,7 +630,7 @@ def test_each_database_keys_its_data_with_its_own_secret():
 
 
 def test_a_configured_secret_keys_every_database():
-    secrets = deployment_keys.DeploymentSecrets("x" * 32, lambda db: pytest.fail("asked the db"))
+    secrets = deployment_secrets.DeploymentSecrets("x" * 32, lambda db: pytest.fail("asked the db"))
     assert secrets.for_database("db1") == secrets.for_database(None) == "x" * 32
 
 
@@ -638,17 +638,17 @@ def test_an_unreadable_database_secret_is_none_and_logged(caplog):
     def read(db_name):
         raise OSError("connection refused")
 
-    secrets = deployment_keys.DeploymentSecrets(None, read)
+    secrets = deployment_secrets.DeploymentSecrets(None, read)
     with caplog.at_level("WARNING"):
         assert secrets.for_database("db1") is None
     assert "database.secret" in caplog.text and "refused" not in caplog.text
 
 
 def test_configured_secret_option():
-    assert deployment_keys.configured_secret(options()) is None
-    assert deployment_keys.configured_secret(options(ormcache_redis_secret="s" * 16)) == "s" * 16
+    assert deployment_secrets.configured_secret(options()) is None
+    assert deployment_secrets.configured_secret(options(ormcache_redis_secret="s" * 16)) == "s" * 16
     with pytest.raises(ConfigError, match="ormcache_redis_secret"):
-        deployment_keys.configured_secret(options(ormcache_redis_secret="short"))
+        deployment_secrets.configured_secret(options(ormcache_redis_secret="short"))
 
 
 def test_an_unreadable_database_is_asked_again_only_after_a_while(caplog):
@@ -662,7 +662,7 @@ def test_an_unreadable_database_is_asked_again_only_after_a_while(caplog):
         attempts.append(db_name)
         raise OSError("database does not exist")
 
-    secrets = deployment_keys.DeploymentSecrets(None, read, clock=lambda: now[0])
+    secrets = deployment_secrets.DeploymentSecrets(None, read, clock=lambda: now[0])
     with caplog.at_level("WARNING"):
         for _ in range(50):
             assert secrets.for_database("forged") is None

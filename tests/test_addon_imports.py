@@ -100,10 +100,10 @@ def test_the_state_is_read_from_runtime_and_the_walk_from_cached_methods():
     # The state imports no module that reads it.
     assert graph["ormcache_redis.runtime"] <= {
         "ormcache_redis.odoo_version",
-        "ormcache_redis.deployment_keys",
+        "ormcache_redis.database_secrets",
     }
     assert graph["ormcache_redis.cached_methods"] == set()
-    for module in ("dependencies", "method_clear", "stats_signal", "metrics"):
+    for module in ("dependencies", "method_clear", "stats_signal", "metrics_publishing"):
         assert "ormcache_redis.registry_hooks" not in graph[f"ormcache_redis.{module}"]
     # One "is this an ormcache method" test: nobody else reads ``__cache__``
     # to decide it.

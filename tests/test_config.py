@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from ormcache_redis._native import RedisClient
-from ormcache_redis.addon.settings import load_settings
 from ormcache_redis.config import (
     OPTIONS,
     ConfigError,
@@ -13,6 +12,7 @@ from ormcache_redis.config import (
     parse_redis_url,
     redact_url,
 )
+from ormcache_redis.odoo_support.settings import load_settings
 from ormcache_redis.sessions.settings import session_store_settings
 
 

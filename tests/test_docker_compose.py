@@ -91,8 +91,8 @@ def test_odoo_variables_are_options_the_addon_reads(compose: dict[str, Any]) -> 
 
 
 def test_odoo_variables_parse_as_the_addon_would(compose: dict[str, Any]) -> None:
-    from ormcache_redis.addon.settings import load_settings
     from ormcache_redis.config import OptionSource
+    from ormcache_redis.odoo_support.settings import load_settings
     from ormcache_redis.sessions.settings import session_store_settings
 
     environment = {

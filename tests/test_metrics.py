@@ -11,7 +11,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ormcache_redis import Codec, ConfigError, RedisClient, TwoTierCache
-from ormcache_redis.addon.metrics_access import load_metrics_access
 from ormcache_redis.config import OptionSource
 from ormcache_redis.metrics import (
     LATENCY_BUCKETS,
@@ -24,6 +23,7 @@ from ormcache_redis.metrics import (
     process_key,
     read_cluster,
 )
+from ormcache_redis.odoo_support.metrics_access import load_metrics_access
 
 SECRET = "metrics-test-secret-value"
 PREFIX = "ormcache:"

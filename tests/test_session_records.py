@@ -24,7 +24,7 @@ from session_support import (
     user_data,
 )
 
-from ormcache_redis._native import Codec, RedisClient, mac_tag
+from ormcache_redis._native import Codec, RedisClient, _mac_tag
 from ormcache_redis.sessions.records import (
     FORMAT_CODEC,
     FORMAT_JSON,
@@ -154,7 +154,7 @@ def forge(
     )  # fmt: skip
     address = key.encode()
     tag_input = len(address).to_bytes(2, "big") + address + field.encode() + record
-    return record + mac_tag(record_key(mac_secret), tag_input)
+    return record + _mac_tag(record_key(mac_secret), tag_input)
 
 
 def saved_record(store: Any, raw: RedisClient, session: Any) -> tuple[str, str, bytes]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from ormcache_redis import Codec, RedisClient, TwoTierCache
-from ormcache_redis._native import UnitOfWork, canonical_key, derive_key, key_digest, mac_tag
+from ormcache_redis._native import UnitOfWork, _derive_key, _mac_tag, canonical_key, key_digest
 
 HEADER_LEN = 4 + 8 + 32  # magic, generation token, tag
 
@@ -474,5 +474,5 @@ def resealed(payload: bytes, cache_key: tuple, namespace: bytes = b"db1:1:defaul
     a holder of the secret can write (the entry format's documented tag)."""
     digest = key_digest(namespace, canonical_key(cache_key))
     magic, token, body = payload[:4], payload[4:12], payload[HEADER_LEN:]
-    tag = mac_tag(derive_key(SECRET, "cache-entry"), magic + digest + token + body)
+    tag = _mac_tag(_derive_key(SECRET, "cache-entry"), magic + digest + token + body)
     return magic + token + tag + body

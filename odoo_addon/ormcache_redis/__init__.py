@@ -1,7 +1,7 @@
 import logging
 
 from . import controllers, models
-from .decorator import ormcache
+from .ormcache_with_ttl import ormcache
 
 _logger = logging.getLogger(__name__)
 
@@ -11,16 +11,16 @@ def post_load():
     # registry is built and before workers fork.
     from odoo.tools import config
 
-    from ormcache_redis.addon.metrics_access import load_metrics_access
     from ormcache_redis.config import ConfigError, OptionSource
+    from ormcache_redis.odoo_support.metrics_access import load_metrics_access
 
-    from . import metrics
+    from . import metrics_publishing
     from .session_store import install_session_store
 
     install_cache()
     try:
         session_store = install_session_store(OptionSource(config.get))
-        metrics.install(load_metrics_access(OptionSource(config.get)), session_store)
+        metrics_publishing.install(load_metrics_access(OptionSource(config.get)), session_store)
     except ConfigError as error:
         # Sessions configured for Redis must not silently fall back to files,
         # nor metrics open to addresses nobody meant.

@@ -32,7 +32,7 @@ from contextlib import closing
 from typing import Any
 
 from ormcache_redis._native import TwoTierCache, qualified_name
-from ormcache_redis.addon import settings, shared_tier
+from ormcache_redis.odoo_support import settings, shared_tier
 
 from . import cached_methods, dependencies, method_clear, native_lookup, runtime
 from .odoo_version import ODOO

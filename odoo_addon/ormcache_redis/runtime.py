@@ -10,11 +10,11 @@ import importlib
 from typing import Any
 
 from ormcache_redis._native import Codec, RedisClient
-from ormcache_redis.addon import settings, shared_tier, value_types
-from ormcache_redis.addon.deployment_keys import DeploymentSecrets
 from ormcache_redis.config import OptionSource
+from ormcache_redis.odoo_support import settings, shared_tier, value_types
+from ormcache_redis.odoo_support.deployment_secrets import DeploymentSecrets
 
-from . import deployment_keys
+from . import database_secrets
 from .odoo_version import ODOO
 
 TIER_ATTRIBUTE = "_ormcache_redis_tier"
@@ -68,7 +68,7 @@ def read_options() -> tuple[settings.Settings, DeploymentSecrets, RedisClient | 
 
     module = ODOO.registry_module()
     options = settings.load_settings(OptionSource(config.get), module._REGISTRY_CACHES)
-    secrets = deployment_keys.deployment_secrets()
+    secrets = database_secrets.deployment_secrets()
     redis_client = (
         RedisClient(
             options.url,

@@ -74,7 +74,7 @@ def install_session_store(
     from odoo import http
     from odoo.service import security
 
-    from .deployment_keys import deployment_secrets
+    from .database_secrets import deployment_secrets
 
     client = client_factory(
         settings.url, connect_timeout=settings.timeout, socket_timeout=settings.timeout

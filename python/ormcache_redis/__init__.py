@@ -38,8 +38,8 @@ from ormcache_redis._native import (
     canonical_key,
     set_single_flight,
 )
-from ormcache_redis.decorator import ormcache
 from ormcache_redis.stats import cache_stats
+from ormcache_redis.two_tier_ormcache import ormcache
 
 # Odoo and user code test `isinstance(cache, MutableMapping)`.
 MutableMapping.register(LRU)

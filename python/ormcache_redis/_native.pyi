@@ -31,16 +31,11 @@ __all__ = [
     "TwoTierCache",
     "UnitOfWork",
     "__version__",
-    "aead_open",
-    "aead_seal",
     "canonical_key",
     "check_redis_url",
-    "derive_key",
     "flush_all_writers",
     "key_digest",
     "key_method",
-    "mac_tag",
-    "mac_verify",
     "option_specs",
     "qualified_name",
     "redact_url",
@@ -71,22 +66,24 @@ class ConfigError(ValueError):
     """A configuration value (URL, timeout, size) is invalid."""
 
 # --------------------------------------------------------------------------- crypto
+# Private: the primitives behind authenticated entries and session records,
+# for the package's own modules only (SECURITY.md).
 
-def derive_key(secret: str | bytes, purpose: str) -> bytes:
+def _derive_key(secret: str | bytes, purpose: str) -> bytes:
     """A 32-byte key for ``purpose`` derived from ``secret`` (HKDF-SHA-256)."""
 
-def mac_tag(key: bytes, data: bytes) -> bytes:
+def _mac_tag(key: bytes, data: bytes) -> bytes:
     """HMAC-SHA-256 of ``data`` under a 32-byte ``key``."""
 
-def mac_verify(key: bytes, data: bytes, tag: bytes) -> bool:
+def _mac_verify(key: bytes, data: bytes, tag: bytes) -> bool:
     """Whether ``tag`` authenticates ``data``, compared in constant time."""
 
-def aead_seal(key: bytes, plaintext: bytes, associated: bytes = ...) -> bytes:
+def _aead_seal(key: bytes, plaintext: bytes, associated: bytes = ...) -> bytes:
     """``nonce | ciphertext | tag`` (ChaCha20-Poly1305, random nonce);
     ``associated`` is empty by default."""
 
-def aead_open(key: bytes, sealed: bytes, associated: bytes = ...) -> bytes | None:
-    """The plaintext of :func:`aead_seal`, or None if anything was altered."""
+def _aead_open(key: bytes, sealed: bytes, associated: bytes = ...) -> bytes | None:
+    """The plaintext of :func:`_aead_seal`, or None if anything was altered."""
 
 # --------------------------------------------------------------------------- codec
 

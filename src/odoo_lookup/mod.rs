@@ -44,7 +44,7 @@ use pyo3::types::{PyDict, PySet, PyString, PyTuple, PyType, PyWeakrefMethods, Py
 use pyo3::{ffi, intern, Borrowed};
 use smallvec::SmallVec;
 
-use crate::decorator::{bind_like_a_function, find_in};
+use crate::cached_method::{bind_like_a_function, find_in};
 use crate::gil_cell::GilCell;
 use crate::lru::is_plain_value;
 

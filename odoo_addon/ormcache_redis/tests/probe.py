@@ -5,7 +5,7 @@ method-level clear (not Odoo's signaling) makes the cache see a change;
 writes. It lives in a module (not in a function) so that its methods have
 the same name in every process."""
 
-from ..decorator import ormcache
+from ..ormcache_with_ttl import ormcache
 
 
 class Probe:

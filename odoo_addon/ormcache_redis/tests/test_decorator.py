@@ -5,10 +5,10 @@ import uuid
 from odoo.tools.cache import get_cache_key_counter
 
 from ormcache_redis._native import UnitOfWork, qualified_name
-from ormcache_redis.addon import shared_tier
+from ormcache_redis.odoo_support import shared_tier
 
-from ..decorator import ormcache
 from ..odoo_version import ODOO
+from ..ormcache_with_ttl import ormcache
 from .common import SharedTierCase
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from odoo.tests import HttpCase, tagged
 from prometheus_client.parser import text_string_to_metric_families
 
-from ormcache_redis.addon.metrics_access import access_from
+from ormcache_redis.odoo_support.metrics_access import access_from
 
-from .. import metrics, runtime
+from .. import metrics_publishing, runtime
 
 ROUTE = "/ormcache_redis/metrics"
 TOKEN = "t" * 40
@@ -18,9 +18,9 @@ TOKEN = "t" * 40
 @tagged("post_install", "-at_install")
 class TestMetricsRoute(HttpCase):
     def use_access(self, **options):
-        previous = metrics._state.get("access")
-        metrics._state["access"] = access_from(**options)
-        self.addCleanup(metrics._state.__setitem__, "access", previous)
+        previous = metrics_publishing._state.get("access")
+        metrics_publishing._state["access"] = access_from(**options)
+        self.addCleanup(metrics_publishing._state.__setitem__, "access", previous)
 
     def get(self, headers=None):
         return self.url_open(ROUTE, headers=headers or {}, allow_redirects=False)
@@ -46,7 +46,7 @@ class TestMetricsRoute(HttpCase):
 
     def test_allowed_address_gets_the_cluster_figures(self):
         self.use_access(allow=["127.0.0.0/8", "::1"])
-        publisher = metrics._state.get("publisher")
+        publisher = metrics_publishing._state.get("publisher")
         self.assertIsNotNone(publisher, "the run sets ormcache_redis_url")
         # This process's figures, as its thread publishes them.
         self.assertTrue(publisher.publish())

@@ -4,7 +4,7 @@ from markupsafe import Markup
 from odoo.tools import frozendict
 
 from ormcache_redis._native import TwoTierCache, UnitOfWork, qualified_name
-from ormcache_redis.addon import shared_tier
+from ormcache_redis.odoo_support import shared_tier
 
 from .. import runtime, stats_signal
 from ..odoo_version import ODOO, odoo_cache

@@ -27,8 +27,8 @@ from odoo.service import security
 from odoo.tests import HttpCase, tagged
 
 from ormcache_redis import Codec, RedisClient
-from ormcache_redis.addon.deployment_keys import DeploymentSecrets
 from ormcache_redis.config import OptionSource
+from ormcache_redis.odoo_support.deployment_secrets import DeploymentSecrets
 from ormcache_redis.sessions.records import (
     address_of,
     decode_record,
@@ -42,7 +42,7 @@ from ormcache_redis.sessions.versions import rules_for
 from ormcache_redis.testing import RedisServer
 
 from .. import session_store as session_store_module
-from ..deployment_keys import read_database_secret
+from ..database_secrets import read_database_secret
 from ..odoo_version import ODOO
 
 ODOO_MAJOR = ODOO.major

@@ -52,8 +52,8 @@ from ormcache_redis._native import (
     RedisUnavailable,
     SessionSettings,
 )
-from ormcache_redis.addon.deployment_keys import DeploymentSecrets
 from ormcache_redis.config import ConfigError, OptionSource, redact_url
+from ormcache_redis.odoo_support.deployment_secrets import DeploymentSecrets
 from ormcache_redis.sessions.files import read_session_file, session_files, write_session_file
 from ormcache_redis.sessions.records import (
     DEFAULT_PREFIX,

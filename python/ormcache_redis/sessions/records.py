@@ -75,7 +75,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ormcache_redis._native import aead_open, aead_seal, derive_key, mac_tag, mac_verify
+from ormcache_redis._native import _aead_open, _aead_seal, _derive_key, _mac_tag, _mac_verify
 from ormcache_redis.config import OPTIONS, SESSION_PREFIX
 
 # The session options' defaults live with their rules (src/settings/).
@@ -370,7 +370,7 @@ def listed_fields(reply: object) -> tuple[object, int, list[str]]:
 
 @functools.lru_cache(maxsize=256)
 def _derived(secret: str | bytes, purpose: str) -> bytes:
-    return derive_key(secret, purpose)
+    return _derive_key(secret, purpose)
 
 
 def record_key(secret: str | bytes | None) -> bytes:
@@ -384,7 +384,7 @@ def sid_key(session_store_secret: str | bytes) -> bytes:
 
 
 def _next_sid_key(sid: str) -> bytes:
-    return derive_key(sid, PURPOSE_NEXT_SID)
+    return _derive_key(sid, PURPOSE_NEXT_SID)
 
 
 # --------------------------------------------------------------------------- next_sid
@@ -395,7 +395,7 @@ def seal_next_sid(data: Mapping[str, Any], sid: str) -> dict[str, Any]:
     out = dict(data)
     next_sid = out.get("next_sid")
     if isinstance(next_sid, str) and not next_sid.startswith(SEALED_PREFIX):
-        sealed = aead_seal(_next_sid_key(sid), next_sid.encode(), b"next_sid")
+        sealed = _aead_seal(_next_sid_key(sid), next_sid.encode(), b"next_sid")
         out["next_sid"] = SEALED_PREFIX + base64.urlsafe_b64encode(sealed).decode()
     return out
 
@@ -411,7 +411,7 @@ def open_next_sid(data: dict[str, Any], sid: str | None) -> dict[str, Any]:
         sealed = base64.urlsafe_b64decode(next_sid[len(SEALED_PREFIX) :])
     except ValueError:
         return data
-    opened = aead_open(_next_sid_key(sid), sealed, b"next_sid")
+    opened = _aead_open(_next_sid_key(sid), sealed, b"next_sid")
     if opened is not None:
         data["next_sid"] = opened.decode("ascii", "replace")
     return data
@@ -504,7 +504,7 @@ def encode_record(
     else:
         raise ValueError(f"unknown record format {fmt!r}")
     key, field = address_of(prefix, sid)
-    sealed_sid = aead_seal(sealing_key, sid.encode(), field.encode()) if sealing_key else b""
+    sealed_sid = _aead_seal(sealing_key, sid.encode(), field.encode()) if sealing_key else b""
     db_raw = db.encode() if db else b""
     keying = KEYED_PUBLICLY if secret is None else KEYED_BY_SECRET
     body = b"".join(
@@ -525,7 +525,7 @@ def encode_record(
             "session may be",
             size,
         )
-    return body + mac_tag(record_key(secret), _mac_input(key, field, body))
+    return body + _mac_tag(record_key(secret), _mac_input(key, field, body))
 
 
 def decode_record(
@@ -587,7 +587,7 @@ def decode_record(
         # Whoever has this secret writes this session under it: the public
         # key, which anyone can use, vouches for nothing here.
         raise RecordForged("a record under the public key where a secret covers the session")
-    if not mac_verify(record_key(secret), _mac_input(key, field, body), tag):
+    if not _mac_verify(record_key(secret), _mac_input(key, field, body), tag):
         raise RecordForged("the record's tag does not verify")
 
     payload = body[payload_at:]
@@ -615,7 +615,7 @@ def decode_record(
     stored_sid: str | None = None
     sealed_sid = body[sealed_at + _SEALED_LENGTH.size : payload_at]
     if sealed_sid and sealing_key is not None:
-        opened = aead_open(sealing_key, sealed_sid, field.encode())
+        opened = _aead_open(sealing_key, sealed_sid, field.encode())
         if opened is not None:
             stored_sid = opened.decode("ascii", "replace")
     if keying == KEYED_PUBLICLY:

@@ -4,7 +4,7 @@
 - :mod:`.value_types`: Odoo's value types taught to the codec;
 - :mod:`.shared_tier`: one registry's shared tier (namespaces from Odoo's
   signaling, the transaction gate, units of work, method clears);
-- :mod:`.deployment_keys`: which secret keys which database;
+- :mod:`.deployment_secrets`: which secret keys which database;
 - :mod:`.metrics_access`: who may read the metrics route.
 
 ``odoo_addon/ormcache_redis`` connects them to Odoo's registry.

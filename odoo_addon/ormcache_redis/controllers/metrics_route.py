@@ -8,7 +8,7 @@ from werkzeug.exceptions import Forbidden, NotFound
 
 from ormcache_redis.metrics import CONTENT_TYPE
 
-from .. import metrics
+from .. import metrics_publishing
 
 
 class OrmcacheRedisMetrics(http.Controller):
@@ -21,13 +21,13 @@ class OrmcacheRedisMetrics(http.Controller):
         save_session=False,
     )
     def ormcache_redis_metrics(self):
-        access = metrics.access()
+        access = metrics_publishing.access()
         if access is None or not access.open:
             raise NotFound()
         httprequest = request.httprequest
         if not access.allows(httprequest.remote_addr, httprequest.headers.get("Authorization")):
             raise Forbidden()
         return request.make_response(
-            metrics.exposition_text(),
+            metrics_publishing.exposition_text(),
             headers=[("Content-Type", CONTENT_TYPE), ("Cache-Control", "no-store")],
         )

@@ -15,8 +15,8 @@ through one generation bump in Redis when the transaction commits (Odoo's
 from __future__ import annotations
 
 from ormcache_redis._native import qualified_name, set_single_flight
-from ormcache_redis.addon import shared_tier
-from ormcache_redis.decorator import check_decorator_arguments
+from ormcache_redis.odoo_support import shared_tier
+from ormcache_redis.two_tier_ormcache import check_decorator_arguments
 
 from . import dependencies, method_clear
 from .odoo_version import ODOO, odoo_cache

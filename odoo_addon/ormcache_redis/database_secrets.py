@@ -1,6 +1,6 @@
 """The process's one ``DeploymentSecrets``, reading Odoo's databases.
 
-See ``ormcache_redis.addon.deployment_keys`` for where the keys come from.
+See ``ormcache_redis.odoo_support.deployment_secrets`` for where the keys come from.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import functools
 from contextlib import closing
 
-from ormcache_redis.addon.deployment_keys import DeploymentSecrets, configured_secret
 from ormcache_redis.config import OptionSource
+from ormcache_redis.odoo_support.deployment_secrets import DeploymentSecrets, configured_secret
 
 
 def read_database_secret(db_name: str) -> str | None:

@@ -28,7 +28,7 @@ from ormcache_redis._native import (
 
 __all__ = ["check_decorator_arguments", "ormcache"]
 
-_logger = logging.getLogger("ormcache_redis.decorator")
+_logger = logging.getLogger("ormcache_redis.two_tier_ormcache")
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -2,17 +2,17 @@
 figures to Redis from a daemon thread (started by the first unit of work of
 each process, so each prefork worker has its own), and
 ``/ormcache_redis/metrics`` serves the sums of every live process (see
-controllers/metrics.py). The options are in
-``ormcache_redis.addon.metrics_access``."""
+controllers/metrics_route.py). The options are in
+``ormcache_redis.odoo_support.metrics_access``."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from ormcache_redis.addon.metrics_access import MetricsAccess
 from ormcache_redis.config import CACHE_PREFIX
 from ormcache_redis.metrics import ClusterFigures, MetricsPublisher, process_figures
+from ormcache_redis.odoo_support.metrics_access import MetricsAccess
 
 from . import runtime
 

@@ -4,7 +4,7 @@
 //! record, it builds the key with the key function (Python: the decorator's
 //! expressions), finds the cache in `obj.pool._Registry__caches`, and looks
 //! the key up without leaving Rust when the cache is one of ours. The
-//! Python layer (`ormcache_redis.decorator`) builds the key function and
+//! Python layer (`ormcache_redis.two_tier_ormcache`) builds the key function and
 //! handles the rare paths (clearing, warnings).
 
 use std::sync::atomic::{AtomicU64, Ordering};
