@@ -19,8 +19,11 @@ class RedisServer(testing.RedisServer):
     """The suite's server, with a helper that talks to it on its own client."""
 
     def command(self, *args: str | bytes) -> object:
-        """Runs a command on a fresh client that shares no state with tests."""
-        return RedisClient(self.url).execute(*args)
+        """Runs a command on a fresh client that shares no state with tests.
+
+        Generous timeouts: set-up and checks must not fail because a loaded
+        machine answered later than a cache would wait."""
+        return RedisClient(self.url, connect_timeout=5.0, socket_timeout=5.0).execute(*args)
 
 
 @pytest.fixture(scope="session")

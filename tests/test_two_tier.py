@@ -32,7 +32,8 @@ SECRET = "test-deployment-secret"
 def make_cache(
     url: str, *, namespace: bytes = b"db1:1:default:0", **kwargs: object
 ) -> TwoTierCache:
-    client = RedisClient(url, retry_initial=0.05, retry_max=0.2)
+    socket_timeout = kwargs.pop("socket_timeout", 0.25)
+    client = RedisClient(url, retry_initial=0.05, retry_max=0.2, socket_timeout=socket_timeout)
     kwargs.setdefault("secret", SECRET)
     # Polling for other processes' clears is tested on its own
     # (test_follow_clears): the other tests count commands.
