@@ -32,22 +32,24 @@
 //! key with its hash, and the transaction set it was found in. A loop that
 //! calls a method with the same arguments then builds, hashes and compares
 //! no key tuple (Odoo 19: 2,400 instructions a hit against 10,400 for
-//! Odoo's wrapper). `method_type` makes the class callable the way a Python
-//! function is.
-
-use std::ffi::c_int;
+//! Odoo's wrapper). `memo` holds what is kept, `counters` adds to Odoo's
+//! counters as its bytecode does, and `method_type` makes the class
+//! callable the way a Python function is.
 
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PySet, PyString, PyTuple, PyType, PyWeakrefMethods, PyWeakrefReference};
-use pyo3::{ffi, intern, Borrowed};
+use pyo3::types::{PyDict, PySet, PyString, PyTuple, PyWeakrefReference};
+use pyo3::{intern, Borrowed};
 use smallvec::SmallVec;
 
 use crate::cached_method::{bind_like_a_function, find_in};
 use crate::gil_cell::GilCell;
 use crate::lru::is_plain_value;
+use counters::{increment, CounterField};
+use memo::{LastKey, Memo, ModelClass, ModelFacts, SeenKey};
 
+mod counters;
+mod memo;
 mod method_type;
 
 const LOOKUPS: &str = "_ormcache_lookups";
@@ -92,123 +94,9 @@ pub struct OdooLookup {
     memo: GilCell<Memo>,
 }
 
-/// What one call leaves for the next: each is checked by identity against
-/// what the call itself has in hand, so a stale entry is only a miss here.
-#[derive(Default)]
-struct Memo {
-    /// The model class last seen, with what Odoo reads from it on every
-    /// call: found once per class (a registry's classes live as long as
-    /// the registry, and Odoo only ever adds entries to the counters). The
-    /// class is held, so its address cannot be reused meanwhile.
-    class: Option<ModelClass>,
-    /// Odoo 19: the environment last seen, held weakly, and its cursor's
-    /// cache (an environment's cursor, and a cursor's cache dictionary,
-    /// are never replaced).
-    transaction: Option<(Py<PyWeakrefReference>, Py<PyDict>)>,
-    /// The last key built, when its items are plain values (see
-    /// `is_plain_value`): a call whose items are the identical objects
-    /// reuses it, and skips building, hashing and comparing a fresh tuple,
-    /// here and in the transaction's set.
-    key: Option<LastKey>,
-    /// Odoo 19: the key last looked up in a transaction's
-    /// `_ormcache_lookups`, that set and its size afterwards.
-    seen: Option<SeenKey>,
-}
-
-struct SeenKey {
-    /// Weakly: a transaction's set is dropped when it ends, and can be big.
-    lookups: Py<PyWeakrefReference>,
-    key: Py<PyTuple>,
-    size: usize,
-}
-
-struct LastKey {
-    key: Py<PyTuple>,
-    hash: isize,
-}
-
 struct KeyPart {
     position: usize,
     attributes: Vec<Py<PyString>>,
-}
-
-struct ModelClass {
-    class: Py<PyAny>,
-    name: Py<PyAny>,
-    caches: Py<PyAny>,
-    counter: Py<PyAny>,
-}
-
-/// What `call` needs from the model class: `_name`, the registry's
-/// mappings (`pool._Registry__caches`, bound once by `Registry.init`; a
-/// registry rebuilt is a new `pool`, with new classes), the counter.
-struct ModelFacts<'py> {
-    name: Bound<'py, PyAny>,
-    caches: Bound<'py, PyAny>,
-    counter: Bound<'py, PyAny>,
-}
-
-/// What the memo held for one call.
-#[derive(Default)]
-struct Recalled<'py> {
-    facts: Option<ModelFacts<'py>>,
-    transaction: Option<Bound<'py, PyDict>>,
-    key: Option<(Bound<'py, PyTuple>, isize)>,
-    /// The set `key` is known to be in, and its size then.
-    seen: Option<(Bound<'py, PyAny>, usize)>,
-}
-
-impl Memo {
-    /// Everything that still holds for this call, read in one pass (no
-    /// Python code runs: identity checks and a weak reference).
-    fn recall<'py>(
-        &self,
-        class: &Bound<'py, PyType>,
-        env: Option<&Bound<'py, PyAny>>,
-        method: &Bound<'py, PyAny>,
-        values: &[Bound<'py, PyAny>],
-    ) -> Recalled<'py> {
-        let py = class.py();
-        let facts = self
-            .class
-            .as_ref()
-            .filter(|known| known.class.is(class))
-            .map(|known| ModelFacts {
-                name: known.name.bind(py).clone(),
-                caches: known.caches.bind(py).clone(),
-                counter: known.counter.bind(py).clone(),
-            });
-        let transaction = env.and_then(|env| {
-            self.transaction
-                .as_ref()
-                .filter(|(known, _)| known.bind(py).upgrade().is_some_and(|known| known.is(env)))
-                .map(|(_, cache)| cache.bind(py).clone())
-        });
-        let key = facts.as_ref().and_then(|facts| {
-            let last = self.key.as_ref()?;
-            let key = last.key.bind(py);
-            let expected = [&facts.name, method].into_iter().chain(values);
-            let same = key.len() == 2 + values.len()
-                && expected.enumerate().all(|(index, item)| {
-                    key.get_borrowed_item(index)
-                        .is_ok_and(|known| known.is(item))
-                });
-            same.then(|| (key.clone(), last.hash))
-        });
-        let seen = key.as_ref().and_then(|(key, _)| {
-            let seen = self.seen.as_ref()?;
-            if !seen.key.is(key) {
-                return None;
-            }
-            Some((seen.lookups.bind(py).upgrade()?, seen.size))
-        });
-        Recalled {
-            facts,
-            transaction,
-            key,
-            seen,
-        }
-    }
 }
 
 impl OdooLookup {
@@ -466,128 +354,6 @@ impl<'py> Arguments<'_, 'py> {
             self.values.iter().map(|value| Borrowed::to_owned(*value)),
         )
     }
-}
-
-/// The counters' attributes the hit path adds to.
-#[derive(Clone, Copy)]
-enum CounterField {
-    Hit,
-    TransactionHit,
-}
-
-impl CounterField {
-    fn name(self, py: Python<'_>) -> &Bound<'_, PyString> {
-        match self {
-            CounterField::Hit => intern!(py, "hit"),
-            CounterField::TransactionHit => intern!(py, "tx_hit"),
-        }
-    }
-}
-
-fn increment(counter: &Bound<'_, PyAny>, field: CounterField) -> PyResult<()> {
-    let py = counter.py();
-    if let Some(slot) = counter_slot(counter, field)? {
-        // SAFETY: `slot` is a member descriptor of exactly `counter`'s type
-        // (checked by `counter_slot`), and `get`/`set` are its type's own
-        // tp_descr_get/tp_descr_set slots.
-        unsafe {
-            let value = Bound::from_owned_ptr_or_err(
-                py,
-                (slot.get)(slot.descriptor.as_ptr(), counter.as_ptr(), ffi::Py_None()),
-            )?;
-            let value = plus_one(value)?;
-            if (slot.set)(slot.descriptor.as_ptr(), counter.as_ptr(), value.as_ptr()) != 0 {
-                return Err(PyErr::fetch(py));
-            }
-        }
-        return Ok(());
-    }
-    let name = field.name(py);
-    let value = plus_one(counter.getattr(name)?)?;
-    counter.setattr(name, value)
-}
-
-/// `value + 1`, without the number protocol's dispatch for a plain int.
-fn plus_one(value: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
-    // SAFETY: a live object; the GIL is held.
-    if unsafe { ffi::PyLong_CheckExact(value.as_ptr()) } != 0 {
-        if let Ok(count) = value.extract::<i64>() {
-            if let Some(next) = count.checked_add(1) {
-                return Ok(next.into_pyobject(value.py())?.into_any());
-            }
-        }
-    }
-    value.add(1)
-}
-
-type DescrGet = unsafe extern "C" fn(
-    *mut ffi::PyObject,
-    *mut ffi::PyObject,
-    *mut ffi::PyObject,
-) -> *mut ffi::PyObject;
-type DescrSet =
-    unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject, *mut ffi::PyObject) -> c_int;
-
-/// A `__slots__` attribute of Odoo's `ormcache_counter`, read and written
-/// through its member descriptor: what the interpreter's specialised
-/// bytecode does for `counter.hit += 1`, which a generic getattr/setattr
-/// pair from C costs several times over.
-struct CounterSlot {
-    class: Py<PyAny>,
-    descriptor: Py<PyAny>,
-    get: DescrGet,
-    set: DescrSet,
-}
-
-/// The slot of `field` in `counter`'s type when it is a plain member
-/// descriptor (as in Odoo's `ormcache_counter`), found once per field.
-fn counter_slot(
-    counter: &Bound<'_, PyAny>,
-    field: CounterField,
-) -> PyResult<Option<&'static CounterSlot>> {
-    static HIT: PyOnceLock<Option<CounterSlot>> = PyOnceLock::new();
-    static TX_HIT: PyOnceLock<Option<CounterSlot>> = PyOnceLock::new();
-    let py = counter.py();
-    let cell = match field {
-        CounterField::Hit => &HIT,
-        CounterField::TransactionHit => &TX_HIT,
-    };
-    let class = counter.get_type();
-    let slot = cell.get_or_try_init(py, || find_counter_slot(&class, field.name(py)))?;
-    Ok(slot.as_ref().filter(|slot| slot.class.is(&class)))
-}
-
-fn find_counter_slot(
-    class: &Bound<'_, PyType>,
-    name: &Bound<'_, PyString>,
-) -> PyResult<Option<CounterSlot>> {
-    let py = class.py();
-    let Some(descriptor) = class.getattr(intern!(py, "__dict__"))?.get_item(name).ok() else {
-        return Ok(None);
-    };
-    let member_descriptor = py.import("types")?.getattr("MemberDescriptorType")?;
-    if !descriptor.get_type().is(&member_descriptor) {
-        return Ok(None);
-    }
-    let descriptor_type = descriptor.get_type();
-    // SAFETY: a type object; the slots are null or functions of exactly
-    // these signatures.
-    let (get, set) = unsafe {
-        (
-            ffi::PyType_GetSlot(descriptor_type.as_type_ptr(), ffi::Py_tp_descr_get),
-            ffi::PyType_GetSlot(descriptor_type.as_type_ptr(), ffi::Py_tp_descr_set),
-        )
-    };
-    if get.is_null() || set.is_null() {
-        return Ok(None);
-    }
-    Ok(Some(CounterSlot {
-        class: class.clone().into_any().unbind(),
-        descriptor: descriptor.unbind(),
-        // SAFETY: non-null tp_descr_get / tp_descr_set slots.
-        get: unsafe { std::mem::transmute::<*mut std::ffi::c_void, DescrGet>(get) },
-        set: unsafe { std::mem::transmute::<*mut std::ffi::c_void, DescrSet>(set) },
-    }))
 }
 
 #[pymethods]
