@@ -16,7 +16,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
 use crate::clock::deadline_after;
-use crate::lru::PyLru;
+use crate::lru::{ItemsHit, PyLru};
 use crate::two_tier::TwoTierCache;
 
 /// The native hit path of `ormcache_redis.ormcache`: a method whose results
@@ -74,6 +74,27 @@ pub(crate) fn find_in(
         Err(err) if err.is_instance_of::<PyKeyError>(cache.py()) => Ok(None),
         Err(err) => Err(err),
     }
+}
+
+/// A hit in `cache` for the key `tuple(items)` whose hash is `hash`, found
+/// without building the tuple (see `Lru::hit_by_items`). `None` is
+/// not a miss (see `Lru::hit_by_items`): ask `find_in` with the tuple.
+///
+/// # Safety
+/// Every item is a live object and the GIL is held.
+pub(crate) unsafe fn hit_by_items(
+    cache: &Bound<'_, PyAny>,
+    items: &[*mut ffi::PyObject],
+    hash: isize,
+    epoch: u64,
+) -> Option<ItemsHit> {
+    if let Ok(two_tier) = cache.cast::<TwoTierCache>() {
+        return TwoTierCache::l1_hit_by_items(two_tier, items, hash, epoch);
+    }
+    if let Ok(lru) = cache.cast::<PyLru>() {
+        return lru.get().lru.hit_by_items(cache.py(), items, hash, epoch);
+    }
+    None
 }
 
 impl CachedMethod {

@@ -14,8 +14,9 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac as _};
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyString};
 use sha2::Sha256;
 
 pub const KEY_LEN: usize = 32;
@@ -188,12 +189,22 @@ fn py_aead_open<'py>(
     Ok(open(&key_arg(key)?, sealed, associated).map(|plain| PyBytes::new(py, &plain)))
 }
 
+/// Registered as private names, kept out of `__all__` (which `add_function`
+/// extends): the package's own modules use them, nobody else should.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(py_derive_key, m)?)?;
-    m.add_function(wrap_pyfunction!(py_mac_tag, m)?)?;
-    m.add_function(wrap_pyfunction!(py_mac_verify, m)?)?;
-    m.add_function(wrap_pyfunction!(py_aead_seal, m)?)?;
-    m.add_function(wrap_pyfunction!(py_aead_open, m)?)?;
+    let functions = [
+        wrap_pyfunction!(py_derive_key, m)?,
+        wrap_pyfunction!(py_mac_tag, m)?,
+        wrap_pyfunction!(py_mac_verify, m)?,
+        wrap_pyfunction!(py_aead_seal, m)?,
+        wrap_pyfunction!(py_aead_open, m)?,
+    ];
+    for function in functions {
+        let name = function
+            .getattr(intern!(m.py(), "__name__"))?
+            .cast_into::<PyString>()?;
+        m.setattr(&name, function)?;
+    }
     Ok(())
 }
 

@@ -360,3 +360,31 @@ def test_an_override_reaches_it_through_super():
     assert record.method("k") == ("override", ("value", "k"))
     assert record.method("k") == ("override", ("value", "k"))
     assert probe.counter.figures()[:2] == (1, 1)
+
+
+@pytest.mark.parametrize("odoo", [18, 19])
+def test_keys_compared_by_python_or_by_items_hit_alike(odoo: int) -> None:
+    """A hit is found from the key's items when they are plain values, and
+    through the tuple and Python's ``__eq__`` otherwise: both hit, count
+    and record the transaction's lookups as Odoo's code does."""
+
+    class Code:
+        """Hashable by value, equal by value: not a plain value."""
+
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+        def __hash__(self) -> int:
+            return hash(self.text)
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Code) and other.text == self.text
+
+    native, odoo_code = build(odoo=odoo), build(odoo=odoo)
+    arguments = [Code("a"), Code("a"), ("t", 1), ("t", 1), 1.5, 1.5, "s", "".join(["s"])]
+    for call in (native.record.method, odoo_code.record.reference):
+        for argument in arguments:
+            assert call(argument) == ("value", argument)
+    assert native.counter.figures() == odoo_code.counter.figures()
+    assert native.computed == odoo_code.computed
+    assert len(native.computed) == 4  # one computation per distinct key

@@ -7,10 +7,11 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use pyo3::ffi;
 use pyo3::prelude::*;
 use smallvec::SmallVec;
 
-use super::equality::equal_without_python;
+use super::equality::{equal_without_python, tuple_equals_items};
 use crate::clock::now_ns;
 
 const NIL: u32 = u32::MAX;
@@ -62,6 +63,9 @@ pub struct Entry {
     size: usize,
     pub(super) expires_at: u64,
     pub(super) stamp: u64,
+    /// The last lookup epoch this key was recorded in (see
+    /// `Lru::hit_by_items`); 0: none.
+    pub(super) seen_in: u64,
 }
 
 pub(super) struct Node {
@@ -124,6 +128,13 @@ impl Core {
             .expect("index points at a live slot")
     }
 
+    pub(super) fn entry_mut(&mut self, slot: u32) -> &mut Entry {
+        self.nodes[slot as usize]
+            .entry
+            .as_mut()
+            .expect("index points at a live slot")
+    }
+
     /// The slot holding `key` when that is known without running Python
     /// code: `Known(None)` is a miss, `Unknown` needs Python's `__eq__`.
     pub(super) fn find_without_python(&self, hash: isize, key: &Bound<'_, PyAny>) -> Lookup {
@@ -134,6 +145,32 @@ impl Core {
         let mut unknown = false;
         for &slot in bucket.slots() {
             match equal_without_python(self.entry(slot).key.bind(py), key) {
+                Some(true) => return Lookup::Known(Some(slot)),
+                Some(false) => {}
+                None => unknown = true,
+            }
+        }
+        match unknown {
+            true => Lookup::Unknown,
+            false => Lookup::Known(None),
+        }
+    }
+
+    /// The slot whose key is the tuple of `items` (see `find_without_python`).
+    ///
+    /// # Safety
+    /// Every item is a live object and the GIL is held.
+    pub(super) unsafe fn find_items_without_python(
+        &self,
+        hash: isize,
+        items: &[*mut ffi::PyObject],
+    ) -> Lookup {
+        let Some(bucket) = self.index.get(&hash) else {
+            return Lookup::Known(None);
+        };
+        let mut unknown = false;
+        for &slot in bucket.slots() {
+            match tuple_equals_items(self.entry(slot).key.as_ptr(), items) {
                 Some(true) => return Lookup::Known(Some(slot)),
                 Some(false) => {}
                 None => unknown = true,
@@ -254,6 +291,7 @@ impl Core {
             size,
             expires_at,
             stamp,
+            seen_in: 0,
         };
         let slot = match self.free.pop() {
             Some(slot) => {

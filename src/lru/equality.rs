@@ -68,36 +68,29 @@ unsafe fn equal_pointers(a: *mut ffi::PyObject, b: *mut ffi::PyObject, depth: u3
     None
 }
 
-/// Whether `value`'s hash and equality are the interpreter's own and can
-/// never change: exact str, int, bool, float, bytes, None, functions, and
-/// tuples and frozensets of those. Two keys whose items are identical
-/// such values are equal and hash alike, now and later.
-pub(crate) fn is_plain_value(value: &Bound<'_, PyAny>) -> bool {
-    // SAFETY: a live object; the GIL is held.
-    unsafe { plain_pointer(value.py(), value.as_ptr(), 0) }
-}
-
-unsafe fn plain_pointer(py: Python<'_>, value: *mut ffi::PyObject, depth: u32) -> bool {
-    if is_plain_scalar(value) {
-        return true;
+/// `Some(key == tuple(items))` for a stored `key`, when that is known
+/// without running Python code (see `equal_without_python`): a hit path
+/// that has the key's items in hand need not build the tuple to ask.
+///
+/// # Safety
+/// `key` and every item are live objects and the GIL is held.
+pub(super) unsafe fn tuple_equals_items(
+    key: *mut ffi::PyObject,
+    items: &[*mut ffi::PyObject],
+) -> Option<bool> {
+    if ffi::PyTuple_CheckExact(key) == 0 {
+        return None;
     }
-    if depth >= MAX_DEPTH {
-        return false;
+    if ffi::PyTuple_Size(key) != items.len() as ffi::Py_ssize_t {
+        return Some(false);
     }
-    if ffi::PyTuple_CheckExact(value) != 0 {
-        return (0..ffi::PyTuple_Size(value))
-            .all(|index| plain_pointer(py, ffi::PyTuple_GetItem(value, index), depth + 1));
+    for (index, &item) in items.iter().enumerate() {
+        match equal_pointers(ffi::PyTuple_GetItem(key, index as ffi::Py_ssize_t), item, 1)? {
+            true => {}
+            false => return Some(false),
+        }
     }
-    if ffi::PyFrozenSet_CheckExact(value) != 0 {
-        // A frozenset's iterator is the interpreter's C code.
-        let Ok(items) = Bound::from_borrowed_ptr(py, value).try_iter() else {
-            return false;
-        };
-        return items
-            .into_iter()
-            .all(|item| item.is_ok_and(|item| plain_pointer(py, item.as_ptr(), depth + 1)));
-    }
-    false
+    Some(true)
 }
 
 /// Exact str, int, bool, float, bytes, None or a function: the values whose

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 
 use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
 use pyo3::prelude::*;
 
 use super::core::{Core, Entry, Lookup, LruCounters, Stored};
@@ -149,6 +150,52 @@ impl Lru {
         Ok(found)
     }
 
+    /// A hit for the key `tuple(items)` (`hash`: that tuple's hash), known
+    /// without building the tuple or running Python code, counted as
+    /// `lookup` counts a hit. `None` is not a miss: absent, expired or
+    /// undecidable here, the caller asks `lookup` with the tuple, which
+    /// counts and decides.
+    ///
+    /// `epoch` (0: none) names a set of keys the caller records lookups in
+    /// (Odoo 19's `_ormcache_lookups`), unique to that set while it lives:
+    /// the hit says whether this entry was already found under the same
+    /// epoch, so its key is known to be in the set without asking it, and
+    /// marks it so.
+    ///
+    /// # Safety
+    /// Every item is a live object and the GIL is held.
+    pub unsafe fn hit_by_items(
+        &self,
+        py: Python<'_>,
+        items: &[*mut ffi::PyObject],
+        hash: isize,
+        epoch: u64,
+    ) -> Option<ItemsHit> {
+        let mut core = self.core.lock();
+        let Lookup::Known(Some(slot)) = core.find_items_without_python(hash, items) else {
+            return None;
+        };
+        if core.is_expired(slot) {
+            return None;
+        }
+        core.touch(slot);
+        core.counters.hits += 1;
+        let entry = core.entry_mut(slot);
+        if let Some(counter) = &entry.hit_counter {
+            // As in `lookup`: the GIL serialises these.
+            counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+        let seen_in_epoch = epoch != 0 && entry.seen_in == epoch;
+        if epoch != 0 {
+            entry.seen_in = epoch;
+        }
+        Some(ItemsHit {
+            value: entry.value.clone_ref(py),
+            key: entry.key.clone_ref(py),
+            seen_in_epoch,
+        })
+    }
+
     pub fn contains(&self, key: &Bound<'_, PyAny>, hash: isize) -> PyResult<bool> {
         Ok(self.live_slot(key, hash, |_, _| ())?.is_some())
     }
@@ -281,6 +328,14 @@ fn python_equal(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool> {
         -1 => Err(PyErr::fetch(a.py())),
         result => Ok(result == 1),
     }
+}
+
+/// What `Lru::hit_by_items` found: the value, the stored key (equal to the
+/// tuple of the items) and whether it was found under the same epoch before.
+pub struct ItemsHit {
+    pub value: Py<PyAny>,
+    pub key: Py<PyAny>,
+    pub seen_in_epoch: bool,
 }
 
 #[cfg(test)]

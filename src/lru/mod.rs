@@ -16,6 +16,5 @@ mod locked;
 mod python;
 
 pub use self::core::Stored;
-pub(crate) use equality::is_plain_value;
-pub use locked::{Bounds, Lru};
+pub use locked::{Bounds, ItemsHit, Lru};
 pub use python::{lru_stats_dict, register, PyLru, L1_LOOKUP_LABELS};

@@ -1,9 +1,17 @@
 //! What one `OdooLookup` call leaves for the next (`Memo`): the model
-//! class's facts, the environment's transaction cache, the last key with its
-//! hash, and the transaction set it was found in, each recalled by identity.
+//! class's facts, the environment's transaction cache and the epoch of the
+//! transaction's set of lookups, each recalled by identity.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple, PyType, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::types::{PyDict, PySet, PyWeakrefMethods, PyWeakrefReference};
+
+use super::member_slot::MemberSlot;
+
+/// Epochs are unique in the process: two memos never give one number to
+/// two sets, so an entry marked under one epoch is in exactly that set.
+static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
 
 /// What one call leaves for the next: each is checked by identity against
 /// what the call itself has in hand, so a stale entry is only a miss here.
@@ -18,26 +26,18 @@ pub(super) struct Memo {
     /// cache (an environment's cursor, and a cursor's cache dictionary,
     /// are never replaced).
     pub(super) transaction: Option<(Py<PyWeakrefReference>, Py<PyDict>)>,
-    /// The last key built, when its items are plain values (see
-    /// `is_plain_value`): a call whose items are the identical objects
-    /// reuses it, and skips building, hashing and comparing a fresh tuple,
-    /// here and in the transaction's set.
-    pub(super) key: Option<LastKey>,
-    /// Odoo 19: the key last looked up in a transaction's
-    /// `_ormcache_lookups`, that set and its size afterwards.
-    pub(super) seen: Option<SeenKey>,
+    /// Odoo 19: the transaction's `_ormcache_lookups` set last seen, held
+    /// weakly (it is dropped with the transaction, and can be big), the
+    /// epoch it was given and its size then: while it lives and does not
+    /// shrink, an L1 entry marked with that epoch has its key in the set
+    /// (Odoo only ever adds to it; whoever empties it makes it smaller).
+    pub(super) lookups: Option<WatchedSet>,
 }
 
-pub(super) struct SeenKey {
-    /// Weakly: a transaction's set is dropped when it ends, and can be big.
-    pub(super) lookups: Py<PyWeakrefReference>,
-    pub(super) key: Py<PyTuple>,
-    pub(super) size: usize,
-}
-
-pub(super) struct LastKey {
-    pub(super) key: Py<PyTuple>,
-    pub(super) hash: isize,
+pub(super) struct WatchedSet {
+    set: Py<PyWeakrefReference>,
+    epoch: u64,
+    size: usize,
 }
 
 pub(super) struct ModelClass {
@@ -45,6 +45,9 @@ pub(super) struct ModelClass {
     pub(super) name: Py<PyAny>,
     pub(super) caches: Py<PyAny>,
     pub(super) counter: Py<PyAny>,
+    /// Odoo 19: the model's `env` slot (`BaseModel.__slots__`), read
+    /// without an attribute lookup.
+    pub(super) env: Option<MemberSlot>,
 }
 
 /// What `call` needs from the model class: `_name`, the registry's
@@ -60,61 +63,73 @@ pub(super) struct ModelFacts<'py> {
 #[derive(Default)]
 pub(super) struct Recalled<'py> {
     pub(super) facts: Option<ModelFacts<'py>>,
+    /// The record's `env`, when its class's slot is known.
+    pub(super) env: Option<Bound<'py, PyAny>>,
     pub(super) transaction: Option<Bound<'py, PyDict>>,
-    pub(super) key: Option<(Bound<'py, PyTuple>, isize)>,
-    /// The set `key` is known to be in, and its size then.
-    pub(super) seen: Option<(Bound<'py, PyAny>, usize)>,
 }
 
 impl Memo {
-    /// Everything that still holds for this call, read in one pass (no
-    /// Python code runs: identity checks and a weak reference).
-    pub(super) fn recall<'py>(
-        &self,
-        class: &Bound<'py, PyType>,
-        env: Option<&Bound<'py, PyAny>>,
-        method: &Bound<'py, PyAny>,
-        values: &[Bound<'py, PyAny>],
-    ) -> Recalled<'py> {
-        let py = class.py();
-        let facts = self
-            .class
-            .as_ref()
-            .filter(|known| known.class.is(class))
-            .map(|known| ModelFacts {
-                name: known.name.bind(py).clone(),
-                caches: known.caches.bind(py).clone(),
-                counter: known.counter.bind(py).clone(),
-            });
-        let transaction = env.and_then(|env| {
+    /// Everything that still holds for a call on `model`, read in one pass
+    /// (no Python code runs: identity checks, a slot, a weak reference).
+    /// `with_env`: the record's environment is wanted (Odoo 19).
+    pub(super) fn recall<'py>(&self, model: &Bound<'py, PyAny>, with_env: bool) -> Recalled<'py> {
+        let py = model.py();
+        let class = model.get_type();
+        let Some(known) = self.class.as_ref().filter(|known| known.class.is(&class)) else {
+            return Recalled::default();
+        };
+        let facts = ModelFacts {
+            name: known.name.bind(py).clone(),
+            caches: known.caches.bind(py).clone(),
+            counter: known.counter.bind(py).clone(),
+        };
+        let env = match (with_env, &known.env) {
+            (true, Some(slot)) => slot.get(model).ok(),
+            _ => None,
+        };
+        let transaction = env.as_ref().and_then(|env| {
             self.transaction
                 .as_ref()
                 .filter(|(known, _)| known.bind(py).upgrade().is_some_and(|known| known.is(env)))
                 .map(|(_, cache)| cache.bind(py).clone())
         });
-        let key = facts.as_ref().and_then(|facts| {
-            let last = self.key.as_ref()?;
-            let key = last.key.bind(py);
-            let expected = [&facts.name, method].into_iter().chain(values);
-            let same = key.len() == 2 + values.len()
-                && expected.enumerate().all(|(index, item)| {
-                    key.get_borrowed_item(index)
-                        .is_ok_and(|known| known.is(item))
-                });
-            same.then(|| (key.clone(), last.hash))
-        });
-        let seen = key.as_ref().and_then(|(key, _)| {
-            let seen = self.seen.as_ref()?;
-            if !seen.key.is(key) {
-                return None;
-            }
-            Some((seen.lookups.bind(py).upgrade()?, seen.size))
-        });
         Recalled {
-            facts,
+            facts: Some(facts),
+            env,
             transaction,
-            key,
-            seen,
         }
+    }
+
+    /// The epoch of `lookups`: the memo's while it is the same live set and
+    /// no smaller, a new one otherwise (0 when the set cannot be watched:
+    /// no marks).
+    pub(super) fn epoch_of(&mut self, lookups: &Bound<'_, PyAny>) -> u64 {
+        let py = lookups.py();
+        let Ok(size) = lookups.cast::<PySet>().map(|set| set.len()) else {
+            self.lookups = None;
+            return 0;
+        };
+        if let Some(known) = &mut self.lookups {
+            let same = known
+                .set
+                .bind(py)
+                .upgrade()
+                .is_some_and(|set| set.is(lookups));
+            if same && size >= known.size {
+                known.size = size;
+                return known.epoch;
+            }
+        }
+        let Ok(watched) = PyWeakrefReference::new(lookups) else {
+            self.lookups = None;
+            return 0;
+        };
+        let epoch = NEXT_EPOCH.fetch_add(1, Ordering::Relaxed);
+        self.lookups = Some(WatchedSet {
+            set: watched.unbind(),
+            epoch,
+            size,
+        });
+        epoch
     }
 }

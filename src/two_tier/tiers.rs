@@ -18,7 +18,7 @@ use super::shared::Tally;
 use super::TwoTierCache;
 use crate::clock::deadline_after;
 use crate::entry;
-use crate::lru::Stored;
+use crate::lru::{ItemsHit, Stored};
 use crate::naming::key_method;
 use crate::redis::budget::LookupBudget;
 
@@ -34,6 +34,25 @@ impl TwoTierCache {
                 Err(err)
             }
         }
+    }
+
+    /// An L1 hit for the key `tuple(items)` (see `Lru::hit_by_items`),
+    /// after following other processes' clears as every lookup does.
+    /// `None`: ask `lookup_hashed` with the tuple.
+    ///
+    /// # Safety
+    /// Every item is a live object and the GIL is held.
+    pub unsafe fn l1_hit_by_items(
+        slf: &Bound<'_, Self>,
+        items: &[*mut pyo3::ffi::PyObject],
+        hash: isize,
+        epoch: u64,
+    ) -> Option<ItemsHit> {
+        let _budget = slf.get().follow_clears(slf);
+        slf.as_super()
+            .get()
+            .lru
+            .hit_by_items(slf.py(), items, hash, epoch)
     }
 
     /// `lookup` of a key whose hash the caller already computed.
