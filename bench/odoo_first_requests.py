@@ -226,7 +226,7 @@ class Monitor:
         if self.process is None or self.redis is None:
             return
         from ormcache_redis import RedisClient
-        from ormcache_redis.metrics import cluster_totals, read_cluster
+        from ormcache_redis.metrics.cluster_reading import cluster_totals, read_cluster
 
         time.sleep(self.INTERVAL + 0.5)
         totals = cluster_totals(read_cluster(RedisClient(self.redis.url), self.prefix))

@@ -11,7 +11,8 @@ import pytest
 
 from ormcache_redis import RedisClient
 from ormcache_redis.cli import main
-from ormcache_redis.metrics import MetricsPublisher, process_figures
+from ormcache_redis.metrics.process_record import process_figures
+from ormcache_redis.metrics.publisher import MetricsPublisher
 
 PASSWORD = "doctor-pw-0123456789"
 

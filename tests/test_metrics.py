@@ -12,17 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ormcache_redis import Codec, ConfigError, RedisClient, TwoTierCache
 from ormcache_redis.config import OptionSource
-from ormcache_redis.metrics import (
-    LATENCY_BUCKETS,
-    MetricsPublisher,
-    checked_process,
-    cluster_totals,
-    exposition,
-    index_key,
-    process_figures,
-    process_key,
-    read_cluster,
-)
+from ormcache_redis.metrics.cluster_reading import cluster_totals, read_cluster
+from ormcache_redis.metrics.process_record import process_figures
+from ormcache_redis.metrics.prometheus_text import exposition
+from ormcache_redis.metrics.publisher import MetricsPublisher
+from ormcache_redis.metrics.record_check import checked_process
+from ormcache_redis.metrics.record_format import LATENCY_BUCKETS, index_key, process_key
 from ormcache_redis.odoo_support.metrics_access import load_metrics_access
 
 SECRET = "metrics-test-secret-value"

@@ -25,26 +25,26 @@ import pytest
 from test_metrics import samples
 
 from ormcache_redis import RedisClient
-from ormcache_redis.metrics import (
+from ormcache_redis.metrics.cluster_reading import (
+    MAX_INDEX_ENTRIES,
+    ClusterFigures,
+    cluster_totals,
+    read_cluster,
+)
+from ormcache_redis.metrics.cluster_sums import MAX_SERIES
+from ormcache_redis.metrics.process_record import encode_figures, process_figures
+from ormcache_redis.metrics.prometheus_text import exposition, render
+from ormcache_redis.metrics.publisher import MetricsPublisher
+from ormcache_redis.metrics.record_check import check_process
+from ormcache_redis.metrics.record_format import (
     LATENCY_BUCKETS,
     MAX_CACHE_NAME,
     MAX_DB_NAME,
-    MAX_INDEX_ENTRIES,
     MAX_NAME,
     MAX_PROCESS_BYTES,
     MAX_RECORD_SERIES,
-    MAX_SERIES,
-    ClusterFigures,
-    MetricsPublisher,
-    check_process,
-    cluster_totals,
-    encode_figures,
-    exposition,
     index_key,
-    process_figures,
     process_key,
-    read_cluster,
-    render,
 )
 from ormcache_redis.testing.topologies import RedisClusterSet
 
@@ -133,7 +133,7 @@ def plant_honest(raw: RedisClient, count: int) -> None:
 # The metrics route serves exposition() of the addon's client and prefix.
 ROUTE = (
     "import sys; from ormcache_redis import RedisClient; "
-    "from ormcache_redis.metrics import exposition; "
+    "from ormcache_redis.metrics.prometheus_text import exposition; "
     "sys.stdout.write(exposition(RedisClient(sys.argv[1], socket_timeout=5.0), 'ormcache:'))"
 )
 # Runs a command and reports its peak RSS (kB) on the last line of stderr.

@@ -18,7 +18,9 @@ import pytest
 from ormcache_redis import Codec, RedisClient, TwoTierCache
 from ormcache_redis._native import CacheSettings, MetricsSettings, SessionSettings
 from ormcache_redis.config import CACHE_PREFIX, OPTIONS, SESSION_PREFIX, ConfigError, OptionSource
-from ormcache_redis.metrics import MetricsPublisher, exposition, read_cluster
+from ormcache_redis.metrics.cluster_reading import read_cluster
+from ormcache_redis.metrics.prometheus_text import exposition
+from ormcache_redis.metrics.publisher import MetricsPublisher
 from ormcache_redis.odoo_support.metrics_access import MetricsAccess
 from ormcache_redis.odoo_support.shared_tier import SharedTier
 from ormcache_redis.sessions.store import RedisSessionStore

@@ -31,13 +31,10 @@ from ormcache_redis import (
     TwoTierCache,
 )
 from ormcache_redis._native import redact_url
-from ormcache_redis.metrics import (
-    ClusterFigures,
-    checked_process,
-    cluster_totals,
-    process_figures,
-    render,
-)
+from ormcache_redis.metrics.cluster_reading import ClusterFigures, cluster_totals
+from ormcache_redis.metrics.process_record import process_figures
+from ormcache_redis.metrics.prometheus_text import render
+from ormcache_redis.metrics.record_check import checked_process
 from ormcache_redis.sessions.migrate import main as run_migration
 from ormcache_redis.sessions.records import MAX_RECORD_BYTES, address_of, hash_key
 from ormcache_redis.sessions.store import SessionStoreUnavailable

@@ -11,7 +11,9 @@ import logging
 from typing import Any
 
 from ormcache_redis.config import CACHE_PREFIX
-from ormcache_redis.metrics import ClusterFigures, MetricsPublisher, process_figures
+from ormcache_redis.metrics.cluster_reading import ClusterFigures
+from ormcache_redis.metrics.process_record import process_figures
+from ormcache_redis.metrics.publisher import MetricsPublisher
 from ormcache_redis.odoo_support.metrics_access import MetricsAccess
 
 from . import runtime
@@ -78,7 +80,8 @@ def collect() -> dict[str, Any]:
 
 
 def exposition_text() -> str:
-    from ormcache_redis.metrics import cluster_totals, exposition, render
+    from ormcache_redis.metrics.cluster_reading import cluster_totals
+    from ormcache_redis.metrics.prometheus_text import exposition, render
 
     client = _state.get("client")
     if client is None:

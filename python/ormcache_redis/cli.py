@@ -37,7 +37,9 @@ from ormcache_redis._native import (
     url_credentials,
 )
 from ormcache_redis.config import CACHE_PREFIX, SESSION_PREFIX, OptionSource
-from ormcache_redis.metrics import MAX_SERIES, SESSION_REFUSALS, cluster_totals, read_cluster
+from ormcache_redis.metrics.cluster_reading import cluster_totals, read_cluster
+from ormcache_redis.metrics.cluster_sums import MAX_SERIES
+from ormcache_redis.metrics.record_format import SESSION_REFUSALS
 from ormcache_redis.odoo_support.shared_tier import flush_commands
 from ormcache_redis.server_check import _config_value, eviction_warning
 from ormcache_redis.sessions import migrate

@@ -6,7 +6,7 @@ from odoo import http
 from odoo.http import request
 from werkzeug.exceptions import Forbidden, NotFound
 
-from ormcache_redis.metrics import CONTENT_TYPE
+from ormcache_redis.metrics.prometheus_text import CONTENT_TYPE
 
 from .. import metrics_publishing
 
