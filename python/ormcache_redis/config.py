@@ -16,8 +16,10 @@ the operator.
 
 from __future__ import annotations
 
+import configparser
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -36,6 +38,7 @@ __all__ = [
     "SESSION_PREFIX",
     "ConfigError",
     "OptionSource",
+    "odoo_conf_options",
     "parse_redis_url",
     "redact_url",
 ]
@@ -121,3 +124,15 @@ def parse_redis_url(name: str, value: str | None) -> str | None:
     if value is None:
         return None
     return check_redis_url(name, value)
+
+
+def odoo_conf_options(path: Path | None) -> dict[str, str]:
+    """The ``[options]`` of the odoo.conf a command was given with
+    ``--config`` (none: no options); a file that cannot be read is a
+    :class:`ConfigError` naming the flag."""
+    if path is None:
+        return {}
+    parser = configparser.RawConfigParser()
+    if not parser.read(path):
+        raise ConfigError(f"--config {path} cannot be read.")
+    return dict(parser.items("options")) if parser.has_section("options") else {}

@@ -34,7 +34,6 @@ secret.
 from __future__ import annotations
 
 import argparse
-import configparser
 import pickle
 import sys
 import time
@@ -52,7 +51,7 @@ from ormcache_redis._native import (
     RedisUnavailable,
     SessionSettings,
 )
-from ormcache_redis.config import ConfigError, OptionSource, redact_url
+from ormcache_redis.config import ConfigError, OptionSource, odoo_conf_options, redact_url
 from ormcache_redis.odoo_support.deployment_secrets import DeploymentSecrets
 from ormcache_redis.sessions.files import read_session_file, session_files, write_session_file
 from ormcache_redis.sessions.records import (
@@ -438,15 +437,6 @@ def _to_file(
 # --------------------------------------------------------------------------- CLI
 
 
-def _odoo_conf_options(path: Path | None) -> dict[str, str]:
-    if path is None:
-        return {}
-    parser = configparser.RawConfigParser()
-    if not parser.read(path):
-        raise ConfigError(f"--config {path} cannot be read.")
-    return dict(parser.items("options")) if parser.has_section("options") else {}
-
-
 def _options(args: argparse.Namespace, conf: dict[str, str]) -> OptionSource:
     """The options as the session store reads them, the command line's
     first (error sentences then name its flag). The command copies to or
@@ -497,7 +487,7 @@ def build_parser(prog: str = "ormcache-redis-sessions") -> argparse.ArgumentPars
 def main(argv: Sequence[str] | None = None, prog: str = "ormcache-redis-sessions") -> int:
     args = build_parser(prog).parse_args(argv)
     try:
-        conf = _odoo_conf_options(args.config)
+        conf = odoo_conf_options(args.config)
         options = _options(args, conf)
         if options.raw("session_store_url") is None:
             raise ConfigError("--url (or session_store_url / SESSION_STORE_URL) is required.")
