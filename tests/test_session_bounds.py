@@ -43,16 +43,11 @@ from session_support import (
 )
 
 from ormcache_redis._native import Codec, RedisClient
-from ormcache_redis.sessions import records
-from ormcache_redis.sessions.records import (
-    FORMAT_CODEC,
-    FORMAT_JSON,
-    TAG_BYTES,
-    RecordForged,
-    address_of,
-    decode_record,
-    record_key,
-)
+from ormcache_redis.sessions import records, redis_layout
+from ormcache_redis.sessions.record_errors import RecordForged
+from ormcache_redis.sessions.record_keys import record_key
+from ormcache_redis.sessions.records import FORMAT_CODEC, FORMAT_JSON, TAG_BYTES, decode_record
+from ormcache_redis.sessions.redis_layout import address_of
 from ormcache_redis.sessions.store import SessionStoreUnavailable, SessionValueError
 
 TESTS = str(Path(__file__).resolve().parent)
@@ -247,7 +242,7 @@ def test_the_record_cap_is_exact(redis_url: str, raw: RedisClient) -> None:
     """A record of MAX_RECORD_BYTES reads back; one byte more is refused on
     its length, whether a store would write it (it will not: the request
     fails with the biggest keys named) or someone plants it."""
-    cap = records.MAX_RECORD_BYTES
+    cap = redis_layout.MAX_RECORD_BYTES
     store = make_store(redis_url, 18)
     session = logged_in(store)
     session["blob"] = ""
@@ -404,7 +399,7 @@ def test_to_files_reads_only_bounded_replies(redis_url: str, tmp_path: Path) -> 
     plant(redis_url, giant_key, "f" * 64, size=GIANT)
     # A hash with one record more than a store ever writes per identifier.
     crowded = PREFIX + "c" * 64
-    count = records.MAX_SESSIONS_PER_IDENTIFIER + 1
+    count = redis_layout.MAX_SESSIONS_PER_IDENTIFIER + 1
     planter.execute("HSET", crowded, *[x for n in range(count) for x in (f"{n:064x}", "r")])
     # A field name of 20 MB, and a key name of 20 MB under the prefix.
     odd = PREFIX + "d" * 64

@@ -32,7 +32,7 @@ from session_support import (
 from ormcache_redis._native import RedisClient
 from ormcache_redis.sessions.files import load_session_pickle
 from ormcache_redis.sessions.migrate import main as run_migration
-from ormcache_redis.sessions.records import hash_key
+from ormcache_redis.sessions.redis_layout import hash_key
 
 # --------------------------------------------------------------------------- migration
 

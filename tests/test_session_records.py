@@ -25,22 +25,16 @@ from session_support import (
 )
 
 from ormcache_redis._native import Codec, RedisClient, _mac_tag
+from ormcache_redis.sessions.record_errors import RecordError, RecordForged, RecordKeyMissing
+from ormcache_redis.sessions.record_keys import record_key, seal_next_sid, sid_key
 from ormcache_redis.sessions.records import (
     FORMAT_CODEC,
     FORMAT_JSON,
     TAG_BYTES,
-    RecordError,
-    RecordForged,
-    RecordKeyMissing,
-    address_of,
     decode_record,
     encode_record,
-    field_of,
-    hash_key,
-    record_key,
-    seal_next_sid,
-    sid_key,
 )
+from ormcache_redis.sessions.redis_layout import address_of, field_of, hash_key
 from ormcache_redis.sessions.store import SessionStoreUnavailable
 
 # --------------------------------------------------------------------------- garbage

@@ -28,7 +28,7 @@ from session_support import (
 
 from ormcache_redis._native import RedisClient
 from ormcache_redis.config import ConfigError, OptionSource
-from ormcache_redis.sessions.records import hash_key
+from ormcache_redis.sessions.redis_layout import hash_key
 from ormcache_redis.sessions.settings import SessionStoreSettings, session_store_settings
 from ormcache_redis.sessions.store import SessionStoreUnavailable, SessionValueError
 

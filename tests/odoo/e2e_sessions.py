@@ -38,14 +38,8 @@ from typing import Any
 from e2e_common import add_odoo_arguments, check, report
 
 from ormcache_redis import RedisClient
-from ormcache_redis.sessions.records import (
-    FORMAT_JSON,
-    address_of,
-    decode_record,
-    encode_record,
-    field_of,
-    hash_key,
-)
+from ormcache_redis.sessions.records import FORMAT_JSON, decode_record, encode_record
+from ormcache_redis.sessions.redis_layout import address_of, field_of, hash_key
 from ormcache_redis.testing import OdooProcess, RedisServer
 
 REPO = Path(__file__).resolve().parents[2]

@@ -29,14 +29,9 @@ from odoo.tests import HttpCase, tagged
 from ormcache_redis import Codec, RedisClient
 from ormcache_redis.config import OptionSource
 from ormcache_redis.odoo_support.deployment_secrets import DeploymentSecrets
-from ormcache_redis.sessions.records import (
-    address_of,
-    decode_record,
-    encode_record,
-    field_of,
-    hash_key,
-    seal_next_sid,
-)
+from ormcache_redis.sessions.record_keys import seal_next_sid
+from ormcache_redis.sessions.records import decode_record, encode_record
+from ormcache_redis.sessions.redis_layout import address_of, field_of, hash_key
 from ormcache_redis.sessions.store import RedisSessionStore, SessionStoreUnavailable
 from ormcache_redis.sessions.versions import rules_for
 from ormcache_redis.testing import RedisServer
@@ -222,7 +217,8 @@ class TestRedisSessions(HttpCase):
         script = textwrap.dedent(
             f"""
             from ormcache_redis import Codec, RedisClient
-            from ormcache_redis.sessions.records import address_of, decode_record
+            from ormcache_redis.sessions.records import decode_record
+            from ormcache_redis.sessions.redis_layout import address_of
             key, field = address_of({PREFIX!r}, {sid!r})
             raw = RedisClient({self.redis.url!r}).execute("HGET", key, field)
             fmt = {RECORD_FORMAT!r}

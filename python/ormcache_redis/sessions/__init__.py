@@ -1,6 +1,14 @@
 """Odoo HTTP sessions in Redis, without Odoo: importable and tested without it.
 
-- :mod:`.records`: the Redis layout and the authenticated record format;
+- :mod:`.redis_layout`: where sessions live in Redis (one hash per
+  identifier) and the bounded reads of records;
+- :mod:`.records`: the authenticated record format (encode, decode);
+- :mod:`.record_keys`: the keys of records, derived per purpose, and 19's
+  sealed ``next_sid``;
+- :mod:`.record_errors`: what is wrong with a record;
+- :mod:`.session_content`: what a session holds: the keys that
+  authenticate someone, what a record under the public key may hold, what
+  Odoo refills, how long a session lives;
 - :mod:`.versions`: what differs between Odoo 17, 18 and 19 (one rule set each);
 - :mod:`.store`: ``RedisSessionStore``, Odoo's session store interface on Redis
   (needs werkzeug, which Odoo has);

@@ -11,7 +11,7 @@ first (and back, to return to files)::
         --session-store-secret "$SESSION_STORE_SECRET"
 
 The copy is what the Redis store itself writes and reads (same layout, same
-records: :mod:`.records`), and keeps each session's
+records: :mod:`.redis_layout`, :mod:`.records`), and keeps each session's
 remaining lifetime. Session ids are never printed.
 
 Records are authenticated with the secret of the session's database, so the
@@ -54,26 +54,29 @@ from ormcache_redis._native import (
 from ormcache_redis.config import ConfigError, OptionSource, odoo_conf_options, redact_url
 from ormcache_redis.odoo_support.deployment_secrets import DeploymentSecrets
 from ormcache_redis.sessions.files import read_session_file, session_files, write_session_file
-from ormcache_redis.sessions.records import (
-    DEFAULT_PREFIX,
-    DEFAULT_SESSION_LIFETIME,
-    FIELD_LENGTH,
-    MAX_RECORD_BYTES,
-    MAX_SESSIONS_PER_IDENTIFIER,
+from ormcache_redis.sessions.record_errors import (
     RecordError,
     RecordForged,
     RecordKeyMissing,
     RecordTooLarge,
+)
+from ormcache_redis.sessions.record_keys import sid_key
+from ormcache_redis.sessions.records import decode_record, encode_record
+from ormcache_redis.sessions.redis_layout import (
+    DEFAULT_PREFIX,
+    FIELD_LENGTH,
+    MAX_RECORD_BYTES,
+    MAX_SESSIONS_PER_IDENTIFIER,
     address_of,
-    carries_nothing,
-    decode_record,
-    encode_record,
     list_command,
     listed_fields,
     load_command,
     loaded_record,
+)
+from ormcache_redis.sessions.session_content import (
+    DEFAULT_SESSION_LIFETIME,
+    carries_nothing,
     record_ttl,
-    sid_key,
 )
 from ormcache_redis.sessions.versions import record_format_of
 

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 
-from ormcache_redis.sessions.records import MAX_RECORD_BYTES
+from ormcache_redis.sessions.redis_layout import MAX_RECORD_BYTES
 
 _logger = logging.getLogger(__name__)
 

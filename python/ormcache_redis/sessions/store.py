@@ -3,9 +3,9 @@
 ``RedisSessionStore`` speaks what Odoo 17, 18 and 19 call on
 ``odoo.http.root.session_store``, with each version's semantics
 (:mod:`.versions`); the Redis layout and record format are in
-:mod:`.records`. The addon (``odoo_addon/ormcache_redis/session_store.py``)
-installs it on Odoo. Needs werkzeug (Odoo has it): a Redis outage is an
-HTTP 503.
+:mod:`.redis_layout` and :mod:`.records`. The addon
+(``odoo_addon/ormcache_redis/session_store.py``) installs it on Odoo. Needs
+werkzeug (Odoo has it): a Redis outage is an HTTP 503.
 """
 
 from __future__ import annotations
@@ -26,30 +26,32 @@ from ormcache_redis._native import (
     RedisReplyError,
     RedisUnavailable,
 )
-from ormcache_redis.sessions.records import (
-    DEFAULT_ANONYMOUS_TTL,
-    DEFAULT_PREFIX,
-    DEFAULT_SESSION_LIFETIME,
-    IDENTIFIER_LENGTH,
-    IDENTIFIER_PATTERN,
-    MAX_RECORD_BYTES,
-    PUBLIC_RECORD_KEYS,
+from ormcache_redis.sessions.record_errors import (
     RecordError,
     RecordForged,
     RecordKeyMissing,
     RecordTooLarge,
-    SecretForDatabase,
+)
+from ormcache_redis.sessions.record_keys import SecretForDatabase, sid_key
+from ormcache_redis.sessions.records import decode_record, encode_record
+from ormcache_redis.sessions.redis_layout import (
+    DEFAULT_PREFIX,
+    IDENTIFIER_LENGTH,
+    IDENTIFIER_PATTERN,
+    MAX_RECORD_BYTES,
     address_of,
-    carries_nothing,
-    decode_record,
-    encode_record,
     hash_key,
     load_command,
     loaded_record,
-    record_ttl,
-    sid_key,
 )
 from ormcache_redis.sessions.refusals import RefusedRecords
+from ormcache_redis.sessions.session_content import (
+    DEFAULT_ANONYMOUS_TTL,
+    DEFAULT_SESSION_LIFETIME,
+    PUBLIC_RECORD_KEYS,
+    carries_nothing,
+    record_ttl,
+)
 from ormcache_redis.sessions.versions import rules_for
 
 _logger = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ class SessionValueError(TypeError):
 
 
 class RedisSessionStore:
-    """Odoo's session store interface on Redis (see :mod:`.records` for the layout).
+    """Odoo's session store interface on Redis (see :mod:`.redis_layout` for the layout).
 
     ``odoo_major`` selects the version's rules (:func:`.versions.rules_for`):
     id format, record format, soft rotation, identifier checks.

@@ -15,11 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from ormcache_redis.config import ConfigError
-from ormcache_redis.sessions.records import (
-    FORMAT_CODEC,
-    FORMAT_JSON,
-    IDENTIFIER_PATTERN,
-)
+from ormcache_redis.sessions.records import FORMAT_CODEC, FORMAT_JSON
+from ormcache_redis.sessions.redis_layout import IDENTIFIER_PATTERN
 
 SID_PATTERN_HEX40 = re.compile(r"^[a-f0-9]{40}\Z")
 """Odoo 17 session ids (werkzeug's ``_sha1_re``)."""
