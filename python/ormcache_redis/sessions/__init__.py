@@ -15,7 +15,11 @@
 - :mod:`.settings`: the ``session_store*`` options;
 - :mod:`.refusals`: counting and reporting the records a store refused;
 - :mod:`.files`: Odoo's filesystem session store, read and written;
-- :mod:`.migrate`: the ``ormcache-redis-sessions`` command.
+- :mod:`.migrate`: the ``ormcache-redis-sessions`` command;
+- :mod:`.session_copies`: its copies between files and Redis, and their
+  report;
+- :mod:`.postgres_secrets`: each database's secret, read from PostgreSQL
+  for the command.
 
 ``odoo_addon/ormcache_redis/session_store.py`` installs the store on Odoo.
 """
