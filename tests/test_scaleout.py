@@ -37,7 +37,7 @@ from ormcache_redis.metrics.prometheus_text import render
 from ormcache_redis.metrics.record_check import checked_process
 from ormcache_redis.sessions.migrate import main as run_migration
 from ormcache_redis.sessions.redis_layout import MAX_RECORD_BYTES, address_of, hash_key
-from ormcache_redis.sessions.store import SessionStoreUnavailable
+from ormcache_redis.sessions.store_errors import SessionStoreUnavailable
 from ormcache_redis.testing import (
     FaultProxy,
     RedisServer,

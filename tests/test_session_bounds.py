@@ -48,7 +48,7 @@ from ormcache_redis.sessions.record_errors import RecordForged
 from ormcache_redis.sessions.record_keys import record_key
 from ormcache_redis.sessions.records import FORMAT_CODEC, FORMAT_JSON, TAG_BYTES, decode_record
 from ormcache_redis.sessions.redis_layout import address_of
-from ormcache_redis.sessions.store import SessionStoreUnavailable, SessionValueError
+from ormcache_redis.sessions.store_errors import SessionStoreUnavailable, SessionValueError
 
 TESTS = str(Path(__file__).resolve().parent)
 

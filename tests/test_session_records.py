@@ -35,7 +35,7 @@ from ormcache_redis.sessions.records import (
     encode_record,
 )
 from ormcache_redis.sessions.redis_layout import address_of, field_of, hash_key
-from ormcache_redis.sessions.store import SessionStoreUnavailable
+from ormcache_redis.sessions.store_errors import SessionStoreUnavailable
 
 # --------------------------------------------------------------------------- garbage
 

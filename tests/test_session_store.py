@@ -30,7 +30,7 @@ from ormcache_redis._native import RedisClient
 from ormcache_redis.config import ConfigError, OptionSource
 from ormcache_redis.sessions.redis_layout import hash_key
 from ormcache_redis.sessions.settings import SessionStoreSettings, session_store_settings
-from ormcache_redis.sessions.store import SessionStoreUnavailable, SessionValueError
+from ormcache_redis.sessions.store_errors import SessionStoreUnavailable, SessionValueError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -32,7 +32,8 @@ from ormcache_redis.odoo_support.deployment_secrets import DeploymentSecrets
 from ormcache_redis.sessions.record_keys import seal_next_sid
 from ormcache_redis.sessions.records import decode_record, encode_record
 from ormcache_redis.sessions.redis_layout import address_of, field_of, hash_key
-from ormcache_redis.sessions.store import RedisSessionStore, SessionStoreUnavailable
+from ormcache_redis.sessions.store import RedisSessionStore
+from ormcache_redis.sessions.store_errors import SessionStoreUnavailable
 from ormcache_redis.sessions.versions import rules_for
 from ormcache_redis.testing import RedisServer
 

@@ -12,6 +12,8 @@
 - :mod:`.versions`: what differs between Odoo 17, 18 and 19 (one rule set each);
 - :mod:`.store`: ``RedisSessionStore``, Odoo's session store interface on Redis
   (needs werkzeug, which Odoo has);
+- :mod:`.store_errors`: what the store raises to Odoo (a 503 when Redis
+  cannot serve a session, a session value that cannot be stored) and why;
 - :mod:`.settings`: the ``session_store*`` options;
 - :mod:`.refusals`: counting and reporting the records a store refused;
 - :mod:`.files`: Odoo's filesystem session store, read and written;

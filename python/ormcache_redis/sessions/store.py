@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from werkzeug.exceptions import ServiceUnavailable
-
 from ormcache_redis._native import (
     Codec,
     EncodeError,
@@ -38,7 +36,6 @@ from ormcache_redis.sessions.redis_layout import (
     DEFAULT_PREFIX,
     IDENTIFIER_LENGTH,
     IDENTIFIER_PATTERN,
-    MAX_RECORD_BYTES,
     address_of,
     hash_key,
     load_command,
@@ -52,13 +49,18 @@ from ormcache_redis.sessions.session_content import (
     carries_nothing,
     record_ttl,
 )
+from ormcache_redis.sessions.store_errors import (
+    SessionStoreUnavailable,
+    SessionValueError,
+    too_large_message,
+    unencodable_message,
+)
 from ormcache_redis.sessions.versions import rules_for
 
 _logger = logging.getLogger(__name__)
 
 SESSION_DELETION_TIMER = 120
 """Odoo 19's grace period for requests still carrying a soft-rotated-away id."""
-RETRY_AFTER_SECONDS = 5
 MISSING_IDENTIFIERS_BATCH = 500
 """EXISTS per round trip in get_missing_session_identifiers (the autovacuum
 cron sends up to 100 000 identifiers at once)."""
@@ -79,31 +81,6 @@ class SessionLike(Protocol):
     def __len__(self) -> int: ...
     def get(self, key: str, default: Any = None) -> Any: ...
     def keys(self) -> Any: ...
-
-
-class SessionStoreUnavailable(ServiceUnavailable):
-    """Redis could not serve a session: the request answers 503.
-
-    Odoo's ``Application.__call__`` logs an exception carrying ``loglevel``
-    as one line (``exc_info`` None: no traceback) and then answers with
-    ``exc.error_response``. Setting that attribute ourselves also stops
-    ``_serve_db`` from replacing it with its own (for JSON routes, a 200
-    with an error body). It is an ``HTTPException`` so ``ir.http._authenticate``
-    re-raises it instead of turning it into ``AccessDenied``, and the store
-    raises it instead of returning a fresh session: a Redis outage must never
-    look like a logout.
-    """
-
-    loglevel = logging.ERROR
-    exc_info = None
-
-    def __init__(self, description: str) -> None:
-        super().__init__(description=description, retry_after=RETRY_AFTER_SECONDS)
-        self.error_response = self
-
-
-class SessionValueError(TypeError):
-    """A session value the safe codec cannot store (Odoo 17 allowed any picklable value)."""
 
 
 class RedisSessionStore:
@@ -306,9 +283,9 @@ class RedisSessionStore:
                 sealing_key=self._sid_key,
             )
         except EncodeError:
-            raise SessionValueError(self._describe_unencodable(data)) from None
+            raise SessionValueError(unencodable_message(self._codec, data)) from None
         except RecordTooLarge as exc:
-            raise SessionValueError(self._describe_too_large(data, exc.size)) from None
+            raise SessionValueError(too_large_message(self._codec, data, exc.size)) from None
         except RecordKeyMissing as exc:
             if exc.db is None:
                 raise SessionStoreUnavailable(
@@ -326,33 +303,6 @@ class RedisSessionStore:
                 f"This session holds a value that is not JSON ({exc}); Odoo "
                 f"{self.rules.major} sessions must be JSON-clean."
             ) from None
-
-    def _describe_too_large(self, data: dict[str, Any], size: int) -> str:
-        def length(value: Any) -> int:
-            try:
-                return len(self._codec.dumps(value))
-            except EncodeError:
-                return 0
-
-        biggest = sorted(data, key=lambda name: length(data[name]), reverse=True)[:3]
-        return (
-            f"This session would take {size} bytes in Redis, more than the "
-            f"{MAX_RECORD_BYTES} a session may (a session that big would read back as no "
-            f"session): its biggest keys are {', '.join(map(repr, biggest))}. Keep large "
-            "data in the database, not in the session."
-        )
-
-    def _describe_unencodable(self, data: dict[str, Any]) -> str:
-        for name, value in data.items():
-            try:
-                self._codec.dumps(value)
-            except EncodeError:
-                return (
-                    f"Session key {name!r} holds a {type(value).__name__} value, which the "
-                    "Redis session store cannot serialize safely (it never pickles): store "
-                    "plain values (str, numbers, lists, dicts, dates) in the session."
-                )
-        return "The session holds a value the Redis session store cannot serialize safely."
 
     def _write_commands(self, sid: str, data: dict[str, Any]) -> list[tuple[Any, ...]]:
         key, field = self._address(sid)
