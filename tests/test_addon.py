@@ -22,7 +22,7 @@ from ormcache_redis._native import (
     qualified_name,
 )
 from ormcache_redis.config import ConfigError, OptionSource
-from ormcache_redis.odoo_support import deployment_secrets, shared_tier, value_types
+from ormcache_redis.odoo_support import deployment_secrets, namespaces, shared_tier, value_types
 from ormcache_redis.odoo_support.settings import load_settings, looks_secret
 from ormcache_redis.testing import RedisServer
 
@@ -150,20 +150,20 @@ def test_shared_caches_are_checked_against_this_odoo():
 
 
 def test_namespace_holds_db_registry_cache_and_generation():
-    namespace = shared_tier.build_namespace("prod", 12, "default", (40, 7))
+    namespace = namespaces.build_namespace("prod", 12, "default", (40, 7))
     assert namespace == b"prod:r12:default:g40.7"
     others = {
-        shared_tier.build_namespace("prod2", 12, "default", (40, 7)),
-        shared_tier.build_namespace("prod", 13, "default", (40, 7)),
-        shared_tier.build_namespace("prod", 12, "stable", (40, 7)),
-        shared_tier.build_namespace("prod", 12, "default", (41, 7)),
-        shared_tier.build_namespace("prod", 12, "default", (40, 8)),
+        namespaces.build_namespace("prod2", 12, "default", (40, 7)),
+        namespaces.build_namespace("prod", 13, "default", (40, 7)),
+        namespaces.build_namespace("prod", 12, "stable", (40, 7)),
+        namespaces.build_namespace("prod", 12, "default", (41, 7)),
+        namespaces.build_namespace("prod", 12, "default", (40, 8)),
     }
     assert namespace not in others and len(others) == 5
 
 
 def test_signal_sources_follow_the_cascade():
-    sources = shared_tier.signal_sources(CACHES_BY_KEY)
+    sources = namespaces.signal_sources(CACHES_BY_KEY)
     assert sources["default"] == ("default", "stable")
     assert sources["stable"] == ("stable",)
     assert sources["templates.cached_values"] == tuple(CACHES_BY_KEY)
@@ -742,7 +742,7 @@ def test_lost_flush_epochs_never_bring_back_the_old_namespace(redis_url):
     _a, (worker_b, caches_b, _) = _two_workers(redis_url)
     _publish(worker_b, caches_b, "old")
     raw = RedisClient(redis_url)
-    raw.execute("DEL", shared_tier.flush_epochs_key("t:", "db1"))  # evicted
+    raw.execute("DEL", namespaces.flush_epochs_key("t:", "db1"))  # evicted
     (late, late_caches, _) = make_tier(RedisClient(redis_url))
     late.ready = True
     late.adopt(3, SEQUENCES)
@@ -755,7 +755,7 @@ def test_lost_flush_epochs_never_bring_back_the_old_namespace(redis_url):
 def test_garbage_flush_epochs_are_ignored(redis_url):
     _flush(redis_url)
     raw = RedisClient(redis_url)
-    key = shared_tier.flush_epochs_key("t:", "db1")
+    key = namespaces.flush_epochs_key("t:", "db1")
     raw.execute("HSET", key, "*", "not hex!", "bad field name", "abcd", "default", "x" * 100)
     tier, caches, _ = make_tier(RedisClient(redis_url))
     tier.ready = True

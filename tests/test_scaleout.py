@@ -605,7 +605,7 @@ def test_cluster_flush_command_moves_a_database_s_keys_in_one_slot(
     version of the database) on a cluster: both keys carry the database's
     hash tag."""
     from ormcache_redis.cli import main as cli
-    from ormcache_redis.odoo_support.shared_tier import flush_epochs_key, methods_version_key
+    from ormcache_redis.odoo_support.namespaces import flush_epochs_key, methods_version_key
 
     url = cluster_set.url()
     assert cli(["flush", "--url", url, "--db", "db7"]) == 0

@@ -4,7 +4,7 @@ from markupsafe import Markup
 from odoo.tools import frozendict
 
 from ormcache_redis._native import TwoTierCache, UnitOfWork, qualified_name
-from ormcache_redis.odoo_support import shared_tier
+from ormcache_redis.odoo_support import namespaces
 
 from .. import runtime, stats_signal
 from ..odoo_version import ODOO, odoo_cache
@@ -32,9 +32,9 @@ class TestRegistryPatch(SharedTierCase):
     def test_namespace_is_the_database_signaling(self):
         with self.registry.cursor() as cr:
             registry_sequence, sequences = self.registry.get_sequences(cr)
-        sources = shared_tier.signal_sources(ODOO.registry_module()._CACHES_BY_KEY)
+        sources = namespaces.signal_sources(ODOO.registry_module()._CACHES_BY_KEY)
         for name in runtime.installed_settings().shared_caches:
-            expected = shared_tier.build_namespace(
+            expected = namespaces.build_namespace(
                 self.env.cr.dbname,
                 registry_sequence,
                 name,
@@ -52,7 +52,7 @@ class TestRegistryPatch(SharedTierCase):
         self.assertTrue(len(default))
         options = runtime.installed_settings()
         runtime.client().pipeline(
-            shared_tier.flush_commands(options.prefix, self.env.cr.dbname, None), transaction=True
+            namespaces.flush_commands(options.prefix, self.env.cr.dbname, None), transaction=True
         )
         self.tier.begin_unit(self.tier.sync_methods())  # what the next request does
         self.assertNotEqual(default.namespace, before)

@@ -12,7 +12,7 @@ from typing import Any
 from ormcache_redis._native import RedisReplyError, RedisUnavailable
 from ormcache_redis.cli.bad_input import PROG, fail_input
 from ormcache_redis.cli.cache_source import add_arguments, cache_client
-from ormcache_redis.odoo_support.shared_tier import flush_commands
+from ormcache_redis.odoo_support.namespaces import flush_commands
 
 # Odoo's own rule for database names (odoo.service.db), and cache names.
 DB_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")

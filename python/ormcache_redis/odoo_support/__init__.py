@@ -4,6 +4,9 @@
 - :mod:`.value_types`: Odoo's value types taught to the codec;
 - :mod:`.shared_tier`: one registry's shared tier (namespaces from Odoo's
   signaling, the transaction gate, units of work, method clears);
+- :mod:`.namespaces`: what names a cache's state in Redis (the namespace,
+  the flush epochs, the methods version), their keys, the flush's
+  commands and how they are read back;
 - :mod:`.deployment_secrets`: which secret keys which database;
 - :mod:`.metrics_access`: who may read the metrics route.
 
