@@ -1,7 +1,7 @@
 from ormcache_redis._native import qualified_name
 
 from .. import dependencies
-from ..decorator import ormcache
+from ..ormcache_with_ttl import ormcache
 from .common import SharedTierCase
 from .probe import Probe
 
