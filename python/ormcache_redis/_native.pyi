@@ -259,7 +259,7 @@ class RedisClient:
         bytes, str (status), list, float, bool. Raises RedisUnavailable or
         RedisReplyError. A command is sent twice only when the server closed
         a pooled connection as it left, before any reply byte (then it almost
-        surely did not run); see the README, "Outages"."""
+        surely did not run); see docs/outages.md."""
     def pipeline(
         self, commands: Sequence[Sequence[bytes | str | int | float]], *, transaction: bool = False
     ) -> list[Any]:
