@@ -110,3 +110,20 @@ def test_the_state_is_read_from_runtime_and_the_walk_from_cached_methods():
     for path in ADDON_PATH.glob("*.py"):
         if path.name != "cached_methods.py":
             assert '"__cache__"' not in path.read_text(), path.name
+
+
+def test_the_addon_uses_the_packages_api_not_the_engine() -> None:
+    """The addon imports the package's modules, never ``ormcache_redis._native``
+    (tests included): the engine's names it needs are the package's."""
+    offenders = []
+    for path in sorted(ADDON_PATH.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            if any(name.startswith("ormcache_redis._native") for name in names):
+                offenders.append(f"{path.relative_to(ADDON_PATH)}:{node.lineno}")
+    assert offenders == []

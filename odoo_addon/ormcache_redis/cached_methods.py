@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterator, MutableSet
 from typing import Any
 
-from ormcache_redis._native import qualified_name
+from ormcache_redis import qualified_name
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
 

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from ormcache_redis._native import LRU, qualified_name
+from ormcache_redis import LRU, qualified_name
 
 from . import runtime
 from .odoo_version import ODOO

@@ -29,7 +29,7 @@ import types
 import weakref
 from typing import Any
 
-from ormcache_redis._native import OdooLookup
+from ormcache_redis.odoo_support.odoo_lookup import OdooLookup
 
 from . import cached_methods
 from .odoo_version import ODOO, odoo_cache

@@ -14,7 +14,7 @@ through one generation bump in Redis when the transaction commits (Odoo's
 
 from __future__ import annotations
 
-from ormcache_redis._native import qualified_name, set_single_flight
+from ormcache_redis import qualified_name, set_single_flight
 from ormcache_redis.odoo_support import shared_tier
 from ormcache_redis.two_tier_ormcache import check_decorator_arguments
 

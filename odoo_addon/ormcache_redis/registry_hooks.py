@@ -31,7 +31,7 @@ import logging
 from contextlib import closing
 from typing import Any
 
-from ormcache_redis._native import TwoTierCache, qualified_name
+from ormcache_redis import TwoTierCache, qualified_name
 from ormcache_redis.odoo_support import settings, shared_tier
 
 from . import cached_methods, dependencies, method_clear, native_lookup, runtime

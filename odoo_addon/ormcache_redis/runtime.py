@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ormcache_redis._native import Codec, RedisClient
+from ormcache_redis import Codec, RedisClient
 from ormcache_redis.config import OptionSource
 from ormcache_redis.odoo_support import settings, shared_tier, value_types
 from ormcache_redis.odoo_support.deployment_secrets import DeploymentSecrets

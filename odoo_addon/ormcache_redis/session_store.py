@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ormcache_redis._native import RedisClient, RedisReplyError, RedisUnavailable
+from ormcache_redis import RedisClient, RedisReplyError, RedisUnavailable
 from ormcache_redis.config import OptionSource, redact_url
 from ormcache_redis.server_check import eviction_warning
 from ormcache_redis.sessions.settings import session_store_settings

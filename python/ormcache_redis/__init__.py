@@ -9,7 +9,9 @@ The public API is small:
 - :func:`cache_stats`: the figures of a set of caches as one dict.
 - :func:`set_single_flight`: single flight on or off for one method.
 - :func:`canonical_key`: a key's canonical bytes (what names it across
-  processes).
+  processes); :func:`qualified_name`: a method's name in every process
+  (``module.qualname``); :func:`key_method`: the method of an Odoo cache
+  key ``(model_name, method, *args)``.
 - Errors: :class:`ConfigError` (a bad option: one sentence naming it),
   :class:`RedisUnavailable` (no answer in time, circuit open, budget spent),
   :class:`RedisReplyError` (an error reply, or a reply refused for its size),
@@ -36,6 +38,8 @@ from ormcache_redis._native import (
     UnitOfWork,
     __version__,
     canonical_key,
+    key_method,
+    qualified_name,
     set_single_flight,
 )
 from ormcache_redis.stats import cache_stats
@@ -59,6 +63,8 @@ __all__ = [
     "__version__",
     "cache_stats",
     "canonical_key",
+    "key_method",
     "ormcache",
+    "qualified_name",
     "set_single_flight",
 ]

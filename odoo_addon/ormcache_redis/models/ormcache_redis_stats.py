@@ -4,7 +4,7 @@ the caches of the current registry, in the worker serving the request."""
 from markupsafe import Markup, escape
 from odoo import api, fields, models
 
-from ormcache_redis._native import key_method, qualified_name
+from ormcache_redis import key_method, qualified_name
 
 from .. import runtime
 from ..odoo_version import ODOO

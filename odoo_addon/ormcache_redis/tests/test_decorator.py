@@ -4,7 +4,7 @@ import uuid
 
 from odoo.tools.cache import get_cache_key_counter
 
-from ormcache_redis._native import UnitOfWork, qualified_name
+from ormcache_redis import UnitOfWork, qualified_name
 from ormcache_redis.odoo_support import shared_tier
 
 from ..odoo_version import ODOO

@@ -1,4 +1,4 @@
-from ormcache_redis._native import qualified_name
+from ormcache_redis import qualified_name
 
 from .. import dependencies
 from ..ormcache_with_ttl import ormcache

@@ -7,7 +7,7 @@ from odoo.tests import TransactionCase, tagged
 from odoo.tools import ormcache, ormcache_context
 from odoo.tools.cache import get_cache_key_counter
 
-from ormcache_redis._native import qualified_name
+from ormcache_redis import qualified_name
 
 from .. import cached_methods
 from ..odoo_version import ODOO

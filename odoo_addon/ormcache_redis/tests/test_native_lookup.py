@@ -9,7 +9,7 @@ import uuid
 from odoo.tests import TransactionCase, tagged
 from odoo.tools.cache import get_cache_key_counter
 
-from ormcache_redis._native import OdooLookup
+from ormcache_redis.odoo_support.odoo_lookup import OdooLookup
 
 from .. import native_lookup, runtime
 from ..odoo_version import ODOO

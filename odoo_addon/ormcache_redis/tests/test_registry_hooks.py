@@ -3,7 +3,7 @@ import signal
 from markupsafe import Markup
 from odoo.tools import frozendict
 
-from ormcache_redis._native import TwoTierCache, UnitOfWork, qualified_name
+from ormcache_redis import TwoTierCache, UnitOfWork, qualified_name
 from ormcache_redis.odoo_support import namespaces
 
 from .. import runtime, stats_signal

@@ -8,7 +8,8 @@
   the flush epochs, the methods version), their keys, the flush's
   commands and how they are read back;
 - :mod:`.deployment_secrets`: which secret keys which database;
-- :mod:`.metrics_access`: who may read the metrics route.
+- :mod:`.metrics_access`: who may read the metrics route;
+- :mod:`.odoo_lookup`: the engine's hit path for Odoo's ``@ormcache``.
 
 ``odoo_addon/ormcache_redis`` connects them to Odoo's registry.
 """
