@@ -12,8 +12,9 @@ use redis::Value;
 
 use super::budget;
 use super::config::RedisConfig;
+use super::conn::Conn;
 use super::link::Endpoint;
-use super::pool::{CallError, Conn, Pool};
+use super::pool::{CallError, Pool};
 use super::reply_guard::ReplyLimits;
 use super::sentinel::Question;
 use super::tls::TlsFiles;

@@ -37,8 +37,8 @@ use redis::{
     ServerErrorKind, Value,
 };
 
+use super::conn::wait_for_one_replica;
 use super::link::{replicas_in_role, Endpoint, Failure, Handshake, Link};
-use super::pool::wait_for_one_replica;
 use super::reply_guard::{ReplyLimits, TOO_LARGE};
 
 /// Retries the crate makes for one command (redirects, TRYAGAIN, a node

@@ -8,6 +8,7 @@ pub mod budget;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod conn;
 pub mod link;
 pub mod pool;
 pub mod reply_guard;

@@ -25,175 +25,34 @@
 //! see `cluster`): the crate routes, redirects and reconnects nodes under
 //! the call's deadline; one whose call could not reach the cluster is
 //! dropped like a broken link.
+//!
+//! Here: `Pool` and a call's path through it. `call_errors` tells how a call
+//! fails, `connect` opens connections, `probe` keeps the breaker and runs
+//! the background probe; a pooled connection itself is `redis::conn`.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+mod call_errors;
+mod connect;
+mod probe;
+
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use redis::{ConnectionLike, RedisError, RedisResult, Value};
+use redis::{RedisError, RedisResult};
 
 use super::breaker::{CircuitBreaker, State, Transition};
 use super::budget::{self, Spent};
-use super::cluster::{Cluster, NodeContext};
+use super::cluster::NodeContext;
 use super::config::RedisConfig;
-use super::link::{replicas_in_role, Endpoint, Failure, Handshake, Link};
+use super::conn::Conn;
+use super::link::{Endpoint, Failure, Handshake};
 use super::reply_guard::ReplyLimits;
 use super::sentinel::MasterResolver;
 use crate::stats::LatencyHistogram;
-
-/// A pooled connection: to one server, or to a whole cluster.
-pub enum Conn {
-    /// Boxed: a link holds its stream, parser and reply guard, and idle
-    /// connections move in and out of the pool.
-    Node(Box<Link>),
-    Cluster(Box<Cluster>),
-}
-
-/// Room left for WAIT's reply before the call's deadline: Redis checks the
-/// timeouts of blocked clients once per `serverCron` tick (100 ms at the
-/// default `hz 10`), so WAIT answers up to a tick after its timeout.
-const WAIT_REPLY_MARGIN: Duration = Duration::from_millis(105);
-
-/// `WAIT 1 <ms>`, its reply due before a deadline `time_left` away.
-pub fn wait_for_one_replica(time_left: Duration) -> redis::Cmd {
-    // WAIT's timeout 0 would mean "forever".
-    let wait_ms = time_left
-        .saturating_sub(WAIT_REPLY_MARGIN)
-        .as_millis()
-        .max(1);
-    let mut wait = redis::cmd("WAIT");
-    wait.arg(1).arg(wait_ms as u64);
-    wait
-}
-
-impl Conn {
-    /// Waits, within the call's deadline, until a replica holds every write
-    /// sent on this connection, when its master has replicas: for a write a
-    /// failover must not lose (asynchronous replication would, if the master
-    /// died before passing it on). The master's `ROLE` names the replicas
-    /// it streams to now; in a cluster, the master that ran the last
-    /// request is asked. True when a replica confirmed, when there is none,
-    /// or when an ACL refuses `ROLE` (nothing to wait with); false when
-    /// none confirmed in time.
-    pub fn confirm_replicated(&mut self) -> RedisResult<bool> {
-        let link = match self {
-            Conn::Node(link) => link,
-            Conn::Cluster(cluster) => return cluster.confirm_replicated(),
-        };
-        let replicas = match redis::cmd("ROLE").query::<Value>(link) {
-            Ok(Value::Array(parts)) => replicas_in_role(&parts),
-            Ok(_) => 0,
-            // An error reply (NOPERM): the link is still in step.
-            Err(_) if link.failure().is_none() => return Ok(true),
-            Err(err) => return Err(err),
-        };
-        if replicas == 0 {
-            return Ok(true);
-        }
-        let acknowledged: i64 = wait_for_one_replica(link.time_left()).query(link)?;
-        Ok(acknowledged >= 1)
-    }
-
-    fn still_idle(&self) -> bool {
-        match self {
-            Conn::Node(link) => link.still_idle(),
-            // Node connections the servers closed are reopened by the crate.
-            Conn::Cluster(_) => true,
-        }
-    }
-
-    fn failure(&self) -> Option<Failure> {
-        match self {
-            Conn::Node(link) => link.failure(),
-            Conn::Cluster(cluster) => cluster.failure(),
-        }
-    }
-
-    fn went_away_unanswered(&self) -> bool {
-        match self {
-            Conn::Node(link) => link.went_away_unanswered(),
-            // The crate already retried on that slot map; a new one (a new
-            // connection) knows the promoted master.
-            Conn::Cluster(cluster) => cluster.refused(),
-        }
-    }
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
-        match self {
-            Conn::Node(link) => link.req_packed_command(cmd),
-            Conn::Cluster(cluster) => cluster.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands(
-        &mut self,
-        cmd: &[u8],
-        offset: usize,
-        count: usize,
-    ) -> RedisResult<Vec<Value>> {
-        match self {
-            Conn::Node(link) => link.req_packed_commands(cmd, offset, count),
-            Conn::Cluster(cluster) => cluster.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Node(link) => link.get_db(),
-            Conn::Cluster(cluster) => cluster.get_db(),
-        }
-    }
-
-    fn check_connection(&mut self) -> bool {
-        match self {
-            Conn::Node(link) => link.check_connection(),
-            Conn::Cluster(cluster) => cluster.check_connection(),
-        }
-    }
-
-    fn is_open(&self) -> bool {
-        match self {
-            Conn::Node(link) => link.is_open(),
-            Conn::Cluster(cluster) => cluster.is_open(),
-        }
-    }
-}
-
-/// Why a Redis call did not produce a reply.
-#[derive(Debug)]
-pub enum CallError {
-    /// The breaker is open: Redis was not contacted.
-    CircuitOpen,
-    /// Connecting, writing or reading failed or missed the deadline.
-    Unavailable(String),
-    /// Redis answered with an error reply (bad command, wrong type...).
-    Server(String),
-    /// Redis announced a reply larger than the call may receive: refused
-    /// unread, the connection dropped (see `reply_guard`).
-    TooLarge(String),
-    /// A budget of this thread (its lookup's, its unit of work's) is spent:
-    /// Redis was not contacted, or the call was cut at what was left.
-    BudgetSpent,
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::CircuitOpen => write!(f, "Redis circuit breaker is open"),
-            CallError::Unavailable(msg) => write!(f, "Redis unavailable: {msg}"),
-            CallError::Server(msg) => write!(f, "Redis error reply: {msg}"),
-            CallError::TooLarge(msg) => write!(f, "Redis reply refused: {msg}"),
-            CallError::BudgetSpent => write!(
-                f,
-                "Redis skipped: this lookup or request already spent its time budget on Redis"
-            ),
-        }
-    }
-}
+pub use call_errors::CallError;
+use call_errors::Failed;
 
 #[derive(Default)]
 pub struct ClientCounters {
@@ -221,37 +80,6 @@ pub type TransitionLogger = fn(&str, Transition, &str);
 /// so that a large batch on a slow link is not taken for an outage.
 const BACKGROUND_BYTES_PER_SECOND: f64 = 8.0 * 1024.0 * 1024.0;
 
-/// How a call ended when it got no usable reply.
-enum Failed {
-    /// The server answered (an error reply, or a reply of the wrong shape):
-    /// the connection is fine and went back to the pool.
-    Answered(String),
-    /// The server announced a reply too large to read: the connection,
-    /// out of step now, is dropped; Redis itself is fine.
-    TooLarge(String),
-    /// No answer: the connection is gone.
-    Unreachable {
-        failure: Failure,
-        /// The server went away before any reply byte (see `attempt`).
-        unanswered: bool,
-        message: String,
-    },
-}
-
-impl Failed {
-    fn connecting(err: RedisError) -> Failed {
-        Failed::Unreachable {
-            failure: if err.is_timeout() {
-                Failure::Deadline
-            } else {
-                Failure::Other
-            },
-            unanswered: false,
-            message: err.to_string(),
-        }
-    }
-}
-
 pub struct Pool {
     pub config: RedisConfig,
     endpoint: Endpoint,
@@ -269,7 +97,6 @@ pub struct Pool {
     pub latency: LatencyHistogram,
     log_transition: TransitionLogger,
 }
-
 impl Pool {
     pub fn new(
         config: RedisConfig,
@@ -601,167 +428,9 @@ impl Pool {
             idle.push(link);
         }
     }
-
-    /// The server's addresses: resolved on first use, and again by every
-    /// probe, so that a DNS lookup is not on the request path after that.
-    fn addresses(&self, endpoint: &Endpoint, refresh: bool) -> RedisResult<Vec<SocketAddr>> {
-        let (Endpoint::Tcp { host, port } | Endpoint::Tls { host, port, .. }) = endpoint else {
-            return Ok(Vec::new());
-        };
-        if self.master.is_some() {
-            // Sentinels name masters by IP (or by a name each lookup may
-            // change): nothing to cache.
-            return Ok((host.as_str(), *port).to_socket_addrs()?.collect());
-        }
-        if !refresh {
-            let cached = self.addresses.lock();
-            if !cached.is_empty() {
-                return Ok(cached.clone());
-            }
-        }
-        let resolved: Vec<SocketAddr> = (host.as_str(), *port).to_socket_addrs()?.collect();
-        *self.addresses.lock() = resolved.clone();
-        Ok(resolved)
-    }
-
-    fn open(&self, deadline: Instant, refresh_addresses: bool) -> Result<Conn, Failed> {
-        self.counters.connects.fetch_add(1, Ordering::Relaxed);
-        if let Some((client, nodes)) = &self.cluster {
-            return Cluster::open(client, nodes, deadline)
-                .map(|cluster| Conn::Cluster(Box::new(cluster)))
-                .map_err(Failed::connecting);
-        }
-        let Some(master) = &self.master else {
-            return self
-                .addresses(&self.endpoint, refresh_addresses)
-                .and_then(|addresses| {
-                    Link::open(&self.endpoint, &addresses, &self.handshake, deadline)
-                })
-                .map(|link| Conn::Node(Box::new(link)))
-                .map_err(Failed::connecting);
-        };
-        // A remembered master that refuses is asked for again at once: after
-        // a promotion the first request then already reaches the new one.
-        loop {
-            let (endpoint, remembered) =
-                master
-                    .master(deadline)
-                    .map_err(|message| Failed::Unreachable {
-                        failure: if Instant::now() >= deadline {
-                            Failure::Deadline
-                        } else {
-                            Failure::Other
-                        },
-                        unanswered: false,
-                        message,
-                    })?;
-            let opened = self
-                .addresses(&endpoint, refresh_addresses)
-                .and_then(|addresses| Link::open(&endpoint, &addresses, &self.handshake, deadline));
-            match opened {
-                Ok(link) => return Ok(Conn::Node(Box::new(link))),
-                Err(err) => {
-                    master.forget(&endpoint.node());
-                    if !remembered {
-                        return Err(Failed::connecting(err));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sentinel: the next connection asks the sentinels where the master is.
-    fn forget_master(&self) {
-        if let (Some(master), Some(node)) = (&self.master, self.node()) {
-            master.forget(&node);
-        }
-    }
-
-    fn record_success(&self) {
-        let transition = self.breaker.lock().on_success();
-        if let Some(transition) = transition {
-            (self.log_transition)(&self.config.display_address(), transition, "");
-        }
-    }
-
-    fn record_failure(&self, reason: &str) {
-        let transition = self.breaker.lock().on_failure(Instant::now());
-        if let Some(transition) = transition {
-            self.start_probe();
-            (self.log_transition)(&self.config.display_address(), transition, reason);
-        }
-    }
-
-    /// Starts the background probe of this outage unless it runs already.
-    fn start_probe(&self) {
-        let first = {
-            let mut breaker = self.breaker.lock();
-            if !breaker.claim_probe() {
-                return;
-            }
-            breaker.first_probe_in()
-        };
-        let pool = self.me.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ormcache-redis-probe".into())
-            .spawn(move || probe_until_recovered(&pool, first));
-        if spawned.is_err() {
-            // Requests keep being answered locally; the next refused call
-            // tries again.
-            self.breaker.lock().release_probe();
-        }
-    }
-
-    /// Opens a fresh connection (within `connect_timeout`) and PINGs it
-    /// (within `socket_timeout`, as a request would be given).
-    fn probe(&self) -> Result<(), Failed> {
-        self.counters.probes.fetch_add(1, Ordering::Relaxed);
-        let link = self.open(Instant::now() + self.config.connect_timeout, true)?;
-        let deadline = Instant::now() + self.config.io_timeout;
-        let limits = self.config.reply_limits();
-        self.finish(link, deadline, limits, &mut |link: &mut Conn| {
-            redis::cmd("PING").query::<()>(link)
-        })
-    }
 }
 
 /// A write refused by a replica: the server was demoted from master.
 fn is_demoted(err: &RedisError) -> bool {
     err.code() == Some("READONLY")
-}
-
-/// The probe thread: sleeps, probes, and closes the circuit once Redis
-/// answers. It holds no reference to the pool while sleeping, so a dropped
-/// client ends it.
-fn probe_until_recovered(pool: &Weak<Pool>, first_wait: Duration) {
-    let mut wait = first_wait;
-    loop {
-        std::thread::sleep(wait);
-        let Some(pool) = pool.upgrade() else {
-            return;
-        };
-        {
-            // Decided under the breaker's lock: an outage that starts right
-            // after this sees no probe running and starts one.
-            let mut breaker = pool.breaker.lock();
-            if breaker.allows_requests() {
-                breaker.release_probe();
-                return;
-            }
-        }
-        match pool.probe() {
-            Ok(()) => {
-                let transition = {
-                    let mut breaker = pool.breaker.lock();
-                    breaker.release_probe();
-                    breaker.on_success()
-                };
-                if let Some(transition) = transition {
-                    (pool.log_transition)(&pool.config.display_address(), transition, "");
-                }
-                return;
-            }
-            Err(_) => wait = pool.breaker.lock().on_probe_failure(Instant::now()),
-        }
-    }
 }
