@@ -3,27 +3,26 @@
 //!
 //! redis-rs's synchronous `Connection` only offers per-read socket timeouts:
 //! a reply dripping one byte at a time never trips them, and opening a
-//! connection stacks a connect timeout on top of setup timeouts. So this
-//! module owns the socket (TCP, TLS over TCP, or unix), keeps it
-//! non-blocking and, before each read or write that would block, waits with
-//! `poll(2)` for at most the time left before the deadline. Replies are
+//! connection stacks a connect timeout on top of setup timeouts. So a link
+//! owns its socket (TCP, TLS over TCP, or unix; see `timed_stream`), keeps
+//! it non-blocking and, before each read or write that would block, waits
+//! with `poll(2)` for at most the time left before the deadline. Replies are
 //! parsed by redis-rs's own `Parser`, and `Link` implements redis-rs's
 //! `ConnectionLike`, so `Cmd::query` and `Pipeline::query` work unchanged.
 
+mod timed_stream;
+
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, Value};
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, StreamOwned};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use rustls::ClientConfig;
 
 use super::reply_guard::{ReplyGuard, ReplyLimits};
+use timed_stream::{readable_now, Stream};
 
 /// How a link stopped being usable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,50 +51,6 @@ impl Failure {
         }
     }
 }
-
-fn deadline_passed() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "deadline passed")
-}
-
-/// Waits until `fd` is ready for `events` or the deadline passes.
-fn wait_ready(fd: RawFd, events: libc::c_short, deadline: Instant) -> io::Result<()> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(deadline_passed());
-        }
-        // Rounded up: poll counts whole milliseconds, and 0 would not wait.
-        let millis = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-        let mut pollfd = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, owned by this frame.
-        match unsafe { libc::poll(&mut pollfd, 1, millis) } {
-            0 => continue, // re-checks the clock: returns once the deadline passed
-            n if n > 0 => return Ok(()),
-            _ => {
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
-        }
-    }
-}
-
-/// Whether `fd` has anything to read (data, EOF or a pending error) right now.
-fn readable_now(fd: RawFd) -> bool {
-    let mut pollfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, owned by this frame; timeout 0 never blocks.
-    unsafe { libc::poll(&mut pollfd, 1, 0) != 0 }
-}
-
 /// The replicas a master's `ROLE` reply lists:
 /// `["master", offset, [[ip, port, offset], ...]]`; 0 for any other reply.
 pub fn replicas_in_role(parts: &[Value]) -> usize {
@@ -104,110 +59,6 @@ pub fn replicas_in_role(parts: &[Value]) -> usize {
         _ => 0,
     }
 }
-
-/// A non-blocking socket whose reads and writes wait at most until `deadline`.
-struct Timed<S> {
-    socket: S,
-    deadline: Instant,
-}
-
-impl<S: Read + AsRawFd> Read for Timed<S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            // Waiting first saves a read that would fail with EAGAIN: a
-            // reply is rarely there already when we ask for it.
-            wait_ready(self.socket.as_raw_fd(), libc::POLLIN, self.deadline)?;
-            match self.socket.read(buf) {
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) => {}
-                other => return other,
-            }
-        }
-    }
-}
-
-impl<S: Write + AsRawFd> Write for Timed<S> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            // A write usually fits in the socket buffer: try it first.
-            match self.socket.write(buf) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    wait_ready(self.socket.as_raw_fd(), libc::POLLOUT, self.deadline)?
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                other => return other,
-            }
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.socket.flush()
-    }
-}
-
-enum Stream {
-    Tcp(Timed<TcpStream>),
-    Tls(Box<StreamOwned<ClientConnection, Timed<TcpStream>>>),
-    Unix(Timed<UnixStream>),
-}
-
-impl Stream {
-    fn set_deadline(&mut self, deadline: Instant) {
-        match self {
-            Stream::Tcp(timed) => timed.deadline = deadline,
-            Stream::Tls(tls) => tls.sock.deadline = deadline,
-            Stream::Unix(timed) => timed.deadline = deadline,
-        }
-    }
-
-    fn deadline(&self) -> Instant {
-        match self {
-            Stream::Tcp(timed) => timed.deadline,
-            Stream::Tls(tls) => tls.sock.deadline,
-            Stream::Unix(timed) => timed.deadline,
-        }
-    }
-
-    fn raw_fd(&self) -> RawFd {
-        match self {
-            Stream::Tcp(timed) => timed.socket.as_raw_fd(),
-            Stream::Tls(tls) => tls.sock.socket.as_raw_fd(),
-            Stream::Unix(timed) => timed.socket.as_raw_fd(),
-        }
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(timed) => timed.read(buf),
-            Stream::Tls(tls) => tls.read(buf),
-            Stream::Unix(timed) => timed.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(timed) => timed.write(buf),
-            Stream::Tls(tls) => tls.write(buf),
-            Stream::Unix(timed) => timed.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Tcp(timed) => timed.flush(),
-            Stream::Tls(tls) => tls.flush(),
-            Stream::Unix(timed) => timed.flush(),
-        }
-    }
-}
-
 /// Where and how to connect: resolved once per client from its URL.
 #[derive(Clone)]
 pub enum Endpoint {
@@ -271,39 +122,6 @@ pub struct Handshake {
     /// What the handshake's replies may be, until the first `arm`.
     pub reply_limits: ReplyLimits,
 }
-
-fn connect_socket(domain: Domain, address: &SockAddr, deadline: Instant) -> io::Result<Socket> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(deadline_passed());
-    }
-    let protocol = (domain != Domain::UNIX).then_some(Protocol::TCP);
-    let socket = Socket::new(domain, Type::STREAM, protocol)?;
-    socket.connect_timeout(address, left)?;
-    socket.set_nonblocking(true)?;
-    if domain != Domain::UNIX {
-        // Commands are written whole: waiting for more bytes only adds latency.
-        socket.set_tcp_nodelay(true)?;
-    }
-    Ok(socket)
-}
-
-/// Connects to the first of `addresses` that accepts before the deadline.
-fn connect_tcp(addresses: &[SocketAddr], deadline: Instant) -> io::Result<TcpStream> {
-    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "no address to connect to");
-    for address in addresses {
-        match connect_socket(Domain::for_address(*address), &(*address).into(), deadline) {
-            Ok(socket) => return Ok(socket.into()),
-            Err(err) => last_error = err,
-        }
-    }
-    Err(last_error)
-}
-
-fn connect_unix(path: &Path, deadline: Instant) -> io::Result<UnixStream> {
-    Ok(connect_socket(Domain::UNIX, &SockAddr::unix(path)?, deadline)?.into())
-}
-
 /// One connection to Redis. Every operation is bounded by the deadline set
 /// with [`Link::arm`]; after any I/O or protocol failure the link is out of
 /// step with the server and must be dropped ([`Link::failure`]).
@@ -327,32 +145,7 @@ impl Link {
         handshake: &Handshake,
         deadline: Instant,
     ) -> RedisResult<Link> {
-        let stream = match endpoint {
-            Endpoint::Tcp { .. } => Stream::Tcp(Timed {
-                socket: connect_tcp(addresses, deadline)?,
-                deadline,
-            }),
-            Endpoint::Tls {
-                config,
-                server_name,
-                ..
-            } => {
-                let socket = connect_tcp(addresses, deadline)?;
-                let session = ClientConnection::new(Arc::clone(config), server_name.clone())
-                    .map_err(io::Error::other)?;
-                let mut tls = StreamOwned::new(session, Timed { socket, deadline });
-                // Handshake now, so that a certificate problem is reported
-                // as such and within this deadline.
-                while tls.conn.is_handshaking() {
-                    tls.conn.complete_io(&mut tls.sock)?;
-                }
-                Stream::Tls(Box::new(tls))
-            }
-            Endpoint::Unix(path) => Stream::Unix(Timed {
-                socket: connect_unix(path, deadline)?,
-                deadline,
-            }),
-        };
+        let stream = Stream::open(endpoint, addresses, deadline)?;
         let mut link = Link {
             stream,
             parser: redis::Parser::new(),
@@ -602,65 +395,5 @@ impl ConnectionLike for Link {
 
     fn is_open(&self) -> bool {
         self.failure.is_none()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn pair() -> (Timed<UnixStream>, UnixStream) {
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        ours.set_nonblocking(true).unwrap();
-        let timed = Timed {
-            socket: ours,
-            deadline: Instant::now(),
-        };
-        (timed, theirs)
-    }
-
-    #[test]
-    fn a_silent_peer_fails_the_read_at_the_deadline() {
-        let (mut ours, _theirs) = pair();
-        let started = Instant::now();
-        ours.deadline = started + Duration::from_millis(50);
-        let err = ours.read(&mut [0u8; 16]).unwrap_err();
-        let waited = started.elapsed();
-        assert_eq!(Failure::of(&err), Failure::Deadline);
-        assert!(waited >= Duration::from_millis(50), "{waited:?}");
-        assert!(waited < Duration::from_millis(70), "{waited:?}");
-    }
-
-    #[test]
-    fn a_dripping_peer_cannot_stretch_the_deadline() {
-        let (ours, mut theirs) = pair();
-        let dripper = std::thread::spawn(move || {
-            for _ in 0..20 {
-                if theirs.write_all(b"+").is_err() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-        let mut stream = Stream::Unix(ours);
-        let started = Instant::now();
-        stream.set_deadline(started + Duration::from_millis(60));
-        let mut parser = redis::Parser::new();
-        // A simple string that never ends: each read gets a byte in time.
-        let err = parser.parse_value(&mut stream).unwrap_err();
-        let waited = started.elapsed();
-        assert!(err.is_timeout(), "{err}");
-        assert!(waited < Duration::from_millis(80), "{waited:?}");
-        drop(stream);
-        dripper.join().unwrap();
-    }
-
-    #[test]
-    fn an_idle_socket_the_peer_closed_is_readable() {
-        let (ours, theirs) = pair();
-        assert!(!readable_now(ours.socket.as_raw_fd()));
-        drop(theirs);
-        assert!(readable_now(ours.socket.as_raw_fd()));
     }
 }
