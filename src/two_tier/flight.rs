@@ -38,7 +38,7 @@ use pyo3::prelude::*;
 use super::counters::{bump, MethodEntry};
 use super::lease::{self, LEASE};
 use super::policy::{method_name_arg, Address};
-use super::shared::{SharedRead, Tally};
+use super::shared_entries::{SharedRead, Tally};
 use super::TwoTierCache;
 use crate::crypto::{Mac, SHORT_TAG_LEN};
 use crate::entry;

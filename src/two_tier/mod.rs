@@ -13,7 +13,8 @@ mod generations;
 mod lease;
 mod policy;
 mod reports;
-mod shared;
+mod shared_entries;
+mod shared_generations;
 mod tiers;
 pub mod unit;
 

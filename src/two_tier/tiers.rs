@@ -11,10 +11,10 @@ use super::counters::MethodEntry;
 use super::counters::{bump, count};
 use super::flight::Flight;
 use super::policy::Access;
-use super::shared::SharedRead::{
+use super::shared_entries::SharedRead::{
     self, Absent, Failed, Forged, Found, OutOfBudget, Rejected, Skipped,
 };
-use super::shared::Tally;
+use super::shared_entries::Tally;
 use super::TwoTierCache;
 use crate::clock::deadline_after;
 use crate::entry;
