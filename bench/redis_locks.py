@@ -2,7 +2,7 @@
 (``--monitor`` of odoo_first_requests.py or odoo_dashboard.py), per lock
 key and per cached method, per phase (``ECHO bench:<phase>`` marks).
 
-Lock commands (see src/two_tier/flight.rs and lease.rs), on a lock key
+Lock commands (see src/two_tier/flight/ and lease.rs), on a lock key
 ``<prefix>l:<hex>``:
 
   take     ``SET <lock> <value> NX PX <lease>``: a miss that flies, and each

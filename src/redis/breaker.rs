@@ -1,5 +1,5 @@
 //! Circuit breaker: after repeated failures stop sending requests to Redis;
-//! a background probe (see `pool.rs`) decides when Redis is back. Pure
+//! a background probe (see `pool/probe.rs`) decides when Redis is back. Pure
 //! state machine: the caller supplies the clock and logs the transitions it
 //! returns, so there is one log line per change.
 //!

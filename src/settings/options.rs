@@ -5,7 +5,7 @@
 //! a raw value are in `rules.rs`, the groups a reader parses together in
 //! `mod.rs`. Python sees this table as `ormcache_redis.config.OPTIONS`.
 
-/// A Redis URL (`src/redis/url.rs` says which); unset unless written.
+/// A Redis URL (`src/redis/url/mod.rs` says which); unset unless written.
 pub struct Url {
     pub name: &'static str,
 }
