@@ -1,7 +1,7 @@
 # ormcache_redis developer targets.
 #   make demo    set everything up (redis-server, venv, release build) and run the demo
 #   make test    set up if needed, then run every test (Rust units + pytest on a real Redis)
-#   make bench   ratios against baselines measured side by side
+#   make bench   ratios against baselines measured side by side (ODOO=tree: and real Odoo's)
 #   make lint    cargo fmt, clippy -D warnings, ruff, stubtest (the .pyi against the built module)
 #   make wheel   release artefacts in dist/: manylinux_2_17 abi3 wheels (zig) and the sdist
 PYTHON ?= python3
@@ -37,10 +37,19 @@ test-python: build
 	$(PY) -m pytest
 
 # The chart needs matplotlib (`pip install --group chart`); without it, a
-# message and the table only.
+# message and the table only. With ODOO=/path/to/odoo (a 17/18/19 source
+# tree), also real Odoo's rows (bench/odoo_rows.py): ODOO_PYTHON runs Odoo,
+# ODOO_DB (default ormcache_bench_<major>, created if missing) lives on
+# ODOO_POSTGRES.
 BENCH_CHART := docs/images/bench_ratios.png
+ODOO ?=
+ODOO_PYTHON ?= python3
+ODOO_DB ?=
+ODOO_POSTGRES ?= postgresql://odoo:odoo@127.0.0.1:5432
+BENCH_ODOO := $(if $(ODOO),--odoo $(ODOO) --odoo-python $(ODOO_PYTHON) \
+	--odoo-postgres $(ODOO_POSTGRES) $(if $(ODOO_DB),--odoo-db $(ODOO_DB)))
 bench: build
-	$(PY) bench/run.py --chart $(BENCH_CHART)
+	$(PY) bench/run.py --chart $(BENCH_CHART) $(BENCH_ODOO)
 
 wheel: $(STAMP)
 	VENV=$(VENV) bash scripts/build_wheels.sh

@@ -62,8 +62,8 @@ def draw_ratios(ratios: list[Ratio], path: str) -> bool:
     axes.set_yticklabels([f"{row.name}\nvs {row.baseline}" for row in rows], fontsize=8)
     axes.axvline(1.0, color="#616161", linestyle="--", linewidth=1)
     axes.set_xlabel(
-        "time of ormcache_redis / time of the baseline (lower is faster; dashed: equal; "
-        "black tick: target)"
+        "ormcache_redis / baseline: time per call or request (Odoo rows: also warm-up SQL "
+        "left, memory)\nlower is better; dashed: equal; black tick: target"
     )
     axes.set_title(
         "make bench: ratios measured side by side "

@@ -8,6 +8,8 @@ Nothing here asserts a time: the table is for people.
 
     python bench/run.py            # all sections, own redis-server
     REDIS_URL=redis://... python bench/run.py [--flush]
+    python bench/run.py --odoo /path/to/odoo --odoo-python /path/to/venv/bin/python
+                                   # and real Odoo's rows (bench/odoo_rows.py)
 
 The benchmark empties the Redis database it uses (FLUSHDB). On REDIS_URL it
 refuses a database that holds keys unless --flush says they may go.
@@ -30,6 +32,7 @@ from typing import Any
 
 # bench/ is on sys.path when this file runs as a script.
 from chart import Ratio, draw_ratios
+from odoo_rows import add_arguments, odoo_ratios, prepare_odoo
 
 from ormcache_redis import LRU, Codec, RedisClient, TwoTierCache, ormcache
 from ormcache_redis._native import _derive_key, _mac_tag, _mac_verify
@@ -446,7 +449,9 @@ def main() -> int:
         help="allow emptying the REDIS_URL database when it holds keys",
     )
     parser.add_argument("--chart", metavar="PNG", help="also draw the ratios into this file")
+    add_arguments(parser)
     args = parser.parse_args()
+    odoo = prepare_odoo(args)  # before the engine's sections: a wrong tree fails at once
     sections = set(args.only or ["l1", "decorator", "l2", "mac", "codec", "miss"])
 
     server = None
@@ -485,8 +490,9 @@ def main() -> int:
             "\nratio = ours / baseline (lower is better); the miss rows show the microseconds "
             "Redis adds to the caller instead."
         )
+        ratios = [*table.ratios, *odoo_ratios(odoo, args)]
         if args.chart:
-            draw_ratios(table.ratios, args.chart)
+            draw_ratios(ratios, args.chart)
     finally:
         if server is not None:
             server.close()
