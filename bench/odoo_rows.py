@@ -368,7 +368,8 @@ def print_rows(tree: OdooTree, rows: list[OdooRow], load: str) -> None:
     width = max(len(row.name) for row in rows)
     print(f"{'measure':<{width}} {'ours':>9} {'vanilla':>9} {'ratio':>6}  target")
     for row in rows:
-        print(f"{row.name:<{width}} {row.ours:>9} {row.vanilla:>9} {row.ratio:>6.2f}  {row.target}")
+        ratio = f"{row.ratio:.3f}" if row.ratio < 0.1 else f"{row.ratio:.2f}"  # 17's hits: 0.004
+        print(f"{row.name:<{width}} {row.ours:>9} {row.vanilla:>9} {ratio:>6}  {row.target}")
     print("\nratio = ours / vanilla (lower is better)")
     for row in rows:
         if row.note:
