@@ -123,14 +123,15 @@ def prepare(root: str, python: str, postgres: str, database: str | None) -> Odoo
     tree = OdooTree(Path(root).resolve(), python, postgres)
     if not (tree.root / "odoo-bin").is_file():
         raise OdooBenchError(f"ODOO={root}: no odoo-bin there (give an Odoo source tree)")
-    code = "import odoo.release as r, ormcache_redis._native; print(r.version_info[0])"
+    code = "import odoo.cli, odoo.release as r, ormcache_redis._native; print(r.version_info[0])"
     probe = subprocess.run(
         [python, "-c", code], cwd=tree.root, env=odoo_environment(), capture_output=True, text=True
     )
     if probe.returncode != 0:
+        last_line = (probe.stderr.strip().splitlines() or ["(no message)"])[-1]
         raise OdooBenchError(
             f"ODOO_PYTHON={python} cannot import Odoo from {root} and this checkout's "
-            f"ormcache_redis (give the Python of Odoo's virtualenv): {probe.stderr.strip()[-500:]}"
+            f"ormcache_redis (give the Python of Odoo's virtualenv): {last_line}"
         )
     tree.major = int(probe.stdout)
     if tree.major not in (17, 18, 19):
@@ -319,17 +320,24 @@ def steady_state_rows(tree: OdooTree, seconds: float, rounds: int) -> list[OdooR
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("real Odoo (make bench ODOO=... ODOO_PYTHON=...)")
     group.add_argument("--odoo", metavar="TREE", help="an Odoo 17/18/19 source tree: add its rows")
-    group.add_argument("--odoo-python", default="python3", help="the Python that runs Odoo")
-    group.add_argument("--odoo-db", help="database (default: ormcache_bench_<major>[_sale])")
+    group.add_argument(
+        "--odoo-python", default="python3", metavar="PYTHON", help="runs Odoo (default: python3)"
+    )
+    group.add_argument("--odoo-db", metavar="NAME", help="default: ormcache_bench_<major>[_sale]")
     group.add_argument(
         "--odoo-postgres",
         default="postgresql://odoo:odoo@127.0.0.1:5432",
         metavar="URL",
-        help="PostgreSQL server of that database (postgresql://user:password@host:port)",
+        help="the database's server (default: %(default)s)",
     )
-    group.add_argument("--odoo-seconds", type=float, default=20.0, help="per steady-state run")
     group.add_argument(
-        "--odoo-rounds", type=int, default=2, help="steady-state runs and cold restarts per config"
+        "--odoo-seconds", type=float, default=20.0, help="per steady-state run (default: 20)"
+    )
+    group.add_argument(
+        "--odoo-rounds",
+        type=int,
+        default=2,
+        help="steady-state runs and cold-start restarts per config (default: 2)",
     )
 
 
