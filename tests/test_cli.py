@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+import ormcache_redis
 from ormcache_redis import RedisClient
 from ormcache_redis.cli import main
 from ormcache_redis.metrics.process_record import process_figures
@@ -127,6 +128,13 @@ def test_sessions_runs_the_migration(tmp_path, redis_url, capsys) -> None:
     assert "0" in capsys.readouterr().out
     assert main(["sessions", "to-redis", "--session-dir", str(empty)]) == 2
     assert capsys.readouterr().err.startswith("ormcache-redis sessions: --url")
+
+
+def test_version_names_the_package_version(capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"ormcache-redis {ormcache_redis.__version__}"
 
 
 def test_the_old_sessions_command_still_works(tmp_path, redis_url) -> None:

@@ -6,6 +6,7 @@
     ormcache-redis stats [-c /etc/odoo/odoo.conf | --url URL] [--json]
     ormcache-redis flush --db NAME [--cache NAME] [-c odoo.conf | --url URL]
     ormcache-redis sessions to-redis|to-files ...   (ormcache-redis-sessions)
+    ormcache-redis --version
 
 Exit codes: 0 fine, 1 a problem found (doctor: a blocking finding; flush:
 Redis refused; stats: the reading failed part-way, said on stderr), 2 bad
@@ -24,7 +25,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ormcache_redis._native import ConfigError
+from ormcache_redis._native import ConfigError, __version__
 from ormcache_redis.cli import doctor, flush, stats
 from ormcache_redis.cli.bad_input import PROG, Parser, fail_input
 from ormcache_redis.sessions import migrate
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Check, watch and operate the Redis side of ormcache_redis.",
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     doctor.add_parser(sub)
