@@ -2,8 +2,11 @@
 #   make demo    set everything up (redis-server, venv, release build) and run the demo
 #   make test    set up if needed, then run every test (Rust units + pytest on a real Redis)
 #   make bench   ratios against baselines measured side by side (ODOO=tree: and real Odoo's)
-#   make lint    cargo fmt, clippy -D warnings, ruff, stubtest (the .pyi against the built module)
-#   make wheel   release artefacts in dist/: manylinux_2_17 abi3 wheels (zig) and the sdist
+#   make lint    cargo fmt, clippy -D warnings, ruff, stubtest (the .pyi against the built module),
+#                pylint-odoo and oca-checks-odoo-module on the addons for each Odoo series
+#   make wheel   release artefacts in dist/: manylinux_2_17 abi3 wheels (zig), the sdist and
+#                the addon's wheels odoo-addon-ormcache_redis for Odoo 17.0, 18.0 and 19.0
+#   make addon-readme  the addons' README.rst from their readme/*.md (OCA's layout)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,7 +16,7 @@ PYLIB := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var(
 export LD_LIBRARY_PATH := $(PYLIB):$(LD_LIBRARY_PATH)
 RUFF_PATHS := $(wildcard python tests bench demo examples odoo_addon scripts)
 
-.PHONY: install build test test-rust test-python bench demo lint fmt clean wheel
+.PHONY: install build test test-rust test-python bench demo lint lint-addons fmt clean wheel addon-readme
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup.sh
@@ -64,6 +67,16 @@ lint: build
 	$(VENV)/bin/ruff check $(RUFF_PATHS)
 	$(VENV)/bin/ruff format --check $(RUFF_PATHS)
 	$(PY) -m mypy.stubtest ormcache_redis._native
+	$(MAKE) --no-print-directory lint-addons
+
+# OCA's linters on a copy of the addons per Odoo series (scripts/odoo_addons.py
+# says why), and each README.rst up to date with its fragments.
+lint-addons: $(STAMP)
+	$(PY) scripts/odoo_addons.py lint
+
+addon-readme: $(STAMP)
+	$(PY) -m pip install --quiet --group readme
+	$(PY) scripts/odoo_addons.py readme
 
 fmt: $(STAMP)
 	cargo fmt

@@ -82,7 +82,7 @@ def test_the_graph_sees_the_addons_imports():
     graph = import_graph()
     assert "ormcache_redis.runtime" in graph["ormcache_redis.registry_hooks"]
     assert "ormcache_redis.cached_methods" in graph["ormcache_redis.native_lookup"]
-    assert "ormcache_redis.runtime" in graph["ormcache_redis.models.ormcache_redis_stats"]
+    assert "ormcache_redis.runtime" in graph["ormcache_redis.wizards.ormcache_redis_stats"]
 
 
 def test_no_import_cycle_among_the_addons_modules():

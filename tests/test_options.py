@@ -27,7 +27,7 @@ from ormcache_redis.sessions.store import RedisSessionStore
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "odoo_addon" / "ormcache_redis" / "readme"
-OPTION_TABLES = [README / "CONFIGURE.md", README / "SESSIONS.md"]
+OPTION_TABLES = [README / "CONFIGURE.md"]
 UNSET_WORDS = {"unset", "none", "(none)", "(required)"}
 
 

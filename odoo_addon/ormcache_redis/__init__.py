@@ -1,6 +1,6 @@
 import logging
 
-from . import controllers, models
+from . import controllers, wizards
 from .ormcache_with_ttl import ormcache
 
 _logger = logging.getLogger(__name__)

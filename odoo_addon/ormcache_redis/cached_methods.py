@@ -59,9 +59,12 @@ def cached_methods(registry: Any) -> Iterator[tuple[str, str, Any]]:
 WARNED_COMPUTES: set[str] = set()
 
 
-def warn_cached_computes(registry: Any, warned: set[str] = WARNED_COMPUTES) -> None:
+def warn_cached_computes(registry: Any, warned: set[str] | None = None) -> None:
     """Warns about compute methods decorated with ``@ormcache``: on a cache
-    hit the method body does not run, so nothing is assigned to the field."""
+    hit the method body does not run, so nothing is assigned to the field.
+    ``warned``: the methods already reported (default: the process's)."""
+    if warned is None:
+        warned = WARNED_COMPUTES
     fields_by_method: dict[str, tuple[Any, str, list[str]]] = {}
     for model_name, model_class in registry.models.items():
         for field in model_class._fields.values():

@@ -23,8 +23,9 @@ import functools
 import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import odoo.release
@@ -40,7 +41,8 @@ _odoo_logger = logging.getLogger("odoo.tools.cache")
 TRANSACTION_LOOKUPS = "_ormcache_lookups"
 """19: the key of ``env.cr.cache``'s set of keys looked up in the transaction."""
 
-_NO_KEYWORDS: dict[str, Any] = {}
+# Read-only: one default shared by every call.
+_NO_KEYWORDS: Mapping[str, Any] = MappingProxyType({})
 
 
 # --------------------------------------------------------------------------- lookups
@@ -85,7 +87,7 @@ def miss_19(
     first: bool,
     args: tuple,
     error: BaseException,
-    kwargs: dict = _NO_KEYWORDS,
+    kwargs: Mapping[str, Any] = _NO_KEYWORDS,
     ttl: float | None = None,
 ) -> Any:
     """19.0: ``tx_miss``/``tx_err`` for a key first looked up in the
@@ -110,7 +112,7 @@ def miss_18(
     first: bool,
     args: tuple,
     error: BaseException,
-    kwargs: dict = _NO_KEYWORDS,
+    kwargs: Mapping[str, Any] = _NO_KEYWORDS,
     ttl: float | None = None,
 ) -> Any:
     """18.0: 17.0's, plus ``cache_name`` and ``gen_time`` (wall clock) on a
@@ -134,7 +136,7 @@ def miss_17(
     first: bool,
     args: tuple,
     error: BaseException,
-    kwargs: dict = _NO_KEYWORDS,
+    kwargs: Mapping[str, Any] = _NO_KEYWORDS,
     ttl: float | None = None,
 ) -> Any:
     """17.0: count the miss, compute, store."""
@@ -156,7 +158,12 @@ def _store(cache: Any, key: tuple, value: Any, ttl: float | None) -> None:
 
 
 def _compute_uncached(
-    ormcache: Any, key: tuple, counter: Any, args: tuple, kwargs: dict, error: BaseException
+    ormcache: Any,
+    key: tuple,
+    counter: Any,
+    args: tuple,
+    kwargs: Mapping[str, Any],
+    error: BaseException,
 ) -> Any:
     """Every version's answer to a key the mapping cannot hash: warn,
     count an error, compute without storing."""

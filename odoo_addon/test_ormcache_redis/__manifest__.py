@@ -6,5 +6,4 @@
     "author": "ormcache_redis authors",
     "license": "LGPL-3",
     "depends": ["base"],
-    "installable": True,
 }

@@ -1,17 +1,45 @@
 """A second Odoo process for the multi-process tests.
 
 Started by test_workers.py and test_request_budget.py with the same Python
-and Odoo options; it loads the server-wide modules (so this addon's
-post_load hook runs), opens the registry of the test database and serves
-commands read as JSON lines on stdin. Each command runs like an Odoo
-request: check_signaling, a new cursor, odoo.service.model.retrying (commit
-then signal_changes, or reset_changes on error). Answers are JSON lines on
-stdout prefixed with ``@@`` (Odoo logs go to stderr).
+and Odoo options, as ``python -c BOOTSTRAP OPTIONS``: the bootstrap reads
+Odoo's options and loads the server-wide modules (so this addon's post_load
+hook runs, and an addon found through the addons path can be imported),
+then ``serve`` opens the registry of the test database and serves commands
+read as JSON lines on stdin. Each command runs like an Odoo request:
+check_signaling, a new cursor, odoo.service.model.retrying (commit then
+signal_changes, or reset_changes on error). Answers are JSON lines on stdout
+prefixed with ``@@`` (Odoo logs go to stderr).
 """
 
 import json
 import sys
 import time
+
+import odoo
+from odoo.service.model import retrying
+
+from .. import runtime, stats_signal
+from ..odoo_version import ODOO
+from .probe import Probe
+
+# What the process runs before this module can be imported: the addon is
+# importable only once Odoo knows its addons path.
+BOOTSTRAP = """
+import json, sys
+from odoo.tools import config
+options = json.loads(sys.argv[1])
+config.parse_config(options["odoo_args"])
+from odoo.service import server
+server.load_server_wide_modules()
+from odoo.addons.ormcache_redis.tests.odoo_worker import serve
+serve(options)
+"""
+
+
+def answer(payload):
+    """One line of the protocol on stdout (not a log line: the test reads it)."""
+    sys.stdout.write("@@" + json.dumps(payload, default=str) + "\n")
+    sys.stdout.flush()
 
 
 class BudgetRecorder:
@@ -38,21 +66,7 @@ class BudgetRecorder:
         return getattr(self.client, name)
 
 
-def main():
-    options = json.loads(sys.argv[1])
-    import odoo
-    from odoo.tools import config
-
-    config.parse_config(options["odoo_args"])
-    from odoo.service import server
-
-    server.load_server_wide_modules()
-
-    from odoo.addons.ormcache_redis import runtime
-    from odoo.addons.ormcache_redis.odoo_version import ODOO
-    from odoo.addons.ormcache_redis.tests.probe import Probe
-    from odoo.service.model import retrying
-
+def serve(options):
     Registry = ODOO.registry_module().Registry
     db_name = options["db"]
     # The last request's unit of work, for the "timed" command: its length,
@@ -212,8 +226,6 @@ def main():
 
     def stats_text(env):
         # What kill -USR1 logs for this registry.
-        from odoo.addons.ormcache_redis import stats_signal
-
         return "\n".join(stats_signal.stats_lines(env.registry))
 
     def cache_settings(env):
@@ -254,7 +266,7 @@ def main():
         "cache_settings": cache_settings,
         "use_budget": use_budget,
     }
-    print("@@" + json.dumps({"ok": True, "result": "ready"}), flush=True)
+    answer({"ok": True, "result": "ready"})
     for line in sys.stdin:
         command = json.loads(line)
         name, arguments = command["name"], command.get("args", [])
@@ -274,11 +286,7 @@ def main():
                 client = runtime.client()
                 if client is not None:
                     client.flush(5.0)
-            answer = {"ok": True, "result": result}
+            reply = {"ok": True, "result": result}
         except Exception as error:
-            answer = {"ok": False, "error": f"{type(error).__name__}: {error}"}
-        print("@@" + json.dumps(answer, default=str), flush=True)
-
-
-if __name__ == "__main__":
-    main()
+            reply = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+        answer(reply)

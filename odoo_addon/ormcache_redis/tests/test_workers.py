@@ -1,7 +1,7 @@
 """Two Odoo processes on one database and one Redis (their own
 redis-server, started here, so the test can stop it).
 
-Each process is tests/odoo_worker.py: it loads the server-wide modules like
+Each process runs tests/odoo_worker.py: it loads the server-wide modules like
 odoo-bin does and serves commands like requests (check_signaling, cursor,
 commit then signal_changes, or rollback then reset_changes).
 """
@@ -23,9 +23,9 @@ from ormcache_redis import Codec, RedisClient
 from ormcache_redis.testing import RedisServer
 from ormcache_redis.testing.topologies import RedisClusterSet, SentinelSet
 
-ENTRY_HEADER = 4 + 8 + 32  # magic, generation token, tag (see src/entry.rs)
+from . import odoo_worker
 
-WORKER = Path(__file__).with_name("odoo_worker.py")
+ENTRY_HEADER = 4 + 8 + 32  # magic, generation token, tag (see src/entry.rs)
 
 
 def server_wide_modules():
@@ -64,7 +64,12 @@ class OdooWorker:
             filter(None, [tree, environment.get("PYTHONPATH")])
         )
         self.process = subprocess.Popen(
-            [sys.executable, str(WORKER), json.dumps({"db": db_name, "odoo_args": odoo_args})],
+            [
+                sys.executable,
+                "-c",
+                odoo_worker.BOOTSTRAP,
+                json.dumps({"db": db_name, "odoo_args": odoo_args}),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
