@@ -180,9 +180,9 @@ def stage(
 
 
 def source_digest(addon_dir: Path) -> str:
-    """sha256 over the manifest and the fragments, names and contents (the
-    digest oca-gen-addon-readme writes, so a README.rst is known stale
-    without regenerating it)."""
+    """sha256 over the manifest and the fragments, names and contents, as
+    oca-gen-addon-readme records one: a README.rst is known stale without
+    regenerating it."""
     digest = hashlib.sha256()
     paths = [addon_dir / MANIFEST]
     paths += sorted(
