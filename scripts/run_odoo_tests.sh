@@ -14,13 +14,17 @@
 # Environment: EXTRA_ADDONS_PATH (comma-separated, appended to the addons
 # path), REDIS_SERVER (redis-server binary), KEEP_DB=1, WITH_DEMO=0/1,
 # INSTALL (modules installed in the throwaway database, default
-# base,ormcache_redis,test_ormcache_redis: the last holds the test models).
+# base,ormcache_redis,test_ormcache_redis: the last holds the test models),
+# ADDON=source (default: odoo_addon/ of this checkout on the addons path)
+# or ADDON=installed (the addon pip installed in PYTHON's environment, from
+# its wheel odoo-addon-ormcache_redis: found under odoo/addons, with no
+# addons path entry; only test_ormcache_redis comes from this checkout).
 # It starts its own redis-server on a free port, loads the addon as a
 # server-wide module, prints the pass counts and exits non-zero on failure.
 set -euo pipefail
 
 if [[ $# -lt 3 ]]; then
-    sed -n '2,19p' "$0" >&2
+    sed -n '2,23p' "$0" >&2
     exit 2
 fi
 ODOO_TREE=$(cd "$1" && pwd)
@@ -31,7 +35,9 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 ADDON_PARENT="$HERE/odoo_addon"
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
 
+ADDON=${ADDON:-source}
 [[ -x "$ODOO_TREE/odoo-bin" ]] || { echo "no odoo-bin in $ODOO_TREE" >&2; exit 2; }
+[[ "$ADDON" == source || "$ADDON" == installed ]] || { echo "ADDON is source or installed" >&2; exit 2; }
 command -v "$REDIS_SERVER" >/dev/null || { echo "redis-server not found" >&2; exit 2; }
 "$PYTHON" -c "import ormcache_redis._native" || { echo "$PYTHON cannot import ormcache_redis" >&2; exit 2; }
 
@@ -88,6 +94,29 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
+# Where Odoo would import an installed addon from: the odoo.addons namespace
+# of PYTHON's environment, as odoo-bin sets it up from this tree. It comes
+# before any addons path entry, so it would shadow odoo_addon/.
+INSTALLED=$("$PYTHON" - "$ODOO_TREE" <<'EOF'
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import odoo.addons
+found = [p for p in odoo.addons.__path__ if os.path.isfile(os.path.join(p, "ormcache_redis", "__manifest__.py"))]
+print(os.path.join(found[0], "ormcache_redis") if found else "")
+EOF
+)
+if [[ "$ADDON" == installed ]]; then
+    [[ -n "$INSTALLED" ]] || { echo "$PYTHON has no odoo/addons/ormcache_redis: pip install the odoo-addon-ormcache_redis wheel of this series" >&2; exit 2; }
+    # The test models' addon alone from this checkout, so the one under
+    # test cannot come from odoo_addon/.
+    ADDON_PARENT="$WORKDIR/addons"
+    mkdir -p "$ADDON_PARENT"
+    ln -s "$HERE/odoo_addon/test_ormcache_redis" "$ADDON_PARENT/test_ormcache_redis"
+    echo "addon: $INSTALLED (installed)"
+elif [[ -n "$INSTALLED" ]]; then
+    echo "$PYTHON has the addon installed ($INSTALLED): it would be tested instead of odoo_addon/; run with ADDON=installed or uninstall odoo-addon-ormcache_redis" >&2
+    exit 2
+fi
 ADDONS="$ODOO_TREE/odoo/addons,$ODOO_TREE/addons,$ADDON_PARENT${EXTRA_ADDONS_PATH:+,$EXTRA_ADDONS_PATH}"
 LOAD="base,web"
 if [[ -d "$ODOO_TREE/addons/rpc" || -d "$ODOO_TREE/odoo/addons/rpc" ]]; then LOAD="base,rpc,web"; fi

@@ -9,10 +9,43 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from ormcache_redis import RedisClient, _native, testing
+
+ODOO_TESTS = Path(__file__).parent / "odoo"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("odoo", "tests/odoo/: real Odoo source trees")
+    group.addoption(
+        "--odoo-tree",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="an Odoo 17.0/18.0/19.0 source tree (the folder of odoo-bin); repeat for several. "
+        "Without one, tests/odoo/ is not collected",
+    )
+    group.addoption(
+        "--odoo-python",
+        metavar="PYTHON",
+        help="a Python with Odoo's requirements (default: the one running pytest)",
+    )
+    group.addoption(
+        "--odoo-db-url",
+        default="postgresql://odoo@127.0.0.1:5432/ocr_test",
+        metavar="URL",
+        help="PostgreSQL role and database name prefix for throwaway databases",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # The plain suite needs no Odoo: tests/odoo/ runs only when given a tree.
+    if collection_path == ODOO_TESTS and not config.getoption("--odoo-tree"):
+        return True
+    return None
 
 
 class RedisServer(testing.RedisServer):
