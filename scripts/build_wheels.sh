@@ -86,7 +86,8 @@ for series in $("$PY" scripts/odoo_addons.py series); do
         --addon ormcache_redis --engine-requirement "ormcache-redis==$engine_version" >/dev/null
     "$PY" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$DIST" \
         "$scratch/addons/$series/ormcache_redis"
-    addon_wheels+=("$(ls "$DIST"/odoo_addon_ormcache_redis-"$series".*.whl)")
+    # Absolute: the smoke test runs from the scratch folder.
+    addon_wheels+=("$(realpath "$DIST"/odoo_addon_ormcache_redis-"$series".*.whl)")
     echo "wheel: built $(basename "${addon_wheels[-1]}")"
 done
 
