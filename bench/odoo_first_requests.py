@@ -1,18 +1,31 @@
 """Real Odoo, ``workers = 4``: SQL queries and wall time of the first
-requests to the backend home after a restart, with and without the addon.
+requests after a restart (cold) and of the same requests on warm workers
+(warm), with and without the addon.
 
 For each configuration it starts ``odoo-bin`` (prefork, 4 workers, no cron
-thread, a free HTTP port), logs in once as admin, loads the backend home N
-times (the warm-up run: assets generated, Redis filled for config c), then,
-``--repeat`` times: restarts Odoo and measures the first N page loads.
+thread, a free HTTP port), logs in once as admin, sends the mix twice (the
+warm-up: assets generated, Redis filled for config c), then, ``--repeat``
+times: restarts Odoo and measures two phases, ``cold`` (the mix on the
+fresh workers) and ``warm`` (the same requests again, after one more
+unmeasured pass).
 
-One *page load* = ``GET /odoo`` (19; ``/web`` on 17/18) followed by the calls
-the web client makes when it starts: ``/web/webclient/version_info`` and
-``/web/session/get_session_info`` (JSON-RPC), ``load_menus`` and
-``translations`` (GET). Requests are sequential, one page load after the
-other, as a user reloading the page.
+Mixes (``--mix``):
 
-Configurations:
+  home     (default) ``--requests`` page loads (default 50). One page load =
+           ``GET /odoo`` (19; ``/web`` on 17/18) followed by the calls the web
+           client makes when it starts: ``/web/webclient/version_info`` and
+           ``/web/session/get_session_info`` (JSON-RPC), ``load_menus`` and
+           ``translations`` (GET), and ``get_views`` of ``--views-model``
+           (list, form, search; '' leaves it out).
+  backend  ``--requests`` requests (default 51) of odoo_backend_mix.py (Odoo
+           19 with ``sale_management``): ``/odoo``, session info, the sales
+           orders' action, ``get_views`` (list, form, search),
+           ``web_search_read`` and ``web_read_group`` on ``sale.order``, as
+           the web client sends them.
+
+Requests are sequential, one after the other, as one user.
+
+Configurations (``--configs``, default ``abc``):
 
   a  Odoo without the addon
   b  addon loaded server-wide, L1 only (no ``ormcache_redis_url``)
@@ -34,7 +47,47 @@ every run of one configuration).
     python bench/odoo_first_requests.py --odoo-bin /path/to/19/odoo-bin \\
         --python /path/to/venv19/bin/python \\
         --addons-path /path/to/19/odoo/addons,/path/to/19/addons \\
-        --db ocr_meas_bench --create --db-host 127.0.0.1 --db-user odoo --db-password odoo
+        --db ocr_meas_bench --create --db-host 127.0.0.1 --db-user odoo --db-password odoo \\
+        [--mix backend] [--json figures.json]
+
+It prints a Markdown table (medians of the restarts) and exits 0; 1 with a
+line ``FAILED: <reason>`` on stderr when Odoo does not start, a request
+fails or the log does not hold one access line per request.
+
+``--json FILE`` writes (every number of queries is Odoo's count)::
+
+    {
+      "odoo": 19, "mix": "backend", "requests": 51, "requests_per_group": 1,
+      "workers": 4, "repeat": 3, "database": "...",
+      "configs": {
+        "a": {
+          "label": "Odoo without the addon",
+          "median": {"cold": 1026, "warm": 505},
+          "runs": [                                   # one per restart
+            {"cold": PHASE, "warm": PHASE, "startup": seconds,
+             "misses": {"<cache> <method>": n}}      # with --misses, b and c
+          ]
+        },
+        "b": {...}, "c": {...}                        # the configs measured
+      },
+      "warmup_removed": {"b": 0.0, "c": 0.71}         # per config but a, when a
+    }                                                 # was measured
+
+    PHASE = {"queries": total, "per_request": [[path, queries], ...],
+             "per_load_queries": [...],   # per group: a page load (home), a request (backend)
+             "first_load_queries", "first5_queries", "median_load_queries",
+             "last_load_queries", "sql_seconds", "wall", "first_load_wall",
+             "median_load_wall",
+             # config c only: Redis commands of the phase, keys, memory
+             "redis_commands", "redis_commands_per_request",
+             "redis_commands_per_busy_worker_second", "redis_keys", "redis_used_memory"}
+
+``warmup_removed[x]`` = (a's cold - x's cold) / (a's cold - a's warm), of the
+medians: the share of vanilla's warm-up SQL that config x does not run.
+
+``--misses`` logs what each fresh worker still computed in the cold and warm
+phases, per cache and method (the addon's ``kill -USR1`` figures, the
+master's pre-fork counts subtracted).
 
 ``--monitor DIR`` records every command config c's Redis runs, from its
 start (so the warm-up is the cold cluster), with ``redis-cli MONITOR`` in
@@ -68,6 +121,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import odoo_backend_mix as backend_mix
+
 from ormcache_redis.testing import OdooProcess, OdooProcessError, RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,6 +135,10 @@ ACCESS_LINE = re.compile(
     r'werkzeug: \S+ - - \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" '
     r"(?P<status>\d{3}) - (?P<queries>\d+) (?P<sql>[\d.]+) (?P<other>[\d.]+)"
 )
+
+
+Call = backend_mix.Call
+PHASES = ("cold", "warm")
 
 
 class Failure(RuntimeError):
@@ -125,12 +184,12 @@ def database_exists(args: argparse.Namespace) -> bool:
         connection.close()
 
 
-def create_database(args: argparse.Namespace, major: int) -> None:
+def create_database(args: argparse.Namespace, major: int, modules: str = "base,web") -> None:
     demo = ["--with-demo"] if major >= 19 else []
     command = [
         args.python, args.odoo_bin, "-c", "/dev/null", *db_options(args),
         "--addons-path", args.addons_path, "--load", base_modules(args),
-        *data_dir(args), "-d", args.db, "-i", "base,web", *demo, "--stop-after-init",
+        *data_dir(args), "-d", args.db, "-i", modules, *demo, "--stop-after-init",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     if result.returncode != 0:
@@ -270,12 +329,10 @@ class Client:
         return status, content
 
 
-def page_load(
-    client: Client, base: str, major: int, views_model: str = ""
-) -> list[tuple[str, int]]:
+def home_calls(major: int, views_model: str = "") -> list[Call]:
     """What a browser does when it opens the backend home (and, with
     ``views_model``, an action of that model: its list, form and search
-    views); returns the paths and statuses."""
+    views)."""
     home = "/odoo" if major >= 19 else "/web"
     unique = uuid.uuid4().hex[:16]  # a cache-busting hash, as the client's
     if major >= 19:
@@ -283,7 +340,7 @@ def page_load(
     else:
         menus = f"/web/webclient/load_menus/{unique}"
         translations = f"/web/webclient/translations/{unique}"
-    calls = [
+    calls: list[Call] = [
         (home, None),
         ("/web/webclient/version_info", {}),
         ("/web/session/get_session_info", {}),
@@ -302,15 +359,72 @@ def page_load(
                 {"model": views_model, "method": "get_views", "args": [], "kwargs": views},
             )
         )
-    done = []
-    for path, params in calls:
-        status, content = client.request(base + path, params)
-        if status != 200:
-            raise Failure(f"{path} answered {status}: {content[:300]!r}")
-        if params is not None and b'"error"' in content[:200]:
-            raise Failure(f"{path}: {content[:300]!r}")
-        done.append((path, status))
-    return done
+    return calls
+
+
+def send(client: Client, base: str, call: Call) -> None:
+    path, params = call
+    status, content = client.request(base + path, params)
+    if status != 200:
+        raise Failure(f"{path} answered {status}: {content[:300]!r}")
+    if params is not None and b'"error"' in content[:200]:
+        raise Failure(f"{path}: {content[:300]!r}")
+
+
+def page_load(
+    client: Client, base: str, major: int, views_model: str = ""
+) -> list[tuple[str, int]]:
+    """One page load of the home (see home_calls); returns the paths."""
+    calls = home_calls(major, views_model)
+    for call in calls:
+        send(client, base, call)
+    return [(path, 200) for path, _params in calls]
+
+
+class Mix:
+    """The measured requests: ``home`` (page loads of the backend home, each
+    ``group`` requests) or ``backend`` (odoo_backend_mix, ``--requests``
+    requests)."""
+
+    def __init__(self, args: argparse.Namespace, major: int) -> None:
+        self.args = args
+        self.major = major
+        self.name = args.mix
+        self.round: list[Call] = []
+        if self.name == "backend":
+            if major < 19:
+                raise Failure("--mix backend is written for Odoo 19 (sale_management)")
+            self.group = 1
+        else:
+            self.group = len(home_calls(major, args.views_model))
+
+    def prepare(self, client: Client, base: str) -> None:
+        """Reads what the backend round needs (before any measurement)."""
+        if self.name == "backend" and not self.round:
+            try:
+                self.round = backend_mix.resolve(client, base)
+            except backend_mix.MixError as error:
+                raise Failure(f"backend mix: {error}") from None
+
+    def calls(self) -> list[Call]:
+        if self.name == "backend":
+            return backend_mix.calls(self.round, self.args.requests)
+        return [
+            call
+            for _ in range(self.args.requests)
+            for call in home_calls(self.major, self.args.views_model)
+        ]
+
+    def run(self, client: Client, base: str) -> list[float]:
+        """Sends the mix; the client's wall time of each group."""
+        walls, started = [], time.perf_counter()
+        for index, call in enumerate(self.calls(), 1):
+            send(client, base, call)
+            if index % self.group == 0:
+                now = time.perf_counter()
+                walls.append(now - started)
+                started = now
+        return walls
 
 
 def login(client: Client, odoo: Odoo, args: argparse.Namespace) -> None:
@@ -340,18 +454,16 @@ def redis_figures(redis: RedisServer) -> dict[str, int]:
     }
 
 
-def measured_run(
-    client: Client, odoo: Odoo, args: argparse.Namespace, major: int, redis: RedisServer | None
+def measured_window(
+    client: Client, odoo: Odoo, mix: Mix, redis: RedisServer | None
 ) -> dict[str, Any]:
+    """Sends the mix once between two marker requests; Odoo's SQL counter
+    of each request, read from the access lines between the markers."""
     mark = uuid.uuid4().hex
     client.request(f"{odoo.url}/web/health?bench={mark}-start")
     redis_before = redis_figures(redis) if redis is not None else None
-    per_load_wall = []
     started = time.perf_counter()
-    for _ in range(args.requests):
-        t0 = time.perf_counter()
-        page_load(client, odoo.url, major, args.views_model)
-        per_load_wall.append(time.perf_counter() - t0)
+    group_walls = mix.run(client, odoo.url)
     wall = time.perf_counter() - started
     redis_after = redis_figures(redis) if redis is not None else None
     client.request(f"{odoo.url}/web/health?bench={mark}-end")
@@ -364,16 +476,15 @@ def measured_run(
     text = odoo.log_text()
     window = text.split(f"bench={mark}-start", 1)[1].split(f"bench={mark}-end", 1)[0]
     lines = [m for m in ACCESS_LINE.finditer(window) if not m["path"].startswith("/web/health")]
-    per_load = 6 if args.views_model else 5
-    expected = args.requests * per_load
+    expected = len(group_walls) * mix.group
     if len(lines) != expected:
         raise Failure(f"{len(lines)} access lines in the window, expected {expected}")
     queries = [int(m["queries"]) for m in lines]
-    per_load_queries = [sum(queries[i : i + per_load]) for i in range(0, len(queries), per_load)]
-    home_queries = queries[0::per_load]
+    group = mix.group
+    per_group = [sum(queries[i : i + group]) for i in range(0, len(queries), group)]
     redis_load = {}
     if redis_before is not None and redis_after is not None:
-        # Redis commands of the measured page loads (the 3 INFO/DBSIZE
+        # Redis commands of the measured requests (the 3 INFO/DBSIZE
         # calls of redis_figures excluded). Requests are sequential, so one
         # worker at a time was busy: commands per second of wall time is
         # the load of one worker serving requests back to back.
@@ -388,17 +499,27 @@ def measured_run(
     return {
         **redis_load,
         "queries": sum(queries),
-        "first_load_queries": per_load_queries[0],
-        "first5_queries": sum(per_load_queries[:5]),
-        "median_load_queries": statistics.median(per_load_queries),
-        "last_load_queries": per_load_queries[-1],
-        "home_queries": home_queries,
-        "per_load_queries": per_load_queries,
+        "per_request": [[m["path"], int(m["queries"])] for m in lines],
+        "first_load_queries": per_group[0],
+        "first5_queries": sum(per_group[:5]),
+        "median_load_queries": statistics.median(per_group),
+        "last_load_queries": per_group[-1],
+        "per_load_queries": per_group,
         "sql_seconds": sum(float(m["sql"]) for m in lines),
         "wall": wall,
-        "first_load_wall": per_load_wall[0],
-        "median_load_wall": statistics.median(per_load_wall),
+        "first_load_wall": group_walls[0],
+        "median_load_wall": statistics.median(group_walls),
     }
+
+
+def measured_run(client: Client, odoo: Odoo, mix: Mix, redis: RedisServer | None) -> dict[str, Any]:
+    """The phases of one restart: ``cold``, the mix on the fresh workers;
+    ``warm``, the same requests once every worker has served the mix
+    (after one more unmeasured pass)."""
+    cold = measured_window(client, odoo, mix, redis)
+    mix.run(client, odoo.url)
+    warm = measured_window(client, odoo, mix, redis)
+    return {"cold": cold, "warm": warm}
 
 
 STATS_RECORD = re.compile(r"^\S+ \S+ (?P<pid>\d+) INFO \S+ \S+: ormcache_redis \S+: registry", re.M)
@@ -458,7 +579,7 @@ def print_misses(config: str, misses: dict[str, int]) -> None:
             print(f"    {count:5d}  {name}", file=sys.stderr)
 
 
-def run_config(args: argparse.Namespace, config: str, major: int) -> list[dict[str, Any]]:
+def run_config(args: argparse.Namespace, config: str, mix: Mix) -> list[dict[str, Any]]:
     redis = RedisServer(args.redis_server).start() if config == "c" else None
     odoo = Odoo(args, config, redis)
     client = Client()
@@ -468,14 +589,15 @@ def run_config(args: argparse.Namespace, config: str, major: int) -> list[dict[s
         monitor.mark("warm-up")
         odoo.start()
         login(client, odoo, args)
-        for _ in range(args.requests):  # warm-up: assets, Redis (c)
-            page_load(client, odoo.url, major, args.views_model)
+        mix.prepare(client, odoo.url)
+        for _ in range(2):  # warm-up: assets, Redis (c)
+            mix.run(client, odoo.url)
         monitor.snapshot("warm-up")
         odoo.stop()
         for repetition in range(args.repeat):
             monitor.mark(f"restart-{repetition + 1}")
             startup = odoo.start()
-            result = measured_run(client, odoo, args, major, redis)
+            result: dict[str, Any] = measured_run(client, odoo, mix, redis)
             result["startup"] = startup
             if args.misses and config in ("b", "c"):
                 result["misses"] = worker_misses(odoo)
@@ -483,20 +605,22 @@ def run_config(args: argparse.Namespace, config: str, major: int) -> list[dict[s
             monitor.snapshot(f"restart-{repetition + 1}")
             odoo.stop()
             results.append(result)
+            cold, warm = result["cold"], result["warm"]
             print(
-                f"  {config} run {repetition + 1}: {result['queries']} queries, "
-                f"wall {result['wall']:.2f}s, first page load {result['first_load_queries']} "
-                f"queries {result['first_load_wall'] * 1000:.0f} ms",
+                f"  {config} run {repetition + 1}: {cold['queries']} queries cold, "
+                f"{warm['queries']} warm, wall {cold['wall']:.2f}s cold, first "
+                f"{'request' if mix.group == 1 else 'page load'} {cold['first_load_queries']} "
+                f"queries {cold['first_load_wall'] * 1000:.0f} ms",
                 file=sys.stderr,
                 flush=True,
             )
-            if "redis_commands" in result:
+            if "redis_commands" in cold:
                 print(
-                    f"  {config} run {repetition + 1}: Redis {result['redis_commands']} commands "
-                    f"({result['redis_commands_per_request']:.1f}/request, "
-                    f"{result['redis_commands_per_busy_worker_second']:.0f}/s of a busy "
-                    f"worker), {result['redis_keys']} keys, "
-                    f"{result['redis_used_memory'] / 1e6:.1f} MB used",
+                    f"  {config} run {repetition + 1}: Redis {cold['redis_commands']} commands "
+                    f"({cold['redis_commands_per_request']:.1f}/request, "
+                    f"{cold['redis_commands_per_busy_worker_second']:.0f}/s of a busy "
+                    f"worker), {cold['redis_keys']} keys, "
+                    f"{cold['redis_used_memory'] / 1e6:.1f} MB used",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -514,26 +638,72 @@ def run_config(args: argparse.Namespace, config: str, major: int) -> list[dict[s
     return results
 
 
+def median_of(runs: list[dict[str, Any]], phase: str, field: str) -> float:
+    return statistics.median(run[phase][field] for run in runs)
+
+
+def warmup_removed(results: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """Per configuration, the share of vanilla's warm-up SQL (a's cold minus
+    a's warm, medians) that its cold phase does not run."""
+    if "a" not in results:
+        return {}
+    vanilla_cold = median_of(results["a"], "cold", "queries")
+    warmup = vanilla_cold - median_of(results["a"], "warm", "queries")
+    if warmup <= 0:
+        return {}
+    return {
+        config: (vanilla_cold - median_of(runs, "cold", "queries")) / warmup
+        for config, runs in results.items()
+        if config != "a"
+    }
+
+
+def report(
+    results: dict[str, list[dict[str, Any]]], args: argparse.Namespace, mix: Mix
+) -> dict[str, Any]:
+    """The ``--json`` document (see the module's docstring)."""
+    return {
+        "odoo": mix.major,
+        "mix": mix.name,
+        "requests": len(mix.calls()),
+        "requests_per_group": mix.group,
+        "workers": args.workers,
+        "repeat": args.repeat,
+        "database": args.db,
+        "configs": {
+            config: {
+                "label": CONFIGS[config],
+                "median": {phase: median_of(runs, phase, "queries") for phase in PHASES},
+                "runs": runs,
+            }
+            for config, runs in results.items()
+        },
+        "warmup_removed": warmup_removed(results),
+    }
+
+
 def table(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> str:
+    unit = "requests" if args.mix == "backend" else "page loads"
+    one = "request" if args.mix == "backend" else "page load"
     n = args.requests
+    removed = warmup_removed(results)
     header = (
-        f"| config | SQL queries, {n} page loads | queries, 1st page load | "
-        f"queries, first 5 page loads | "
-        f"queries/page load (median) | wall s, {n} page loads | 1st page load ms | "
-        f"page load ms (median) |"
+        f"| config | SQL queries, {n} {unit}, cold | warm | warm-up (cold - warm) | "
+        f"vanilla warm-up removed | queries, 1st {one} | queries, first 5 {unit} | "
+        f"wall s, {n} {unit} | 1st {one} ms |"
     )
-    lines = [header, "|---|--:|--:|--:|--:|--:|--:|--:|"]
+    lines = [header, "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for config, runs in results.items():
 
-        def med(field: str, runs: list[dict[str, Any]] = runs) -> float:
-            return statistics.median(run[field] for run in runs)
+        def med(field: str, phase: str = "cold", runs: list[dict[str, Any]] = runs) -> float:
+            return median_of(runs, phase, field)
 
+        share = f"{removed[config] * 100:.0f} %" if config in removed else "-"
         lines.append(
             f"| {config}: {CONFIGS[config]} | {med('queries'):.0f} | "
-            f"{med('first_load_queries'):.0f} | {med('first5_queries'):.0f} | "
-            f"{med('median_load_queries'):.0f} | "
-            f"{med('wall'):.2f} | {med('first_load_wall') * 1000:.0f} | "
-            f"{med('median_load_wall') * 1000:.1f} |"
+            f"{med('queries', 'warm'):.0f} | {med('queries') - med('queries', 'warm'):.0f} | "
+            f"{share} | {med('first_load_queries'):.0f} | {med('first5_queries'):.0f} | "
+            f"{med('wall'):.2f} | {med('first_load_wall') * 1000:.0f} |"
         )
     return "\n".join(lines)
 
@@ -577,14 +747,30 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_odoo_arguments(parser)
     parser.add_argument("--addons-path", required=True, help="Odoo's addons path")
-    parser.add_argument("--db", default="ocr_meas_bench", help="database (base, web)")
-    parser.add_argument("--create", action="store_true", help="create it if missing (demo data)")
-    parser.add_argument("--requests", type=int, default=50, help="page loads measured")
+    parser.add_argument("--db", default="ocr_meas_bench", help="database")
+    parser.add_argument(
+        "--create",
+        action="store_true",
+        help="create it if missing, with demo data (base and web; sale_management for "
+        "--mix backend)",
+    )
+    parser.add_argument(
+        "--mix",
+        choices=("home", "backend"),
+        default="home",
+        help="home: page loads of the backend home; backend: the requests of "
+        "odoo_backend_mix (Odoo 19, sale_management)",
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        help="page loads (home, default 50) or requests (backend, default 51) measured",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="measured restarts per config")
     parser.add_argument(
         "--views-model",
         default="res.partner",
-        help="each page load also opens this model's list/form/search views ('' = no)",
+        help="home: each page load also opens this model's list/form/search views ('' = no)",
     )
     parser.add_argument(
         "--misses",
@@ -592,30 +778,44 @@ def main() -> int:
         help="after each measured run, log each worker's misses per cache and method",
     )
     args = parser.parse_args()
+    if args.requests is None:
+        args.requests = 51 if args.mix == "backend" else 50
     args.workdir = tempfile.mkdtemp(prefix="bench-odoo-")
     major = odoo_major(args)
     try:
+        mix = Mix(args, major)
         if not database_exists(args):
             if not args.create:
                 raise Failure(f"database {args.db} does not exist (pass --create)")
-            print(f"creating {args.db} (base, web, demo data)", file=sys.stderr, flush=True)
-            create_database(args, major)
+            modules = "sale_management" if args.mix == "backend" else "base,web"
+            print(f"creating {args.db} ({modules}, demo data)", file=sys.stderr, flush=True)
+            create_database(args, major, modules)
         results = {}
         for config in args.configs:
             print(f"config {config}: {CONFIGS[config]}", file=sys.stderr, flush=True)
-            results[config] = run_config(args, config, major)
+            results[config] = run_config(args, config, mix)
     except (Failure, OdooProcessError) as failure:
         print(f"FAILED: {failure}", file=sys.stderr)
         return 1
-    views = f" + get_views of {args.views_model}" if args.views_model else ""
+    if args.mix == "backend":
+        what = (
+            f"first {args.requests} requests of the backend mix (odoo_backend_mix) after a "
+            f"restart (cold) and the same requests on warm workers (warm)"
+        )
+    else:
+        views = f" + get_views of {args.views_model}" if args.views_model else ""
+        what = (
+            f"first {args.requests} page loads after a restart (each: home + version_info + "
+            f"get_session_info + load_menus + translations{views}; warm: the same on warm "
+            f"workers)"
+        )
     print(
-        f"Odoo {major}, workers={args.workers}, database {args.db}, first {args.requests} "
-        f"page loads after a restart (each: home + version_info + get_session_info + "
-        f"load_menus + translations{views}), median of {args.repeat} restarts"
+        f"Odoo {major}, workers={args.workers}, database {args.db}, {what}, "
+        f"median of {args.repeat} restarts"
     )
     print(table(results, args))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        Path(args.json).write_text(json.dumps(report(results, args, mix), indent=1))
     return 0
 
 
