@@ -74,7 +74,7 @@ def test_defaults_without_any_option():
     assert settings.url is None and not settings.enabled
     assert settings.expire == 3600
     assert settings.prefix == "ormcache:"
-    assert settings.shared_caches == ["default", "stable", "assets", "templates"]
+    assert settings.shared_caches == ["default", "stable", "assets", "templates", "groups"]
     assert (settings.socket_timeout, settings.connect_timeout) == (0.25, 0.5)
     assert settings.write_queue_bytes == 64 * 1024 * 1024
     assert settings.native_lookup

@@ -111,7 +111,7 @@ def test_every_bad_value_is_one_sentence_naming_the_option() -> None:
 
 
 def test_the_parsers_default_to_the_table() -> None:
-    known = ["default", "stable", "assets", "templates", "routing"]
+    known = ["default", "stable", "assets", "templates", "routing", "groups"]
     cache = CacheSettings.parse({}, known)
     assert cache.url is OPTIONS["ormcache_redis_url"].default is None
     assert cache.prefix == CACHE_PREFIX == OPTIONS["ormcache_redis_prefix"].default

@@ -244,6 +244,14 @@ class OdooVersion:
     """18.0+: ``res.lang`` caches ``LangData`` and ``LangDataDict``
     (``odoo.addons.base.models.res_lang``), which must come back from Redis
     as themselves."""
+    domain_module_name: str | None
+    """19.0: ``ir.rule._compute_domain`` caches ``Domain`` trees, the classes
+    of this module, which the codec learns (``value_types.
+    register_domain_types``); 17.0/18.0 cache domains as lists."""
+    set_definitions_module_name: str | None
+    """18.0+: ``res.groups._get_group_definitions`` (17.0: none) caches a
+    ``SetDefinitions`` of this module in the ``groups`` cache, which the
+    codec learns (``value_types.register_set_definitions``)."""
     flush_writes_multi: bool
     """18.0+: the flush writes stored fields through
     ``BaseModel._write_multi(vals_list)`` (which ``_write`` calls); 17.0
@@ -298,6 +306,8 @@ ODOO_17 = OdooVersion(
     session_store_descriptor=_lazy_property,
     lru_snapshot=_ordered_dict,
     has_lang_data=False,
+    domain_module_name=None,
+    set_definitions_module_name=None,
     flush_writes_multi=False,
     stats_handler_modules=("odoo.tools.cache", "odoo.service.server", "odoo.tools"),
 )
@@ -315,6 +325,8 @@ ODOO_18 = OdooVersion(
     session_store_descriptor=_lazy_property,
     lru_snapshot=_ordered_dict,
     has_lang_data=True,
+    domain_module_name=None,
+    set_definitions_module_name="odoo.tools.set_expression",
     flush_writes_multi=True,
     stats_handler_modules=("odoo.tools.cache", "odoo.service.server"),
 )
@@ -332,6 +344,8 @@ ODOO_19 = OdooVersion(
     session_store_descriptor=_cached_property,
     lru_snapshot=_snapshot,
     has_lang_data=True,
+    domain_module_name="odoo.orm.domains",
+    set_definitions_module_name="odoo.tools.set_expression",
     flush_writes_multi=True,
     stats_handler_modules=("odoo.tools.cache", "odoo.service.server"),
 )

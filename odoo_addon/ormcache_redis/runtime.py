@@ -106,5 +106,10 @@ def build_codec() -> Codec:
         lang_data_dict=res_lang.LangDataDict if ODOO.has_lang_data else None,
         ordered_set=OrderedSet,
     )
+    if ODOO.domain_module_name is not None:
+        value_types.register_domain_types(codec, importlib.import_module(ODOO.domain_module_name))
+    if ODOO.set_definitions_module_name is not None:
+        set_expression = importlib.import_module(ODOO.set_definitions_module_name)
+        value_types.register_set_definitions(codec, set_expression)
     value_types.register_recordset_keys(importlib.import_module("odoo.models").BaseModel)
     return codec

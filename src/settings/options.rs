@@ -95,13 +95,15 @@ pub const PREFIX: Prefix = Prefix {
 /// `templates` holds views ready for the web client (`get_views`) and
 /// template ids, shared, next to compiled QWeb code, which cannot be
 /// encoded and stays in the process (and is listed in `LOCAL_METHODS` so
-/// that it is not even tried). routing* (werkzeug maps, endpoints),
-/// templates.cached_values and groups (SetDefinitions) hold process-bound
-/// objects: they stay local. The default names only the caches of the
-/// running Odoo (17.0 has no 'stable').
+/// that it is not even tried). `groups` (18.0+) holds the group
+/// definitions, which the codec rebuilds exactly. routing* (werkzeug maps,
+/// endpoints) and templates.cached_values (rendered pages, keyed on
+/// requests) hold process-bound objects: they stay local. The default
+/// names only the caches of the running Odoo (17.0 has no 'stable' nor
+/// 'groups').
 pub const SHARED_CACHES: Names = Names {
     name: "ormcache_redis_shared_caches",
-    default: &["default", "stable", "assets", "templates"],
+    default: &["default", "stable", "assets", "templates", "groups"],
 };
 /// Added to `BUILT_IN_LOCAL_METHODS`, never replacing them.
 pub const LOCAL_METHODS: Names = Names {

@@ -1,4 +1,5 @@
 from . import (
+    test_cached_values,
     test_decorator,
     test_dependencies,
     test_method_clear,

@@ -26,7 +26,7 @@ class TestRegistryPatch(SharedTierCase):
                 self.assertIsNotNone(cache.client, name)
                 self.assertTrue(cache.shared, name)
             else:
-                # routing*, templates.cached_values, groups hold process-bound objects.
+                # routing* and templates.cached_values hold process-bound objects.
                 self.assertIsNone(cache.client, name)
 
     def test_namespace_is_the_database_signaling(self):
