@@ -542,10 +542,15 @@ def worker_misses(odoo: Odoo) -> dict[str, int]:
             continue
         if int(fields[1]) == master:
             workers.append(int(stat.parent.name))
-    processes = {master, *workers}
     mark = len(odoo.log_text())
-    for pid in processes:
-        os.kill(pid, signal.SIGUSR1)
+    for pid in list(workers):
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            # A child that ended since the listing (Odoo replaces workers).
+            workers.remove(pid)
+    os.kill(master, signal.SIGUSR1)
+    processes = {master, *workers}
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         time.sleep(0.5)
