@@ -7,6 +7,10 @@ The public API is small:
   :class:`UnitOfWork`: writes held until a transaction commits.
 - :class:`RedisClient`, :class:`Codec`: the Redis client and the safe codec.
 - :func:`cache_stats`: the figures of a set of caches as one dict.
+- :func:`l1_memory`, :func:`set_l1_max_bytes`: the bytes every L1 of the
+  process holds together, and their bound (``ormcache_redis_l1_max_mb``
+  from the environment at import, 512 MiB by default; the Odoo addon
+  derives it from ``limit_memory_soft``).
 - :func:`set_single_flight`: single flight on or off for one method.
 - :func:`canonical_key`: a key's canonical bytes (what names it across
   processes); :func:`qualified_name`: a method's name in every process
@@ -39,11 +43,16 @@ from ormcache_redis._native import (
     __version__,
     canonical_key,
     key_method,
+    l1_memory,
     qualified_name,
+    set_l1_max_bytes,
     set_single_flight,
 )
+from ormcache_redis.config import OptionSource
 from ormcache_redis.stats import cache_stats
 from ormcache_redis.two_tier_ormcache import ormcache
+
+set_l1_max_bytes(OptionSource().value("ormcache_redis_l1_max_mb") << 20)
 
 # Odoo and user code test `isinstance(cache, MutableMapping)`.
 MutableMapping.register(LRU)
@@ -64,7 +73,9 @@ __all__ = [
     "cache_stats",
     "canonical_key",
     "key_method",
+    "l1_memory",
     "ormcache",
     "qualified_name",
+    "set_l1_max_bytes",
     "set_single_flight",
 ]

@@ -159,9 +159,11 @@ class LRU(Generic[_K, _V]):
     @property
     def count(self) -> int: ...
     @property
-    def max_bytes(self) -> int: ...
+    def max_bytes(self) -> int:
+        """Its own bound on its entries' bytes (0: only the process's)."""
     @property
-    def total_bytes(self) -> int: ...
+    def total_bytes(self) -> int:
+        """The bytes its entries hold (see ``l1_memory``)."""
     def __getitem__(self, key: _K, /) -> _V: ...
     def __setitem__(self, key: _K, value: _V, /) -> None: ...
     def __delitem__(self, key: _K, /) -> None: ...
@@ -184,8 +186,19 @@ class LRU(Generic[_K, _V]):
         """Same as ``snapshot``; Odoo 17/18 read ``cache.d``."""
     def stats(self) -> dict[str, int]:
         """entries, max_entries, bytes, max_bytes, hits, misses, sets,
-        evictions, expirations."""
+        evictions (byte_evictions of them for a byte bound), too_large
+        (values larger than a bound, not kept), expirations, and the
+        process's process_bytes and process_max_bytes."""
     def reset_stats(self) -> None: ...
+
+def l1_memory() -> dict[str, int]:
+    """Every L1 of the process together: ``bytes`` held, ``max_bytes`` (the
+    bound), ``byte_evictions`` (least recently used entries evicted for
+    it), ``too_large`` (values larger than a bound, not kept), ``caches``."""
+
+def set_l1_max_bytes(max_bytes: int) -> None:
+    """Bounds every L1 of the process together; entries beyond the new
+    bound go at once, least recently used first. ValueError below 1."""
 
 # --------------------------------------------------------------------------- Redis
 
@@ -586,8 +599,12 @@ class CacheSettings:
     """The addon's ``ormcache_redis_*`` options, checked (src/settings/)."""
 
     @staticmethod
-    def parse(options: _Options, known_caches: list[str]) -> CacheSettings:
-        """Raises ConfigError, one sentence naming the option, on a bad value."""
+    def parse(
+        options: _Options, known_caches: list[str], memory_soft_limit: int | None = None
+    ) -> CacheSettings:
+        """``memory_soft_limit``: Odoo's ``limit_memory_soft`` (bytes), from
+        which the L1 bound derives when ``ormcache_redis_l1_max_mb`` is unset.
+        Raises ConfigError, one sentence naming the option, on a bad value."""
     @property
     def url(self) -> str | None: ...
     @property
@@ -611,6 +628,13 @@ class CacheSettings:
     def write_queue_bytes(self) -> int: ...
     @property
     def max_value_bytes(self) -> int: ...
+    @property
+    def l1_max_bytes(self) -> int:
+        """Every L1 of the process together: the option, else a quarter of
+        ``limit_memory_soft``, else 512 MiB."""
+    @property
+    def l1_max_bytes_from(self) -> str:
+        """``ormcache_redis_l1_max_mb``, ``limit_memory_soft`` or ``default``."""
     @property
     def native_lookup(self) -> bool:
         """Cached methods' hit path in Rust (``ormcache_redis_native_lookup``)."""

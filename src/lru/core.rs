@@ -1,6 +1,7 @@
 //! The LRU structure: a slab of nodes chained in recency order and a hash
 //! index by Python hash. Every operation is O(1). It never calls into
-//! Python (increfs only): the locking rules live in `locked`.
+//! Python (increfs only): the locking rules live in `locked`. Its byte
+//! count is mirrored, change for change, in the budget it draws on.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -11,6 +12,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use smallvec::SmallVec;
 
+use super::budget::{clock_now, clock_tick, MemoryBudget};
 use super::equality::{equal_without_python, tuple_equals_items};
 use crate::clock::now_ns;
 
@@ -66,6 +68,8 @@ pub struct Entry {
     /// The last lookup epoch this key was recorded in (see
     /// `Lru::hit_by_items`); 0: none.
     pub(super) seen_in: u64,
+    /// The process clock when last stored or hit (see `budget`).
+    used: u64,
 }
 
 pub(super) struct Node {
@@ -74,13 +78,23 @@ pub(super) struct Node {
     next: u32,
 }
 
+/// What an entry costs besides its key and value: its slot in the slab and
+/// its place in the hash index (key, bucket, control byte).
+pub const ENTRY_OVERHEAD: usize =
+    std::mem::size_of::<Node>() + std::mem::size_of::<(isize, Bucket)>() + 1;
+
 /// Counters of one LRU, read by `stats()`.
 #[derive(Default, Clone, Copy)]
 pub struct LruCounters {
     pub hits: u64,
     pub misses: u64,
     pub sets: u64,
+    /// Every eviction, for the entry bound or a byte bound.
     pub evictions: u64,
+    /// Those for a byte bound: the LRU's own or the process's.
+    pub byte_evictions: u64,
+    /// Values larger than a byte bound, not kept.
+    pub too_large: u64,
     pub expirations: u64,
 }
 
@@ -98,10 +112,17 @@ pub struct Core {
     pub(super) bytes: usize,
     next_stamp: u64,
     pub counters: LruCounters,
+    budget: Arc<MemoryBudget>,
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.budget.sub(self.bytes);
+    }
 }
 
 impl Core {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(budget: Arc<MemoryBudget>) -> Self {
         Core {
             nodes: Vec::new(),
             free: Vec::new(),
@@ -112,6 +133,7 @@ impl Core {
             bytes: 0,
             next_stamp: 1,
             counters: LruCounters::default(),
+            budget,
         }
     }
 
@@ -236,6 +258,9 @@ impl Core {
     }
 
     pub(super) fn touch(&mut self, slot: u32) {
+        if let Some(entry) = &mut self.nodes[slot as usize].entry {
+            entry.used = clock_now();
+        }
         if self.head != slot {
             self.unlink(slot);
             self.link_front(slot);
@@ -257,6 +282,7 @@ impl Core {
         self.free.push(slot);
         self.len -= 1;
         self.bytes -= entry.size;
+        self.budget.sub(entry.size);
         let emptied = match self.index.get_mut(&entry.hash) {
             Some(Bucket::One(_)) => true,
             Some(Bucket::Many(slots)) => {
@@ -292,6 +318,7 @@ impl Core {
             expires_at,
             stamp,
             seen_in: 0,
+            used: clock_tick(),
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -310,6 +337,7 @@ impl Core {
         self.link_front(slot);
         self.len += 1;
         self.bytes += size;
+        self.budget.add(size);
         match self.index.get_mut(&hash) {
             None => {
                 self.index.insert(hash, Bucket::One(slot));
@@ -328,25 +356,45 @@ impl Core {
             .as_mut()
             .expect("replacing a live slot");
         self.bytes = self.bytes - entry.size + stored.size;
+        self.budget.sub(entry.size);
+        self.budget.add(stored.size);
         entry.size = stored.size;
         entry.expires_at = stored.expires_at;
         entry.hit_counter = stored.hit_counter;
         let old = std::mem::replace(&mut entry.value, value);
+        // A store advances the process clock; the touch stamps the entry.
+        clock_tick();
         self.touch(slot);
         old
     }
 
+    /// Evicts beyond the LRU's own bounds (the process's: `budget`).
     pub(super) fn evict_over(
         &mut self,
         max_entries: usize,
         max_bytes: usize,
         garbage: &mut Vec<Entry>,
     ) {
-        while self.len > max_entries || (max_bytes > 0 && self.bytes > max_bytes && self.len > 1) {
+        while self.len > max_entries {
             let victim = self.tail;
             garbage.push(self.remove(victim));
             self.counters.evictions += 1;
         }
+        while max_bytes > 0 && self.bytes > max_bytes {
+            garbage.push(self.evict_tail_for_bytes());
+        }
+    }
+
+    /// The least recently used entry's clock, None when empty.
+    pub(super) fn tail_used(&self) -> Option<u64> {
+        (self.tail != NIL).then(|| self.entry(self.tail).used)
+    }
+
+    /// Evicts the least recently used entry (there is one) for a byte bound.
+    pub(super) fn evict_tail_for_bytes(&mut self) -> Entry {
+        self.counters.evictions += 1;
+        self.counters.byte_evictions += 1;
+        self.remove(self.tail)
     }
 
     pub(super) fn take_all(&mut self) -> Vec<Node> {
@@ -355,6 +403,7 @@ impl Core {
         self.head = NIL;
         self.tail = NIL;
         self.len = 0;
+        self.budget.sub(self.bytes);
         self.bytes = 0;
         std::mem::take(&mut self.nodes)
     }

@@ -10,13 +10,16 @@
 //! lock while another GIL holder holds it.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use super::core::{Core, Entry, Lookup, LruCounters, Stored};
+use super::budget::{process_budget, MemoryBudget};
+use super::core::{Core, Entry, Lookup, LruCounters, Stored, ENTRY_OVERHEAD};
+use super::held::{held_bytes, Reach};
 use crate::clock::{deadline_after, now_ns};
 
 /// Result of a key lookup under the lock.
@@ -36,7 +39,9 @@ pub struct Bounds {
 /// Thread-safe LRU usable from Rust (the two-tier cache embeds one) and
 /// exposed to Python as `LRU`.
 pub struct Lru {
-    core: Mutex<Core>,
+    /// Shared with the budget, which evicts from every LRU drawing on it.
+    core: Arc<Mutex<Core>>,
+    budget: Arc<MemoryBudget>,
     pub bounds: Bounds,
 }
 
@@ -64,13 +69,21 @@ impl Bounds {
 }
 
 impl Lru {
+    /// An LRU drawing on the process's byte budget.
     pub fn new(bounds: Bounds) -> PyResult<Self> {
+        Lru::with_budget(bounds, Arc::clone(process_budget()))
+    }
+
+    pub fn with_budget(bounds: Bounds, budget: Arc<MemoryBudget>) -> PyResult<Self> {
         if bounds.max_entries == 0 {
             return Err(PyValueError::new_err("LRU needs a positive count"));
         }
         deadline_after(bounds.default_ttl)?;
+        let core = Arc::new(Mutex::new(Core::new(Arc::clone(&budget))));
+        budget.join(&core);
         Ok(Lru {
-            core: Mutex::new(Core::new()),
+            core,
+            budget,
             bounds,
         })
     }
@@ -211,6 +224,14 @@ impl Lru {
         if stored.expires_at == 0 {
             stored.expires_at = deadline_after(self.bounds.default_ttl)?;
         }
+        if self.refuses(stored.size) {
+            // Not kept; an older value of the key would now be stale.
+            let stale = self.with_slot(key, hash, |core, slot| core.remove(slot))?;
+            self.core.lock().counters.too_large += 1;
+            self.budget.count_too_large();
+            drop(stale);
+            return Ok(());
+        }
         let mut stored = Some(stored);
         let replaced = self.with_slot(key, hash, |core, slot| {
             core.counters.sets += 1;
@@ -229,9 +250,19 @@ impl Lru {
             }
             core.evict_over(self.bounds.max_entries, self.bounds.max_bytes, &mut garbage);
         }
+        if self.budget.is_over() {
+            self.budget.reclaim(&mut garbage);
+        }
         drop(replaced);
         drop(garbage);
         Ok(())
+    }
+
+    /// Whether a value of `size` bytes is larger than a bound: the LRU's
+    /// own or the process's.
+    fn refuses(&self, size: usize) -> bool {
+        size > self.budget.max_bytes()
+            || (self.bounds.max_bytes > 0 && size > self.bounds.max_bytes)
     }
 
     pub fn remove(&self, key: &Bound<'_, PyAny>, hash: isize) -> PyResult<Option<Py<PyAny>>> {
@@ -310,13 +341,9 @@ impl Lru {
             .collect()
     }
 
-    /// Bytes an entry counts for when the LRU is bounded by bytes.
-    pub fn estimate_size(&self, value: &Bound<'_, PyAny>) -> PyResult<usize> {
-        if self.bounds.max_bytes == 0 {
-            return Ok(0);
-        }
-        let sys = value.py().import("sys")?;
-        sys.call_method1("getsizeof", (value,))?.extract()
+    /// Bytes an entry holds, as the byte bounds count it (see `held`).
+    pub fn entry_size(key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> usize {
+        ENTRY_OVERHEAD + held_bytes(key, Reach::PlainData) + held_bytes(value, Reach::References)
     }
 }
 
@@ -343,13 +370,22 @@ mod tests {
     use super::*;
     use pyo3::types::PyString;
 
+    /// An LRU of its own budget (tests run in parallel, in one process).
     fn lru(max_entries: usize, max_bytes: usize) -> Lru {
-        Lru::new(Bounds {
+        in_budget(
+            max_entries,
+            max_bytes,
+            &Arc::new(MemoryBudget::new(1 << 30)),
+        )
+    }
+
+    fn in_budget(max_entries: usize, max_bytes: usize, budget: &Arc<MemoryBudget>) -> Lru {
+        let bounds = Bounds {
             max_entries,
             max_bytes,
             default_ttl: None,
-        })
-        .unwrap()
+        };
+        Lru::with_budget(bounds, Arc::clone(budget)).unwrap()
     }
 
     fn put(lru: &Lru, py: Python<'_>, key: i64, size: usize, expires_at: u64) {
@@ -437,6 +473,66 @@ mod tests {
             let minus_one = (-1i64).into_pyobject(py).unwrap().into_any();
             assert!(lru.remove(&minus_one, -2).unwrap().is_some());
             assert!(!get(&lru, py, -1) && get(&lru, py, -2));
+        });
+    }
+
+    #[test]
+    fn the_budget_evicts_the_least_recently_used_of_every_cache() {
+        Python::attach(|py| {
+            let budget = Arc::new(MemoryBudget::new(300));
+            let (a, b) = (in_budget(10, 0, &budget), in_budget(10, 0, &budget));
+            put(&a, py, 1, 100, 0);
+            put(&b, py, 1, 100, 0);
+            put(&a, py, 2, 100, 0);
+            assert!(get(&a, py, 1)); // b's entry is now the oldest
+            put(&b, py, 2, 100, 0);
+            assert_eq!((keys(&a, py), keys(&b, py)), (vec![2, 1], vec![2]));
+            put(&b, py, 3, 100, 0); // then a's 2, the oldest
+            assert_eq!((keys(&a, py), keys(&b, py)), (vec![1], vec![2, 3]));
+            assert_eq!(budget.held(), 300);
+            let figures = budget.figures();
+            assert_eq!((figures.byte_evictions, figures.caches), (2, 2));
+            assert_eq!(a.counters().byte_evictions + b.counters().byte_evictions, 2);
+        });
+    }
+
+    #[test]
+    fn a_value_larger_than_a_bound_is_not_kept_nor_its_stale_copy() {
+        Python::attach(|py| {
+            let budget = Arc::new(MemoryBudget::new(1000));
+            let (cache, own_bound) = (in_budget(10, 0, &budget), in_budget(10, 100, &budget));
+            put(&cache, py, 1, 10, 0);
+            put(&cache, py, 1, 1001, 0);
+            put(&own_bound, py, 1, 101, 0);
+            assert!(!get(&cache, py, 1) && !get(&own_bound, py, 1));
+            assert_eq!(budget.figures().too_large, 2);
+            assert_eq!((cache.counters().too_large, budget.held()), (1, 0));
+        });
+    }
+
+    #[test]
+    fn held_bytes_follow_every_change_back_to_zero() {
+        Python::attach(|py| {
+            let budget = Arc::new(MemoryBudget::new(1 << 20));
+            let (a, b) = (in_budget(5, 0, &budget), in_budget(100, 0, &budget));
+            for k in 0..20 {
+                put(&a, py, k, 10 + k as usize, 0);
+                put(&b, py, k, 7, 0);
+                put(&b, py, k, 9, 0); // replaced
+            }
+            let one = 1i64.into_pyobject(py).unwrap().into_any();
+            b.remove(&one, one.hash().unwrap()).unwrap();
+            assert_eq!(budget.held(), a.total_bytes() + b.total_bytes());
+            // Oldest first, from both: b's 0 to 14, then a's 15, b's 15, ...
+            assert_eq!(budget.set_max_bytes(100).len(), 19);
+            assert_eq!(
+                (keys(&a, py), keys(&b, py)),
+                (vec![18, 19], vec![17, 18, 19])
+            );
+            assert_eq!(budget.held(), (10 + 18) + (10 + 19) + 3 * 9);
+            a.clear();
+            drop(b);
+            assert_eq!((budget.held(), budget.figures().caches), (0, 1));
         });
     }
 }

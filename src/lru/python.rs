@@ -1,10 +1,11 @@
 //! `LRU` for Python: a thread-safe mapping with Odoo's `LRU` protocol
 //! (17, 18 and 19).
 
-use pyo3::exceptions::{PyKeyError, PyTypeError};
+use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+use super::budget::process_budget;
 use super::core::Stored;
 use super::locked::{Bounds, Lru};
 use crate::clock::deadline_after;
@@ -48,13 +49,13 @@ impl PyLru {
         self.lru.bounds.max_entries
     }
 
-    /// Bound on the entries' estimated size in bytes (0: none).
+    /// This LRU's own bound on its entries' bytes (0: only the process's).
     #[getter]
     fn max_bytes(&self) -> usize {
         self.lru.bounds.max_bytes
     }
 
-    /// Estimated size of the entries, in bytes.
+    /// The bytes its entries hold (see `l1_memory`).
     #[getter]
     fn total_bytes(&self) -> usize {
         self.lru.total_bytes()
@@ -175,7 +176,9 @@ impl PyLru {
         self.snapshot(py)
     }
 
-    /// Local counters: hits, misses, sets, evictions, expirations, size.
+    /// Local counters: hits, misses, sets, evictions (byte_evictions of
+    /// them for a byte bound), too_large, expirations, size in entries and
+    /// bytes, and the process's L1 bytes and bound.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         lru_stats_dict(py, &self.lru, LRU_LOOKUP_LABELS)
     }
@@ -194,7 +197,7 @@ impl PyLru {
         expires_at: u64,
     ) -> PyResult<()> {
         let hash = key.hash()?;
-        let size = self.lru.estimate_size(value)?;
+        let size = Lru::entry_size(key, value);
         let stored = Stored {
             size,
             expires_at,
@@ -225,12 +228,51 @@ pub fn lru_stats_dict<'py>(
     dict.set_item(misses_label, counters.misses)?;
     dict.set_item("sets", counters.sets)?;
     dict.set_item("evictions", counters.evictions)?;
+    dict.set_item("byte_evictions", counters.byte_evictions)?;
+    dict.set_item("too_large", counters.too_large)?;
     dict.set_item("expirations", counters.expirations)?;
+    let process = process_budget();
+    dict.set_item("process_bytes", process.held())?;
+    dict.set_item("process_max_bytes", process.max_bytes())?;
     Ok(dict)
+}
+
+/// The process's L1 together: `bytes` its entries hold, `max_bytes` its
+/// bound, `byte_evictions` (least recently used entries evicted for it),
+/// `too_large` (values larger than a bound, not kept), `caches` (LRUs
+/// drawing on it).
+#[pyfunction]
+fn l1_memory(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let figures = process_budget().figures();
+    let dict = PyDict::new(py);
+    dict.set_item("bytes", figures.bytes)?;
+    dict.set_item("max_bytes", figures.max_bytes)?;
+    dict.set_item("byte_evictions", figures.byte_evictions)?;
+    dict.set_item("too_large", figures.too_large)?;
+    dict.set_item("caches", figures.caches)?;
+    Ok(dict)
+}
+
+/// Bounds every L1 of the process together to `max_bytes`; entries beyond
+/// it go at once, least recently used first.
+#[pyfunction]
+fn set_l1_max_bytes(max_bytes: i64) -> PyResult<()> {
+    if max_bytes < 1 {
+        return Err(PyValueError::new_err(format!(
+            "max_bytes must be a positive number of bytes, got {max_bytes}"
+        )));
+    }
+    let evicted = process_budget().set_max_bytes(max_bytes as usize);
+    // Dropped outside every lock: `__del__` may run.
+    drop(evicted);
+    Ok(())
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     super::equality::register(m.py())?;
+    super::held::register(m.py())?;
     m.add_class::<PyLru>()?;
+    m.add_function(wrap_pyfunction!(l1_memory, m)?)?;
+    m.add_function(wrap_pyfunction!(set_l1_max_bytes, m)?)?;
     Ok(())
 }

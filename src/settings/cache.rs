@@ -25,12 +25,40 @@ pub struct CacheSettings {
     /// The largest entry read from or written to Redis: a larger one is
     /// refused on its announced length, unread.
     pub max_value_bytes: u64,
+    /// Every L1 of the process together, in bytes (`l1_bound`).
+    pub l1_max_bytes: u64,
+    /// Where that bound comes from: the option's name,
+    /// `limit_memory_soft`, or `default`.
+    pub l1_max_bytes_from: String,
     /// Cached methods' hit path in Rust (`native_lookup.py`).
     pub native_lookup: bool,
 }
 
+/// The process's L1 bound in bytes, and where it comes from: the option
+/// when written; else, under Odoo, `L1_SHARE_OF_MEMORY_SOFT` of
+/// `limit_memory_soft` (bytes; 0 or unset is Odoo's "no limit"), at least
+/// the option's minimum; else the option's default.
+fn l1_bound(raw: &Raw, memory_soft_limit: Option<i64>) -> Result<(u64, &'static str), String> {
+    if raw.raw(L1_MAX_MB.name).is_some() {
+        return Ok((raw.get(&L1_MAX_MB)? << 20, L1_MAX_MB.name));
+    }
+    Ok(
+        match memory_soft_limit.and_then(|limit| u64::try_from(limit).ok()) {
+            Some(limit) if limit > 0 => (
+                (limit / L1_SHARE_OF_MEMORY_SOFT).max(L1_MAX_MB.minimum << 20),
+                "limit_memory_soft",
+            ),
+            _ => (L1_MAX_BYTES, "default"),
+        },
+    )
+}
+
 impl CacheSettings {
-    fn from_raw(raw: &Raw, known_caches: &[String]) -> Result<CacheSettings, String> {
+    fn from_raw(
+        raw: &Raw,
+        known_caches: &[String],
+        memory_soft_limit: Option<i64>,
+    ) -> Result<CacheSettings, String> {
         let url = raw.get(&URL)?;
         let prefix = raw.get(&PREFIX)?;
         // The default names only those of this Odoo (17.0 has no 'stable');
@@ -59,6 +87,7 @@ impl CacheSettings {
             .collect();
         local_methods.extend(raw.get(&LOCAL_METHODS)?);
         let write_queue_mb = raw.get(&WRITE_QUEUE_MB)?;
+        let (l1_max_bytes, l1_max_bytes_from) = l1_bound(raw, memory_soft_limit)?;
         Ok(CacheSettings {
             url,
             expire: raw.get(&EXPIRE)?,
@@ -70,6 +99,8 @@ impl CacheSettings {
             write_queue: raw.get(&WRITE_QUEUE)?,
             write_queue_bytes: write_queue_mb << 20,
             max_value_bytes: raw.get(&MAX_VALUE_MB)? << 20,
+            l1_max_bytes,
+            l1_max_bytes_from: l1_max_bytes_from.to_string(),
             native_lookup: raw.get(&NATIVE_LOOKUP)?,
         })
     }
@@ -79,11 +110,18 @@ impl CacheSettings {
 impl CacheSettings {
     /// Reads the options from `options` (a mapping of name -> raw string or
     /// None, or an `OptionSource`) for an Odoo whose registry has
-    /// `known_caches`; raises ConfigError.
+    /// `known_caches` and whose `limit_memory_soft` is `memory_soft_limit`
+    /// (bytes; None outside Odoo); raises ConfigError.
     #[staticmethod]
-    fn parse(options: &Bound<'_, PyAny>, known_caches: Vec<String>) -> PyResult<CacheSettings> {
+    #[pyo3(signature = (options, known_caches, memory_soft_limit = None))]
+    fn parse(
+        options: &Bound<'_, PyAny>,
+        known_caches: Vec<String>,
+        memory_soft_limit: Option<i64>,
+    ) -> PyResult<CacheSettings> {
         let raw = Raw::read(options, &CACHE, Default::default())?;
-        CacheSettings::from_raw(&raw, &known_caches).map_err(ConfigError::new_err)
+        CacheSettings::from_raw(&raw, &known_caches, memory_soft_limit)
+            .map_err(ConfigError::new_err)
     }
 
     /// Whether a Redis URL is set (else: L1 only).
@@ -114,7 +152,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let settings = CacheSettings::from_raw(&Raw::default(), &known()).unwrap();
+        let settings = CacheSettings::from_raw(&Raw::default(), &known(), None).unwrap();
         assert_eq!(settings.url, None);
         assert_eq!(settings.prefix, "ormcache:");
         assert_eq!(settings.shared_caches, ["default", "assets", "templates"]);
@@ -125,6 +163,7 @@ mod tests {
         assert_eq!(settings.write_queue_bytes, 64 << 20);
         assert_eq!(settings.write_queue_bytes, WRITE_QUEUE_BYTES);
         assert_eq!(settings.max_value_bytes, MAX_VALUE_BYTES);
+        assert_eq!(settings.l1_max_bytes, L1_MAX_BYTES);
         assert!(settings.native_lookup);
         assert!(settings
             .local_methods
@@ -141,14 +180,46 @@ mod tests {
             (PREFIX.name, "a b"),
             (SHARED_CACHES.name, "stable"),
             (URL.name, "http://u:hunter2@h"),
+            (L1_MAX_MB.name, "0"),
+            (L1_MAX_MB.name, "half"),
         ];
         for (option, value) in cases {
-            let err = CacheSettings::from_raw(&Raw::with(&[(option, value)]), &known())
+            let err = CacheSettings::from_raw(&Raw::with(&[(option, value)]), &known(), None)
                 .err()
                 .unwrap();
             assert!(err.starts_with(option), "{err}");
             assert!(err.ends_with('.') && !err.contains('\n'), "{err}");
             assert!(!err.contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_l1_bound_is_the_option_else_a_share_of_odoos_soft_limit() {
+        let bound = |pairs: &[(&'static str, &str)], soft: Option<i64>| {
+            let settings = CacheSettings::from_raw(&Raw::with(pairs), &known(), soft).unwrap();
+            (settings.l1_max_bytes, settings.l1_max_bytes_from)
+        };
+        let odoo_default = 2048 << 20;
+        assert_eq!(
+            bound(&[], Some(odoo_default)),
+            (512 << 20, "limit_memory_soft".into())
+        );
+        assert_eq!(
+            bound(&[], Some(6 << 30)),
+            (1536 << 20, "limit_memory_soft".into())
+        );
+        let written = (300 << 20, L1_MAX_MB.name.into());
+        assert_eq!(
+            bound(&[(L1_MAX_MB.name, "300")], Some(odoo_default)),
+            written
+        );
+        // Odoo's 0 is "no limit": the default bound stays.
+        for soft in [None, Some(0), Some(-1)] {
+            assert_eq!(bound(&[], soft), (L1_MAX_BYTES, "default".into()));
+        }
+        assert_eq!(
+            bound(&[], Some(1000)),
+            (1 << 20, "limit_memory_soft".into())
+        );
     }
 }

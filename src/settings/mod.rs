@@ -30,7 +30,7 @@ use rules::{Rule, Spec};
 pub use sessions::SessionSettings;
 
 /// The `ormcache_redis_*` options of the shared cache.
-static CACHE: [&dyn Rule; 11] = [
+static CACHE: [&dyn Rule; 12] = [
     &URL,
     &EXPIRE,
     &PREFIX,
@@ -41,6 +41,7 @@ static CACHE: [&dyn Rule; 11] = [
     &WRITE_QUEUE,
     &WRITE_QUEUE_MB,
     &MAX_VALUE_MB,
+    &L1_MAX_MB,
     &NATIVE_LOOKUP,
 ];
 /// The secret that keys the cache entries and the session records.
@@ -240,7 +241,7 @@ mod tests {
             let written = seconds.default.to_string();
             assert_eq!(seconds.parse(Some(&written)), Ok(seconds.default));
         }
-        for whole in [EXPIRE, WRITE_QUEUE, WRITE_QUEUE_MB, MAX_VALUE_MB] {
+        for whole in [EXPIRE, WRITE_QUEUE, WRITE_QUEUE_MB, MAX_VALUE_MB, L1_MAX_MB] {
             let written = whole.default.to_string();
             assert_eq!(whole.parse(Some(&written)), Ok(whole.default));
         }

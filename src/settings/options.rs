@@ -144,6 +144,25 @@ pub const MAX_VALUE_MB: Whole = Whole {
     minimum: 1,
     maximum: 512,
 };
+/// Every L1 of one process together (each cache of each registry), in
+/// MiB: past it the process's least recently used entries go, from
+/// whichever cache holds them. Unset under Odoo: `L1_SHARE_OF_MEMORY_SOFT`.
+pub const L1_MAX_MB: Whole = Whole {
+    name: "ormcache_redis_l1_max_mb",
+    default: 512,
+    minimum: 1,
+    maximum: 1 << 20,
+};
+/// Under Odoo, with `L1_MAX_MB` unset, L1 may hold this share (1/4) of
+/// `limit_memory_soft`, the virtual memory past which Odoo recycles a
+/// worker (2048 MiB by default, so 512 MiB: `L1_MAX_MB`'s default). The
+/// other three quarters are for what a worker needs besides (130-140 MB
+/// of a bare Odoo 19 worker, the ORM's record cache, a request building a
+/// report or an import) and for what virtual memory counts above RSS
+/// (thread stacks, malloc arenas, mapped libraries): the cache must never
+/// be why a worker is recycled, which would empty it. A threaded server
+/// restarts itself past the same limit, so it applies there too.
+pub const L1_SHARE_OF_MEMORY_SOFT: u64 = 4;
 /// Cached methods' hit path in Rust (`native_lookup.py`).
 pub const NATIVE_LOOKUP: Switch = Switch {
     name: "ormcache_redis_native_lookup",
@@ -154,6 +173,8 @@ pub const NATIVE_LOOKUP: Switch = Switch {
 pub const WRITE_QUEUE_BYTES: u64 = WRITE_QUEUE_MB.default << 20;
 /// The entry bound in bytes, as `RedisClient` takes it.
 pub const MAX_VALUE_BYTES: u64 = MAX_VALUE_MB.default << 20;
+/// The process's L1 bound in bytes, before anything sets it.
+pub const L1_MAX_BYTES: u64 = L1_MAX_MB.default << 20;
 
 /// Methods that never leave the process, in Odoo's own words
 /// (model.method): those keyed on secrets (a cache key never leaves the

@@ -18,7 +18,7 @@ use super::shared_entries::Tally;
 use super::TwoTierCache;
 use crate::clock::deadline_after;
 use crate::entry;
-use crate::lru::{ItemsHit, Stored};
+use crate::lru::{ItemsHit, Lru, Stored};
 use crate::naming::key_method;
 use crate::redis::budget::LookupBudget;
 
@@ -116,7 +116,7 @@ impl TwoTierCache {
                 });
                 record_latency(method, elapsed);
                 let stored = Stored {
-                    size: if lru.bounds.max_bytes > 0 { size } else { 0 },
+                    size: Lru::entry_size(key, value.bind(py)),
                     expires_at: 0,
                     hit_counter: method.map(|m| Arc::clone(&m.l1_hits)),
                 };
@@ -200,16 +200,12 @@ impl TwoTierCache {
             this.frame_entry(value, client, &address)
                 .map(|p| (client, address, p))
         });
-        let l1_size = match &shared {
-            Some((_, _, payload)) if lru.bounds.max_bytes > 0 => payload.len(),
-            _ => lru.estimate_size(value)?,
-        };
         let local_only = shared.is_none() && !matches!(access, Access::Local);
         if local_only {
             count(method, |c| bump(&c.local_only, 1));
         }
         let stored = Stored {
-            size: l1_size,
+            size: Lru::entry_size(key, value),
             expires_at: deadline_after(ttl)?,
             hit_counter: method.map(|m| Arc::clone(&m.l1_hits)),
         };
