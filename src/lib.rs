@@ -14,6 +14,7 @@ pub mod fork;
 pub mod gil_cell;
 pub mod keys;
 pub mod lru;
+pub mod memory;
 pub mod naming;
 pub mod odoo_lookup;
 pub mod redis;

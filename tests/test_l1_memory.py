@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import uuid
 
 import pytest
 
@@ -31,6 +32,113 @@ def run_child(script: str, env: dict[str, str] | None = None, timeout: float = 6
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# What the children share: RSS from /proc, and a model whose method is
+# cached by the package's decorator in a shared two-tier cache (the real
+# path: key, L1 store, codec, write-behind to Redis).
+PRELUDE = """
+import gc, json, os, sys
+from ormcache_redis import Codec, RedisClient, TwoTierCache, l1_memory, ormcache, set_l1_max_bytes
+
+MB = 1 << 20
+
+def rss() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) << 10
+    raise RuntimeError("no VmRSS")
+
+class Registry:
+    _Registry__caches = {}
+
+
+class Model:
+    # Module-level: the method has a name every process shares.
+    _name = "test.model"
+    pool = Registry()
+
+    def __init__(self, make):
+        self.make = make
+
+    @ormcache("n")
+    def value(self, n):
+        return self.make(n)
+
+
+def build(url, namespace):
+    # Entries of 20 MB are above the default max_value_mb (16), and take
+    # more than the default 0.25 s to read on a loaded machine; the write
+    # queue keeps its default bound (64 MiB).
+    client = RedisClient(url, max_value_bytes=64 * MB, socket_timeout=5.0)
+    cache = TwoTierCache("default", 8192, client=client, codec=Codec(),
+                         namespace=namespace, secret="l1-memory-test-secret",
+                         follow_clears=None)
+    Registry._Registry__caches["default"] = cache
+    return client, cache
+"""
+
+
+# 100 values of about 20 MB each: text (compressible, so its encoded size
+# is a small fraction of what the process holds) and tuples of distinct ints.
+LARGE_VALUES = {
+    "text": "lambda n: chr(65 + n % 26) * (20 * MB)",
+    "ints": "lambda n: tuple(range(n * 10**6, n * 10**6 + 555_000))",
+}
+
+
+@pytest.mark.parametrize("kind", list(LARGE_VALUES))
+def test_large_values_leave_the_process_within_its_bound(own_server, kind: str) -> None:
+    """The issue's case: 100 values of 20 MB held 2.1 GB in one worker.
+
+    A first process computes the values (L1 store, codec, writes to
+    Redis), a second one reads them back (Redis, decoder, L1 store). One
+    kind of value per process: memory freed by evicting one kind stays
+    with the C allocator for later allocations (pymalloc takes its arenas
+    from mmap, glibc keeps freed heap chunks), which another kind of object
+    may not reuse; that is the allocator's, not L1's. A server of its own:
+    it ends up holding 2 GB."""
+    bound = OPTIONS["ormcache_redis_l1_max_mb"].default * MB  # 512 MiB
+    namespace = f"l1:{kind}:{uuid.uuid4().hex}".encode()
+    runs = {}
+    for run in ("compute", "read back"):
+        figures = runs[run] = run_child(
+            PRELUDE
+            + textwrap.dedent(f"""
+            client, cache = build({own_server.url!r}, {namespace!r})
+            model = Model({LARGE_VALUES[kind]})
+            gc.collect()
+            base = rss()
+            for n in range(100):
+                model.value(n)
+            client.flush(60)
+            gc.collect()
+            print(json.dumps(dict(base=base, after=rss(), memory=l1_memory(),
+                                  entries=len(cache), stats=cache.stats())))
+            """)
+        )
+        memory, stats = figures["memory"], figures["stats"]
+        grown = figures["after"] - figures["base"]
+        print(
+            f"\n{kind}, {run}: base RSS {figures['base'] / MB:.1f} MiB, +{grown / MB:.1f} MiB "
+            f"after 100 values (bound {bound / MB:.0f} MiB); L1 holds "
+            f"{memory['bytes'] / MB:.1f} MiB in {figures['entries']} entries, "
+            f"{memory['byte_evictions']} evicted for bytes; {stats['l2_hits']} L2 hits, "
+            f"{stats['writes_queued']} writes to Redis, {stats['writes_dropped']} dropped "
+            "(queue full)"
+        )
+        assert memory["max_bytes"] == bound
+        assert memory["bytes"] <= bound
+        # The cache is used up to its bound, not emptied.
+        assert memory["bytes"] >= bound * 0.8 and figures["entries"] >= 10
+        assert memory["byte_evictions"] == 100 - figures["entries"]
+        assert grown <= bound * 1.1
+    computed, read = runs["compute"]["stats"], runs["read back"]["stats"]
+    # Through the whole path: most values went to Redis, and came back.
+    assert computed["writes_queued"] + computed["writes_dropped"] == 100
+    assert computed["writes_queued"] >= 50
+    assert read["l2_hits"] >= 0.9 * computed["writes_queued"]
 
 
 def test_the_least_recently_used_entries_of_every_cache_go_first() -> None:

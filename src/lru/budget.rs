@@ -12,13 +12,18 @@
 //! bound, tails go in that order, from whichever caches hold them, until
 //! the process is back under it (`reclaim`). Entries used between the same
 //! two stores tie, and ties go in any order.
+//!
+//! What its entries free is reported to `memory`, which gives it back to
+//! the system.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock, Weak};
 
 use parking_lot::Mutex;
+use pyo3::Python;
 
 use super::core::{Core, Entry};
+use crate::memory;
 use crate::settings::options::L1_MAX_BYTES;
 
 static CLOCK: AtomicU64 = AtomicU64::new(1);
@@ -87,7 +92,8 @@ impl MemoryBudget {
     }
 
     /// A new bound; entries beyond it go at once, least recently used
-    /// first (dropped by the caller, outside every lock).
+    /// first (dropped by the caller, outside every lock, who then calls
+    /// `return_freed_memory`).
     pub fn set_max_bytes(&self, max_bytes: usize) -> Vec<Entry> {
         self.max_bytes.store(max_bytes, Relaxed);
         let mut garbage = Vec::new();
@@ -119,6 +125,15 @@ impl MemoryBudget {
 
     pub(super) fn sub(&self, bytes: usize) {
         self.held.fetch_sub(bytes, Relaxed);
+        memory::note_freed(bytes);
+    }
+
+    /// Gives freed memory back to the system when due (see `memory`);
+    /// called once the entries that left were dropped.
+    pub(super) fn return_freed_memory(&self, py: Python<'_>) {
+        if memory::trim_due() {
+            py.detach(memory::trim);
+        }
     }
 
     pub(super) fn count_too_large(&self) {

@@ -255,6 +255,7 @@ impl Lru {
         }
         drop(replaced);
         drop(garbage);
+        self.budget.return_freed_memory(key.py());
         Ok(())
     }
 
@@ -301,12 +302,16 @@ impl Lru {
                 }
             }
         }
-        garbage.len()
+        let removed = garbage.len();
+        drop(garbage);
+        self.budget.return_freed_memory(py);
+        removed
     }
 
-    pub fn clear(&self) {
+    pub fn clear(&self, py: Python<'_>) {
         let nodes = self.core.lock().take_all();
         drop(nodes);
+        self.budget.return_freed_memory(py);
     }
 
     pub fn len(&self) -> usize {
@@ -530,7 +535,7 @@ mod tests {
                 (vec![18, 19], vec![17, 18, 19])
             );
             assert_eq!(budget.held(), (10 + 18) + (10 + 19) + 3 * 9);
-            a.clear();
+            a.clear(py);
             drop(b);
             assert_eq!((budget.held(), budget.figures().caches), (0, 1));
         });

@@ -141,8 +141,8 @@ impl PyLru {
     }
 
     /// Removes every entry.
-    fn clear(&self) {
-        self.lru.clear();
+    fn clear(&self, py: Python<'_>) {
+        self.lru.clear(py);
     }
 
     /// The keys, least recently used first.
@@ -256,15 +256,17 @@ fn l1_memory(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 /// Bounds every L1 of the process together to `max_bytes`; entries beyond
 /// it go at once, least recently used first.
 #[pyfunction]
-fn set_l1_max_bytes(max_bytes: i64) -> PyResult<()> {
+fn set_l1_max_bytes(py: Python<'_>, max_bytes: i64) -> PyResult<()> {
     if max_bytes < 1 {
         return Err(PyValueError::new_err(format!(
             "max_bytes must be a positive number of bytes, got {max_bytes}"
         )));
     }
-    let evicted = process_budget().set_max_bytes(max_bytes as usize);
+    let budget = process_budget();
+    let evicted = budget.set_max_bytes(max_bytes as usize);
     // Dropped outside every lock: `__del__` may run.
     drop(evicted);
+    budget.return_freed_memory(py);
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::pool::{CallError, Pool};
 use crate::fork::ProcessLocal;
+use crate::memory;
 
 /// Writes of this process image, across every writer, including writers
 /// whose client was already dropped (their thread drains the queue before
@@ -201,6 +202,12 @@ fn run(rx: Receiver<Job>, pool: &Pool, counters: &WriterCounters) {
                 .in_flight
                 .fetch_sub(commands.len() as u64, Ordering::AcqRel);
             commands.clear();
+            memory::note_freed(batch_bytes);
+        }
+        // Before the acks: what a flush waited for is given back too.
+        let idle = counters.queued_bytes.load(Ordering::Acquire) == 0;
+        if memory::trim_due() || (idle && memory::idle_trim_due()) {
+            memory::trim();
         }
         for ack in acks.drain(..) {
             let _ = ack.send(());

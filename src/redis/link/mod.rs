@@ -332,9 +332,25 @@ impl Link {
     /// failure (the link is dropped then, so nothing is left unread).
     fn exchange(&mut self, bytes: &[u8], count: usize) -> RedisResult<Vec<Value>> {
         self.send(bytes)?;
-        (0..count).map(|_| self.receive()).collect()
+        let replies = (0..count).map(|_| self.receive()).collect();
+        self.shrink_after_large_reply();
+        replies
+    }
+
+    /// The parser keeps a buffer as large as the largest reply it read: a
+    /// link that once read a 16 MB entry would hold 16 MB for its life.
+    /// Between calls it holds nothing (every reply asked for was read, and
+    /// the server sends nothing unasked: no subscription, no tracking), so
+    /// after a large reply it starts afresh.
+    fn shrink_after_large_reply(&mut self) {
+        if self.reply_bytes >= LARGE_REPLY && self.failure.is_none() {
+            self.parser = redis::Parser::new();
+        }
     }
 }
+
+/// Replies above this leave a parser buffer worth freeing.
+const LARGE_REPLY: usize = 1 << 20;
 
 /// Counts the reply bytes handed to the parser, checks them against the
 /// call's limits before the parser sees them, and notices EOF.
@@ -364,7 +380,9 @@ impl Read for Counting<'_> {
 impl ConnectionLike for Link {
     fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
         self.send(cmd)?;
-        self.receive()
+        let reply = self.receive();
+        self.shrink_after_large_reply();
+        reply
     }
 
     fn req_packed_commands(
