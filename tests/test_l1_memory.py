@@ -173,9 +173,11 @@ def test_the_least_recently_used_entries_of_every_cache_go_first() -> None:
     assert figures["second"] == [[1], [2, 3]]
     assert figures["third"] == [[3], [3, 2]]
     memory = figures["memory"]
-    assert memory["byte_evictions"] == 3 == figures["a"]["byte_evictions"] + figures["b"][
-        "byte_evictions"
-    ]
+    assert (
+        memory["byte_evictions"]
+        == 3
+        == figures["a"]["byte_evictions"] + figures["b"]["byte_evictions"]
+    )
     assert memory["bytes"] == figures["bytes"] <= memory["max_bytes"]
     assert figures["a"]["process_bytes"] == memory["bytes"]
 
