@@ -27,11 +27,12 @@
 //! counts twice (remembering identities would cost every store a set):
 //! the error is on the side of the bound.
 
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PyModule, PySet, PyString,
-    PyTuple, PyType,
+    PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PyModule, PySet, PyString, PyTuple,
+    PyType,
 };
 
 const MAX_OBJECTS: usize = 4096;
@@ -62,6 +63,9 @@ struct Sizer {
     float: usize,
     /// Ints of one, two and three 30-bit digits (CPython's): every i64.
     ints: [usize; 3],
+    /// An exact tuple: `tuple + len * tuple_item`, before rounding.
+    tuple: usize,
+    tuple_item: usize,
 }
 
 static SIZER: PyOnceLock<Sizer> = PyOnceLock::new();
@@ -87,50 +91,102 @@ struct Walk<'s> {
 }
 
 impl Walk<'_> {
+    /// Kept small: most items are ints, floats or None, sized here.
+    #[inline(always)]
     fn measure(&mut self, obj: &Bound<'_, PyAny>, depth: usize) -> usize {
         self.left = self.left.saturating_sub(1);
-        if let Some(size) = self.without_call(obj) {
-            return size;
+        match self.without_call(obj) {
+            Some(size) => size,
+            None => self.measure_object(obj, depth),
         }
-        let own = self.getsizeof(obj);
+    }
+
+    #[inline(never)]
+    fn measure_object(&mut self, obj: &Bound<'_, PyAny>, depth: usize) -> usize {
+        let own = match obj.cast_exact::<PyTuple>() {
+            Ok(tuple) => allocated(self.sizer.tuple + tuple.len() * self.sizer.tuple_item),
+            Err(_) => self.getsizeof(obj),
+        };
         if depth >= MAX_DEPTH || self.left == 0 {
             return own;
         }
-        let Some((children, total)) = self.children(obj) else {
-            return own;
+        // Tuples and lists are walked in place: no copy of their items, and
+        // a tuple's items borrowed (immutable, it keeps them alive).
+        let items = if let Ok(tuple) = obj.cast::<PyTuple>() {
+            self.items(tuple.len(), depth, |walk, index, depth| {
+                let item = tuple.get_borrowed_item(index).ok()?;
+                Some(walk.measure(&item, depth))
+            })
+        } else if let Ok(list) = obj.cast::<PyList>() {
+            self.items(list.len(), depth, |walk, index, depth| {
+                Some(walk.measure(&list.get_item(index).ok()?, depth))
+            })
+        } else if let Some((children, total)) = self.children(obj) {
+            self.items(total, depth, |walk, index, depth| {
+                Some(walk.measure(children.get(index)?, depth))
+            })
+        } else {
+            0
         };
+        own.saturating_add(items)
+    }
+
+    /// The sum of `total` items measured by `measure_item` while objects
+    /// are left, the unmeasured ones counted at the mean of the others.
+    fn items(
+        &mut self,
+        total: usize,
+        depth: usize,
+        mut measure_item: impl FnMut(&mut Self, usize, usize) -> Option<usize>,
+    ) -> usize {
         let mut sum = 0usize;
         let mut measured = 0usize;
-        for child in &children {
-            if self.left == 0 {
-                break;
-            }
-            sum = sum.saturating_add(self.measure(child, depth + 1));
+        while measured < total && self.left > 0 {
+            let Some(size) = measure_item(self, measured, depth + 1) else {
+                break; // a list shrank meanwhile
+            };
+            sum = sum.saturating_add(size);
             measured += 1;
         }
         if measured > 0 && measured < total {
             let rest = sum as u128 * (total - measured) as u128 / measured as u128;
             sum = sum.saturating_add(usize::try_from(rest).unwrap_or(usize::MAX));
         }
-        own.saturating_add(sum)
+        sum
     }
 
     /// The size of what needs no call to `sys.getsizeof`: the shared
     /// singletons, classes and modules (0), exact floats and ints, and
     /// under `PlainData` anything that is not plain data (0).
+    #[inline(always)]
     fn without_call(&self, obj: &Bound<'_, PyAny>) -> Option<usize> {
-        if obj.is_none() || obj.is_instance_of::<PyBool>() {
-            return Some(0);
-        }
-        if obj.is_exact_instance_of::<PyFloat>() {
-            return Some(self.sizer.float);
-        }
-        if obj.is_exact_instance_of::<PyInt>() {
-            return obj.extract::<i64>().ok().map(|value| {
+        // The commonest items first, by type identity: ints and floats.
+        let ptr = obj.as_ptr();
+        // SAFETY: a live object; the type objects are the interpreter's.
+        unsafe {
+            let kind = ffi::Py_TYPE(ptr);
+            if kind == &raw mut ffi::PyLong_Type {
+                let mut overflow = 0;
+                let value = ffi::PyLong_AsLongLongAndOverflow(ptr, &mut overflow);
+                if overflow != 0 {
+                    return None; // more than 64 bits: asked
+                }
                 let bits = 64 - value.unsigned_abs().leading_zeros();
-                self.sizer.ints[(bits.saturating_sub(1) / 30) as usize]
-            });
+                return Some(self.sizer.ints[(bits.saturating_sub(1) / 30) as usize]);
+            }
+            if kind == &raw mut ffi::PyFloat_Type {
+                return Some(self.sizer.float);
+            }
+            if ptr == ffi::Py_None() || kind == &raw mut ffi::PyBool_Type {
+                return Some(0);
+            }
         }
+        self.shared_or_out_of_reach(obj)
+    }
+
+    /// 0 for classes and modules (the program's), and under `PlainData`
+    /// for anything but plain data; None for what is measured.
+    fn shared_or_out_of_reach(&self, obj: &Bound<'_, PyAny>) -> Option<usize> {
         if obj.is_instance_of::<PyType>() || obj.is_instance_of::<PyModule>() {
             return Some(0);
         }
@@ -151,18 +207,12 @@ impl Walk<'_> {
             .map_or(HEADER_BYTES, allocated)
     }
 
-    /// At most `left` of what `obj` holds, and how many it holds in all;
-    /// None for what holds nothing the walk follows. Collected before any
-    /// of them is measured: no Python code runs meanwhile, so no container
-    /// changes under the iteration.
+    /// At most `left` of what a dict, a set or another object holds, and
+    /// how many it holds in all; None for what holds nothing the walk
+    /// follows. Collected before any of them is measured: no Python code
+    /// runs meanwhile, so no container changes under the iteration.
     fn children<'py>(&self, obj: &Bound<'py, PyAny>) -> Option<(Vec<Bound<'py, PyAny>>, usize)> {
         let room = self.left;
-        if let Ok(tuple) = obj.cast::<PyTuple>() {
-            return Some((tuple.iter().take(room).collect(), tuple.len()));
-        }
-        if let Ok(list) = obj.cast::<PyList>() {
-            return Some((list.iter().take(room).collect(), list.len()));
-        }
         if let Ok(dict) = obj.cast::<PyDict>() {
             let items = dict
                 .iter()
@@ -227,7 +277,11 @@ pub(super) fn register(py: Python<'_>) -> PyResult<()> {
     let one_digit = size_of((1i64 << 29).into_pyobject(py)?.into_any())?;
     let two_digits = size_of((1i64 << 59).into_pyobject(py)?.into_any())?;
     let three_digits = 2 * two_digits - one_digit;
+    let empty_tuple = size_of(PyTuple::empty(py).into_any())?;
+    let pair = size_of(PyTuple::new(py, [0, 1])?.into_any())?;
     let sizer = Sizer {
+        tuple: empty_tuple,
+        tuple_item: (pair - empty_tuple) / 2,
         float: allocated(size_of(PyFloat::new(py, 1.5).into_any())?),
         ints: [one_digit, two_digits, three_digits].map(allocated),
         get_referents: py.import("gc")?.getattr("get_referents")?.unbind(),
