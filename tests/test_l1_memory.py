@@ -17,6 +17,7 @@ import pytest
 from ormcache_redis import LRU, l1_memory, set_l1_max_bytes
 from ormcache_redis._native import CacheSettings
 from ormcache_redis.config import OPTIONS, ConfigError
+from ormcache_redis.odoo_support.settings import l1_bound_text
 
 MB = 1 << 20
 
@@ -276,6 +277,8 @@ def test_the_addons_bound_is_a_quarter_of_limit_memory_soft() -> None:
     assert bound({}, 0) == bound({}, None) == (512 * MB, "default")
     with pytest.raises(ConfigError, match=r"^ormcache_redis_l1_max_mb must be a whole number"):
         bound({"ormcache_redis_l1_max_mb": "lots"}, odoo_default)
+    # What the addon logs at start-up and shows on its statistics screen.
+    assert l1_bound_text(*bound({}, odoo_default)) == "512 MiB (a quarter of limit_memory_soft)"
 
 
 def test_the_process_bound_rejects_nonsense() -> None:

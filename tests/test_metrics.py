@@ -10,7 +10,8 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ormcache_redis import Codec, ConfigError, RedisClient, TwoTierCache
+from ormcache_redis import Codec, ConfigError, RedisClient, TwoTierCache, l1_memory
+from ormcache_redis.cli import main
 from ormcache_redis.config import OptionSource
 from ormcache_redis.metrics.cluster_reading import cluster_totals, read_cluster
 from ormcache_redis.metrics.process_record import process_figures
@@ -198,6 +199,38 @@ def test_garbage_from_redis_is_skipped(redis_url: str, raw: RedisClient, garbage
         == 1
     )
     assert not any(name.startswith("ormcache_redis_l1_hits") for name, _ in values)
+
+
+def test_the_l1_memory_of_every_process_is_published(redis_url: str, capsys) -> None:
+    """Each process's L1 bytes, bound, byte evictions and values too large
+    reach the sums, Prometheus and the ``stats`` command."""
+    client = RedisClient(redis_url)
+    cache = TwoTierCache("default", 100, client=None, codec=Codec(), max_bytes=10_000)
+    cache[key(1)] = "x" * 2_000
+    cache[key(2)] = "y" * 20_000  # larger than the cache's bound: not kept
+    figures = process_figures({"db3": {"default": cache}})
+    memory = l1_memory()
+    assert figures["l1"] == {name: memory[name] for name in figures["l1"]}
+    assert figures["l1"]["too_large"] >= 1 and figures["l1"]["bytes"] >= cache.total_bytes > 2_000
+    for _ in range(2):  # two processes (each publisher names one) with these figures
+        assert MetricsPublisher(client, lambda: figures, prefix=PREFIX).publish()
+    assert client.flush(5)
+    values = samples(exposition(client, PREFIX))
+    l1 = {name: 2 * figures["l1"][name] for name in figures["l1"]}
+    assert values[("ormcache_redis_l1_bytes", ())] == l1["bytes"]
+    assert values[("ormcache_redis_l1_max_bytes", ())] == l1["max_bytes"]
+    assert values[("ormcache_redis_l1_byte_evictions_total", ())] == l1["byte_evictions"]
+    assert values[("ormcache_redis_l1_too_large_total", ())] == l1["too_large"]
+    cache_labels = (("cache", "default"), ("db", "db3"))
+    assert values[("ormcache_redis_cache_bytes", cache_labels)] == 2 * cache.total_bytes
+    assert cluster_totals(read_cluster(client, PREFIX))["l1"] == l1
+    assert main(["stats", "--url", redis_url]) == 0
+    assert f"L1 {l1['bytes'] / 2**20:.1f} MiB of {l1['max_bytes'] / 2**20:.0f} MiB" in (
+        capsys.readouterr().out
+    )
+    # A record whose L1 figures are not counts is refused whole.
+    assert checked_process(json.dumps(good_record() | {"l1": {"bytes": -1}})) is None
+    assert checked_process(json.dumps(good_record()))["l1"]["max_bytes"] == 0  # absent: 0
 
 
 def test_a_record_is_checked_whole() -> None:

@@ -36,6 +36,7 @@ def install_cache() -> None:
     ``clear_cache`` (method_clear), extends SIGUSR1 (stats_signal) and hooks
     the ORM's writes for ``depends_on=`` (dependencies)."""
     from ormcache_redis.config import ConfigError
+    from ormcache_redis.odoo_support.settings import l1_bound_text
     from ormcache_redis.server_check import eviction_warning
 
     from . import dependencies, method_clear, registry_hooks, runtime, stats_signal
@@ -60,6 +61,10 @@ def install_cache() -> None:
         # Half-installed hooks would be worse than no start at all.
         _logger.critical("cannot install (%s)", error, exc_info=True)
         raise SystemExit(f"ormcache_redis: cannot install: {error}") from error
+    _logger.info(
+        "every process's caches hold at most %s in L1",
+        l1_bound_text(options.l1_max_bytes, options.l1_max_bytes_from),
+    )
     if redis_client is None:
         _logger.info(
             "ormcache_redis_url (or ORMCACHE_REDIS_URL, REDIS_URL) is not set, "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ormcache_redis import Codec, RedisClient
+from ormcache_redis import Codec, RedisClient, set_l1_max_bytes
 from ormcache_redis.config import OptionSource
 from ormcache_redis.odoo_support import settings, shared_tier, value_types
 from ormcache_redis.odoo_support.deployment_secrets import DeploymentSecrets
@@ -67,7 +67,9 @@ def read_options() -> tuple[settings.Settings, DeploymentSecrets, RedisClient | 
     from odoo.tools import config
 
     module = ODOO.registry_module()
-    options = settings.load_settings(OptionSource(config.get), module._REGISTRY_CACHES)
+    options = settings.load_settings(
+        OptionSource(config.get), module._REGISTRY_CACHES, memory_soft_limit()
+    )
     secrets = database_secrets.deployment_secrets()
     redis_client = (
         RedisClient(
@@ -84,11 +86,27 @@ def read_options() -> tuple[settings.Settings, DeploymentSecrets, RedisClient | 
     return options, secrets, redis_client
 
 
+def memory_soft_limit() -> int | None:
+    """Odoo's ``limit_memory_soft`` for this process, in bytes (None: no
+    limit): the virtual memory past which Odoo recycles a worker, or a
+    threaded server restarts; the gevent process has its own when set
+    (``limit_memory_soft_gevent``, 18.0 and 19.0)."""
+    import odoo
+    from odoo.tools import config
+
+    limit = config.get("limit_memory_soft")
+    if getattr(odoo, "evented", False):
+        limit = config.get("limit_memory_soft_gevent") or limit
+    return int(limit) if limit else None
+
+
 def install(
     options: settings.Settings, secrets: DeploymentSecrets, redis_client: RedisClient | None
 ) -> None:
-    """Records the process's state (the codec is built here)."""
+    """Records the process's state (the codec is built here) and bounds
+    every L1 of the process together."""
     _installed.update(settings=options, client=redis_client, codec=build_codec(), secrets=secrets)
+    set_l1_max_bytes(options.l1_max_bytes)
 
 
 def build_codec() -> Codec:

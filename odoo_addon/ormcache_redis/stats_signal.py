@@ -9,6 +9,8 @@ import logging
 import threading
 from typing import Any
 
+from ormcache_redis.stats import MIB, l1_memory_text
+
 from . import runtime
 from .odoo_version import ODOO, odoo_cache
 
@@ -43,7 +45,8 @@ def stats_lines(registry: Any) -> list[str]:
     for cache_name, cache in registry._Registry__caches.items():
         stats = cache.stats()
         lines.append(
-            f"{cache_name:>25}: {len(cache)}/{cache.count} entries, "
+            f"{cache_name:>25}: {len(cache)}/{cache.count} entries "
+            f"({stats.get('bytes', 0) / MIB:.1f} MiB), "
             f"shared={'yes' if stats.get('shared') and cache.client is not None else 'no'}, "
             f"L1 {stats.get('l1_hits', 0)}, L2 {stats.get('l2_hits', 0)}, "
             f"miss {stats.get('misses', 0)}, unencodable {stats.get('unencodable_values', 0)}, "
@@ -63,6 +66,7 @@ def stats_lines(registry: Any) -> list[str]:
 
 def log_shared_stats() -> None:
     try:
+        _logger.info("%s", l1_memory_text())
         for _db_name, registry in runtime.loaded_registries():
             lines = stats_lines(registry)
             if lines:

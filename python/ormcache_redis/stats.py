@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ormcache_redis._native import LRU, TwoTierCache
+from ormcache_redis._native import LRU, TwoTierCache, l1_memory
+
+MIB = 1 << 20
 
 
 def cache_stats(caches: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -27,3 +29,13 @@ def cache_stats(caches: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         lookups = hits + stats.get("misses", 0)
         stats["hit_ratio"] = hits / lookups if lookups else 0.0
     return result
+
+
+def l1_memory_text() -> str:
+    """The process's L1 in one sentence, as the logs and screens show it."""
+    memory = l1_memory()
+    return (
+        f"L1 of this process: {memory['bytes'] / MIB:.1f} MiB of {memory['max_bytes'] / MIB:.0f} "
+        f"MiB in {memory['caches']} caches, {memory['byte_evictions']} entries evicted for "
+        f"bytes, {memory['too_large']} values too large to keep"
+    )

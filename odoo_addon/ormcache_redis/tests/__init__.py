@@ -2,6 +2,7 @@ from . import (
     test_cached_values,
     test_decorator,
     test_dependencies,
+    test_l1_memory,
     test_method_clear,
     test_metrics_route,
     test_native_lookup,

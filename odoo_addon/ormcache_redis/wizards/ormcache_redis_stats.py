@@ -5,6 +5,7 @@ from markupsafe import Markup, escape
 from odoo import api, fields, models
 
 from ormcache_redis import key_method, qualified_name
+from ormcache_redis.stats import MIB, l1_memory_text
 
 from .. import runtime
 from ..odoo_version import ODOO
@@ -85,7 +86,7 @@ class OrmcacheRedisStats(models.TransientModel):
                 (
                     True,
                     cache_name,
-                    f"{len(cache)} / {cache.count}",
+                    f"{len(cache)} / {cache.count}, {stats.get('bytes', 0) / MIB:.1f} MiB",
                     l1,
                     l2,
                     miss,
@@ -135,6 +136,7 @@ class OrmcacheRedisStats(models.TransientModel):
             html += [Markup("<td>%s</td>") % escape(cell) for cell in cells]
             html.append(Markup("</tr>"))
         html.append(Markup("</tbody></table>"))
+        html.append(Markup("<p>%s</p>") % l1_memory_text())
         tier = runtime.tier_of(registry)
         if tier is not None:
             html.append(

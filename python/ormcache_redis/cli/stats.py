@@ -13,6 +13,7 @@ from ormcache_redis.cli.cache_source import add_arguments, cache_client
 from ormcache_redis.metrics.cluster_reading import cluster_totals, read_cluster
 from ormcache_redis.metrics.cluster_sums import MAX_SERIES
 from ormcache_redis.metrics.record_format import SESSION_REFUSALS
+from ormcache_redis.stats import MIB
 
 
 def _table(totals: dict[str, Any]) -> list[str]:
@@ -40,6 +41,12 @@ def _table(totals: dict[str, Any]) -> list[str]:
         f"processes {totals['processes']} (unreadable {totals['skipped_processes']}), "
         f"sessions saved {sessions['saved']}, refused "
         f"{sum(sessions[reason] for reason in SESSION_REFUSALS)}"
+    )
+    l1 = totals["l1"]
+    lines.append(
+        f"L1 {l1['bytes'] / MIB:.1f} MiB of {l1['max_bytes'] / MIB:.0f} MiB (the processes' "
+        f"bounds), {l1['byte_evictions']} entries evicted for bytes, {l1['too_large']} values "
+        "too large to keep"
     )
     lines.extend(_skipped_lines(totals))
     for role, client in sorted(totals["clients"].items()):

@@ -246,8 +246,10 @@ def read_cluster(client: RedisClient, prefix: str = CACHE_PREFIX) -> ClusterFigu
 def cluster_totals(figures: ClusterFigures) -> dict[str, Any]:
     """Sums over processes: ``databases -> caches -> figures and methods``,
     ``clients`` by role (plus ``unhealthy``: processes whose circuit is
-    open), ``sessions``, ``processes``, what was skipped and why, and the
-    series left out of the sums. Hit ratios are computed on the sums."""
+    open), ``sessions``, ``l1`` (the processes' L1 together: bytes, the
+    sum of their bounds, byte evictions, values too large), ``processes``,
+    what was skipped and why, and the series left out of the sums. Hit
+    ratios are computed on the sums."""
     sums = figures.sums
     if figures.processes:
         sums = copy.deepcopy(sums)
@@ -272,6 +274,7 @@ def cluster_totals(figures: ClusterFigures) -> dict[str, Any]:
         "databases": databases,
         "clients": sums.clients,
         "sessions": dict(sums.sessions),
+        "l1": dict(sums.l1),
     }
 
 

@@ -10,6 +10,7 @@ from ormcache_redis.metrics.record_format import (
     BUCKETS,
     CACHE_FIELDS,
     CLIENT_COUNTERS,
+    L1_FIGURES,
     METHOD_FIELDS,
     SESSION_COUNTERS,
 )
@@ -34,6 +35,7 @@ class ClusterSums:
         self.databases: dict[str, Any] = {}
         self.clients: dict[str, dict[str, int]] = {}
         self.sessions = dict.fromkeys(SESSION_COUNTERS, 0)
+        self.l1 = dict.fromkeys(L1_FIGURES, 0)
         self.reports: dict[tuple[str, ...], int] = {}
         self.dropped_series = 0
 
@@ -92,6 +94,8 @@ class ClusterSums:
             total_client["unhealthy"] += 1 - client["healthy"]
         for name in SESSION_COUNTERS:
             self.sessions[name] += process["sessions"][name]
+        for name in L1_FIGURES:
+            self.l1[name] += process["l1"][name]
 
     def select(self) -> None:
         """Keeps the MAX_SERIES series most processes report; a name ranks

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ormcache_redis._native import RedisClient
+from ormcache_redis._native import RedisClient, l1_memory
 from ormcache_redis.metrics.record_check import check_process
 from ormcache_redis.metrics.record_format import (
     CACHE_COUNTERS,
@@ -16,6 +16,7 @@ from ormcache_redis.metrics.record_format import (
     CLIENT_COUNTERS,
     CLIENT_ROLES,
     FORMAT,
+    L1_FIGURES,
     LATENCY_BUCKETS,
     MAX_CACHE_NAME,
     MAX_COUNT,
@@ -106,6 +107,8 @@ def process_figures(
     result["sessions"] = {
         name: _count((session_counts or {}).get(name)) for name in SESSION_COUNTERS
     }
+    memory = l1_memory()
+    result["l1"] = {name: _count(memory.get(name)) for name in L1_FIGURES}
     return result
 
 

@@ -133,6 +133,7 @@ def _families(totals: Mapping[str, Any]) -> Iterator[_Family]:
         for name, doc in _CACHE_FAMILIES
     ]
     entries = _Family("ormcache_redis_cache_entries", "gauge", "Entries in the processes' L1.")
+    held = _Family("ormcache_redis_cache_bytes", "gauge", "Bytes the processes' L1 hold.")
     dropped = _Family(
         "ormcache_redis_pending_writes_dropped",
         "counter",
@@ -147,6 +148,7 @@ def _families(totals: Mapping[str, Any]) -> Iterator[_Family]:
             for name, family in cache_counters:
                 family.add(labels, cache[name])
             entries.add(labels, cache["entries"])
+            held.add(labels, cache["bytes"])
             cache_part = f'cache="{_label(cache_name)}",db="{_label(db_name)}"'
             for method_name, method in sorted(cache["methods"].items()):
                 method_part = f'method="{_label(method_name)}"'
@@ -175,6 +177,8 @@ def _families(totals: Mapping[str, Any]) -> Iterator[_Family]:
     for _, family in cache_counters:
         yield family
     yield entries
+    yield held
+    yield from _l1_families(totals["l1"])
     yield dropped
     unhealthy = _Family(
         "ormcache_redis_processes_redis_unhealthy",
@@ -245,3 +249,16 @@ def render(totals: Mapping[str, Any]) -> str:
 def exposition(client: RedisClient, prefix: str = CACHE_PREFIX) -> str:
     """The cluster's figures, read from Redis now, as Prometheus text."""
     return render(cluster_totals(read_cluster(client, prefix)))
+
+
+def _l1_families(l1: Mapping[str, int]) -> Iterator[_Family]:
+    """The processes' L1 together, each bounded in bytes."""
+    for name, kind, doc in (
+        ("bytes", "gauge", "Bytes the processes' L1 hold, all caches together."),
+        ("max_bytes", "gauge", "The processes' L1 bounds, summed (ormcache_redis_l1_max_mb)."),
+        ("byte_evictions", "counter", "Least recently used L1 entries evicted for the bound."),
+        ("too_large", "counter", "Values larger than the L1 bound, not kept in L1."),
+    ):
+        family = _Family(f"ormcache_redis_l1_{name}", kind, doc)
+        family.add("", l1[name])
+        yield family

@@ -18,6 +18,7 @@ from ormcache_redis.metrics.record_format import (
     CLIENT_FIELDS,
     CLIENT_ROLES,
     FORMAT,
+    L1_FIGURES,
     MAX_CACHE_NAME,
     MAX_COUNT,
     MAX_DB_NAME,
@@ -125,6 +126,7 @@ def _checked(raw: dict[str, Any], budget: list[int]) -> dict[str, Any]:
                 raise _Invalid("a client's healthy is neither 0 nor 1")
             result["clients"][role] = client
     result["sessions"] = _counts(raw.get("sessions", {}), SESSION_COUNTERS, "sessions")
+    result["l1"] = _counts(raw.get("l1", {}), L1_FIGURES, "L1")
     return result
 
 

@@ -55,7 +55,7 @@ CACHE_COUNTERS = (
     "flights_planted_locks",
     "flights_planted_costs",
 )
-CACHE_GAUGES = ("entries", "max_entries")
+CACHE_GAUGES = ("entries", "max_entries", "bytes")
 CLIENT_COUNTERS = (
     "calls",
     "errors",
@@ -70,6 +70,9 @@ CLIENT_COUNTERS = (
     "budget_skips",
     "oversized_replies",
 )
+L1_FIGURES = ("bytes", "max_bytes", "byte_evictions", "too_large")
+"""The process's L1 together (``l1_memory()``): bytes held, its bound, entries
+evicted for it, values too large to keep."""
 SESSION_REFUSALS = RefusedRecords.KINDS
 SESSION_COUNTERS = ("saved", *SESSION_REFUSALS)
 CLIENT_ROLES = ("cache", "sessions")

@@ -31,9 +31,27 @@ SECRET_PATTERN = re.compile(
 Settings = CacheSettings
 
 
-def load_settings(source: OptionSource, known_caches: Iterable[str]) -> CacheSettings:
-    """Reads every option; raises ConfigError (one sentence) on a bad value."""
-    return CacheSettings.parse(source, list(known_caches))
+def load_settings(
+    source: OptionSource, known_caches: Iterable[str], memory_soft_limit: int | None = None
+) -> CacheSettings:
+    """Reads every option; raises ConfigError (one sentence) on a bad value.
+    ``memory_soft_limit``: Odoo's ``limit_memory_soft`` (bytes), the base of
+    the L1 bound when ``ormcache_redis_l1_max_mb`` is unset."""
+    return CacheSettings.parse(source, list(known_caches), memory_soft_limit)
+
+
+_L1_BOUND_ORIGINS = {
+    "ormcache_redis_l1_max_mb": "ormcache_redis_l1_max_mb",
+    "limit_memory_soft": "a quarter of limit_memory_soft",
+    "default": "the default: no limit_memory_soft",
+}
+
+
+def l1_bound_text(max_bytes: int, origin: str) -> str:
+    """``512 MiB (a quarter of limit_memory_soft)``: the L1 bound
+    (``CacheSettings.l1_max_bytes``) and where it comes from
+    (``l1_max_bytes_from``), as the log and the statistics say it."""
+    return f"{max_bytes / (1 << 20):.0f} MiB ({_L1_BOUND_ORIGINS.get(origin, origin)})"
 
 
 def looks_secret(key_exprs: Iterable[str], parameter_names: Iterable[str]) -> bool:
