@@ -36,10 +36,12 @@ __all__ = [
     "flush_all_writers",
     "key_digest",
     "key_method",
+    "l1_memory",
     "option_specs",
     "qualified_name",
     "redact_url",
     "register_key_type",
+    "set_l1_max_bytes",
     "set_single_flight",
     "url_credentials",
 ]
