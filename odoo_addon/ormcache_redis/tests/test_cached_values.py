@@ -6,7 +6,7 @@ import importlib
 
 from odoo import Command
 
-from ormcache_redis._native import Codec, DecodeError, EncodeError, qualified_name
+from ormcache_redis import Codec, DecodeError, EncodeError, qualified_name
 
 from .. import runtime
 from ..odoo_version import ODOO
