@@ -1,44 +1,53 @@
 //! Decoder for the payload described in `format.rs`. Every length is
 //! checked against the remaining input before anything is allocated, and
 //! nesting is bounded; a payload that could pass the memory or object
-//! budget has been priced by `scan.rs` before it gets here. Items of a tuple, list or set are decoded onto a private stack
-//! first, so that no half-filled container is ever visible to Python code
-//! (an extension's `from_state` runs in the middle of decoding), and set
+//! budget has been priced by `scan.rs` before it gets here.
+//!
+//! Scalars (small ints from a table, ints and short strings from the
+//! tables of recent ones, floats, None, bools) are built inline in the loop of the
+//! container that holds them; containers and the other types go through
+//! `nested`, the one recursive step (the other types: `decode_other.rs`).
+//! Items of a tuple, list or set are decoded onto a private stack first,
+//! so that no half-filled container is ever visible to Python code (an
+//! extension's `from_state` runs in the middle of decoding), and set
 //! elements and dict keys whose hash can be chosen are checked for hash
 //! flooding before they are inserted.
 
 use std::sync::Arc;
 
 use pyo3::ffi;
-use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyTuple};
+use pyo3::types::{PyBool, PyDict};
 
 use super::budget::Exceeded;
 use super::format::*;
-use super::registry::{ExtEntry, Registry};
-use super::types::StdTypes;
+use super::object_cache::{decode_utf8, new_int, Recent, SmallInts, STR_MAX_LEN};
+use super::registry::Registry;
 use super::Codec;
 use crate::errors::DecodeError;
 
 pub(super) struct Decoder<'a, 'py> {
-    py: Python<'py>,
-    codec: &'a Codec,
+    pub(super) py: Python<'py>,
+    pub(super) codec: &'a Codec,
     data: &'a [u8],
     pos: usize,
     stack: Vec<Bound<'py, PyAny>>,
-    registry: Option<Arc<Registry>>,
+    pub(super) registry: Option<Arc<Registry>>,
+    small_ints: &'static SmallInts,
+    /// The codec's tables of recent strings and ints, when no other
+    /// decode holds them.
+    recent: Option<&'a mut Recent>,
     /// Hash collisions still allowed (`max_hash_collisions`).
     collisions_left: usize,
     /// Values decoded so far whose hash can be chosen by whoever wrote the
     /// bytes (see `budget.rs`). A set or dict compares it before and after
     /// its keys: no cost per item elsewhere. Items nested in a key count
     /// too, which at worst makes the check run for nothing.
-    computable_hashes: usize,
+    pub(super) computable_hashes: usize,
     /// Scratch space for the hash-flooding check.
     hashes: Vec<ffi::Py_hash_t>,
     /// The last tzinfo built, and its encoding.
-    last_tz: Option<(&'a [u8], Bound<'py, PyAny>)>,
+    pub(super) last_tz: Option<(&'a [u8], Bound<'py, PyAny>)>,
 }
 
 /// Whether the int whose zigzag encoding is `zigzag` may share its hash
@@ -50,17 +59,23 @@ fn int_hash_computable(zigzag: u64) -> bool {
 }
 
 #[cold]
-fn err(msg: &str) -> PyErr {
+pub(super) fn err(msg: &str) -> PyErr {
     DecodeError::new_err(msg.to_owned())
 }
 
 #[cold]
-fn truncated() -> PyErr {
+pub(super) fn truncated() -> PyErr {
     DecodeError::new_err("truncated input")
 }
 
 impl<'a, 'py> Decoder<'a, 'py> {
-    pub fn new(py: Python<'py>, codec: &'a Codec, data: &'a [u8]) -> Self {
+    pub fn new(
+        py: Python<'py>,
+        codec: &'a Codec,
+        small_ints: &'static SmallInts,
+        recent: Option<&'a mut Recent>,
+        data: &'a [u8],
+    ) -> Self {
         Decoder {
             py,
             codec,
@@ -68,6 +83,8 @@ impl<'a, 'py> Decoder<'a, 'py> {
             pos: 0,
             stack: Vec::new(),
             registry: None,
+            small_ints,
+            recent,
             collisions_left: codec.limits.max_hash_collisions,
             computable_hashes: 0,
             hashes: Vec::new(),
@@ -85,14 +102,14 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 
     #[inline]
-    fn byte(&mut self) -> PyResult<u8> {
+    pub(super) fn byte(&mut self) -> PyResult<u8> {
         let b = *self.data.get(self.pos).ok_or_else(truncated)?;
         self.pos += 1;
         Ok(b)
     }
 
     #[inline]
-    fn varint(&mut self) -> PyResult<u64> {
+    pub(super) fn varint(&mut self) -> PyResult<u64> {
         read_varint(self.data, &mut self.pos).ok_or_else(|| err("truncated or overlong varint"))
     }
 
@@ -102,13 +119,24 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 
     #[inline]
-    fn take(&mut self, n: usize) -> PyResult<&'a [u8]> {
+    pub(super) fn take(&mut self, n: usize) -> PyResult<&'a [u8]> {
         if n > self.remaining() {
             return Err(truncated());
         }
         let s = &self.data[self.pos..self.pos + n];
         self.pos += n;
         Ok(s)
+    }
+
+    /// Where the next value starts: `data[start..pos]` is what was read since.
+    #[inline]
+    pub(super) fn read_since(&self, start: usize) -> &'a [u8] {
+        &self.data[start..self.pos]
+    }
+
+    #[inline]
+    pub(super) fn position(&self) -> usize {
+        self.pos
     }
 
     /// A count of items each needing at least `min_item` bytes of input.
@@ -122,7 +150,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 
     #[inline]
-    fn bytes_field(&mut self) -> PyResult<&'a [u8]> {
+    pub(super) fn bytes_field(&mut self) -> PyResult<&'a [u8]> {
         let n = self.count(1)?;
         self.take(n)
     }
@@ -137,7 +165,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 
     #[inline]
-    fn check_depth(&self, depth: u32) -> PyResult<()> {
+    pub(super) fn check_depth(&self, depth: u32) -> PyResult<()> {
         if depth >= self.codec.max_depth {
             Err(DecodeError::new_err(format!(
                 "maximum nesting depth {} exceeded",
@@ -154,45 +182,54 @@ impl<'a, 'py> Decoder<'a, 'py> {
         unsafe { Bound::from_owned_ptr_or_err(self.py, ptr) }
     }
 
-    /// Hot path: scalars inline; containers and rare types out of line so
-    /// that each recursion level costs as little native stack as possible.
-    fn value(&mut self, depth: u32) -> PyResult<Bound<'py, PyAny>> {
+    /// Any value: a scalar is built here, inlined into the loop that reads
+    /// it; the rest goes to `nested`.
+    #[inline(always)]
+    pub(super) fn value(&mut self, depth: u32) -> PyResult<Bound<'py, PyAny>> {
         let py = self.py;
         let tag = self.byte()?;
-        // SAFETY (all FFI calls below): GIL held; constructors return new
+        if tag >= T_SMALLINT {
+            return Ok(self.small_ints.new_ref(py, tag & 0x7F));
+        }
+        // SAFETY (the FFI calls): GIL held; constructors return new
         // references or NULL with an exception, handled by `owned`.
-        unsafe {
-            if tag >= T_SMALLINT {
-                return self.owned(ffi::PyLong_FromLong((tag & 0x7F) as std::os::raw::c_long));
+        match tag {
+            T_STR => {
+                let s = self.bytes_field()?;
+                match &mut self.recent {
+                    Some(recent) if !s.is_empty() && s.len() <= STR_MAX_LEN => recent.str(py, s),
+                    _ => decode_utf8(py, s),
+                }
             }
-            match tag {
-                T_STR => {
-                    let s = self.bytes_field()?;
-                    self.owned(ffi::PyUnicode_DecodeUTF8(
-                        s.as_ptr() as *const std::os::raw::c_char,
-                        s.len() as ffi::Py_ssize_t,
-                        std::ptr::null(),
-                    ))
+            T_INT => {
+                let zigzag = self.varint()?;
+                self.computable_hashes += usize::from(int_hash_computable(zigzag));
+                match &mut self.recent {
+                    Some(recent) => recent.int(py, unzigzag(zigzag)),
+                    None => new_int(py, unzigzag(zigzag)),
                 }
-                T_INT => {
-                    let zigzag = self.varint()?;
-                    self.computable_hashes += usize::from(int_hash_computable(zigzag));
-                    self.owned(ffi::PyLong_FromLongLong(unzigzag(zigzag)))
-                }
-                T_TUPLE | T_LIST | T_SET | T_FROZENSET => self.sequence(tag, depth),
-                T_NONE => Ok(py.None().into_bound(py)),
-                T_FALSE => Ok(PyBool::new(py, false).to_owned().into_any()),
-                T_TRUE => Ok(PyBool::new(py, true).to_owned().into_any()),
-                T_FLOAT => {
-                    let raw = self.take(8)?;
-                    self.computable_hashes += 1;
-                    let bits = u64::from_le_bytes(raw.try_into().map_err(|_| truncated())?);
-                    self.owned(ffi::PyFloat_FromDouble(f64::from_bits(bits)))
-                }
-                T_DICT => self.dict(depth),
-                T_EXT => self.ext(depth),
-                _ => self.rare(tag),
             }
+            T_FLOAT => {
+                let raw = self.take(8)?;
+                self.computable_hashes += 1;
+                let bits = u64::from_le_bytes(raw.try_into().map_err(|_| truncated())?);
+                self.owned(unsafe { ffi::PyFloat_FromDouble(f64::from_bits(bits)) })
+            }
+            T_NONE => Ok(py.None().into_bound(py)),
+            T_FALSE => Ok(PyBool::new(py, false).to_owned().into_any()),
+            T_TRUE => Ok(PyBool::new(py, true).to_owned().into_any()),
+            _ => self.nested(tag, depth),
+        }
+    }
+
+    /// Containers and the less common types: the recursive step.
+    #[inline(never)]
+    fn nested(&mut self, tag: u8, depth: u32) -> PyResult<Bound<'py, PyAny>> {
+        match tag {
+            T_TUPLE | T_LIST | T_SET | T_FROZENSET => self.sequence(tag, depth),
+            T_DICT => self.dict(depth),
+            T_EXT => self.extension(depth),
+            _ => self.other(tag),
         }
     }
 
@@ -212,9 +249,9 @@ impl<'a, 'py> Decoder<'a, 'py> {
         self.build_sequence(tag, base, computable)
     }
 
-    /// Second half of `sequence` (inlined: a call per container costs more
-    /// than the few bytes of stack frame it would save).
-    #[inline(always)]
+    /// Second half of `sequence`, out of line: its frame is not part of
+    /// the recursion.
+    #[inline(never)]
     fn build_sequence(
         &mut self,
         tag: u8,
@@ -330,158 +367,13 @@ impl<'a, 'py> Decoder<'a, 'py> {
         Ok(())
     }
 
-    /// Non-recursive, less common types.
+    /// A registered extension type: its tag, then its state.
     #[inline(never)]
-    fn rare(&mut self, tag: u8) -> PyResult<Bound<'py, PyAny>> {
-        let py = self.py;
-        match tag {
-            T_BYTES => {
-                let b = self.bytes_field()?;
-                Ok(PyBytes::new(py, b).into_any())
-            }
-            T_BIGINT_POS | T_BIGINT_NEG => {
-                let raw = self.bytes_field()?;
-                self.computable_hashes += 1;
-                let v = py.get_type::<PyInt>().call_method1(
-                    intern!(py, "from_bytes"),
-                    (PyBytes::new(py, raw), intern!(py, "little")),
-                )?;
-                if tag == T_BIGINT_NEG {
-                    v.neg()
-                } else {
-                    Ok(v)
-                }
-            }
-            T_DATETIME => self.datetime(),
-            T_DATE => {
-                let raw = self.take(4)?;
-                let year = u16::from_le_bytes([raw[0], raw[1]]);
-                let std = self.codec.std_types(py)?;
-                std.date.bind(py).call1((year, raw[2], raw[3]))
-            }
-            T_TIME => self.time(),
-            T_DECIMAL => {
-                let raw = self.bytes_field()?;
-                let s = std::str::from_utf8(raw)
-                    .ok()
-                    .filter(|s| s.is_ascii())
-                    .ok_or_else(|| err("decimal is not ASCII"))?;
-                self.computable_hashes += 1;
-                let std = self.codec.std_types(py)?;
-                std.decimal.bind(py).call1((s,))
-            }
-            _ => Err(DecodeError::new_err(format!("unknown tag 0x{tag:02x}"))),
-        }
-    }
-
-    fn fold(&mut self) -> PyResult<u8> {
-        match self.byte()? {
-            f @ (0 | 1) => Ok(f),
-            _ => Err(err("invalid fold")),
-        }
-    }
-
-    fn datetime(&mut self) -> PyResult<Bound<'py, PyAny>> {
-        let py = self.py;
-        let raw = self.take(7)?;
-        let year = u16::from_le_bytes([raw[0], raw[1]]);
-        let us = self.varint()?;
-        let fold = self.fold()?;
-        let std = self.codec.std_types(py)?;
-        let tz = self.tz(std)?;
-        let args = (year, raw[2], raw[3], raw[4], raw[5], raw[6], us, tz).into_pyobject(py)?;
-        construct_with_fold(std.datetime.bind(py), &args, fold)
-    }
-
-    fn time(&mut self) -> PyResult<Bound<'py, PyAny>> {
-        let py = self.py;
-        let raw = self.take(3)?;
-        let us = self.varint()?;
-        let fold = self.fold()?;
-        let std = self.codec.std_types(py)?;
-        let tz = self.tz(std)?;
-        let args = (raw[0], raw[1], raw[2], us, tz).into_pyobject(py)?;
-        construct_with_fold(std.time.bind(py), &args, fold)
-    }
-
-    fn utf8(&mut self) -> PyResult<&'a str> {
-        let raw = self.bytes_field()?;
-        std::str::from_utf8(raw).map_err(|_| err("invalid UTF-8"))
-    }
-
-    /// The tzinfo of a datetime or time. A value's datetimes usually share
-    /// one tzinfo: the last one built is reused when its encoding repeats
-    /// (`scan.rs` charges it all the same).
-    fn tz(&mut self, std: &StdTypes) -> PyResult<Bound<'py, PyAny>> {
-        let py = self.py;
-        let start = self.pos;
-        let kind = self.byte()?;
-        let (offset_us, text) = match kind {
-            TZ_NONE => return Ok(py.None().into_bound(py)),
-            TZ_OFFSET => (unzigzag(self.varint()?), ""),
-            TZ_OFFSET_NAMED => (unzigzag(self.varint()?), self.utf8()?),
-            TZ_ZONEINFO => (0, self.utf8()?),
-            _ => return Err(err("unknown tzinfo kind")),
-        };
-        let raw = &self.data[start..self.pos];
-        if let Some((last_raw, last)) = &self.last_tz {
-            if *last_raw == raw {
-                return Ok(last.clone());
-            }
-        }
-        let tz = if kind == TZ_ZONEINFO {
-            std.zoneinfo.bind(py).call1((text,))?
-        } else {
-            let delta = std.timedelta.bind(py).call1((0, 0, offset_us))?;
-            if kind == TZ_OFFSET {
-                std.timezone.bind(py).call1((delta,))?
-            } else {
-                std.timezone.bind(py).call1((delta, text))?
-            }
-        };
-        self.last_tz = Some((raw, tz.clone()));
-        Ok(tz)
-    }
-
-    #[inline(never)]
-    fn ext(&mut self, depth: u32) -> PyResult<Bound<'py, PyAny>> {
+    fn extension(&mut self, depth: u32) -> PyResult<Bound<'py, PyAny>> {
         self.check_depth(depth)?;
-        let entry = self.ext_entry()?;
+        let entry = self.extension_entry()?;
         let state = self.value(depth + 1)?;
         self.build_extension(&entry, state)
-    }
-
-    /// The registered type named by the tag. Out of line, like
-    /// `build_extension`, so that `ext`'s recursive frame stays small.
-    #[inline(never)]
-    fn ext_entry(&mut self) -> PyResult<Arc<ExtEntry>> {
-        let tag = self.bytes_field()?;
-        let registry = self
-            .registry
-            .get_or_insert_with(|| self.codec.registry_snapshot());
-        let entry = std::str::from_utf8(tag)
-            .ok()
-            .and_then(|t| registry.by_tag.get(t))
-            .cloned()
-            .ok_or_else(|| {
-                DecodeError::new_err(format!(
-                    "unknown extension tag {:?}",
-                    String::from_utf8_lossy(tag)
-                ))
-            })?;
-        Ok(entry)
-    }
-
-    #[inline(never)]
-    fn build_extension(
-        &mut self,
-        entry: &ExtEntry,
-        state: Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let value = entry.from_state.bind(self.py).call1((state,))?;
-        // Whatever it is, its hash is its own __hash__.
-        self.computable_hashes += 1;
-        Ok(value)
     }
 }
 
@@ -492,19 +384,4 @@ fn set_item(d: &Bound<'_, PyDict>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -
         return Err(PyErr::fetch(d.py()));
     }
     Ok(())
-}
-
-/// `cls(*args)`, or `cls(*args, fold=1)`: `fold` is keyword-only.
-fn construct_with_fold<'py>(
-    cls: &Bound<'py, PyAny>,
-    args: &Bound<'py, PyTuple>,
-    fold: u8,
-) -> PyResult<Bound<'py, PyAny>> {
-    if fold == 0 {
-        return cls.call1(args);
-    }
-    let py = cls.py();
-    let kwargs = PyDict::new(py);
-    kwargs.set_item(intern!(py, "fold"), 1)?;
-    cls.call(args, Some(&kwargs))
 }

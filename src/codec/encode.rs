@@ -1,28 +1,32 @@
-//! Encoder: exact-type dispatch (commonest types first, like pydantic-core's
-//! `ob_type.rs`), raw limited-API FFI on the hot paths. It stops as soon as
-//! the output passes `max_decoded_bytes`; the frame prices what it wrote
-//! against the decode budgets (`scan.rs`).
+//! Encoder: exact-type dispatch on the type pointer, commonest types first
+//! (like pydantic-core's `ob_type.rs`), raw limited-API FFI on the hot
+//! paths. Scalars (int, str, float, None, bool) are written inline in the
+//! loop of the container that holds them; containers and everything else
+//! go through `nested`, the one recursive step, whose frame stays small.
+//! The other types (datetime, Decimal, big ints, extension types) are in
+//! `encode_other.rs`. It stops as soon as the output passes
+//! `max_decoded_bytes`; the frame prices what it wrote against the decode
+//! budgets (`scan.rs`).
 
 use std::sync::Arc;
 
 use pyo3::ffi;
-use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple};
 use pyo3::Borrowed;
 
 use super::format::*;
-use super::registry::{ExtEntry, Registry};
-use super::types::StdTypes;
+use super::object_cache::SmallInts;
+use super::registry::Registry;
 use super::Codec;
 use crate::errors::EncodeError;
 
 pub(super) struct Encoder<'a, 'py> {
-    py: Python<'py>,
-    codec: &'a Codec,
+    pub(super) py: Python<'py>,
+    pub(super) codec: &'a Codec,
     /// Owned while encoding (one indirection less on every write).
-    out: Vec<u8>,
-    registry: Option<Arc<Registry>>,
+    pub(super) out: Vec<u8>,
+    pub(super) registry: Option<Arc<Registry>>,
+    small_ints: &'static SmallInts,
     /// Where the payload starts in `out`.
     start: usize,
     /// `out.len()` past which the payload is larger than max_decoded_bytes.
@@ -34,7 +38,7 @@ pub(super) struct Encoder<'a, 'py> {
 /// `SIZE_CHECK_EVERY` items of a container: in between come at most that
 /// many short items, so encoding stops within ~64 KiB of passing the limit.
 const SIZE_CHECK_EVERY: usize = 64;
-const SHORT_WRITE: usize = 1024;
+pub(super) const SHORT_WRITE: usize = 1024;
 
 pub(super) fn depth_error(max_depth: u32) -> PyErr {
     EncodeError::new_err(format!(
@@ -42,17 +46,36 @@ pub(super) fn depth_error(max_depth: u32) -> PyErr {
     ))
 }
 
+#[cold]
 fn changed_size(py: Python<'_>, what: &str) -> PyErr {
     // Discard whatever error the C API left behind (IndexError, RuntimeError).
     drop(PyErr::take(py));
     EncodeError::new_err(format!("{what} changed size during encoding"))
 }
 
+/// Appends what `write` puts at the pointer it is given (at most `max`
+/// bytes; it returns how many): one capacity check for a whole scalar.
+#[inline(always)]
+fn put(out: &mut Vec<u8>, max: usize, write: impl FnOnce(*mut u8) -> usize) {
+    out.reserve(max);
+    // SAFETY: `reserve` made room for `max` bytes past the length, and
+    // `write` initialises the `n <= max` bytes the length then covers.
+    unsafe {
+        let len = out.len();
+        let n = write(out.as_mut_ptr().add(len));
+        out.set_len(len + n);
+    }
+}
+
+/// Tag, varint length, bytes.
 #[inline]
-fn write_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
-    out.push(tag);
-    write_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
+pub(super) fn write_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    put(out, 1 + MAX_VARINT_LEN + bytes.len(), |dst| unsafe {
+        *dst = tag;
+        let n = 1 + put_varint(dst.add(1), bytes.len() as u64);
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(n), bytes.len());
+        n + bytes.len()
+    });
 }
 
 /// UTF-8 view of an exact `str`; EncodeError for lone surrogates.
@@ -60,38 +83,62 @@ fn write_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
 /// # Safety
 /// `ptr` must be a live `str` object; the slice lives as long as it does.
 #[inline]
-unsafe fn str_utf8<'s>(py: Python<'_>, ptr: *mut ffi::PyObject) -> PyResult<&'s [u8]> {
+pub(super) unsafe fn str_utf8<'s>(py: Python<'_>, ptr: *mut ffi::PyObject) -> PyResult<&'s [u8]> {
     let mut size: ffi::Py_ssize_t = 0;
     let p = ffi::PyUnicode_AsUTF8AndSize(ptr, &mut size);
     if p.is_null() {
-        let cause = PyErr::fetch(py);
-        let err = EncodeError::new_err(format!(
-            "str is not encodable as UTF-8 (lone surrogate?): {cause}"
-        ));
-        err.set_cause(py, Some(cause));
-        return Err(err);
+        return Err(not_utf8(py));
     }
     Ok(std::slice::from_raw_parts(p as *const u8, size as usize))
 }
 
-/// Total microseconds of a `datetime.timedelta`.
-pub(crate) fn timedelta_us(td: &Bound<'_, PyAny>) -> PyResult<i64> {
-    let py = td.py();
-    let days: i64 = td.getattr(intern!(py, "days"))?.extract()?;
-    let seconds: i64 = td.getattr(intern!(py, "seconds"))?.extract()?;
-    let us: i64 = td.getattr(intern!(py, "microseconds"))?.extract()?;
-    Ok((days * 86_400 + seconds) * 1_000_000 + us)
+#[cold]
+fn not_utf8(py: Python<'_>) -> PyErr {
+    let cause = PyErr::fetch(py);
+    let err = EncodeError::new_err(format!(
+        "str is not encodable as UTF-8 (lone surrogate?): {cause}"
+    ));
+    err.set_cause(py, Some(cause));
+    err
+}
+
+/// A strong reference for as long as an item is encoded: an extension's
+/// `to_state` may mutate the list, dict or set it was read from.
+struct Held(*mut ffi::PyObject);
+
+impl Held {
+    /// # Safety
+    /// `ptr` is a live object; GIL held.
+    #[inline]
+    unsafe fn new(ptr: *mut ffi::PyObject) -> Held {
+        ffi::Py_INCREF(ptr);
+        Held(ptr)
+    }
+}
+
+impl Drop for Held {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: the reference taken in `new`, under the same GIL.
+        unsafe { ffi::Py_DECREF(self.0) }
+    }
 }
 
 impl<'a, 'py> Encoder<'a, 'py> {
     /// Encodes the payload at the end of `out`.
-    pub fn new(py: Python<'py>, codec: &'a Codec, out: Vec<u8>) -> Self {
+    pub fn new(
+        py: Python<'py>,
+        codec: &'a Codec,
+        small_ints: &'static SmallInts,
+        out: Vec<u8>,
+    ) -> Self {
         let start = out.len();
         Encoder {
             py,
             codec,
             out,
             registry: None,
+            small_ints,
             start,
             end: start.saturating_add(codec.limits.max_decoded_bytes),
         }
@@ -100,7 +147,8 @@ impl<'a, 'py> Encoder<'a, 'py> {
     /// Encodes `obj` as the whole payload; gives the buffer back, also on
     /// error.
     pub fn encode_value(mut self, obj: &Bound<'py, PyAny>) -> (Vec<u8>, PyResult<()>) {
-        let result = self.encode(obj, 0).and_then(|()| self.room(0));
+        // SAFETY: `obj` is alive for the call; GIL held.
+        let result = unsafe { self.value::<false>(obj.as_ptr(), 0) }.and_then(|()| self.room(0));
         (self.out, result)
     }
 
@@ -117,12 +165,164 @@ impl<'a, 'py> Encoder<'a, 'py> {
     /// `room(n)` before a write of `n` bytes that may be long; a short one
     /// is left to the container's next check.
     #[inline(always)]
-    fn room_for(&self, n: usize) -> PyResult<()> {
+    pub(super) fn room_for(&self, n: usize) -> PyResult<()> {
         if n > SHORT_WRITE {
             self.room(n)
         } else {
             Ok(())
         }
+    }
+
+    /// Fails when `n` more bytes would make the payload larger than
+    /// `max_decoded_bytes`, so that a huge value is refused early (see
+    /// `SIZE_CHECK_EVERY` for when it is called).
+    #[inline]
+    pub(super) fn room(&self, n: usize) -> PyResult<()> {
+        if self.out.len().saturating_add(n) > self.end {
+            Err(self.too_large())
+        } else {
+            Ok(())
+        }
+    }
+
+    #[inline]
+    pub(super) fn check_depth(&self, depth: u32) -> PyResult<()> {
+        if depth >= self.codec.max_depth {
+            Err(depth_error(self.codec.max_depth))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Tag and count of a container, with room for its first items.
+    #[inline(always)]
+    fn header(&mut self, tag: u8, n: ffi::Py_ssize_t) {
+        self.out
+            .reserve(1 + MAX_VARINT_LEN + (n as usize).min(SIZE_CHECK_EVERY) * 2);
+        put(&mut self.out, 1 + MAX_VARINT_LEN, |dst| unsafe {
+            *dst = tag;
+            1 + put_varint(dst.add(1), n as u64)
+        });
+    }
+
+    /// Any value: a scalar is written here, inlined into the loop that
+    /// reads it; the rest goes to `nested`. With `HOLD`, a value that is
+    /// not a scalar is held by a strong reference while it is encoded
+    /// (items of mutable containers: Python code may run meanwhile).
+    ///
+    /// # Safety
+    /// `ptr` is a live object; GIL held.
+    #[inline(always)]
+    pub(super) unsafe fn value<const HOLD: bool>(
+        &mut self,
+        ptr: *mut ffi::PyObject,
+        depth: u32,
+    ) -> PyResult<()> {
+        let tp = ffi::Py_TYPE(ptr);
+        if tp == &raw mut ffi::PyLong_Type {
+            if let Some(v) = self.small_ints.value_of(ptr) {
+                self.out.push(T_SMALLINT | v);
+                return Ok(());
+            }
+            return self.int(ptr);
+        }
+        if tp == &raw mut ffi::PyUnicode_Type {
+            let s = str_utf8(self.py, ptr)?;
+            self.room_for(s.len())?;
+            write_bytes(&mut self.out, T_STR, s);
+            return Ok(());
+        }
+        if tp == &raw mut ffi::PyFloat_Type {
+            // An exact float: cannot fail.
+            let bits = ffi::PyFloat_AsDouble(ptr).to_bits().to_le_bytes();
+            put(&mut self.out, 9, |dst| {
+                *dst = T_FLOAT;
+                std::ptr::copy_nonoverlapping(bits.as_ptr(), dst.add(1), 8);
+                9
+            });
+            return Ok(());
+        }
+        if ptr == ffi::Py_None() {
+            self.out.push(T_NONE);
+            return Ok(());
+        }
+        if tp == &raw mut ffi::PyBool_Type {
+            self.out.push(if ptr == ffi::Py_True() {
+                T_TRUE
+            } else {
+                T_FALSE
+            });
+            return Ok(());
+        }
+        if HOLD {
+            let held = Held::new(ptr);
+            let result = self.nested(held.0, depth);
+            drop(held);
+            result
+        } else {
+            self.nested(ptr, depth)
+        }
+    }
+
+    /// An exact int outside the small-int table.
+    ///
+    /// # Safety
+    /// `ptr` is an exact int; GIL held.
+    #[inline(always)]
+    unsafe fn int(&mut self, ptr: *mut ffi::PyObject) -> PyResult<()> {
+        let mut overflow: std::os::raw::c_int = 0;
+        let v = ffi::PyLong_AsLongLongAndOverflow(ptr, &mut overflow);
+        if overflow != 0 {
+            return self.big_int(ptr, overflow < 0);
+        }
+        if v == -1 && !ffi::PyErr_Occurred().is_null() {
+            return Err(PyErr::fetch(self.py));
+        }
+        if (0..=SMALLINT_MAX).contains(&v) {
+            self.out.push(T_SMALLINT | v as u8);
+        } else {
+            put(&mut self.out, 1 + MAX_VARINT_LEN, |dst| {
+                *dst = T_INT;
+                1 + put_varint(dst.add(1), zigzag(v))
+            });
+        }
+        Ok(())
+    }
+
+    /// Containers and every type that is not a scalar: the recursive step.
+    ///
+    /// # Safety
+    /// `ptr` is a live object that stays alive during the call; GIL held.
+    #[inline(never)]
+    unsafe fn nested(&mut self, ptr: *mut ffi::PyObject, depth: u32) -> PyResult<()> {
+        let tp = ffi::Py_TYPE(ptr);
+        if tp == &raw mut ffi::PyTuple_Type {
+            return self.tuple(ptr, depth);
+        }
+        if tp == &raw mut ffi::PyList_Type {
+            return self.list(ptr, depth);
+        }
+        if tp == &raw mut ffi::PyDict_Type {
+            return self.dict(ptr, depth);
+        }
+        if tp == &raw mut ffi::PyFrozenSet_Type {
+            return self.set(ptr, T_FROZENSET, depth);
+        }
+        if tp == &raw mut ffi::PySet_Type {
+            return self.set(ptr, T_SET, depth);
+        }
+        if tp == &raw mut ffi::PyBytes_Type {
+            let p = ffi::PyBytes_AsString(ptr);
+            let n = ffi::PyBytes_Size(ptr);
+            self.room_for(n as usize)?;
+            write_bytes(
+                &mut self.out,
+                T_BYTES,
+                std::slice::from_raw_parts(p as *const u8, n as usize),
+            );
+            return Ok(());
+        }
+        self.other(&Borrowed::from_ptr(self.py, ptr), depth)
     }
 
     /// `item(self, i)` for each index of a tuple or list, with the output
@@ -145,114 +345,32 @@ impl<'a, 'py> Encoder<'a, 'py> {
         Ok(())
     }
 
-    /// Fails when `n` more bytes would make the payload larger than
-    /// `max_decoded_bytes`, so that a huge value is refused early (see
-    /// `SIZE_CHECK_EVERY` for when it is called).
-    #[inline]
-    fn room(&self, n: usize) -> PyResult<()> {
-        if self.out.len().saturating_add(n) > self.end {
-            Err(self.too_large())
-        } else {
-            Ok(())
-        }
-    }
-
-    #[inline]
-    fn check_depth(&self, depth: u32) -> PyResult<()> {
-        if depth >= self.codec.max_depth {
-            Err(depth_error(self.codec.max_depth))
-        } else {
-            Ok(())
-        }
-    }
-
-    fn encode(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> PyResult<()> {
-        let ptr = obj.as_ptr();
-        // SAFETY: `obj` is a live object and we hold the GIL; every FFI call
-        // below is on an object whose exact type was just checked.
-        unsafe {
-            let tp = ffi::Py_TYPE(ptr);
-            if tp == &raw mut ffi::PyUnicode_Type {
-                let s = str_utf8(self.py, ptr)?;
-                self.room_for(s.len())?;
-                write_bytes(&mut self.out, T_STR, s);
-                return Ok(());
-            }
-            if tp == &raw mut ffi::PyLong_Type {
-                return self.encode_int(obj);
-            }
-            if tp == &raw mut ffi::PyTuple_Type {
-                self.check_depth(depth)?;
-                let n = ffi::PyTuple_Size(ptr);
-                self.out.push(T_TUPLE);
-                write_varint(&mut self.out, n as u64);
-                return self.items(n, |this, i| {
-                    // Borrowed is enough: the tuple is immutable and alive.
-                    let item = Borrowed::from_ptr(this.py, ffi::PyTuple_GetItem(ptr, i));
-                    this.encode(&item, depth + 1)
-                });
-            }
-            if ptr == ffi::Py_None() {
-                self.out.push(T_NONE);
-                return Ok(());
-            }
-            if tp == &raw mut ffi::PyBool_Type {
-                self.out.push(if ptr == ffi::Py_True() {
-                    T_TRUE
-                } else {
-                    T_FALSE
-                });
-                return Ok(());
-            }
-            if tp == &raw mut ffi::PyFloat_Type {
-                let f = ffi::PyFloat_AsDouble(ptr);
-                self.out.push(T_FLOAT);
-                self.out.extend_from_slice(&f.to_bits().to_le_bytes());
-                return Ok(());
-            }
-            if tp == &raw mut ffi::PyFrozenSet_Type {
-                return self.encode_set(obj, T_FROZENSET, depth);
-            }
-            if tp == &raw mut ffi::PyList_Type {
-                return self.encode_list(ptr, depth);
-            }
-            if tp == &raw mut ffi::PyDict_Type {
-                return self.encode_dict(ptr, depth);
-            }
-            if tp == &raw mut ffi::PySet_Type {
-                return self.encode_set(obj, T_SET, depth);
-            }
-            if tp == &raw mut ffi::PyBytes_Type {
-                let p = ffi::PyBytes_AsString(ptr);
-                let n = ffi::PyBytes_Size(ptr);
-                self.room_for(n as usize)?;
-                write_bytes(
-                    &mut self.out,
-                    T_BYTES,
-                    std::slice::from_raw_parts(p as *const u8, n as usize),
-                );
-                return Ok(());
-            }
-        }
-        self.encode_other(obj, depth)
+    /// # Safety
+    /// `ptr` is an exact tuple; GIL held.
+    #[inline(never)]
+    unsafe fn tuple(&mut self, ptr: *mut ffi::PyObject, depth: u32) -> PyResult<()> {
+        self.check_depth(depth)?;
+        let n = ffi::PyTuple_Size(ptr);
+        self.header(T_TUPLE, n);
+        // Items are borrowed: the tuple is immutable and alive.
+        self.items(n, |this, i| {
+            this.value::<false>(ffi::PyTuple_GetItem(ptr, i), depth + 1)
+        })
     }
 
     /// # Safety
-    /// `ptr` must be an exact list object; GIL held.
+    /// `ptr` is an exact list; GIL held.
     #[inline(never)]
-    unsafe fn encode_list(&mut self, ptr: *mut ffi::PyObject, depth: u32) -> PyResult<()> {
+    unsafe fn list(&mut self, ptr: *mut ffi::PyObject, depth: u32) -> PyResult<()> {
         self.check_depth(depth)?;
         let n = ffi::PyList_Size(ptr);
-        self.out.push(T_LIST);
-        write_varint(&mut self.out, n as u64);
+        self.header(T_LIST, n);
         self.items(n, |this, i| {
             let item = ffi::PyList_GetItem(ptr, i);
             if item.is_null() {
                 return Err(changed_size(this.py, "list"));
             }
-            // Strong reference: an extension's to_state may mutate the list.
-            let item = Bound::from_borrowed_ptr(this.py, item);
-            this.encode(&item, depth + 1)
+            this.value::<true>(item, depth + 1)
         })?;
         if ffi::PyList_Size(ptr) != n {
             return Err(changed_size(self.py, "list"));
@@ -261,13 +379,12 @@ impl<'a, 'py> Encoder<'a, 'py> {
     }
 
     /// # Safety
-    /// `ptr` must be an exact dict object; GIL held.
+    /// `ptr` is an exact dict; GIL held.
     #[inline(never)]
-    unsafe fn encode_dict(&mut self, ptr: *mut ffi::PyObject, depth: u32) -> PyResult<()> {
+    unsafe fn dict(&mut self, ptr: *mut ffi::PyObject, depth: u32) -> PyResult<()> {
         self.check_depth(depth)?;
         let n = ffi::PyDict_Size(ptr);
-        self.out.push(T_DICT);
-        write_varint(&mut self.out, n as u64);
+        self.header(T_DICT, n);
         let mut pos: ffi::Py_ssize_t = 0;
         let mut k: *mut ffi::PyObject = std::ptr::null_mut();
         let mut v: *mut ffi::PyObject = std::ptr::null_mut();
@@ -277,10 +394,17 @@ impl<'a, 'py> Encoder<'a, 'py> {
             if count > n {
                 return Err(changed_size(self.py, "dict"));
             }
-            let key = Bound::from_borrowed_ptr(self.py, k);
-            let value = Bound::from_borrowed_ptr(self.py, v);
-            self.encode(&key, depth + 1)?;
-            self.encode(&value, depth + 1)?;
+            let key_type = ffi::Py_TYPE(k);
+            if key_type == &raw mut ffi::PyUnicode_Type || key_type == &raw mut ffi::PyLong_Type {
+                // Encoding such a key runs no Python code: `v` is still
+                // the dict's.
+                self.value::<true>(k, depth + 1)?;
+                self.value::<true>(v, depth + 1)?;
+            } else {
+                let value = Held::new(v);
+                self.value::<true>(k, depth + 1)?;
+                self.value::<true>(value.0, depth + 1)?;
+            }
             if (count as usize).is_multiple_of(SIZE_CHECK_EVERY) {
                 self.room(0)?;
             }
@@ -291,274 +415,45 @@ impl<'a, 'py> Encoder<'a, 'py> {
         self.room(0)
     }
 
-    fn encode_int(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
-        let mut overflow: std::os::raw::c_int = 0;
-        // SAFETY: exact int, GIL held.
-        let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &mut overflow) };
-        if overflow == 0 {
-            if v == -1 {
-                if let Some(err) = PyErr::take(self.py) {
-                    return Err(err);
-                }
-            }
-            if (0..=SMALLINT_MAX).contains(&v) {
-                self.out.push(T_SMALLINT | v as u8);
-            } else {
-                self.out.push(T_INT);
-                write_zvarint(&mut self.out, v);
-            }
-            return Ok(());
-        }
-        self.encode_bigint(obj, overflow < 0)
-    }
-
+    /// # Safety
+    /// `ptr` is an exact set or frozenset; GIL held.
     #[inline(never)]
-    fn encode_bigint(&mut self, obj: &Bound<'py, PyAny>, negative: bool) -> PyResult<()> {
-        let py = self.py;
-        let (tag, magnitude) = if negative {
-            (T_BIGINT_NEG, obj.neg()?)
-        } else {
-            (T_BIGINT_POS, obj.clone())
-        };
-        let nbits: usize = magnitude
-            .call_method0(intern!(py, "bit_length"))?
-            .extract()?;
-        let nbytes = nbits.div_ceil(8);
-        self.room(nbytes)?;
-        let raw =
-            magnitude.call_method1(intern!(py, "to_bytes"), (nbytes, intern!(py, "little")))?;
-        write_bytes(&mut self.out, tag, raw.cast::<PyBytes>()?.as_bytes());
-        Ok(())
-    }
-
-    #[inline(never)]
-    fn encode_set(&mut self, obj: &Bound<'py, PyAny>, tag: u8, depth: u32) -> PyResult<()> {
+    unsafe fn set(&mut self, ptr: *mut ffi::PyObject, tag: u8, depth: u32) -> PyResult<()> {
         self.check_depth(depth)?;
         let py = self.py;
-        let ptr = obj.as_ptr();
-        // SAFETY: exact set/frozenset, GIL held; PyIter_Next returns new refs.
-        unsafe {
-            let n = ffi::PySet_Size(ptr);
-            self.out.push(tag);
-            write_varint(&mut self.out, n as u64);
-            let it = Bound::from_owned_ptr_or_err(py, ffi::PyObject_GetIter(ptr))?;
-            let mut count: ffi::Py_ssize_t = 0;
-            loop {
-                let item = ffi::PyIter_Next(it.as_ptr());
-                if item.is_null() {
-                    if !ffi::PyErr_Occurred().is_null() {
-                        return Err(changed_size(py, "set"));
-                    }
-                    break;
-                }
-                let item = Bound::from_owned_ptr(py, item);
-                count += 1;
-                if count > n {
+        let n = ffi::PySet_Size(ptr);
+        self.header(tag, n);
+        let iterator = Bound::from_owned_ptr_or_err(py, ffi::PyObject_GetIter(ptr))?;
+        // The iterator's own `__next__`, called without `PyIter_Next`'s
+        // checks around it (allowed on static types from Python 3.10).
+        let next = ffi::PyType_GetSlot(ffi::Py_TYPE(iterator.as_ptr()), ffi::Py_tp_iternext);
+        if next.is_null() {
+            return Err(EncodeError::new_err("set iterator without __next__"));
+        }
+        let next = std::mem::transmute::<*mut std::ffi::c_void, ffi::iternextfunc>(next);
+        let mut count: ffi::Py_ssize_t = 0;
+        loop {
+            let item = next(iterator.as_ptr());
+            if item.is_null() {
+                if !ffi::PyErr_Occurred().is_null() {
                     return Err(changed_size(py, "set"));
                 }
-                self.encode(&item, depth + 1)?;
-                if (count as usize).is_multiple_of(SIZE_CHECK_EVERY) {
-                    self.room(0)?;
-                }
-            }
-            if count != n {
-                return Err(changed_size(py, "set"));
-            }
-        }
-        self.room(0)
-    }
-
-    #[inline(never)]
-    fn encode_other(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> PyResult<()> {
-        let py = self.py;
-        let tp = obj.get_type_ptr() as usize;
-        let std = self.codec.std_types(py)?;
-        if tp == std.datetime_ptr {
-            return self.encode_datetime(obj, std);
-        }
-        if tp == std.date_ptr {
-            let year: u16 = obj.getattr(intern!(py, "year"))?.extract()?;
-            let month: u8 = obj.getattr(intern!(py, "month"))?.extract()?;
-            let day: u8 = obj.getattr(intern!(py, "day"))?.extract()?;
-            self.out.push(T_DATE);
-            self.out.extend_from_slice(&year.to_le_bytes());
-            self.out.extend_from_slice(&[month, day]);
-            return Ok(());
-        }
-        if tp == std.time_ptr {
-            return self.encode_time(obj, std);
-        }
-        if tp == std.decimal_ptr {
-            let s = obj.str()?;
-            let s = s.to_str()?.as_bytes();
-            self.room(s.len())?;
-            write_bytes(&mut self.out, T_DECIMAL, s);
-            return Ok(());
-        }
-        let registry = self
-            .registry
-            .get_or_insert_with(|| self.codec.registry_snapshot());
-        if let Some(entry) = registry.by_type.get(&tp).cloned() {
-            return self.encode_ext(obj, &entry, depth);
-        }
-        Err(unsupported(obj, std))
-    }
-
-    #[inline(never)]
-    fn encode_ext(
-        &mut self,
-        obj: &Bound<'py, PyAny>,
-        entry: &ExtEntry,
-        depth: u32,
-    ) -> PyResult<()> {
-        self.check_depth(depth)?;
-        write_bytes(&mut self.out, T_EXT, entry.tag.as_bytes());
-        let state = entry.to_state.bind(self.py).call1((obj,))?;
-        self.encode(&state, depth + 1)
-    }
-
-    fn encode_datetime(&mut self, obj: &Bound<'py, PyAny>, std: &StdTypes) -> PyResult<()> {
-        let py = self.py;
-        let year: u16 = obj.getattr(intern!(py, "year"))?.extract()?;
-        let fields = [
-            intern!(py, "month"),
-            intern!(py, "day"),
-            intern!(py, "hour"),
-            intern!(py, "minute"),
-            intern!(py, "second"),
-        ];
-        self.out.push(T_DATETIME);
-        self.out.extend_from_slice(&year.to_le_bytes());
-        for name in fields {
-            let v: u8 = obj.getattr(name)?.extract()?;
-            self.out.push(v);
-        }
-        self.encode_time_tail(obj, std)
-    }
-
-    fn encode_time(&mut self, obj: &Bound<'py, PyAny>, std: &StdTypes) -> PyResult<()> {
-        let py = self.py;
-        self.out.push(T_TIME);
-        for name in [
-            intern!(py, "hour"),
-            intern!(py, "minute"),
-            intern!(py, "second"),
-        ] {
-            let v: u8 = obj.getattr(name)?.extract()?;
-            self.out.push(v);
-        }
-        self.encode_time_tail(obj, std)
-    }
-
-    /// microsecond, fold, tzinfo: shared by datetime and time.
-    fn encode_time_tail(&mut self, obj: &Bound<'py, PyAny>, std: &StdTypes) -> PyResult<()> {
-        let py = self.py;
-        let us: u32 = obj.getattr(intern!(py, "microsecond"))?.extract()?;
-        let fold: u8 = obj.getattr(intern!(py, "fold"))?.extract()?;
-        write_varint(&mut self.out, u64::from(us));
-        self.out.push(fold);
-        let tz = obj.getattr(intern!(py, "tzinfo"))?;
-        self.encode_tz(&tz, std)
-    }
-
-    fn encode_tz(&mut self, tz: &Bound<'py, PyAny>, std: &StdTypes) -> PyResult<()> {
-        let py = self.py;
-        if tz.is_none() {
-            self.out.push(TZ_NONE);
-            return Ok(());
-        }
-        let tp = tz.get_type_ptr() as usize;
-        if tp == std.timezone_ptr {
-            let args = tz
-                .call_method0(intern!(py, "__getinitargs__"))?
-                .cast_into::<PyTuple>()?;
-            let offset = timedelta_us(&args.get_item(0)?)?;
-            if args.len() == 1 {
-                self.out.push(TZ_OFFSET);
-                write_zvarint(&mut self.out, offset);
-            } else {
-                let name = args.get_item(1)?;
-                let name = name.cast::<PyString>()?;
-                // SAFETY: exact str checked by cast (str subclasses are
-                // rejected by timezone() itself), GIL held.
-                let bytes = unsafe { str_utf8(py, name.as_ptr())? };
-                self.room_for(bytes.len())?;
-                self.out.push(TZ_OFFSET_NAMED);
-                write_zvarint(&mut self.out, offset);
-                write_varint(&mut self.out, bytes.len() as u64);
-                self.out.extend_from_slice(bytes);
-            }
-            return Ok(());
-        }
-        if tp == std.zoneinfo_ptr {
-            let key = tz.getattr(intern!(py, "key"))?;
-            if key.is_none() {
-                return Err(EncodeError::new_err(
-                    "a ZoneInfo without key (built from a file) cannot be encoded",
-                ));
-            }
-            let key = key.cast_into::<PyString>()?;
-            // SAFETY: str object, GIL held.
-            let bytes = unsafe { str_utf8(py, key.as_ptr())? };
-            self.room_for(bytes.len())?;
-            write_bytes(&mut self.out, TZ_ZONEINFO, bytes);
-            return Ok(());
-        }
-        Err(EncodeError::new_err(format!(
-            "unsupported tzinfo type {} (only None, datetime.timezone and zoneinfo.ZoneInfo)",
-            type_name(tz)
-        )))
-    }
-}
-
-pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type()
-        .fully_qualified_name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "<unknown>".to_owned())
-}
-
-fn unsupported(obj: &Bound<'_, PyAny>, std: &StdTypes) -> PyErr {
-    let py = obj.py();
-    let name = type_name(obj);
-    let builtins: [(*mut ffi::PyTypeObject, &str); 10] = [
-        (&raw mut ffi::PyUnicode_Type, "str"),
-        (&raw mut ffi::PyLong_Type, "int"),
-        (&raw mut ffi::PyTuple_Type, "tuple"),
-        (&raw mut ffi::PyFloat_Type, "float"),
-        (&raw mut ffi::PyFrozenSet_Type, "frozenset"),
-        (&raw mut ffi::PyList_Type, "list"),
-        (&raw mut ffi::PyDict_Type, "dict"),
-        (&raw mut ffi::PySet_Type, "set"),
-        (&raw mut ffi::PyBytes_Type, "bytes"),
-        (&raw mut ffi::PyBool_Type, "bool"),
-    ];
-    let mut base: Option<String> = None;
-    for (tp, tname) in builtins {
-        // SAFETY: static type objects, GIL held.
-        if unsafe { ffi::PyObject_TypeCheck(obj.as_ptr(), tp) } != 0 {
-            base = Some(tname.to_owned());
-            break;
-        }
-    }
-    if base.is_none() {
-        for t in [&std.datetime, &std.date, &std.time, &std.decimal] {
-            if obj.is_instance(t.bind(py)).unwrap_or(false) {
-                base = Some(
-                    t.bind(py)
-                        .qualname()
-                        .map(|n| n.to_string())
-                        .unwrap_or_default(),
-                );
                 break;
             }
+            // The iterator's new reference, held while the item is encoded.
+            let item = Held(item);
+            count += 1;
+            if count > n {
+                return Err(changed_size(py, "set"));
+            }
+            self.value::<false>(item.0, depth + 1)?;
+            if (count as usize).is_multiple_of(SIZE_CHECK_EVERY) {
+                self.room(0)?;
+            }
         }
-    }
-    match base {
-        Some(b) => EncodeError::new_err(format!(
-            "{name} is a subclass of {b} and is not registered with Codec.register_type \
-             (it would decode as {b})"
-        )),
-        None => EncodeError::new_err(format!("type {name} is not supported by the codec")),
+        if count != n {
+            return Err(changed_size(py, "set"));
+        }
+        self.room(0)
     }
 }

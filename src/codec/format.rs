@@ -120,6 +120,25 @@ pub fn write_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// Writes `v` as a varint at `dst`; returns the number of bytes written
+/// (1 to `MAX_VARINT_LEN`).
+///
+/// # Safety
+/// `dst` is valid for `MAX_VARINT_LEN` bytes of writes.
+#[inline(always)]
+pub unsafe fn put_varint(dst: *mut u8, mut v: u64) -> usize {
+    let mut i = 0;
+    while v >= 0x80 {
+        *dst.add(i) = (v as u8) | 0x80;
+        v >>= 7;
+        i += 1;
+    }
+    *dst.add(i) = v as u8;
+    i + 1
+}
+
+pub const MAX_VARINT_LEN: usize = 10;
+
 #[inline]
 pub fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
@@ -136,18 +155,26 @@ pub fn write_zvarint(out: &mut Vec<u8>, v: i64) {
 }
 
 /// Reads a varint at `*pos`; `None` on truncation or u64 overflow.
-#[inline]
+#[inline(always)]
 pub fn read_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
-    // One byte: lengths of short strings, small counts.
+    // One byte: lengths of short strings, small counts; two: ints up to
+    // ±8191, lengths up to 16 KiB.
     let first = *data.get(*pos)?;
     if first < 0x80 {
         *pos += 1;
         return Some(u64::from(first));
     }
+    if let Some(&second) = data.get(*pos + 1) {
+        if second < 0x80 {
+            *pos += 2;
+            return Some(u64::from(first & 0x7F) | u64::from(second) << 7);
+        }
+    }
     read_varint_bytewise(data, pos)
 }
 
-/// A varint of two bytes or more (or none).
+/// A varint of three bytes or more (or none).
+#[inline(never)]
 fn read_varint_bytewise(data: &[u8], pos: &mut usize) -> Option<u64> {
     let mut result: u64 = 0;
     let mut shift = 0u32;
@@ -189,6 +216,10 @@ mod tests {
             let mut pos = 0;
             assert_eq!(read_varint(&buf, &mut pos), Some(v));
             assert_eq!(pos, buf.len());
+            let mut raw = [0u8; MAX_VARINT_LEN];
+            // SAFETY: room for the longest varint.
+            let n = unsafe { put_varint(raw.as_mut_ptr(), v) };
+            assert_eq!(&raw[..n], &buf[..]);
         }
     }
 

@@ -1,0 +1,292 @@
+"""The codec's fast paths: exact-type dispatch inline in every container, small
+ints told by address, the tables of recent strings and ints, the reused dumps
+buffer. Each is checked against what it must not change: exact types (a
+subclass is never taken for its base), values at every boundary, mutation and
+re-entry from Python code run in the middle of a call."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from ormcache_redis import _native
+
+EncodeError = _native.EncodeError
+DecodeError = _native.DecodeError
+
+HEADER = b"\xc0\xde\x01\x00"
+STR_MAX_LEN = 64  # object_cache.rs: longer strings are not kept
+SLOTS = 1024
+
+
+class MyStr(str):
+    pass
+
+
+class MyInt(int):
+    pass
+
+
+class MyFloat(float):
+    pass
+
+
+class MyDict(dict):
+    pass
+
+
+class MyTuple(tuple):
+    pass
+
+
+class MyList(list):
+    pass
+
+
+class MyFrozenSet(frozenset):
+    pass
+
+
+SUBCLASS_VALUES = [
+    MyStr("x"),
+    MyInt(3),
+    MyInt(300),
+    MyFloat(1.5),
+    MyDict(a=1),
+    MyTuple((1, 2)),
+    MyList([1]),
+    MyFrozenSet({1}),
+]
+
+
+def positions(value):
+    """`value` at the top, as an item of each container, as a dict key (when
+    hashable) and value."""
+    yield value
+    yield (value,)
+    yield [value]
+    yield {"k": value}
+    yield (1, "a", value, 2.5)
+    try:
+        hash(value)
+    except TypeError:
+        return
+    yield {value: 1}
+    yield {value}
+    yield frozenset({value})
+
+
+@pytest.mark.parametrize("value", SUBCLASS_VALUES, ids=lambda v: type(v).__name__)
+def test_an_unregistered_subclass_is_refused_wherever_it_sits(value):
+    codec = _native.Codec()
+    for holder in positions(value):
+        with pytest.raises(EncodeError, match="subclass"):
+            codec.dumps(holder)
+
+
+def types_in(value) -> set[type]:
+    """The types of `value` and of everything it holds, dict keys included."""
+    found = {type(value)}
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found |= types_in(k) | types_in(v)
+    elif isinstance(value, (tuple, list, set, frozenset)):
+        for item in value:
+            found |= types_in(item)
+    return found
+
+
+@pytest.mark.parametrize("value", SUBCLASS_VALUES, ids=lambda v: type(v).__name__)
+def test_a_registered_subclass_comes_back_as_itself_wherever_it_sits(value):
+    cls = type(value)
+    base = cls.__mro__[1]
+    codec = _native.Codec()
+    codec.register_type(cls, cls.__name__, base, cls)
+    for holder in positions(value):
+        out = codec.loads(codec.dumps(holder))
+        assert out == holder
+        assert cls in types_in(out), holder
+
+
+def test_bool_stays_bool_and_int_stays_int_in_every_container():
+    codec = _native.Codec()
+    for value in (True, False, 1, 0):
+        for holder in positions(value):
+            out = codec.loads(codec.dumps(holder))
+            assert out == holder
+            assert types_in(out) == types_in(holder), holder
+    out = codec.loads(codec.dumps({True: 1, 0: False}))
+    assert [(type(k), type(v)) for k, v in out.items()] == [(bool, int), (int, bool)]
+
+
+INT_BOUNDARIES = [
+    -(2**63),
+    -(2**62),
+    -8193,
+    -8192,
+    -257,
+    -6,
+    -5,
+    -1,
+    0,
+    1,
+    126,
+    127,
+    128,
+    255,
+    256,
+    257,
+    8191,
+    8192,
+    2**62,
+    2**63 - 1,
+]
+
+
+def test_ints_at_every_boundary_round_trip_in_every_container():
+    codec = _native.Codec()
+    for value in INT_BOUNDARIES:
+        for holder in positions(value):
+            out = codec.loads(codec.dumps(holder))
+            assert out == holder and types_in(out) == types_in(holder), holder
+        data = codec.dumps(value)
+        # 0..127 is one byte, with no other int taken for one.
+        assert (len(data) == len(HEADER) + 1) == (0 <= value <= 127), value
+
+
+WRAPPERS = [
+    (lambda v: v, lambda out: out),
+    (lambda v: (v,), lambda out: out[0]),
+    (lambda v: [v], lambda out: out[0]),
+    (lambda v: {"k": v}, lambda out: out["k"]),
+]
+
+
+def test_floats_keep_their_bits_in_every_container():
+    codec = _native.Codec()
+    odd_nan = struct.unpack("<d", b"\x01\x00\x00\x00\x00\x00\xf8\x7f")[0]
+    for value in (0.0, -0.0, 1.5, odd_nan, float("inf")):
+        for wrap, unwrap in WRAPPERS:
+            out = unwrap(codec.loads(codec.dumps(wrap(value))))
+            assert type(out) is float
+            assert struct.pack("<d", out) == struct.pack("<d", value)
+
+
+def test_recent_strings_and_ints_are_handed_out_again():
+    codec = _native.Codec()
+    value = {"field_name": [1000, "draft"], "other": (1000, -77777)}
+    first = codec.loads(codec.dumps(value))
+    second = codec.loads(codec.dumps(value))
+    assert first == second == value
+    assert next(iter(first)) is next(iter(second))
+    assert first["field_name"][1] is second["field_name"][1]
+    assert first["field_name"][0] is second["field_name"][0]
+    assert first["other"][1] is second["other"][1]
+
+
+def test_strings_around_the_kept_length_and_non_ascii():
+    codec = _native.Codec()
+    for n in (1, 2, 7, 8, 9, 15, 16, 17, STR_MAX_LEN - 1, STR_MAX_LEN, STR_MAX_LEN + 1, 200):
+        for text in ("a" * n, "é" * (n // 2) + "a" * (n % 2), "日" * (n // 3) + "x" * (n % 3)):
+            for _ in range(2):
+                out = codec.loads(codec.dumps([text, {text: text}]))
+                assert out == [text, {text: text}]
+                assert type(out[0]) is str
+
+
+def test_many_distinct_strings_and_ints_each_decode_to_their_own_value():
+    # More than the tables hold: every slot is replaced several times over,
+    # including by values that share a slot with the one decoded just before.
+    codec = _native.Codec()
+    for round_ in range(3):
+        values = [(f"k{i}:{round_}", i * 7919 + round_, -i - 1000) for i in range(3 * SLOTS)]
+        assert codec.loads(codec.dumps(values)) == values
+
+
+def test_invalid_utf8_in_a_short_string_is_a_decode_error_and_nothing_kept():
+    codec = _native.Codec()
+    bad = HEADER + b"\x07\x03ab\xff"
+    for _ in range(2):
+        with pytest.raises(DecodeError):
+            codec.loads(bad)
+    assert codec.loads(HEADER + b"\x07\x02ab") == "ab"
+
+
+def test_a_decode_inside_from_state_decodes_right():
+    # from_state runs while the outer decode holds the tables of recent
+    # objects: the inner decode goes without them.
+    codec = _native.Codec()
+    inner = codec.dumps({"inner": [1000, "draft"]})
+    seen = []
+
+    def from_state(state):
+        seen.append(codec.loads(inner))
+        return MyStr(state)
+
+    codec.register_type(MyStr, "mystr", str, from_state)
+    value = {"inner": [1000, "draft"], "s": MyStr("x"), "after": [1000, "draft"]}
+    out = codec.loads(codec.dumps(value))
+    assert out == value and type(out["s"]) is MyStr
+    assert seen == [{"inner": [1000, "draft"]}]
+
+
+def test_a_dumps_inside_to_state_encodes_right():
+    # to_state runs while the outer dumps holds the kept buffer.
+    codec = _native.Codec()
+    nested = []
+
+    def to_state(s):
+        nested.append(codec.dumps(["nested", str(s)]))
+        return str(s)
+
+    codec.register_type(MyStr, "mystr", to_state, MyStr)
+    value = ["before", MyStr("x"), "after"]
+    data = codec.dumps(value)
+    assert codec.loads(data) == value
+    assert codec.loads(nested[0]) == ["nested", "x"]
+    assert codec.dumps(value) == data
+
+
+def test_the_kept_dumps_buffer_never_leaks_between_calls():
+    codec = _native.Codec()
+    big = ["x" * 1000] * 200  # grows the buffer past what is kept
+    small = (1, 2)
+    assert codec.loads(codec.dumps(big)) == big
+    assert codec.dumps(small) == HEADER + b"\x09\x02\x81\x82"
+    with pytest.raises(EncodeError):
+        codec.dumps(["y" * 100, object()])
+    assert codec.dumps(small) == HEADER + b"\x09\x02\x81\x82"
+
+
+def test_a_dict_mutated_while_a_non_str_key_is_encoded():
+    codec = _native.Codec()
+    target: dict = {}
+
+    def to_state(s):
+        target.clear()
+        return str(s)
+
+    codec.register_type(MyStr, "mystr", to_state, MyStr)
+    # The key runs Python code that frees the dict's entries, the value among
+    # them: the encoder holds the value, then sees the dict changed.
+    target.update({(MyStr("k"),): ["value", 1000], 2: 3})
+    with pytest.raises(EncodeError, match="changed size"):
+        codec.dumps(target)
+    target.update({1: MyStr("v"), 2: 3})
+    with pytest.raises(EncodeError, match="changed size"):
+        codec.dumps(target)
+
+
+def test_a_set_mutated_while_an_element_is_encoded():
+    codec = _native.Codec()
+    target: set = set()
+
+    def to_state(s):
+        target.update(range(100, 200))
+        return str(s)
+
+    codec.register_type(MyStr, "mystr", to_state, MyStr)
+    target.update({MyStr("a"), 1, 2, 3})
+    with pytest.raises(EncodeError, match="changed size"):
+        codec.dumps(target)
