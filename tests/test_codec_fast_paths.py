@@ -7,6 +7,9 @@ re-entry from Python code run in the middle of a call."""
 from __future__ import annotations
 
 import struct
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -290,3 +293,40 @@ def test_a_set_mutated_while_an_element_is_encoded():
     target.update({MyStr("a"), 1, 2, 3})
     with pytest.raises(EncodeError, match="changed size"):
         codec.dumps(target)
+
+
+# Written by the codec before its fast paths (format version 1, commit
+# 1afb8e6): the same value must still encode to exactly these bytes and
+# decode from them.
+GOLDEN_VALUE = (
+    "res.partner", 7, 0, 127, 128, -1, 1000, -8193, 2**63, -(2**63) - 1, 1.5, -0.0, None,
+    True, False, "héllo 日本", "", b"\x00\xff", [1, "a", [2.5]],
+    {"k": 1.0, 2: None, (1, "x"): "t"}, frozenset({1, 2, 3}), {5, 300},
+    datetime(2024, 5, 17, 12, 30, 45, 123456, tzinfo=ZoneInfo("Europe/Brussels")),
+    datetime(2021, 10, 31, 2, 30, fold=1, tzinfo=timezone(timedelta(hours=-3), "BRT")),
+    date(2024, 2, 29), time(8, 15, 0, 7, tzinfo=timezone.utc), Decimal("-123.456E-7"),
+)  # fmt: skip
+GOLDEN_BYTES = bytes.fromhex(
+    "c0de0100091b070b7265732e706172746e65728780ff038002030103d00f0381800104080000000000"
+    "0000800508010000000000008006000000000000f83f060000000000000080000201070d68c3a96c6c"
+    "6f20e697a5e69cac0700080200ff0a03810701610a010600000000000004400b0307016b0600000000"
+    "0000f03f82000902810701780701740d038182830c0203d804850ee80705110c1e2dc0c40700030f45"
+    "75726f70652f4272757373656c730ee5070a1f021e00000102ffafd7bb50034252540fe807021d1008"
+    "0f0007000100110d2d302e30303030313233343536"
+)
+GOLDEN_COMPRESSED = bytes.fromhex(
+    "c0de0101c325ff000a9003070a6669656c645f6e616d650c00ffffffffffffffffffffffffffffffff"
+    "ffffad60645f6e616d65"
+)
+
+
+def test_bytes_written_before_the_fast_paths_are_written_and_read_the_same():
+    codec = _native.Codec()
+    assert codec.dumps(GOLDEN_VALUE) == GOLDEN_BYTES
+    for _ in range(2):  # the second time from the tables of recent objects
+        out = codec.loads(GOLDEN_BYTES)
+        assert out == GOLDEN_VALUE
+        assert [type(v) for v in out] == [type(v) for v in GOLDEN_VALUE]
+    compressing = _native.Codec(compress_threshold=0)
+    assert compressing.dumps(["field_name"] * 400) == GOLDEN_COMPRESSED
+    assert codec.loads(GOLDEN_COMPRESSED) == ["field_name"] * 400
