@@ -73,6 +73,25 @@ impl Codec {
         self.std_types.get_or_try_init(py, || StdTypes::import(py))
     }
 
+    /// `Codec.dumps` (`fastcall.rs`): `obj` as framed bytes.
+    pub(super) fn dumps<'py>(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+        let py = obj.py();
+        // The buffer of the last call, unless a dumps further up this
+        // thread's stack (an extension's to_state) holds it.
+        let mut out = self
+            .dumps_buffer
+            .with(py, std::mem::take)
+            .unwrap_or_default();
+        out.clear();
+        let result = self
+            .encode_into(obj, &mut out)
+            .map(|()| PyBytes::new(py, &out));
+        if out.capacity() <= KEPT_BUFFER {
+            self.dumps_buffer.with(py, |kept| *kept = out);
+        }
+        result
+    }
+
     pub(crate) fn registry_snapshot(&self) -> Arc<Registry> {
         Arc::clone(&self.registry.read())
     }
@@ -171,30 +190,6 @@ impl Codec {
     #[getter]
     fn max_hash_collisions(&self) -> usize {
         self.limits.max_hash_collisions
-    }
-
-    /// Encodes `obj` to framed bytes; EncodeError for unsupported values.
-    fn dumps<'py>(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-        let py = obj.py();
-        // The buffer of the last call, unless a dumps further up this
-        // thread's stack (an extension's to_state) holds it.
-        let mut out = self
-            .dumps_buffer
-            .with(py, std::mem::take)
-            .unwrap_or_default();
-        out.clear();
-        let result = self
-            .encode_into(obj, &mut out)
-            .map(|()| PyBytes::new(py, &out));
-        if out.capacity() <= KEPT_BUFFER {
-            self.dumps_buffer.with(py, |kept| *kept = out);
-        }
-        result
-    }
-
-    /// Decodes bytes produced by `dumps`; DecodeError for anything invalid.
-    fn loads(&self, py: Python<'_>, data: &[u8]) -> PyResult<Py<PyAny>> {
-        self.decode(py, data)
     }
 
     /// Registers an extension type, matched by exact type. `to_state(obj)`

@@ -12,7 +12,8 @@
 //!
 //! | file | holds |
 //! |---|---|
-//! | `class.rs` | the `Codec` Python class: options, `dumps`/`loads`, `register_type` |
+//! | `class.rs` | the `Codec` Python class: options, `dumps`, `register_type` |
+//! | `fastcall.rs` | `dumps` and `loads` as the interpreter calls its own methods |
 //! | `frame.rs` | header, compression, the checks before decoding; `encode_into`, `decode` |
 //! | `format.rs` | the wire format: tags, varints |
 //! | `encode.rs`, `encode_other.rs` | value -> bytes: scalars and containers; the other types |
@@ -27,6 +28,7 @@ mod decode;
 mod decode_other;
 mod encode;
 mod encode_other;
+mod fastcall;
 pub mod format;
 mod frame;
 mod object_cache;
@@ -63,6 +65,7 @@ pub const DEFAULT_MAX_DEPTH: u32 = 128;
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Codec>()?;
+    fastcall::install(&py.get_type::<Codec>())?;
     m.add("FormatVersionError", py.get_type::<FormatVersionError>())?;
     m.add("CODEC_FORMAT_VERSION", FORMAT_VERSION)?;
     Ok(())
