@@ -262,6 +262,44 @@ def test_the_kept_dumps_buffer_never_leaks_between_calls():
     assert codec.dumps(small) == HEADER + b"\x09\x02\x81\x82"
 
 
+def set_payload(items: list[bytes]) -> bytes:
+    return HEADER + b"\x0c" + bytes([len(items)]) + b"".join(items)
+
+
+def int_item(v: int) -> bytes:
+    if v >= 1 << 63:
+        magnitude = v.to_bytes((v.bit_length() + 7) // 8, "little")
+        return b"\x04" + bytes([len(magnitude)]) + magnitude
+    zigzag = (v << 1) ^ (v >> 63)
+    out = bytearray(b"\x03")
+    while zigzag >= 0x80:
+        out.append((zigzag & 0x7F) | 0x80)
+        zigzag >>= 7
+    return bytes(out + bytes([zigzag]))
+
+
+def test_set_elements_added_before_a_chosen_hash_are_checked_with_it():
+    # -1 and -2 share a hash. Safe ints are added as they come; once a float
+    # (a hash that can be chosen) follows, every element is checked, the ones
+    # added already included, whatever the order.
+    strict = _native.Codec(max_hash_collisions=0)
+    half = struct.pack("<d", 0.5)
+    for order in ([-1, -2, 0.5], [0.5, -1, -2], [-1, 0.5, -2]):
+        items = [b"\x06" + half if v == 0.5 else int_item(v) for v in order]
+        with pytest.raises(DecodeError, match="max_hash_collisions=0"):
+            strict.loads(set_payload(items))
+        assert _native.Codec().loads(set_payload(items)) == {-1, -2, 0.5}
+    # Safe elements alone are never hashed for the check.
+    assert strict.loads(set_payload([int_item(-1), int_item(-2)])) == {-1, -2}
+    # Colliding big ints after ordinary ones: counted, refused.
+    modulus = (1 << 61) - 1
+    colliding = [int_item(k * modulus + 7) for k in range(1, 100)]
+    data = HEADER + b"\x0c\x82\x01" + b"".join([int_item(i) for i in range(31)] + colliding)
+    with pytest.raises(DecodeError, match="max_hash_collisions=98"):
+        _native.Codec(max_hash_collisions=98).loads(data)
+    assert len(_native.Codec().loads(data)) == 130
+
+
 def test_a_dict_mutated_while_a_non_str_key_is_encoded():
     codec = _native.Codec()
     target: dict = {}

@@ -59,11 +59,12 @@
 //! 64-bit outputs cannot be mass-produced, even with a known
 //! `PYTHONHASHSEED`. So the decoder notes, while it decodes the elements
 //! of a set or the keys of a dict, whether any is of a computable-hash
-//! kind. Only then, and before inserting them, it hashes them, sorts the
-//! hashes and counts the repeats: all the elements of a set, and the keys
-//! of a dict from the first such key on (those before it hash safely and
-//! are already inserted, in order). The quadratic work left is at most
-//! `max_hash_collisions² / 2` comparisons per value.
+//! kind, inserting them as they come until one is. From that one on, they
+//! wait; before inserting them it hashes them, sorts the hashes and counts
+//! the repeats: all the elements of a set (those inserted already too),
+//! and the keys of a dict from the first such key on (those before it hash
+//! safely and are already inserted, in order). The quadratic work left is
+//! at most `max_hash_collisions² / 2` comparisons per value.
 //!
 //! # Encoding
 //!

@@ -7,11 +7,12 @@
 //! tables of recent ones, floats, None, bools) are built inline in the loop of the
 //! container that holds them; containers and the other types go through
 //! `nested`, the one recursive step (the other types: `decode_other.rs`).
-//! Items of a tuple, list or set are decoded onto a private stack first,
-//! so that no half-filled container is ever visible to Python code (an
-//! extension's `from_state` runs in the middle of decoding), and set
-//! elements and dict keys whose hash can be chosen are checked for hash
-//! flooding before they are inserted.
+//! Items of a tuple or list are decoded onto a private stack first, so that
+//! no half-filled tuple or list (empty slots) is ever visible to Python
+//! code (an extension's `from_state` runs in the middle of decoding); set
+//! elements and dict keys are inserted as they come until one whose hash
+//! can be chosen appears, then wait on the stack until they are checked
+//! for hash flooding.
 
 use std::sync::Arc;
 
@@ -73,15 +74,19 @@ impl<'a, 'py> Decoder<'a, 'py> {
         py: Python<'py>,
         codec: &'a Codec,
         small_ints: &'static SmallInts,
-        recent: Option<&'a mut Recent>,
+        mut recent: Option<&'a mut Recent>,
         data: &'a [u8],
     ) -> Self {
+        let stack = recent
+            .as_deref_mut()
+            .map(Recent::take_stack)
+            .unwrap_or_default();
         Decoder {
             py,
             codec,
             data,
             pos: 0,
-            stack: Vec::new(),
+            stack,
             registry: None,
             small_ints,
             recent,
@@ -226,95 +231,114 @@ impl<'a, 'py> Decoder<'a, 'py> {
     #[inline(never)]
     fn nested(&mut self, tag: u8, depth: u32) -> PyResult<Bound<'py, PyAny>> {
         match tag {
-            T_TUPLE | T_LIST | T_SET | T_FROZENSET => self.sequence(tag, depth),
+            T_TUPLE | T_LIST => self.sequence(tag, depth),
+            T_SET | T_FROZENSET => self.set(tag, depth),
             T_DICT => self.dict(depth),
             T_EXT => self.extension(depth),
             _ => self.other(tag),
         }
     }
 
-    /// tuple, list, set, frozenset: items go to the private stack first.
+    /// tuple, list: items go to the private stack first.
     #[inline(never)]
     fn sequence(&mut self, tag: u8, depth: u32) -> PyResult<Bound<'py, PyAny>> {
         self.check_depth(depth)?;
         let n = self.count(1)?;
         let base = self.stack.len();
         self.stack.reserve(n);
-        let computable_before = self.computable_hashes;
         for _ in 0..n {
             let v = self.value(depth + 1)?;
             self.stack.push(v);
         }
-        let computable = self.computable_hashes != computable_before;
-        self.build_sequence(tag, base, computable)
+        self.build_sequence(tag, base)
     }
 
     /// Second half of `sequence`, out of line: its frame is not part of
     /// the recursion.
     #[inline(never)]
-    fn build_sequence(
-        &mut self,
-        tag: u8,
-        base: usize,
-        computable: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let py = self.py;
-        let n = self.stack.len() - base;
-        if (tag == T_SET || tag == T_FROZENSET) && computable {
-            self.check_collisions(base, 1)?;
-        }
-        // SAFETY: GIL held; fresh containers of exactly n slots; SetItem
-        // steals the item references.
-        let value = unsafe {
-            match tag {
-                T_TUPLE => {
-                    let t = self.owned(ffi::PyTuple_New(n as ffi::Py_ssize_t))?;
-                    for (i, item) in self.stack.drain(base..).enumerate() {
-                        ffi::PyTuple_SetItem(t.as_ptr(), i as ffi::Py_ssize_t, item.into_ptr());
-                    }
-                    t
+    fn build_sequence(&mut self, tag: u8, base: usize) -> PyResult<Bound<'py, PyAny>> {
+        let n = (self.stack.len() - base) as ffi::Py_ssize_t;
+        // SAFETY: GIL held; a fresh container of exactly n slots, each set
+        // once; SetItem steals the item references.
+        unsafe {
+            if tag == T_TUPLE {
+                let t = self.owned(ffi::PyTuple_New(n))?;
+                for (i, item) in self.stack.drain(base..).enumerate() {
+                    ffi::PyTuple_SetItem(t.as_ptr(), i as ffi::Py_ssize_t, item.into_ptr());
                 }
-                T_LIST => {
-                    let l = self.owned(ffi::PyList_New(n as ffi::Py_ssize_t))?;
-                    for (i, item) in self.stack.drain(base..).enumerate() {
-                        ffi::PyList_SetItem(l.as_ptr(), i as ffi::Py_ssize_t, item.into_ptr());
-                    }
-                    l
+                // A tuple's hash mixes its items' hashes.
+                self.computable_hashes += 1;
+                Ok(t)
+            } else {
+                let l = self.owned(ffi::PyList_New(n))?;
+                for (i, item) in self.stack.drain(base..).enumerate() {
+                    ffi::PyList_SetItem(l.as_ptr(), i as ffi::Py_ssize_t, item.into_ptr());
                 }
-                _ => {
-                    let s = if tag == T_SET {
-                        self.owned(ffi::PySet_New(std::ptr::null_mut()))?
-                    } else {
-                        self.owned(ffi::PyFrozenSet_New(std::ptr::null_mut()))?
-                    };
-                    for item in self.stack.drain(base..) {
-                        if ffi::PySet_Add(s.as_ptr(), item.as_ptr()) < 0 {
-                            return Err(PyErr::fetch(py));
-                        }
-                    }
-                    s
-                }
+                Ok(l)
             }
-        };
-        // A tuple's or frozenset's hash mixes its items' hashes.
-        self.computable_hashes += usize::from(tag == T_TUPLE || tag == T_FROZENSET);
-        Ok(value)
+        }
+    }
+
+    /// set, frozenset: elements are added as they come while every one so
+    /// far hashes safely (ints below 2**61, str, bytes, ...); from the first
+    /// whose hash can be chosen on, they wait on the stack until the whole
+    /// set is checked for hash flooding, as a dict's keys do. A set being
+    /// filled is a whole set at every step (a tuple or list would have
+    /// empty slots): Python code run meanwhile may find it incomplete,
+    /// never broken.
+    #[inline(never)]
+    fn set(&mut self, tag: u8, depth: u32) -> PyResult<Bound<'py, PyAny>> {
+        self.check_depth(depth)?;
+        let n = self.count(1)?;
+        // SAFETY: GIL held; a new reference or NULL with an exception.
+        let set = self.owned(unsafe {
+            if tag == T_SET {
+                ffi::PySet_New(std::ptr::null_mut())
+            } else {
+                ffi::PyFrozenSet_New(std::ptr::null_mut())
+            }
+        })?;
+        let base = self.stack.len();
+        let computable_before = self.computable_hashes;
+        for _ in 0..n {
+            let v = self.value(depth + 1)?;
+            if self.computable_hashes == computable_before {
+                add(&set, &v)?;
+            } else {
+                self.stack.push(v);
+            }
+        }
+        if self.stack.len() > base {
+            self.add_staged(&set, base)?;
+        }
+        // A frozenset's hash mixes its elements' hashes.
+        self.computable_hashes += usize::from(tag == T_FROZENSET);
+        Ok(set)
+    }
+
+    /// Second half of `set`, out of line: every element is checked for
+    /// hash flooding (those added already too), then the waiting ones are
+    /// added.
+    #[inline(never)]
+    fn add_staged(&mut self, set: &Bound<'py, PyAny>, base: usize) -> PyResult<()> {
+        self.hashes.clear();
+        for added in set.try_iter()? {
+            self.hashes.push(hash(&added?)?);
+        }
+        self.count_collisions(base, 1)?;
+        for item in self.stack.drain(base..) {
+            add(set, &item)?;
+        }
+        Ok(())
     }
 
     /// Counts the items of the stack from `base` (every `step`-th: dict
-    /// keys) whose hash equals another's, before they are inserted.
+    /// keys) whose hash equals another's, or one already in `hashes`,
+    /// before they are inserted.
     #[inline(never)]
-    fn check_collisions(&mut self, base: usize, step: usize) -> PyResult<()> {
-        self.hashes.clear();
+    fn count_collisions(&mut self, base: usize, step: usize) -> PyResult<()> {
         for item in self.stack[base..].iter().step_by(step) {
-            // SAFETY: GIL held, live object.
-            let h = unsafe { ffi::PyObject_Hash(item.as_ptr()) };
-            if h == -1 {
-                if let Some(e) = PyErr::take(self.py) {
-                    return Err(e);
-                }
-            }
-            self.hashes.push(h);
+            self.hashes.push(hash(item)?);
         }
         self.hashes.sort_unstable();
         let repeats = self.hashes.windows(2).filter(|w| w[0] == w[1]).count();
@@ -359,7 +383,8 @@ impl<'a, 'py> Decoder<'a, 'py> {
     /// stack frame stays small.
     #[inline(never)]
     fn insert_staged(&mut self, d: &Bound<'py, PyDict>, base: usize) -> PyResult<()> {
-        self.check_collisions(base, 2)?;
+        self.hashes.clear();
+        self.count_collisions(base, 2)?;
         let mut pairs = self.stack.drain(base..);
         while let (Some(k), Some(v)) = (pairs.next(), pairs.next()) {
             set_item(d, &k, &v)?;
@@ -375,6 +400,36 @@ impl<'a, 'py> Decoder<'a, 'py> {
         let state = self.value(depth + 1)?;
         self.build_extension(&entry, state)
     }
+}
+
+impl Drop for Decoder<'_, '_> {
+    fn drop(&mut self) {
+        if let Some(recent) = self.recent.as_deref_mut() {
+            recent.keep_stack(std::mem::take(&mut self.stack));
+        }
+    }
+}
+
+#[inline]
+fn hash(item: &Bound<'_, PyAny>) -> PyResult<ffi::Py_hash_t> {
+    // SAFETY: GIL held, live object.
+    let h = unsafe { ffi::PyObject_Hash(item.as_ptr()) };
+    if h == -1 {
+        if let Some(e) = PyErr::take(item.py()) {
+            return Err(e);
+        }
+    }
+    Ok(h)
+}
+
+#[inline]
+fn add(set: &Bound<'_, PyAny>, item: &Bound<'_, PyAny>) -> PyResult<()> {
+    // SAFETY: GIL held, live objects; a fresh set or frozenset no other
+    // code holds (PySet_Add refuses a frozenset that is shared).
+    if unsafe { ffi::PySet_Add(set.as_ptr(), item.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(set.py()));
+    }
+    Ok(())
 }
 
 #[inline]

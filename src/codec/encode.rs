@@ -272,11 +272,9 @@ impl<'a, 'py> Encoder<'a, 'py> {
     unsafe fn int(&mut self, ptr: *mut ffi::PyObject) -> PyResult<()> {
         let mut overflow: std::os::raw::c_int = 0;
         let v = ffi::PyLong_AsLongLongAndOverflow(ptr, &mut overflow);
+        // An exact int cannot fail (no __index__ to call): -1 is -1.
         if overflow != 0 {
             return self.big_int(ptr, overflow < 0);
-        }
-        if v == -1 && !ffi::PyErr_Occurred().is_null() {
-            return Err(PyErr::fetch(self.py));
         }
         if (0..=SMALLINT_MAX).contains(&v) {
             self.out.push(T_SMALLINT | v as u8);

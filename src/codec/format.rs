@@ -127,6 +127,15 @@ pub fn write_varint(out: &mut Vec<u8>, mut v: u64) {
 /// `dst` is valid for `MAX_VARINT_LEN` bytes of writes.
 #[inline(always)]
 pub unsafe fn put_varint(dst: *mut u8, mut v: u64) -> usize {
+    if v < 0x80 {
+        *dst = v as u8;
+        return 1;
+    }
+    if v < 0x4000 {
+        *dst = (v as u8) | 0x80;
+        *dst.add(1) = (v >> 7) as u8;
+        return 2;
+    }
     let mut i = 0;
     while v >= 0x80 {
         *dst.add(i) = (v as u8) | 0x80;

@@ -126,11 +126,28 @@ struct IntSlot {
     int: Option<Py<PyAny>>,
 }
 
-/// The strings and ints decoded last, for one decode at a time.
+/// The strings and ints decoded last, and the decoder's stack, for one
+/// decode at a time.
 pub struct Recent {
     strings: Box<[StrSlot]>,
     ints: Box<[IntSlot]>,
+    /// The allocation of the decoder's stack, empty between decodes.
+    spare_stack: Vec<*mut ffi::PyObject>,
 }
+
+/// The decoder's stack keeps an allocation of up to this many items.
+const KEPT_STACK: usize = 8192;
+
+// SAFETY: `spare_stack` is always empty: an allocation, no objects.
+unsafe impl Send for Recent {}
+
+// A `Bound` is one pointer: an empty vector of either can take the
+// other's allocation (same size and alignment of its items).
+const _: () = assert!(
+    std::mem::size_of::<Bound<'static, PyAny>>() == std::mem::size_of::<*mut ffi::PyObject>()
+        && std::mem::align_of::<Bound<'static, PyAny>>()
+            == std::mem::align_of::<*mut ffi::PyObject>()
+);
 
 impl Default for Recent {
     fn default() -> Self {
@@ -148,6 +165,7 @@ impl Default for Recent {
                     int: None,
                 })
                 .collect(),
+            spare_stack: Vec::new(),
         }
     }
 }
@@ -174,26 +192,42 @@ fn str_slot_of(bytes: &[u8]) -> usize {
 }
 
 impl Recent {
+    /// An empty stack for a decode, with the allocation of the last one.
+    pub fn take_stack<'py>(&mut self) -> Vec<Bound<'py, PyAny>> {
+        let mut spare = std::mem::ManuallyDrop::new(std::mem::take(&mut self.spare_stack));
+        debug_assert!(spare.is_empty());
+        // SAFETY: an empty vector's allocation, items of the same size and
+        // alignment (checked above).
+        unsafe { Vec::from_raw_parts(spare.as_mut_ptr().cast(), 0, spare.capacity()) }
+    }
+
+    /// Keeps the allocation of a decode's stack, emptied, for the next one.
+    pub fn keep_stack(&mut self, mut stack: Vec<Bound<'_, PyAny>>) {
+        // What an error left on it is released (under the GIL: the decode's).
+        stack.clear();
+        if stack.capacity() > KEPT_STACK {
+            return;
+        }
+        let mut stack = std::mem::ManuallyDrop::new(stack);
+        // SAFETY: as in `take_stack`, the other way round.
+        self.spare_stack =
+            unsafe { Vec::from_raw_parts(stack.as_mut_ptr().cast(), 0, stack.capacity()) };
+    }
+
     /// The str of the UTF-8 `bytes` (1..=STR_MAX_LEN of them): the kept
     /// one, or a new one (then kept in place of its slot's last).
     #[inline]
     pub fn str<'py>(&mut self, py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
         debug_assert!(!bytes.is_empty() && bytes.len() <= STR_MAX_LEN);
         let slot = &mut self.strings[str_slot_of(bytes)];
-        if let Some(string) = &slot.string {
-            if usize::from(slot.len) == bytes.len() && slot.bytes[..bytes.len()] == *bytes {
-                return Ok(string.bind(py).clone().into_any());
+        match &slot.string {
+            Some(string)
+                if usize::from(slot.len) == bytes.len() && slot.bytes[..bytes.len()] == *bytes =>
+            {
+                Ok(string.bind(py).clone().into_any())
             }
+            _ => keep_new_str(py, slot, bytes),
         }
-        let string = decode_utf8(py, bytes)?;
-        slot.len = bytes.len() as u8;
-        slot.bytes[..bytes.len()].copy_from_slice(bytes);
-        // SAFETY: PyUnicode_DecodeUTF8 made it: an exact str.
-        let kept = unsafe { string.clone().cast_into_unchecked::<PyString>() };
-        // The str this replaces is dropped here: a str's deallocation runs
-        // no Python code.
-        slot.string = Some(kept.unbind());
-        Ok(string)
     }
 
     /// The int `value`: the kept one, or a new one (then kept in place of
@@ -210,6 +244,21 @@ impl Recent {
 }
 
 #[inline(never)]
+fn keep_new_str<'py>(
+    py: Python<'py>,
+    slot: &mut StrSlot,
+    bytes: &[u8],
+) -> PyResult<Bound<'py, PyAny>> {
+    let string = decode_utf8(py, bytes)?;
+    slot.len = bytes.len() as u8;
+    slot.bytes[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: PyUnicode_DecodeUTF8 made it: an exact str.
+    let kept = unsafe { string.clone().cast_into_unchecked::<PyString>() };
+    replace(py, &mut slot.string, kept);
+    Ok(string)
+}
+
+#[inline(never)]
 fn keep_new_int<'py>(
     py: Python<'py>,
     slot: &mut IntSlot,
@@ -217,9 +266,18 @@ fn keep_new_int<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let int = new_int(py, value)?;
     slot.value = value;
-    // An int's deallocation (the one replaced) runs no Python code.
-    slot.int = Some(int.clone().unbind());
+    replace(py, &mut slot.int, int.clone());
     Ok(int)
+}
+
+/// Keeps `new` in `slot`, releasing the object it held there through the
+/// token of the GIL held (no check of who holds it, as dropping a `Py`
+/// would make): the str or int released runs no Python code.
+#[inline]
+fn replace<'py, T>(py: Python<'py>, slot: &mut Option<Py<T>>, new: Bound<'py, T>) {
+    if let Some(old) = slot.replace(new.unbind()) {
+        drop(old.into_bound(py));
+    }
 }
 
 #[inline]
