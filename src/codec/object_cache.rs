@@ -18,8 +18,9 @@
 //! nothing to free when the value goes. Strings and ints are immutable, so
 //! sharing one between values changes nothing but `is`. Both tables are
 //! bounded (`STR_SLOTS` strings of at most `STR_MAX_LEN` bytes, `INT_SLOTS`
-//! ints, about 200 KB at most); bytes chosen to collide only evict each
-//! other, at no more cost than a miss.
+//! ints: about 260 KB per codec at most, the objects held included);
+//! bytes chosen to collide only evict each other, at no more cost than a
+//! miss.
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -72,7 +73,7 @@ impl SmallInts {
             && table
                 .iter()
                 .enumerate()
-                .all(|(i, &p)| p as usize == base.wrapping_add(i * stride));
+                .all(|(i, &p)| p as usize == base.wrapping_add(i.wrapping_mul(stride)));
         Ok(SmallInts {
             table,
             base,
@@ -129,8 +130,8 @@ struct IntSlot {
 /// The strings and ints decoded last, and the decoder's stack, for one
 /// decode at a time.
 pub struct Recent {
-    strings: Box<[StrSlot]>,
-    ints: Box<[IntSlot]>,
+    strings: Box<[StrSlot; STR_SLOTS]>,
+    ints: Box<[IntSlot; INT_SLOTS]>,
     /// The allocation of the decoder's stack, empty between decodes.
     spare_stack: Vec<*mut ffi::PyObject>,
 }
@@ -152,21 +153,26 @@ const _: () = assert!(
 impl Default for Recent {
     fn default() -> Self {
         Recent {
-            strings: (0..STR_SLOTS)
-                .map(|_| StrSlot {
-                    len: 0,
-                    bytes: [0; STR_MAX_LEN],
-                    string: None,
-                })
-                .collect(),
-            ints: (0..INT_SLOTS)
-                .map(|_| IntSlot {
-                    value: 0,
-                    int: None,
-                })
-                .collect(),
+            strings: boxed_array(|| StrSlot {
+                len: 0,
+                bytes: [0; STR_MAX_LEN],
+                string: None,
+            }),
+            ints: boxed_array(|| IntSlot {
+                value: 0,
+                int: None,
+            }),
             spare_stack: Vec::new(),
         }
+    }
+}
+
+/// `N` slots built on the heap (not on the stack first: 80 KB of strings).
+fn boxed_array<T, const N: usize>(slot: impl Fn() -> T) -> Box<[T; N]> {
+    let slots: Box<[T]> = (0..N).map(|_| slot()).collect();
+    match slots.try_into() {
+        Ok(array) => array,
+        Err(_) => unreachable!("N slots collected"),
     }
 }
 
