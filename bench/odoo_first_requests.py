@@ -523,7 +523,7 @@ def measured_run(client: Client, odoo: Odoo, mix: Mix, redis: RedisServer | None
 
 
 STATS_RECORD = re.compile(r"^\S+ \S+ (?P<pid>\d+) INFO \S+ \S+: ormcache_redis \S+: registry", re.M)
-CACHE_LINE = re.compile(r"^\s*(?P<cache>[\w.]+): \d+/\d+ entries,")
+CACHE_LINE = re.compile(r"^\s*(?P<cache>[\w.]+): \d+/\d+ entries\b")
 METHOD_LINE = re.compile(r"miss\s+(?P<misses>\d+), lookups\s+\d+\s+(?P<method>\S+)$")
 
 
