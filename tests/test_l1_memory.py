@@ -7,6 +7,7 @@ caches left alive by other tests would count in it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -289,3 +290,35 @@ def test_the_process_bound_rejects_nonsense() -> None:
     cache = LRU(10)
     cache["k"] = "v"
     assert cache.stats()["process_max_bytes"] == before
+
+
+def test_an_object_is_not_charged_for_what_it_references() -> None:
+    """Odoo's routing map reaches every model through its endpoints: an
+    object counts itself, not the program it points into, or such values
+    were refused as larger than the bound and recomputed at each request."""
+    script = """
+import ormcache_redis
+from ormcache_redis import LRU
+
+program = list(range(2_000_000))  # ~64 MiB, far over a 1 MiB bound
+
+class Endpoint:
+    def __init__(self):
+        self.program = program
+
+class Map:
+    def __init__(self):
+        self.rules = [Endpoint() for _ in range(50)]
+
+cache = LRU(10)
+cache["routing"] = routing = Map()
+stats = cache.stats()
+assert "routing" in cache and cache["routing"] is routing, stats
+assert stats["too_large"] == 0, stats
+print("ok")
+"""
+    env = {**os.environ, "ORMCACHE_REDIS_L1_MAX_MB": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

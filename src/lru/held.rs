@@ -7,9 +7,10 @@
 //! size classes, glibc's chunks: a 28-byte int takes 32), summed over what
 //! the value holds: the items of tuples,
 //! lists, sets and frozensets, the keys and values of dicts (subclasses
-//! included), and for any other object what it references
-//! (`gc.get_referents`: its instance dict or slots; a function's code,
-//! defaults and closure). What is shared with the whole program counts
+//! included), and a function's code, defaults and closure; any other
+//! object counts itself only, since what it references is mostly the
+//! program's (Odoo's routing map reaches every model through its
+//! endpoints). What is shared with the whole program counts
 //! nothing: classes, modules, a function's globals and builtins, None,
 //! True and False. A key follows plain data only: the method and the
 //! model class it names belong to the program, not to the entry.
@@ -231,6 +232,14 @@ impl Walk<'_> {
             || obj.is_instance_of::<PyString>()
             || obj.is_instance_of::<PyBytes>()
         {
+            return None;
+        }
+        // Any other object counts itself only, but a function its code,
+        // defaults and closure: what an object references is mostly the
+        // program's (Odoo's routing map reaches every model through its
+        // endpoints), and counting it made such values "too large" for L1,
+        // recomputed at every request.
+        if !obj.get_type().is(self.sizer.function_type.bind(obj.py())) {
             return None;
         }
         self.referents(obj)
