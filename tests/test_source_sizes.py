@@ -7,18 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from test_odoo_version_home import sources
+
 REPO = Path(__file__).parent.parent
 LIMIT = 500
-
-
-def sources() -> list[Path]:
-    """The package's and the addons' Python sources, their tests aside."""
-    paths = []
-    for root in (REPO / "python" / "ormcache_redis", REPO / "odoo_addon"):
-        for path in sorted(root.rglob("*.py")):
-            if "tests" not in path.relative_to(root).parts:
-                paths.append(path)
-    return paths
 
 
 def line_count(path: Path) -> int:
