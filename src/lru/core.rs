@@ -70,6 +70,8 @@ pub struct Entry {
     pub(super) seen_in: u64,
     /// The process clock when last stored or hit (see `budget`).
     used: u64,
+    /// The key's frozensets hold plain scalars only (`sets_are_plain`).
+    plain_sets: bool,
 }
 
 pub(super) struct Node {
@@ -159,14 +161,21 @@ impl Core {
 
     /// The slot holding `key` when that is known without running Python
     /// code: `Known(None)` is a miss, `Unknown` needs Python's `__eq__`.
-    pub(super) fn find_without_python(&self, hash: isize, key: &Bound<'_, PyAny>) -> Lookup {
+    /// `sets_plain`: the asked key's frozensets hold plain scalars only.
+    pub(super) fn find_without_python(
+        &self,
+        hash: isize,
+        key: &Bound<'_, PyAny>,
+        sets_plain: bool,
+    ) -> Lookup {
         let Some(bucket) = self.index.get(&hash) else {
             return Lookup::Known(None);
         };
         let py = key.py();
         let mut unknown = false;
         for &slot in bucket.slots() {
-            match equal_without_python(self.entry(slot).key.bind(py), key) {
+            let entry = self.entry(slot);
+            match equal_without_python(entry.key.bind(py), key, sets_plain && entry.plain_sets) {
                 Some(true) => return Lookup::Known(Some(slot)),
                 Some(false) => {}
                 None => unknown = true,
@@ -186,13 +195,15 @@ impl Core {
         &self,
         hash: isize,
         items: &[*mut ffi::PyObject],
+        sets_plain: bool,
     ) -> Lookup {
         let Some(bucket) = self.index.get(&hash) else {
             return Lookup::Known(None);
         };
         let mut unknown = false;
         for &slot in bucket.slots() {
-            match tuple_equals_items(self.entry(slot).key.as_ptr(), items) {
+            let entry = self.entry(slot);
+            match tuple_equals_items(entry.key.as_ptr(), items, sets_plain && entry.plain_sets) {
                 Some(true) => return Lookup::Known(Some(slot)),
                 Some(false) => {}
                 None => unknown = true,
@@ -301,7 +312,15 @@ impl Core {
         entry
     }
 
-    pub(super) fn insert(&mut self, key: Py<PyAny>, hash: isize, value: Py<PyAny>, stored: Stored) {
+    /// `plain_sets`: see `Entry::plain_sets`.
+    pub(super) fn insert(
+        &mut self,
+        key: Py<PyAny>,
+        hash: isize,
+        value: Py<PyAny>,
+        stored: Stored,
+        plain_sets: bool,
+    ) {
         let stamp = self.next_stamp;
         self.next_stamp += 1;
         let Stored {
@@ -319,6 +338,7 @@ impl Core {
             stamp,
             seen_in: 0,
             used: clock_tick(),
+            plain_sets,
         };
         let slot = match self.free.pop() {
             Some(slot) => {

@@ -6,8 +6,10 @@
 //! a key that is equal but not identical (every call builds a fresh key
 //! tuple). Keys are almost always tuples of strings, ints and functions,
 //! whose comparisons are the interpreter's own C code: those are compared
-//! here, in place. Anything else answers "unknown" and takes the general
-//! path.
+//! here, in place, and so are frozensets of them when both keys' sets were
+//! found to hold nothing else (`sets_are_plain`: the stored key's when it
+//! was stored, the asked key's before locking). Anything else answers
+//! "unknown" and takes the general path.
 
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -20,12 +22,22 @@ const MAX_DEPTH: u32 = 8;
 
 /// `Some(a == b)` when it can be known without running Python code (no
 /// `__eq__` of a user class, no warning, no error); `None` otherwise.
-pub(super) fn equal_without_python(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> Option<bool> {
+/// `sets_plain`: both sides' frozensets were found plain (`sets_are_plain`).
+pub(super) fn equal_without_python(
+    a: &Bound<'_, PyAny>,
+    b: &Bound<'_, PyAny>,
+    sets_plain: bool,
+) -> Option<bool> {
     // SAFETY: both pointers are live objects and the GIL is held.
-    unsafe { equal_pointers(a.as_ptr(), b.as_ptr(), 0) }
+    unsafe { equal_pointers(a.as_ptr(), b.as_ptr(), 0, sets_plain) }
 }
 
-unsafe fn equal_pointers(a: *mut ffi::PyObject, b: *mut ffi::PyObject, depth: u32) -> Option<bool> {
+unsafe fn equal_pointers(
+    a: *mut ffi::PyObject,
+    b: *mut ffi::PyObject,
+    depth: u32,
+    sets_plain: bool,
+) -> Option<bool> {
     if a == b {
         // Python's containers treat identity as equality (NaN included).
         return Some(true);
@@ -58,6 +70,7 @@ unsafe fn equal_pointers(a: *mut ffi::PyObject, b: *mut ffi::PyObject, depth: u3
                 ffi::PyTuple_GetItem(a, index),
                 ffi::PyTuple_GetItem(b, index),
                 depth + 1,
+                sets_plain,
             )? {
                 true => {}
                 false => return Some(false),
@@ -65,7 +78,57 @@ unsafe fn equal_pointers(a: *mut ffi::PyObject, b: *mut ffi::PyObject, depth: u3
         }
         return Some(true);
     }
+    if sets_plain && ffi::PyFrozenSet_CheckExact(a) != 0 {
+        // Both sets hold plain scalars only: the built-in comparison walks
+        // them in C, comparing with C code, and allocates nothing.
+        return Some(ffi::PyObject_RichCompareBool(a, b, ffi::Py_EQ) == 1);
+    }
     None
+}
+
+/// Whether every frozenset in `value` (itself, or within its tuples) holds
+/// only plain scalars other than bytes (which compare with str under
+/// `python -b` with a warning): two such sets compare without Python code.
+/// True when it holds no frozenset. Walking a set allocates an iterator,
+/// which can start the garbage collector and with it any `__del__`: never
+/// call this under the LRU's lock.
+///
+/// # Safety
+/// `value` is a live object and the GIL is held.
+pub(super) unsafe fn sets_are_plain(value: *mut ffi::PyObject, depth: u32) -> bool {
+    if ffi::PyTuple_CheckExact(value) != 0 {
+        if depth >= MAX_DEPTH {
+            return false;
+        }
+        return (0..ffi::PyTuple_Size(value))
+            .all(|index| sets_are_plain(ffi::PyTuple_GetItem(value, index), depth + 1));
+    }
+    if ffi::PyFrozenSet_CheckExact(value) == 0 {
+        return true;
+    }
+    let iterator = ffi::PyObject_GetIter(value);
+    if iterator.is_null() {
+        ffi::PyErr_Clear();
+        return false;
+    }
+    let mut plain = true;
+    loop {
+        let element = ffi::PyIter_Next(iterator);
+        if element.is_null() {
+            break;
+        }
+        plain = is_plain_scalar(element) && ffi::PyBytes_CheckExact(element) == 0;
+        ffi::Py_DECREF(element);
+        if !plain {
+            break;
+        }
+    }
+    ffi::Py_DECREF(iterator);
+    if !ffi::PyErr_Occurred().is_null() {
+        ffi::PyErr_Clear();
+        return false;
+    }
+    plain
 }
 
 /// `Some(key == tuple(items))` for a stored `key`, when that is known
@@ -77,6 +140,7 @@ unsafe fn equal_pointers(a: *mut ffi::PyObject, b: *mut ffi::PyObject, depth: u3
 pub(super) unsafe fn tuple_equals_items(
     key: *mut ffi::PyObject,
     items: &[*mut ffi::PyObject],
+    sets_plain: bool,
 ) -> Option<bool> {
     if ffi::PyTuple_CheckExact(key) == 0 {
         return None;
@@ -85,7 +149,12 @@ pub(super) unsafe fn tuple_equals_items(
         return Some(false);
     }
     for (index, &item) in items.iter().enumerate() {
-        match equal_pointers(ffi::PyTuple_GetItem(key, index as ffi::Py_ssize_t), item, 1)? {
+        match equal_pointers(
+            ffi::PyTuple_GetItem(key, index as ffi::Py_ssize_t),
+            item,
+            1,
+            sets_plain,
+        )? {
             true => {}
             false => return Some(false),
         }

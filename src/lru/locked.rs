@@ -19,6 +19,7 @@ use pyo3::prelude::*;
 
 use super::budget::{process_budget, MemoryBudget};
 use super::core::{Core, Entry, Lookup, LruCounters, Stored, ENTRY_OVERHEAD};
+use super::equality::sets_are_plain;
 use super::held::{held_bytes, Reach};
 use crate::clock::{deadline_after, now_ns};
 
@@ -95,10 +96,23 @@ impl Lru {
         hash: isize,
         f: impl FnOnce(&mut Core, u32) -> R,
     ) -> PyResult<Option<R>> {
+        // SAFETY: a live key and the GIL held; not under the lock.
+        let sets_plain = unsafe { sets_are_plain(key.as_ptr(), 0) };
+        self.with_slot_known(key, hash, sets_plain, f)
+    }
+
+    /// `with_slot`, told whether the key's frozensets are plain.
+    fn with_slot_known<R>(
+        &self,
+        key: &Bound<'_, PyAny>,
+        hash: isize,
+        sets_plain: bool,
+        f: impl FnOnce(&mut Core, u32) -> R,
+    ) -> PyResult<Option<R>> {
         let py = key.py();
         let candidates = {
             let mut core = self.core.lock();
-            match core.find_without_python(hash, key) {
+            match core.find_without_python(hash, key, sets_plain) {
                 Lookup::Known(Some(slot)) => return Ok(Some(f(&mut core, slot))),
                 Lookup::Known(None) => return Ok(None),
                 Lookup::Unknown => core.candidates(py, hash),
@@ -184,8 +198,11 @@ impl Lru {
         hash: isize,
         epoch: u64,
     ) -> Option<ItemsHit> {
+        // Walking the sets may run Python code (see `sets_are_plain`).
+        let sets_plain = items.iter().all(|&item| sets_are_plain(item, 1));
         let mut core = self.core.lock();
-        let Lookup::Known(Some(slot)) = core.find_items_without_python(hash, items) else {
+        let Lookup::Known(Some(slot)) = core.find_items_without_python(hash, items, sets_plain)
+        else {
             return None;
         };
         if core.is_expired(slot) {
@@ -233,7 +250,9 @@ impl Lru {
             return Ok(());
         }
         let mut stored = Some(stored);
-        let replaced = self.with_slot(key, hash, |core, slot| {
+        // SAFETY: a live key and the GIL held; not under the lock.
+        let sets_plain = unsafe { sets_are_plain(key.as_ptr(), 0) };
+        let replaced = self.with_slot_known(key, hash, sets_plain, |core, slot| {
             core.counters.sets += 1;
             core.replace(
                 slot,
@@ -246,7 +265,8 @@ impl Lru {
             let mut core = self.core.lock();
             if let Some(stored) = stored {
                 core.counters.sets += 1;
-                core.insert(key.clone().unbind(), hash, value.clone().unbind(), stored);
+                let (key, value) = (key.clone().unbind(), value.clone().unbind());
+                core.insert(key, hash, value, stored, sets_plain);
             }
             core.evict_over(self.bounds.max_entries, self.bounds.max_bytes, &mut garbage);
         }
