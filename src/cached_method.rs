@@ -6,6 +6,14 @@
 //! the key up without leaving Rust when the cache is one of ours. The
 //! Python layer (`ormcache_redis.two_tier_ormcache`) builds the key function and
 //! handles the rare paths (clearing, warnings).
+//!
+//! When every key expression is one `key_parts` evaluates (a parameter, an
+//! attribute path, `frozenset(...)` or `tuple(...)` of one: the Python
+//! layer decides), a hit runs no Python code of the key function and builds
+//! no key tuple, as `OdooLookup` does: the items are hashed as a tuple
+//! would be and compared in L1 (`hit_by_items`). The class Python sees is
+//! derived by `method_type`, so `record.method(x)` is a vectorcall with no
+//! bound method built.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,22 +23,36 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
+use std::ffi::CStr;
+use std::sync::OnceLock;
+
+use pyo3::Borrowed;
+use smallvec::SmallVec;
+
 use crate::clock::deadline_after;
+use crate::key_hash;
+use crate::key_parts::{KeyPartSpec, KeyPlan};
 use crate::lru::{ItemsHit, PyLru};
+use crate::method_type::{derive_method_type, Arguments, CalledInPlace, Layout};
 use crate::two_tier::TwoTierCache;
 
 /// The native hit path of `ormcache_redis.ormcache`: a method whose results
 /// are cached in `self.pool._Registry__caches[cache_name]` under `key(...)`.
+/// Python sees the class `method_type` derives from this one.
 #[pyclass(
     module = "ormcache_redis._native",
-    name = "CachedMethod",
+    name = "_CachedMethod",
     frozen,
     dict,
-    weakref
+    weakref,
+    subclass
 )]
 pub struct CachedMethod {
     method: Py<PyAny>,
     key: Py<PyAny>,
+    /// The key expressions, when `key_parts` evaluates every one of them
+    /// exactly as `key` does.
+    key_plan: Option<KeyPlan>,
     cache_name: Py<PyString>,
     ttl: Option<f64>,
     /// Called as `on_unhashable(obj, key, error)` when a key cannot be hashed.
@@ -131,6 +153,41 @@ impl CachedMethod {
         cache.set_item(key, value)
     }
 
+    /// A call with positional arguments only, its key from `key_plan`: a
+    /// hit without the key function or a key tuple; else the tuple, built
+    /// from the same items, takes the general path.
+    fn call_planned(&self, plan: &KeyPlan, args: &Arguments<'_, '_>) -> PyResult<Py<PyAny>> {
+        let py = args.py;
+        let obj = args.values[0].to_owned();
+        // The key function's order: the model name, the expressions, then
+        // the cache.
+        let name = obj.getattr(intern!(py, "_name"))?;
+        let Some(values) = plan.values(args)? else {
+            return self.invoke(&args.to_tuple()?, None);
+        };
+        let cache = self.cache(&obj)?;
+        let mut items: SmallVec<[*mut ffi::PyObject; 6]> = SmallVec::new();
+        items.extend([name.as_ptr(), self.method.as_ptr()]);
+        items.extend(values.iter().map(|value| value.as_ptr()));
+        // SAFETY: the items are held by `name`, `self` and `values`; the
+        // GIL is held.
+        let hit = unsafe {
+            match key_hash::hash_of_items(py, &items) {
+                Some(hash) => hit_by_items(&cache, &items, hash, 0),
+                None => None,
+            }
+        };
+        if let Some(hit) = hit {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit.value);
+        }
+        let mut key: SmallVec<[Bound<'_, PyAny>; 6]> = SmallVec::new();
+        key.extend([name, self.method.bind(py).clone()]);
+        key.extend(values);
+        let key = PyTuple::new(py, key)?;
+        self.finish(&obj, &cache, key.as_any(), &args.to_tuple()?, None)
+    }
+
     /// The cached call: `method(*args, **kwargs)`, `args[0]` being the record.
     fn invoke(
         &self,
@@ -141,10 +198,23 @@ impl CachedMethod {
         let obj = full_args.get_item(0).map_err(|_| {
             PyTypeError::new_err("a cached method needs its record (self) as first argument")
         })?;
-        let obj = &obj;
         let key = self.key.bind(py).call(full_args, kwargs)?;
-        let cache = self.cache(obj)?;
-        match Self::lookup(&cache, &key)? {
+        let cache = self.cache(&obj)?;
+        self.finish(&obj, &cache, &key, full_args, kwargs)
+    }
+
+    /// The lookup of a built key, and what follows a miss or an
+    /// unhashable key.
+    fn finish(
+        &self,
+        obj: &Bound<'_, PyAny>,
+        cache: &Bound<'_, PyAny>,
+        key: &Bound<'_, PyAny>,
+        full_args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = obj.py();
+        match Self::lookup(cache, key)? {
             Lookup::Hit(value) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 Ok(value)
@@ -152,14 +222,14 @@ impl CachedMethod {
             Lookup::Miss => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
                 let value = self.method.bind(py).call(full_args, kwargs)?;
-                self.store(&cache, &key, &value)?;
+                self.store(cache, key, &value)?;
                 Ok(value.unbind())
             }
             Lookup::Unhashable(err) => {
                 // Odoo's behaviour: warn, compute, do not store.
                 self.errors.fetch_add(1, Ordering::Relaxed);
                 if let Some(report) = &self.on_unhashable {
-                    report.bind(py).call1((obj, &key, err.value(py)))?;
+                    report.bind(py).call1((obj, key, err.value(py)))?;
                 }
                 Ok(self.method.bind(py).call(full_args, kwargs)?.unbind())
             }
@@ -167,10 +237,43 @@ impl CachedMethod {
     }
 }
 
+impl CalledInPlace for CachedMethod {
+    const QUALIFIED_NAME: &'static CStr = c"ormcache_redis._native.CachedMethod";
+
+    fn layout() -> &'static OnceLock<Layout> {
+        static LAYOUT: OnceLock<Layout> = OnceLock::new();
+        &LAYOUT
+    }
+
+    fn dispatch(
+        &self,
+        args: &Arguments<'_, '_>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let keywords = kwargs.is_some_and(|kwargs| !kwargs.is_empty());
+        match &self.key_plan {
+            Some(plan)
+                if !keywords
+                    && !args.values.is_empty()
+                    && args.values.len() <= plan.parameters() =>
+            {
+                self.call_planned(plan, args)
+            }
+            _ => self.invoke(&args.to_tuple()?, kwargs),
+        }
+    }
+}
+
 #[pymethods]
 impl CachedMethod {
+    /// `key_parts` and `defaults` (see `key_parts`): given when every key
+    /// expression is one the engine evaluates; `key` stays the reference.
     #[new]
-    #[pyo3(signature = (method, key, cache_name = "default", ttl = None, on_unhashable = None))]
+    #[pyo3(signature = (
+        method, key, cache_name = "default", ttl = None, on_unhashable = None,
+        *, key_parts = None, defaults = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn py_new(
         py: Python<'_>,
         method: Py<PyAny>,
@@ -178,11 +281,19 @@ impl CachedMethod {
         cache_name: &str,
         ttl: Option<f64>,
         on_unhashable: Option<Py<PyAny>>,
+        key_parts: Option<Vec<KeyPartSpec>>,
+        defaults: Option<Vec<Option<Py<PyAny>>>>,
     ) -> PyResult<Self> {
         deadline_after(ttl)?;
+        let key_plan = match (key_parts, defaults) {
+            (Some(parts), Some(defaults)) => Some(KeyPlan::new(py, parts, defaults)?),
+            (None, None) => None,
+            _ => return Err(PyTypeError::new_err("key_parts and defaults come together")),
+        };
         Ok(CachedMethod {
             method,
             key,
+            key_plan,
             cache_name: PyString::intern(py, cache_name).unbind(),
             ttl,
             on_unhashable,
@@ -209,7 +320,18 @@ impl CachedMethod {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        self.invoke(args, kwargs)
+        let values: SmallVec<[Borrowed<'_, '_, PyAny>; 4]> = args.iter_borrowed().collect();
+        let arguments = Arguments {
+            py: args.py(),
+            values: &values,
+        };
+        self.dispatch(&arguments, kwargs)
+    }
+
+    /// Whether calls build their key without the key function.
+    #[getter]
+    fn planned(&self) -> bool {
+        self.key_plan.is_some()
     }
 
     #[getter]
@@ -330,6 +452,6 @@ fn bind_method<'py>(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<CachedMethod>()?;
+    m.add("CachedMethod", derive_method_type::<CachedMethod>(m.py())?)?;
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! The hash of Odoo's key tuple `(model name, method, *values)` from its
-//! items, so that a hit needs no tuple: the interpreter's own `tuplehash`
+//! The hash of an `@ormcache` key tuple `(model name, method, *values)`
+//! from its items, so that a hit needs no tuple: the interpreter's own `tuplehash`
 //! (xxHash-based since CPython 3.8), checked once against the running
 //! interpreter before it is trusted.
 
@@ -18,7 +18,7 @@ const PRIME_5: u64 = 2_870_177_450_012_600_261;
 ///
 /// # Safety
 /// Every item is a live object and the GIL is held.
-pub(super) unsafe fn hash_of_items(py: Python<'_>, items: &[*mut ffi::PyObject]) -> Option<isize> {
+pub(crate) unsafe fn hash_of_items(py: Python<'_>, items: &[*mut ffi::PyObject]) -> Option<isize> {
     if !same_as_the_interpreter(py) {
         return None;
     }

@@ -1,5 +1,5 @@
-//! The class Python sees as `OdooLookup`: the pyclass, called the way the
-//! interpreter calls its own functions.
+//! Classes Python sees as `OdooLookup` and `CachedMethod`: a pyclass,
+//! called the way the interpreter calls its own functions.
 //!
 //! A `#[pyclass]` with `__get__` and `__call__` costs two things per
 //! `record.method(args)` that a Python function does not: the interpreter
@@ -12,25 +12,56 @@
 //! with both: the flag, and a vectorcall function pointer stored in each
 //! instance after the pyclass's own layout. Together they took a native
 //! hit from about 4,600 to 3,900 instructions (callgrind), and more in
-//! time: the bound method was an allocation per call.
+//! time: the bound method was an allocation per call. A pyclass opts in by
+//! implementing `CalledInPlace` (its calls come as `Arguments`).
 //!
 //! Every behaviour stays the pyclass's: `__get__` still binds like a
 //! function (the flag's contract) for code that reads the attribute
 //! without calling it, and `tp_call` is still there for callers that do
 //! not use vectorcall.
 
-use std::ffi::{c_int, c_uint, c_ulong, c_void};
+use std::ffi::{c_int, c_uint, c_ulong, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
+use pyo3::pyclass::boolean_struct::True;
 use pyo3::types::{PyDict, PyTuple, PyType};
-use pyo3::{ffi, intern, Borrowed};
+use pyo3::{ffi, intern, Borrowed, PyClass};
 use smallvec::SmallVec;
 
-use super::{Arguments, OdooLookup};
+/// A pyclass whose derived class (`derive_method_type`) is called in place.
+pub(crate) trait CalledInPlace: PyClass<Frozen = True> + Sync {
+    /// The derived class's qualified name (static: CPython before 3.12
+    /// keeps the pointer as `tp_name`).
+    const QUALIFIED_NAME: &'static CStr;
+    /// Where this class's layout is kept once derived.
+    fn layout() -> &'static OnceLock<Layout>;
+    /// One call: positional arguments (the record first) and keywords.
+    fn dispatch(
+        &self,
+        args: &Arguments<'_, '_>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>>;
+}
+
+/// A call's positional arguments, borrowed from the caller (a vectorcall
+/// array or a tuple's items): no tuple is built on the hit path.
+pub(crate) struct Arguments<'a, 'py> {
+    pub(crate) py: Python<'py>,
+    pub(crate) values: &'a [Borrowed<'a, 'py, PyAny>],
+}
+
+impl<'py> Arguments<'_, 'py> {
+    pub(crate) fn to_tuple(&self) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(
+            self.py,
+            self.values.iter().map(|value| Borrowed::to_owned(*value)),
+        )
+    }
+}
 
 /// `Py_TPFLAGS_HAVE_VECTORCALL`: honoured by every CPython since 3.8, named
 /// by the limited API only from 3.12 (this wheel targets 3.10).
@@ -42,35 +73,36 @@ const ARGUMENTS_OFFSET: usize = 1 << (usize::BITS - 1);
 
 /// Where instances of the derived class keep their vectorcall pointer, and
 /// the pyclass's constructor that the derived one wraps.
-struct Layout {
+pub(crate) struct Layout {
     vectorcall_offset: ffi::Py_ssize_t,
     pyclass_new: ffi::newfunc,
 }
 
-static LAYOUT: OnceLock<Layout> = OnceLock::new();
-
-/// Derives the callable class from the pyclass `base`.
-pub(super) fn derive_method_type<'py>(base: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyType>> {
-    let py = base.py();
+/// Derives the callable class from the pyclass `T`.
+pub(crate) fn derive_method_type<T: CalledInPlace>(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+    let base = py.get_type::<T>();
+    let base = &base;
     let base_size: ffi::Py_ssize_t = base.getattr(intern!(py, "__basicsize__"))?.extract()?;
     let pointer_size = std::mem::size_of::<ffi::vectorcallfunc>() as ffi::Py_ssize_t;
     let vectorcall_offset = (base_size + pointer_size - 1) / pointer_size * pointer_size;
     // SAFETY: a type object; its tp_new slot is null or a `newfunc`.
     let pyclass_new = unsafe { ffi::PyType_GetSlot(base.as_type_ptr(), ffi::Py_tp_new) };
     if pyclass_new.is_null() {
-        return Err(PyTypeError::new_err(
-            "OdooLookup's pyclass has no constructor",
-        ));
+        return Err(PyTypeError::new_err(format!(
+            "{:?}'s pyclass has no constructor",
+            T::QUALIFIED_NAME
+        )));
     }
-    let layout = LAYOUT.get_or_init(|| Layout {
+    let layout = T::layout().get_or_init(|| Layout {
         vectorcall_offset,
         // SAFETY: a non-null tp_new slot.
         pyclass_new: unsafe { std::mem::transmute::<*mut c_void, ffi::newfunc>(pyclass_new) },
     });
     if layout.vectorcall_offset != vectorcall_offset {
-        return Err(PyTypeError::new_err(
-            "OdooLookup's layout changed since the module was first loaded",
-        ));
+        return Err(PyTypeError::new_err(format!(
+            "{:?}'s layout changed since the module was first loaded",
+            T::QUALIFIED_NAME
+        )));
     }
     let mut members = [
         ffi::PyMemberDef {
@@ -85,7 +117,7 @@ pub(super) fn derive_method_type<'py>(base: &Bound<'py, PyType>) -> PyResult<Bou
     let mut slots = [
         ffi::PyType_Slot {
             slot: ffi::Py_tp_new,
-            pfunc: new_with_vectorcall as *mut c_void,
+            pfunc: new_with_vectorcall::<T> as *mut c_void,
         },
         ffi::PyType_Slot {
             slot: ffi::Py_tp_members,
@@ -94,8 +126,7 @@ pub(super) fn derive_method_type<'py>(base: &Bound<'py, PyType>) -> PyResult<Bou
         ffi::PyType_Slot::default(),
     ];
     let mut spec = ffi::PyType_Spec {
-        // Static: CPython before 3.12 keeps this pointer as tp_name.
-        name: c"ormcache_redis._native.OdooLookup".as_ptr(),
+        name: T::QUALIFIED_NAME.as_ptr(),
         basicsize: c_int::try_from(vectorcall_offset + pointer_size)?,
         itemsize: 0,
         // Not a base type: every instance is exactly this class, so each
@@ -122,12 +153,12 @@ pub(super) fn derive_method_type<'py>(base: &Bound<'py, PyType>) -> PyResult<Bou
 }
 
 /// The pyclass's constructor, then the vectorcall pointer.
-unsafe extern "C" fn new_with_vectorcall(
+unsafe extern "C" fn new_with_vectorcall<T: CalledInPlace>(
     subtype: *mut ffi::PyTypeObject,
     args: *mut ffi::PyObject,
     kwargs: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    let Some(layout) = LAYOUT.get() else {
+    let Some(layout) = T::layout().get() else {
         return std::ptr::null_mut();
     };
     // SAFETY: the caller's arguments, passed on unchanged.
@@ -141,7 +172,7 @@ unsafe extern "C" fn new_with_vectorcall(
                 .cast::<u8>()
                 .offset(layout.vectorcall_offset)
                 .cast::<ffi::vectorcallfunc>()
-                .write(call_in_place);
+                .write(call_in_place::<T>);
         }
     }
     object
@@ -149,7 +180,7 @@ unsafe extern "C" fn new_with_vectorcall(
 
 /// The vectorcall entry: the record and the arguments as the interpreter
 /// has them on its stack.
-unsafe extern "C" fn call_in_place(
+unsafe extern "C" fn call_in_place<T: CalledInPlace>(
     callable: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargsf: usize,
@@ -163,7 +194,7 @@ unsafe extern "C" fn call_in_place(
         // arguments, then one per name in `kwnames`, all borrowed for the
         // call; `callable` is an instance of the derived class.
         unsafe {
-            let lookup = Borrowed::from_ptr(py, callable).cast_unchecked::<OdooLookup>();
+            let callee = Borrowed::from_ptr(py, callable).cast_unchecked::<T>();
             let keywords = match kwnames.is_null() {
                 true => 0,
                 false => ffi::PyTuple_Size(kwnames) as usize,
@@ -187,7 +218,7 @@ unsafe extern "C" fn call_in_place(
                     Some(kwargs)
                 }
             };
-            lookup.get().dispatch(&arguments, kwargs.as_ref())
+            callee.get().dispatch(&arguments, kwargs.as_ref())
         }
     }));
     match outcome {
@@ -201,7 +232,7 @@ unsafe extern "C" fn call_in_place(
                 .downcast_ref::<&str>()
                 .map(|text| text.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic in OdooLookup".to_string());
+                .unwrap_or_else(|| format!("a panic in {:?}", T::QUALIFIED_NAME));
             PanicException::new_err(message).restore(py);
             std::ptr::null_mut()
         }

@@ -160,20 +160,24 @@ def build(*, key_parts=((1, ()),), defaults=(None, None), method=None, odoo=19):
 
     wrapper.__cache__ = ormcache
 
+    key_parts = [(position, list(attributes), *rest) for position, attributes, *rest in key_parts]
+    key_parts = [(*part, None) if len(part) == 2 else part for part in key_parts]
+    wrappers = {None: lambda value: value, "frozenset": frozenset, "tuple": tuple}
+
     def key_of(*args):
         values = []
-        for position, attributes in key_parts:
+        for position, attributes, wrapper in key_parts:
             value = args[position] if position < len(args) else defaults[position]
             for attribute in attributes:
                 value = getattr(value, attribute)
-            values.append(value)
+            values.append(wrappers[wrapper](value))
         return values
 
     ormcache.key_of = key_of
     on_19 = odoo == 19
     lookup = OdooLookup(
         wrapper,
-        [(position, list(attributes)) for position, attributes in key_parts],
+        key_parts,
         list(defaults),
         counters,
         miss_19 if on_19 else miss_18,
@@ -388,3 +392,22 @@ def test_keys_compared_by_python_or_by_items_hit_alike(odoo: int) -> None:
     assert native.counter.figures() == odoo_code.counter.figures()
     assert native.computed == odoo_code.computed
     assert len(native.computed) == 4  # one computation per distinct key
+
+
+@pytest.mark.parametrize("odoo", [18, 19])
+def test_frozenset_and_tuple_expressions_key_as_odoo_builds_them(odoo):
+    """``@ormcache('frozenset(modules)', 'tuple(self.env.companies)')``:
+    the builtins applied natively give Odoo's key, and a hit needs no
+    tuple (the sets hold plain values)."""
+    probe = build(
+        key_parts=((1, (), "frozenset"), (2, (), "tuple")), defaults=(None, None, None), odoo=odoo
+    )
+    record = probe.record
+    for modules, companies in ((["a", "b"], [1]), (("b", "a"), (1,)), ({"b", "a"}, [1])):
+        assert record.method(modules, companies) == ("value", ["a", "b"], [1])
+    assert probe.computed == [(["a", "b"], [1])]
+    (key,) = list(probe.cache)
+    assert key == ("test.model", probe.ormcache.method, frozenset({"a", "b"}), (1,))
+    assert probe.counter.hit == 2
+    with pytest.raises(TypeError):
+        record.method(3, [1])  # frozenset(3), as Odoo's key lambda raises

@@ -5,12 +5,13 @@ three Python frames and a fresh ``set()`` per call before the mapping is
 asked; on 17.0 and 18.0 the wrapper comes from the ``decorator`` package,
 whose 5.x (Odoo's pin for Python 3.11+) binds each call's arguments with
 ``inspect``, several microseconds per hit. ``install`` replaces the wrapper
-of each method whose key expressions are parameters or attribute paths
-from them (``'xmlid'``, ``'model_name', 'mode'``, ``'self.env.uid'``: most
-of core) with an ``OdooLookup`` that builds the same key, keeps the same
-counters (19: ``_COUNTERS`` with its ``tx_*`` counts and
-``env.cr.cache['_ormcache_lookups']``; 17.0/18.0: ``STAT``) and asks the
-same mapping in one native call. Which counters, keyed how, and the code
+of each method whose key expressions are parameters, attribute paths from
+them, or those passed to ``frozenset``/``tuple`` (``'xmlid'``,
+``'model_name', 'mode'``, ``'self.env.uid'``, ``'frozenset(modules)'``:
+most of core; ``ormcache_redis.key_plan``) with an ``OdooLookup`` that
+builds the same key, keeps the same counters (19: ``_COUNTERS`` with its
+``tx_*`` counts and ``env.cr.cache['_ormcache_lookups']``; 17.0/18.0:
+``STAT``) and asks the same mapping in one native call. Which counters, keyed how, and the code
 run on a miss or an error (Odoo's own) come from the version's record
 (``odoo_version.ODOO``). It carries the wrapper's attributes
 (``__cache__``, ``__wrapped__``, ``clear_cache``, API markers), so
@@ -22,13 +23,12 @@ turns it off.
 
 from __future__ import annotations
 
-import inspect
-import keyword
 import logging
 import types
 import weakref
 from typing import Any
 
+from ormcache_redis.key_plan import KeyPart, KeyPlan, key_plan
 from ormcache_redis.odoo_support.odoo_lookup import OdooLookup
 
 from . import cached_methods
@@ -36,7 +36,6 @@ from .odoo_version import ODOO, odoo_cache
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
 
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _COPIED = ("__module__", "__name__", "__qualname__", "__doc__")
 
 # (class, attribute) -> Odoo's wrapper, to put it back (benchmarks, tests).
@@ -45,11 +44,10 @@ _replaced: dict[tuple[type, str], Any] = {}
 _scanned: weakref.WeakSet[type] = weakref.WeakSet()
 
 
-def plan(function: Any) -> tuple[list[tuple[int, list[str]]], list[Any]] | None:
-    """``(key parts, defaults)`` when ``function`` is Odoo's wrapper of a
-    method this path covers exactly, else None. A key part is a parameter's
-    index and the attributes read from it: ``'self.env.uid'`` is
-    ``(0, ['env', 'uid'])``."""
+def plan(function: Any) -> KeyPlan | None:
+    """``(key parts, defaults)`` (see ``ormcache_redis.key_plan``) when
+    ``function`` is Odoo's wrapper of a method this path covers exactly,
+    else None."""
     if type(function) is not types.FunctionType:
         return None
     ormcache = cached_methods.ormcache_of(function)
@@ -57,33 +55,13 @@ def plan(function: Any) -> tuple[list[tuple[int, list[str]]], list[Any]] | None:
         return None
     if ormcache.skiparg is not None:
         return None
-    try:
-        parameters = list(inspect.signature(ormcache.method).parameters.values())
-    except (TypeError, ValueError):
-        return None
-    if not parameters or any(p.kind not in _POSITIONAL for p in parameters):
-        return None
-    names = [p.name for p in parameters]
-    key_parts = []
-    for expression in ormcache.args:
-        if not isinstance(expression, str):
-            return None
-        name, *attributes = expression.strip().split(".")
-        if name not in names or not all(map(_is_attribute, attributes)):
-            return None
-        key_parts.append((names.index(name), attributes))
-    # A default of None reads as "required": such calls take Odoo's path.
-    defaults = [None if p.default is inspect.Parameter.empty else p.default for p in parameters]
-    return key_parts, defaults
+    # Odoo compiles its key lambda in odoo.tools.cache's globals (17.0,
+    # 18.0) or in {'method': method} (19): a name either defines shadows.
+    namespace = {**vars(odoo_cache), "method": ormcache.method}
+    return key_plan(ormcache.method, ormcache.args, namespace)
 
 
-def _is_attribute(name: str) -> bool:
-    return name.isidentifier() and not keyword.iskeyword(name)
-
-
-def native_lookup(
-    function: Any, key_parts: list[tuple[int, list[str]]], defaults: list[Any]
-) -> OdooLookup:
+def native_lookup(function: Any, key_parts: list[KeyPart], defaults: list[Any]) -> OdooLookup:
     lookup = OdooLookup(
         function,
         key_parts,

@@ -490,9 +490,16 @@ class CachedMethod:
         cache_name: str = "default",
         ttl: float | None = None,
         on_unhashable: Callable[[Any, Any, BaseException], object] | None = None,
+        *,
+        key_parts: list[tuple[int, list[str], str | None]] | None = None,
+        defaults: list[Any] | None = None,
     ) -> Self: ...
     def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
     def __call__(self, obj: Any, *args: Any, **kwargs: Any) -> Any: ...
+    @property
+    def planned(self) -> bool:
+        """Whether calls build their key from ``key_parts`` (see
+        ``ormcache_redis.key_plan``) instead of calling ``key``."""
     @property
     def method(self) -> Callable[..., Any]: ...
     @property
@@ -521,7 +528,7 @@ class OdooLookup:
     def __new__(
         cls,
         wrapper: Callable[..., Any],
-        key_parts: Sequence[tuple[int, Sequence[str]]],
+        key_parts: Sequence[tuple[int, Sequence[str], str | None]],
         defaults: Sequence[Any],
         counters: Any,
         miss: Callable[..., Any],

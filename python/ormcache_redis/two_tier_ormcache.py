@@ -5,7 +5,9 @@ Same key semantics as Odoo (section 1 of the Odoo facts): the key is
 expressions evaluated against the method's parameters, and the cache is
 ``self.pool._Registry__caches[cache]``. The hit path runs in Rust
 (:class:`ormcache_redis._native.CachedMethod`); this module builds the key
-function and handles the rare paths.
+function (and, when :mod:`ormcache_redis.key_plan` covers every
+expression, the plan that spares a hit from calling it) and handles the
+rare paths.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ormcache_redis import key_plan
 from ormcache_redis._native import (
     CachedMethod,
     RedisReplyError,
@@ -163,7 +166,11 @@ def ormcache(
 
     def decorate(method: F) -> F:
         key = build_key_function(method, exprs)
-        cached = CachedMethod(method, key, cache, ttl, _report_unhashable)
+        plan = key_plan.key_plan(method, exprs, method.__globals__)
+        parts, defaults = plan if plan is not None else (None, None)
+        cached = CachedMethod(
+            method, key, cache, ttl, _report_unhashable, key_parts=parts, defaults=defaults
+        )
         functools.update_wrapper(cached, method)
         cached.clear_cache = _clear_function(cached)
         if single_flight is not None:

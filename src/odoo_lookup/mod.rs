@@ -28,15 +28,16 @@
 //! an omitted parameter without a default) goes to Odoo's wrapper itself.
 //!
 //! A hit builds no key tuple: the items' hashes are combined as the
-//! interpreter combines a tuple's (`key_hash`) and L1 compares the stored
+//! interpreter combines a tuple's (`crate::key_hash`) and L1 compares the stored
 //! keys' items with them; the tuple is built only on the way to a miss.
 //! What one call finds is kept for the next (`Memo`, checked by identity):
 //! the model class's facts (with its `env` slot, `member_slot`), the
 //! environment's transaction cache, and an epoch for the transaction's set
 //! of lookups, with which L1 marks the entries whose keys are in it, so
 //! that a key found again in the same transaction does not ask the set.
-//! `counters` adds to Odoo's counters as its bytecode does, and
-//! `method_type` makes the class callable the way a Python function is.
+//! `counters` adds to Odoo's counters as its bytecode does, `key_parts`
+//! evaluates the key expressions, and `method_type` makes the class
+//! callable the way a Python function is.
 //! Odoo 19, `bench/odoo_hit_path.py`: a hit at a call site that changes
 //! its argument, `env["ir.model.data"]._xmlid_lookup(x)` over 256 xmlids,
 //! costs 0.41-0.43x vanilla's (the tuple built and looked up: 0.59x).
@@ -46,18 +47,21 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PySet, PyString, PyTuple, PyWeakrefReference};
 use pyo3::{ffi, intern, Borrowed};
 use smallvec::SmallVec;
+use std::ffi::CStr;
+use std::sync::OnceLock;
 
 use crate::cached_method::{bind_like_a_function, find_in, hit_by_items};
 use crate::gil_cell::GilCell;
+use crate::key_hash;
+use crate::key_parts::{KeyPartSpec, KeyPlan};
+use crate::method_type::{derive_method_type, Arguments, CalledInPlace, Layout};
 use counters::{increment, CounterField};
 use member_slot::MemberSlot;
 use memo::{Memo, ModelClass, ModelFacts};
 
 mod counters;
-mod key_hash;
 mod member_slot;
 mod memo;
-mod method_type;
 
 const LOOKUPS: &str = "_ormcache_lookups";
 
@@ -81,11 +85,8 @@ pub struct OdooLookup {
     wrapper: Py<PyAny>,
     method: Py<PyAny>,
     cache_name: Py<PyString>,
-    /// Each key expression: an argument index (0 = self) and the
-    /// attributes read from it (`self.env.uid`: 0, [env, uid]).
-    key_parts: Vec<KeyPart>,
-    /// Default values of the parameters, by argument index (None: required).
-    defaults: Vec<Option<Py<PyAny>>>,
+    /// The key expressions and the parameters' defaults.
+    key_plan: KeyPlan,
     /// 19 `_COUNTERS` or 17.0/18.0 `STAT`.
     counters: Py<PyAny>,
     /// The counters' key: `(db_name, model_name, method)` (17.0/18.0) or
@@ -99,11 +100,6 @@ pub struct OdooLookup {
     miss: Py<PyAny>,
     /// What earlier calls found.
     memo: GilCell<Memo>,
-}
-
-struct KeyPart {
-    position: usize,
-    attributes: Vec<Py<PyString>>,
 }
 
 impl OdooLookup {
@@ -137,34 +133,6 @@ impl OdooLookup {
             caches,
             counter,
         })
-    }
-
-    /// The parameter at argument `index`, from the call or its default.
-    fn argument<'py>(&self, args: &Arguments<'_, 'py>, index: usize) -> Option<Bound<'py, PyAny>> {
-        match args.values.get(index) {
-            Some(value) => Some(Borrowed::to_owned(*value)),
-            None => self
-                .defaults
-                .get(index)
-                .and_then(|default| default.as_ref().map(|value| value.bind(args.py).clone())),
-        }
-    }
-
-    /// The values of the key expressions (None: an omitted parameter
-    /// without a default, which Odoo's wrapper reports).
-    fn key_values<'py>(&self, args: &Arguments<'_, 'py>) -> PyResult<Option<KeyValues<'py>>> {
-        let py = args.py;
-        let mut values = KeyValues::new();
-        for part in &self.key_parts {
-            let Some(mut value) = self.argument(args, part.position) else {
-                return Ok(None);
-            };
-            for attribute in &part.attributes {
-                value = value.getattr(attribute.bind(py))?;
-            }
-            values.push(value);
-        }
-        Ok(Some(values))
     }
 
     /// `env.cr.cache`, found in Python (the memo had another environment).
@@ -265,12 +233,12 @@ impl OdooLookup {
     /// One call with positional arguments only (`args[0]` is the record).
     fn call(&self, args: &Arguments<'_, '_>) -> PyResult<Py<PyAny>> {
         let py = args.py;
-        if args.values.is_empty() || args.values.len() > self.defaults.len() {
+        if args.values.is_empty() || args.values.len() > self.key_plan.parameters() {
             return self.through_wrapper(&args.to_tuple()?, None);
         }
         let model = args.values[0].to_owned();
         // What runs Python code comes first, then one lock for the memo.
-        let Some(values) = self.key_values(args)? else {
+        let Some(values) = self.key_plan.values(args)? else {
             return self.through_wrapper(&args.to_tuple()?, None);
         };
         let recalled = self
@@ -341,6 +309,23 @@ impl OdooLookup {
             .unbind())
     }
 
+    fn through_wrapper(
+        &self,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        Ok(self.wrapper.bind(args.py()).call(args, kwargs)?.unbind())
+    }
+}
+
+impl CalledInPlace for OdooLookup {
+    const QUALIFIED_NAME: &'static CStr = c"ormcache_redis._native.OdooLookup";
+
+    fn layout() -> &'static OnceLock<Layout> {
+        static LAYOUT: OnceLock<Layout> = OnceLock::new();
+        &LAYOUT
+    }
+
     /// A call as Python made it: keywords go through Odoo's wrapper.
     fn dispatch(
         &self,
@@ -354,33 +339,6 @@ impl OdooLookup {
             _ => self.call(args),
         }
     }
-
-    fn through_wrapper(
-        &self,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Py<PyAny>> {
-        Ok(self.wrapper.bind(args.py()).call(args, kwargs)?.unbind())
-    }
-}
-
-/// A call's positional arguments, borrowed from the caller (a vectorcall
-/// array or a tuple's items): no tuple is built on the hit path.
-/// The key expressions' values of one call: on the stack for up to four.
-type KeyValues<'py> = SmallVec<[Bound<'py, PyAny>; 4]>;
-
-pub(crate) struct Arguments<'a, 'py> {
-    py: Python<'py>,
-    values: &'a [Borrowed<'a, 'py, PyAny>],
-}
-
-impl<'py> Arguments<'_, 'py> {
-    fn to_tuple(&self) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(
-            self.py,
-            self.values.iter().map(|value| Borrowed::to_owned(*value)),
-        )
-    }
 }
 
 #[pymethods]
@@ -391,7 +349,7 @@ impl OdooLookup {
     ))]
     fn py_new(
         wrapper: &Bound<'_, PyAny>,
-        key_parts: Vec<(usize, Vec<String>)>,
+        key_parts: Vec<KeyPartSpec>,
         defaults: Vec<Option<Py<PyAny>>>,
         counters: Py<PyAny>,
         miss: Py<PyAny>,
@@ -399,14 +357,7 @@ impl OdooLookup {
         transaction_statistics: bool,
     ) -> PyResult<Self> {
         let py = wrapper.py();
-        if key_parts
-            .iter()
-            .any(|(position, _)| *position >= defaults.len())
-        {
-            return Err(PyTypeError::new_err(
-                "a key position names no parameter of the method",
-            ));
-        }
+        let key_plan = KeyPlan::new(py, key_parts, defaults)?;
         let ormcache = wrapper.getattr(intern!(py, "__cache__"))?;
         let cache_name: String = ormcache.getattr(intern!(py, "cache_name"))?.extract()?;
         Ok(OdooLookup {
@@ -414,17 +365,7 @@ impl OdooLookup {
             ormcache: ormcache.unbind(),
             wrapper: wrapper.clone().unbind(),
             cache_name: PyString::intern(py, &cache_name).unbind(),
-            key_parts: key_parts
-                .into_iter()
-                .map(|(position, attributes)| KeyPart {
-                    position,
-                    attributes: attributes
-                        .iter()
-                        .map(|name| PyString::intern(py, name).unbind())
-                        .collect(),
-                })
-                .collect(),
-            defaults,
+            key_plan,
             counters,
             counters_by_model,
             transaction_statistics,
@@ -469,7 +410,6 @@ impl OdooLookup {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let pyclass = m.py().get_type::<OdooLookup>();
-    m.add("OdooLookup", method_type::derive_method_type(&pyclass)?)?;
+    m.add("OdooLookup", derive_method_type::<OdooLookup>(m.py())?)?;
     Ok(())
 }
