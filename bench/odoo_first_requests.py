@@ -153,6 +153,17 @@ def odoo_major(args: argparse.Namespace) -> int:
     return int(out.stdout)
 
 
+def addon_not_loaded(log_text: str) -> str | None:
+    """Why the addon is not running in this Odoo log, or None when it is.
+    Its start line is the proof: the module's name alone also appears in
+    Odoo's "Couldn't load module ormcache_redis"."""
+    if "Couldn't load module ormcache_redis" in log_text:
+        return "Odoo could not load the addon"
+    if "ormcache_redis: every process's caches hold at most" not in log_text:
+        return "the addon's start line is missing"
+    return None
+
+
 def base_modules(args: argparse.Namespace) -> str:
     has_rpc = any((Path(p) / "rpc").is_dir() for p in args.addons_path.split(","))
     return "base,rpc,web" if has_rpc else "base,web"
@@ -631,8 +642,8 @@ def run_config(args: argparse.Namespace, config: str, mix: Mix) -> list[dict[str
                 )
         if config in ("b", "c"):
             text = odoo.log_text()
-            if "ormcache_redis" not in text:
-                raise Failure(f"config {config}: the addon did not load; see {odoo.log}")
+            if (reason := addon_not_loaded(text)) is not None:
+                raise Failure(f"config {config}: {reason}; see {odoo.log}")
             if config == "c" and "shared caches" not in text:
                 raise Failure(f"config c: no Redis tier; see {odoo.log}")
     finally:

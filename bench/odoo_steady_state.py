@@ -248,8 +248,9 @@ def run_once(args: argparse.Namespace, config: str, major: int) -> dict[str, Any
     try:
         odoo.start()
         log = odoo.log_text()
-        if config in ("b", "c") and "ormcache_redis" not in log:
-            raise Failure(f"config {config}: the addon did not load; see {odoo.log}")
+        reason = first.addon_not_loaded(log) if config in ("b", "c") else None
+        if reason is not None:
+            raise Failure(f"config {config}: {reason}; see {odoo.log}")
         if config == "c" and "HTTP sessions are stored in Redis" not in log:
             raise Failure(f"config c: the Redis session store is not installed; see {odoo.log}")
         stop = threading.Event()
