@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -235,6 +236,19 @@ def http_workers(master: int) -> list[int]:
     return pids
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used (``/proc/<pid>/stat``
+    fields 14 and 15); a process gone since counts nothing."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def resident_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -261,12 +275,15 @@ def run_once(args: argparse.Namespace, config: str, major: int) -> dict[str, Any
         loops = [Loop(client, odoo.url, work.calls(), stop) for client in clients]
         for loop in loops:
             loop.warm(args.warm)
+        assert odoo.process is not None
+        workers = http_workers(odoo.process.pid)
+        cpu_before = cpu_seconds(workers)
         started = time.perf_counter()
         for loop in loops:
             loop.start()
         time.sleep(args.seconds)
         deadline = time.perf_counter()
-        assert odoo.process is not None
+        cpu_used = cpu_seconds(workers) - cpu_before
         rss = {pid: resident_bytes(pid) for pid in http_workers(odoo.process.pid)}
         stop.set()
         for loop in loops:
@@ -285,6 +302,9 @@ def run_once(args: argparse.Namespace, config: str, major: int) -> dict[str, Any
         "model": work.model,
         "requests": answered,
         "requests_per_second": answered / (deadline - started),
+        # CPU is what a request costs whatever else the machine runs; the
+        # requests answered in the window carry the workers' CPU of it.
+        "worker_cpu_ms_per_request": cpu_used * 1000 / max(answered, 1),
         "worker_rss": sorted(rss.values(), reverse=True),
         "log": str(odoo.log),
     }
@@ -293,8 +313,11 @@ def run_once(args: argparse.Namespace, config: str, major: int) -> dict[str, Any
 def summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     configs: dict[str, dict[str, Any]] = {}
     for run in runs:
-        entry = configs.setdefault(run["config"], {"requests_per_second": [], "largest_rss": []})
+        entry = configs.setdefault(
+            run["config"], {"requests_per_second": [], "largest_rss": [], "cpu_ms": []}
+        )
         entry["requests_per_second"].append(run["requests_per_second"])
+        entry["cpu_ms"].append(run["worker_cpu_ms_per_request"])
         entry["largest_rss"].append(run["worker_rss"][0])
     for entry in configs.values():
         entry["best_requests_per_second"] = max(entry["requests_per_second"])
@@ -309,13 +332,17 @@ def print_table(args: argparse.Namespace, major: int, runs: list[dict[str, Any]]
         f"run, database {args.db}, backend mix on {mix_model} (7 requests), "
         f"{args.rounds} interleaved rounds"
     )
-    print(f"{'config':<40} {'requests/s (each run)':<24} {'best':>7} {'largest worker RSS':>22}")
+    print(
+        f"{'config':<40} {'requests/s (each run)':<24} {'best':>7} {'largest worker RSS':>22}"
+        f"  workers' CPU ms/request (each run)"
+    )
     for config, entry in configs.items():
         each = ", ".join(f"{value:.1f}" for value in entry["requests_per_second"])
         rss = ", ".join(f"{value / 2**20:.0f}" for value in entry["largest_rss"])
+        cpu = ", ".join(f"{value:.2f}" for value in entry["cpu_ms"])
         print(
             f"{config}: {CONFIGS[config]:<37} {each:<24} "
-            f"{entry['best_requests_per_second']:>7.1f} {rss + ' MiB':>22}"
+            f"{entry['best_requests_per_second']:>7.1f} {rss + ' MiB':>22}  {cpu}"
         )
     if "a" not in configs:
         return
@@ -327,6 +354,8 @@ def print_table(args: argparse.Namespace, major: int, runs: list[dict[str, Any]]
                 vanilla["requests_per_second"]
             )
             print(f"requests/s {config} / a: {best:.2f} best runs, {median:.2f} medians")
+            cpu = statistics.median(entry["cpu_ms"]) / statistics.median(vanilla["cpu_ms"])
+            print(f"workers' CPU per request {config} / a: {cpu:.2f} (medians)")
 
 
 def main() -> int:
