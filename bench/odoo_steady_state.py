@@ -249,6 +249,20 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def redis_commands(redis: RedisServer) -> dict[str, int]:
+    """Calls per command Redis ran so far (``INFO commandstats``)."""
+    from ormcache_redis import RedisClient
+
+    reply = RedisClient(redis.url).execute("INFO", "commandstats")
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, fields = line[len("cmdstat_") :].partition(":")
+            counts[name] = int(dict(f.split("=", 1) for f in fields.split(","))["calls"])
+    return counts
+
+
 def resident_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -278,12 +292,18 @@ def run_once(args: argparse.Namespace, config: str, major: int) -> dict[str, Any
         assert odoo.process is not None
         workers = http_workers(odoo.process.pid)
         cpu_before = cpu_seconds(workers)
+        commands_before = redis_commands(redis) if redis is not None else {}
         started = time.perf_counter()
         for loop in loops:
             loop.start()
         time.sleep(args.seconds)
         deadline = time.perf_counter()
         cpu_used = cpu_seconds(workers) - cpu_before
+        commands = {
+            name: count - commands_before.get(name, 0)
+            for name, count in (redis_commands(redis) if redis is not None else {}).items()
+            if name != "info"
+        }
         rss = {pid: resident_bytes(pid) for pid in http_workers(odoo.process.pid)}
         stop.set()
         for loop in loops:
@@ -305,6 +325,10 @@ def run_once(args: argparse.Namespace, config: str, major: int) -> dict[str, Any
         # CPU is what a request costs whatever else the machine runs; the
         # requests answered in the window carry the workers' CPU of it.
         "worker_cpu_ms_per_request": cpu_used * 1000 / max(answered, 1),
+        # Config c: what each warm request asks of Redis (sessions, syncs).
+        "redis_commands_per_request": {
+            name: count / max(answered, 1) for name, count in sorted(commands.items()) if count
+        },
         "worker_rss": sorted(rss.values(), reverse=True),
         "log": str(odoo.log),
     }
@@ -389,9 +413,17 @@ def main() -> int:
                 run = run_once(args, config, major)
                 run["round"] = round_
                 runs.append(run)
+                per_request = run["redis_commands_per_request"]
+                redis_text = (
+                    ", Redis per request: "
+                    + ", ".join(f"{name} {count:.2f}" for name, count in per_request.items())
+                    if per_request
+                    else ""
+                )
                 print(
                     f"  {run['requests_per_second']:.1f} requests/s, largest worker "
-                    f"{run['worker_rss'][0] / 2**20:.0f} MiB",
+                    f"{run['worker_rss'][0] / 2**20:.0f} MiB, workers' CPU "
+                    f"{run['worker_cpu_ms_per_request']:.2f} ms/request{redis_text}",
                     file=sys.stderr,
                     flush=True,
                 )
