@@ -114,7 +114,10 @@ def test_large_values_leave_the_process_within_its_bound(own_server, kind: str) 
             base = rss()
             for n in range(100):
                 model.value(n)
-            client.flush(60)
+                # Each write awaited: the write-behind queue's own bound
+                # (64 MB, three such values) would drop as many as the
+                # machine is slow, and the read back would vary with it.
+                client.flush(60)
             gc.collect()
             print(json.dumps(dict(base=base, after=rss(), memory=l1_memory(),
                                   entries=len(cache), stats=cache.stats())))
@@ -138,9 +141,8 @@ def test_large_values_leave_the_process_within_its_bound(own_server, kind: str) 
         assert grown <= bound * 1.1
     computed, read = runs["compute"]["stats"], runs["read back"]["stats"]
     # Through the whole path: most values went to Redis, and came back.
-    assert computed["writes_queued"] + computed["writes_dropped"] == 100
-    assert computed["writes_queued"] >= 50
-    assert read["l2_hits"] >= 0.9 * computed["writes_queued"]
+    assert computed["writes_queued"] == 100 and computed["writes_dropped"] == 0
+    assert read["l2_hits"] >= 90
 
 
 def test_the_least_recently_used_entries_of_every_cache_go_first() -> None:
