@@ -16,13 +16,16 @@ run on a miss or an error (Odoo's own) come from the version's record
 (``odoo_version.ODOO``). It carries the wrapper's attributes
 (``__cache__``, ``__wrapped__``, ``clear_cache``, API markers), so
 ``add_value``, ``get_cache_key_counter`` and the SIGUSR1 statistics read it
-as before. Calls with keywords go through Odoo's wrapper; methods with
+as before. Methods decorated with this addon's ``ormcache`` (``ttl=``,
+``depends_on=``) take the same path, their time to live applied by the
+miss code. Calls with keywords go through Odoo's wrapper; methods with
 other key expressions keep it. ``ormcache_redis_native_lookup = False``
 turns it off.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import types
 import weakref
@@ -33,10 +36,15 @@ from ormcache_redis.odoo_support.odoo_lookup import OdooLookup
 
 from . import cached_methods
 from .odoo_version import ODOO, odoo_cache
+from .ormcache_with_ttl import ormcache as addon_ormcache
 
 _logger = logging.getLogger("odoo.addons.ormcache_redis")
 
 _COPIED = ("__module__", "__name__", "__qualname__", "__doc__")
+# The decorators whose keys, counters and hits are Odoo's own: Odoo's, and
+# this addon's (its ``ttl`` is the miss code's to apply). Any other
+# subclass may have its own key rules and keeps its wrapper.
+_COVERED = (odoo_cache.ormcache, addon_ormcache)
 
 # (class, attribute) -> Odoo's wrapper, to put it back (benchmarks, tests).
 _replaced: dict[tuple[type, str], Any] = {}
@@ -51,7 +59,7 @@ def plan(function: Any) -> KeyPlan | None:
     if type(function) is not types.FunctionType:
         return None
     ormcache = cached_methods.ormcache_of(function)
-    if type(ormcache) is not odoo_cache.ormcache:  # not a subclass: its own key rules
+    if type(ormcache) not in _COVERED:
         return None
     if ormcache.skiparg is not None:
         return None
@@ -62,12 +70,15 @@ def plan(function: Any) -> KeyPlan | None:
 
 
 def native_lookup(function: Any, key_parts: list[KeyPart], defaults: list[Any]) -> OdooLookup:
+    ttl = getattr(cached_methods.ormcache_of(function), "ttl", None)
+    # A miss stores for ``ttl`` seconds; a hit is L1's, which knows the expiry.
+    miss = ODOO.miss if ttl is None else functools.partial(ODOO.miss, ttl=ttl)
     lookup = OdooLookup(
         function,
         key_parts,
         defaults,
         ODOO.counters,
-        ODOO.miss,
+        miss,
         counters_by_model=ODOO.counters_by_model,
         transaction_statistics=ODOO.transaction_statistics,
     )

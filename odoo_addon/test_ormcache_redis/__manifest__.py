@@ -5,5 +5,5 @@
     "category": "Hidden/Tests",
     "author": "ormcache_redis authors",
     "license": "LGPL-3",
-    "depends": ["base"],
+    "depends": ["base", "ormcache_redis"],
 }

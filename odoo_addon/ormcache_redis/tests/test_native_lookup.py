@@ -3,6 +3,7 @@ counters, transaction statistics (19) and errors as Odoo's own wrapper."""
 
 import contextlib
 import inspect
+import time
 import types
 import uuid
 
@@ -99,6 +100,31 @@ class TestNativeLookup(TransactionCase):
         native, odoo = outcomes
         self.assertEqual(native, (5, 2, 1, 2, 0) if ON_19 else (5, 2, 0, 0, 0))
         self.assertEqual(native, odoo)
+
+    def test_the_addons_decorator_takes_the_native_path_with_its_ttl(self):
+        """``@ormcache(..., ttl=1)`` of this addon: replaced like Odoo's, the
+        same figures as its own wrapper (the version's lookup with a time to
+        live), and its entries expire."""
+        native = type(self.probe)._echo_for_a_second
+        self.assertIsInstance(native, OdooLookup)
+        self.assertEqual(native.__cache__.ttl, 1)
+        outcomes = []
+        for call in (
+            self.probe._echo_for_a_second,
+            lambda *args: native.wrapper(self.probe, *args),
+        ):
+            argument = uuid.uuid4().hex
+            cache, key, counter = get_cache_key_counter(self.probe._echo_for_a_second, argument)
+            before = figures(counter)
+            first = call(argument)
+            self.assertEqual(call(argument), first)  # a hit
+            self.assertIn(key, cache)
+            outcomes.append((deltas(before, figures(counter)), first[0]))
+        self.assertEqual(outcomes[0][0], outcomes[1][0])
+        argument = uuid.uuid4().hex
+        first = self.probe._echo_for_a_second(argument)
+        time.sleep(1.2)
+        self.assertNotEqual(self.probe._echo_for_a_second(argument), first)
 
     def test_defaults_keywords_and_attribute_paths(self):
         argument = uuid.uuid4().hex

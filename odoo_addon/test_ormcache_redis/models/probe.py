@@ -1,7 +1,9 @@
 """Methods cached with Odoo's plain ``odoo.tools.ormcache``, as guides
-teach it: ormcache_redis gives them ``clear_cache``."""
+teach it: ormcache_redis gives them ``clear_cache``; and one with the
+addon's own decorator and a time to live."""
 
 from odoo import api, models
+from odoo.addons.ormcache_redis import ormcache as ormcache_with_ttl
 from odoo.tools import ormcache
 
 
@@ -30,3 +32,10 @@ class TestOrmcacheRedisProbe(models.AbstractModel):
         """Keyed on parameters, a default and an attribute path: the shapes
         the native lookup of Odoo 19 covers."""
         return f"{key}{suffix}:{self.env.uid}"
+
+    @api.model
+    @ormcache_with_ttl("key", ttl=1)
+    def _echo_for_a_second(self, key):
+        """The addon's decorator: the native path, entries living 1 s."""
+        self.env.cr.execute("SELECT clock_timestamp()")
+        return (key, self.env.cr.fetchone()[0])
