@@ -15,18 +15,15 @@
 //! derived by `method_type`, so `record.method(x)` is a vectorcall with no
 //! bound method built.
 
+use std::ffi::CStr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use pyo3::{ffi, intern};
-
-use std::ffi::CStr;
-use std::sync::OnceLock;
-
-use pyo3::Borrowed;
+use pyo3::{ffi, intern, Borrowed};
 use smallvec::SmallVec;
 
 use crate::clock::deadline_after;

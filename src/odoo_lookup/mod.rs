@@ -42,13 +42,14 @@
 //! its argument, `env["ir.model.data"]._xmlid_lookup(x)` over 256 xmlids,
 //! costs 0.41-0.43x vanilla's (the tuple built and looked up: 0.59x).
 
+use std::ffi::CStr;
+use std::sync::OnceLock;
+
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PySet, PyString, PyTuple, PyWeakrefReference};
 use pyo3::{ffi, intern, Borrowed};
 use smallvec::SmallVec;
-use std::ffi::CStr;
-use std::sync::OnceLock;
 
 use crate::cached_method::{bind_like_a_function, find_in, hit_by_items};
 use crate::gil_cell::GilCell;
