@@ -246,3 +246,35 @@ def test_a_cached_method_is_called_like_a_function() -> None:
     assert bound([1]) == record.cached([1]) == planned.cached(record, [1])
     with pytest.raises(TypeError):
         type("Sub", (CachedMethod,), {})
+
+
+def test_keys_with_sets_answer_as_a_dict_does() -> None:
+    """Random keys mixing scalars of every plain type, nested tuples and
+    frozensets (with equal values of other types: ``1``, ``1.0``, ``True``;
+    ``"a"`` and ``b"a"``, equal in hash): L1 answers as a dict, both on the
+    tuple path and on the items path of a planned method."""
+    rng = random.Random(7)
+    scalars = [0, 1, 1.0, True, False, 2, 2.5, "a", b"a", "", None, -1, 10**30]
+
+    def value(depth: int = 0) -> Any:
+        kind = rng.random()
+        if depth < 2 and kind < 0.2:
+            return tuple(value(depth + 1) for _ in range(rng.randrange(3)))
+        if depth < 2 and kind < 0.45:
+            return frozenset(rng.choice(scalars) for _ in range(rng.randrange(4)))
+        return rng.choice(scalars)
+
+    cache, reference = LRU(100_000), {}
+    for _ in range(4000):
+        key = ("m", value(), value())
+        if rng.random() < 0.5:
+            cache[key] = reference[key] = rng.random()
+        assert cache.get(key) == reference.get(key)
+
+    planned, _ = planned_and_compiled()
+    env = Env(1, (1,))
+    for _ in range(2000):
+        groups = frozenset(rng.choice(scalars) for _ in range(rng.randrange(4)))
+        assert planned(env).cached(list(groups)) == planned(env).cached(groups)
+    counters = planned.cached.counters()
+    assert counters["hits"] + counters["misses"] == 4000
