@@ -89,12 +89,14 @@ def stand_in_session_token(session: Any, env: Any) -> str:
 # --------------------------------------------------------------------------- redis
 
 
-def make_store(url: str, odoo_major: int = 18, **options: Any) -> Any:
+def make_store(
+    url: str, odoo_major: int = 18, client: RedisClient | None = None, **options: Any
+) -> Any:
     options.setdefault("lifetime", lambda: 3600)
     options.setdefault("record_secret_for", database_secrets())
     options.setdefault("prefix", PREFIX)
     return RedisSessionStore(
-        RedisClient(url, socket_timeout=0.5),
+        client or RedisClient(url, socket_timeout=0.5),
         session_class=StandInSession17 if odoo_major == 17 else StandInSession,
         odoo_major=odoo_major,
         compute_session_token=stand_in_session_token,

@@ -85,7 +85,11 @@ class SessionLoad:
     threads: list[threading.Thread] = field(default_factory=list)
 
     def __enter__(self) -> SessionLoad:
-        store = make_store(self.url, 19)
+        # The circuit's probes as the cache client's in `run_failover`: with
+        # the default backoff (up to 30 s), a failover slower than usual
+        # would leave the next probe seconds after the promotion.
+        client = RedisClient(self.url, socket_timeout=0.5, retry_initial=0.05, retry_max=0.5)
+        store = make_store(self.url, 19, client=client)
 
         def work() -> None:
             while not self.stop.is_set():
