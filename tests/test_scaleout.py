@@ -85,9 +85,10 @@ class SessionLoad:
     threads: list[threading.Thread] = field(default_factory=list)
 
     def __enter__(self) -> SessionLoad:
-        # The circuit's probes as the cache client's in `run_failover`: with
-        # the default backoff (up to 30 s), a failover slower than usual
-        # would leave the next probe seconds after the promotion.
+        # The circuit's probes as the cache client's in `run_failover` (every
+        # 0.05 s): RECOVERY counts on that. With the default interval
+        # (0.25 s) and a probe's deadline, the first probe that reaches the
+        # promoted replica could land past RECOVERY on a loaded machine.
         client = RedisClient(self.url, socket_timeout=0.5, retry_initial=0.05, retry_max=0.5)
         store = make_store(self.url, 19, client=client)
 
