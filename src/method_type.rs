@@ -16,9 +16,9 @@
 //! implementing `CalledInPlace` (its calls come as `Arguments`).
 //!
 //! Every behaviour stays the pyclass's: `__get__` still binds like a
-//! function (the flag's contract) for code that reads the attribute
-//! without calling it, and `tp_call` is still there for callers that do
-//! not use vectorcall.
+//! function (the flag's contract, `bind_like_a_function`) for code that
+//! reads the attribute without calling it, and `tp_call` is still there
+//! (`CalledInPlace::call_with_tuple`) for callers that do not use vectorcall.
 
 use std::ffi::{c_int, c_uint, c_ulong, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -28,7 +28,8 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
-use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use pyo3::{ffi, intern, Borrowed, PyClass};
 use smallvec::SmallVec;
 
@@ -45,6 +46,21 @@ pub(crate) trait CalledInPlace: PyClass<Frozen = True> + Sync {
         args: &Arguments<'_, '_>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>>;
+
+    /// `dispatch` for a call through `tp_call` (the arguments in a tuple):
+    /// the pyclass's `__call__`.
+    fn call_with_tuple(
+        &self,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let values: SmallVec<[Borrowed<'_, '_, PyAny>; 4]> = args.iter_borrowed().collect();
+        let arguments = Arguments {
+            py: args.py(),
+            values: &values,
+        };
+        self.dispatch(&arguments, kwargs)
+    }
 }
 
 /// A call's positional arguments, borrowed from the caller (a vectorcall
@@ -236,5 +252,88 @@ unsafe extern "C" fn call_in_place<T: CalledInPlace>(
             PanicException::new_err(message).restore(py);
             std::ptr::null_mut()
         }
+    }
+}
+
+type DescrGet = unsafe extern "C" fn(
+    *mut ffi::PyObject,
+    *mut ffi::PyObject,
+    *mut ffi::PyObject,
+) -> *mut ffi::PyObject;
+
+/// How to bind a `CalledInPlace` class's instance to a record, found once
+/// per process.
+enum Binder {
+    /// `FunctionType`'s own `tp_descr_get` (PyType_GetSlot, limited API
+    /// since 3.10): builds a bound method for any callable, at the cost of
+    /// binding a plain function. Used only after checking that it does.
+    FunctionDescrGet(DescrGet),
+    /// `types.MethodType(callable, obj)`: slower, always correct.
+    MethodType(Py<PyAny>),
+}
+
+fn binder(py: Python<'_>) -> PyResult<&'static Binder> {
+    static BINDER: PyOnceLock<Binder> = PyOnceLock::new();
+    BINDER.get_or_try_init(py, || {
+        let types = py.import("types")?;
+        let method_type = types.getattr("MethodType")?;
+        let function_type = types.getattr("FunctionType")?;
+        // SAFETY: FunctionType is a type object; the slot is either null
+        // or a tp_descr_get function pointer.
+        let slot = unsafe {
+            ffi::PyType_GetSlot(
+                function_type.as_ptr().cast::<ffi::PyTypeObject>(),
+                ffi::Py_tp_descr_get,
+            )
+        };
+        if !slot.is_null() {
+            // SAFETY: a tp_descr_get slot has exactly this signature.
+            let descr_get: DescrGet = unsafe { std::mem::transmute(slot) };
+            // Check that it binds an arbitrary callable the way MethodType does.
+            let probe = py.import("builtins")?.getattr("len")?;
+            let target = PyString::new(py, "probe");
+            let bound = unsafe {
+                Bound::from_owned_ptr_or_err(
+                    py,
+                    descr_get(probe.as_ptr(), target.as_ptr(), ffi::Py_None()),
+                )
+            };
+            if let Ok(bound) = bound {
+                if bound.is_instance(&method_type)?
+                    && bound.getattr("__func__")?.is(&probe)
+                    && bound.getattr("__self__")?.is(&target)
+                {
+                    return Ok(Binder::FunctionDescrGet(descr_get));
+                }
+            }
+        }
+        Ok(Binder::MethodType(method_type.unbind()))
+    })
+}
+
+/// `__get__` of a callable that binds like a plain function: itself on the
+/// class, a bound method on an instance.
+pub(crate) fn bind_like_a_function(
+    func: &Bound<'_, PyAny>,
+    obj: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Py<PyAny>> {
+    match obj {
+        None => Ok(func.clone().unbind()),
+        Some(obj) => Ok(bind_method(func, obj)?.unbind()),
+    }
+}
+
+/// `types.MethodType(func, obj)`, as cheaply as the interpreter allows.
+fn bind_method<'py>(
+    func: &Bound<'py, PyAny>,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = func.py();
+    match binder(py)? {
+        // SAFETY: checked at start-up to behave as MethodType(func, obj).
+        Binder::FunctionDescrGet(descr_get) => unsafe {
+            Bound::from_owned_ptr_or_err(py, descr_get(func.as_ptr(), obj.as_ptr(), ffi::Py_None()))
+        },
+        Binder::MethodType(method_type) => method_type.bind(py).call1((func, obj)),
     }
 }

@@ -48,14 +48,16 @@ use std::sync::OnceLock;
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PySet, PyString, PyTuple, PyWeakrefReference};
-use pyo3::{ffi, intern, Borrowed};
+use pyo3::{ffi, intern};
 use smallvec::SmallVec;
 
-use crate::cached_method::{bind_like_a_function, find_in, hit_by_items};
+use crate::cached_method::{find_in, hit_by_items};
 use crate::gil_cell::GilCell;
 use crate::key_hash;
 use crate::key_parts::{KeyPartSpec, KeyPlan};
-use crate::method_type::{derive_method_type, Arguments, CalledInPlace, Layout};
+use crate::method_type::{
+    bind_like_a_function, derive_method_type, Arguments, CalledInPlace, Layout,
+};
 use counters::{increment, CounterField};
 use member_slot::MemberSlot;
 use memo::{Memo, ModelClass, ModelFacts};
@@ -390,12 +392,7 @@ impl OdooLookup {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        let values: SmallVec<[Borrowed<'_, '_, PyAny>; 4]> = args.iter_borrowed().collect();
-        let arguments = Arguments {
-            py: args.py(),
-            values: &values,
-        };
-        self.dispatch(&arguments, kwargs)
+        self.call_with_tuple(args, kwargs)
     }
 
     /// Odoo's wrapper this replaces.
