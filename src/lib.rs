@@ -4,6 +4,7 @@
 
 use pyo3::prelude::*;
 
+pub mod c_entry;
 pub mod cached_method;
 pub mod clock;
 pub mod codec;

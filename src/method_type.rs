@@ -21,17 +21,17 @@
 //! (`CalledInPlace::call_with_tuple`) for callers that do not use vectorcall.
 
 use std::ffi::{c_int, c_uint, c_ulong, c_void, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
 use pyo3::exceptions::PyTypeError;
-use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use pyo3::{ffi, intern, Borrowed, PyClass};
 use smallvec::SmallVec;
+
+use crate::c_entry::returned;
 
 /// A pyclass whose derived class (`derive_method_type`) is called in place.
 pub(crate) trait CalledInPlace: PyClass<Frozen = True> + Sync {
@@ -204,7 +204,8 @@ unsafe extern "C" fn call_in_place<T: CalledInPlace>(
 ) -> *mut ffi::PyObject {
     // SAFETY: the interpreter calls vectorcall functions attached.
     let py = unsafe { Python::assume_attached() };
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
+    let entry = || T::QUALIFIED_NAME.to_string_lossy().into_owned();
+    returned(py, entry, || {
         let count = nargsf & !ARGUMENTS_OFFSET;
         // SAFETY: vectorcall's contract: `args` holds `count` positional
         // arguments, then one per name in `kwnames`, all borrowed for the
@@ -236,23 +237,7 @@ unsafe extern "C" fn call_in_place<T: CalledInPlace>(
             };
             callee.get().dispatch(&arguments, kwargs.as_ref())
         }
-    }));
-    match outcome {
-        Ok(Ok(value)) => value.into_ptr(),
-        Ok(Err(error)) => {
-            error.restore(py);
-            std::ptr::null_mut()
-        }
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|text| text.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| format!("a panic in {:?}", T::QUALIFIED_NAME));
-            PanicException::new_err(message).restore(py);
-            std::ptr::null_mut()
-        }
-    }
+    })
 }
 
 type DescrGet = unsafe extern "C" fn(

@@ -10,16 +10,15 @@
 
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
-use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyType};
 use pyo3::Borrowed;
 
 use super::Codec;
+use crate::c_entry::returned;
 
 /// A method definition CPython keeps a pointer to for as long as the
 /// descriptor lives: static, never written after it is built.
@@ -132,24 +131,17 @@ unsafe fn call(
 ) -> *mut ffi::PyObject {
     // SAFETY: the interpreter calls methods attached.
     let py = Python::assume_attached();
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let argument = one_argument(py, args, nargs, kwnames, signature)?;
-        let codec = Borrowed::from_ptr(py, slf).cast_unchecked::<Codec>();
-        body(codec.get(), argument)
-    }));
-    match outcome {
-        Ok(Ok(value)) => value.into_ptr(),
-        Ok(Err(error)) => {
-            error.restore(py);
-            std::ptr::null_mut()
-        }
-        Err(_) => {
-            // encode_into and decode catch their own panics: only the
-            // argument handling around them is left.
-            PanicException::new_err(format!("internal error in Codec.{}", signature.0)).restore(py);
-            std::ptr::null_mut()
-        }
-    }
+    // encode_into and decode catch their own panics: only the argument
+    // handling around them is left to `returned`.
+    returned(
+        py,
+        || format!("Codec.{}", signature.0),
+        || {
+            let argument = one_argument(py, args, nargs, kwnames, signature)?;
+            let codec = Borrowed::from_ptr(py, slf).cast_unchecked::<Codec>();
+            body(codec.get(), argument).map(Bound::unbind)
+        },
+    )
 }
 
 /// # Safety
