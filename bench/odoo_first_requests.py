@@ -202,7 +202,8 @@ def create_database(args: argparse.Namespace, major: int, modules: str = "base,w
         "--addons-path", args.addons_path, "--load", base_modules(args),
         *data_dir(args), "-d", args.db, "-i", modules, *demo, "--stop-after-init",
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    # sale_management with demo data takes minutes on a fast machine.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         raise Failure(f"cannot create {args.db}: {result.stderr[-2000:]}")
 

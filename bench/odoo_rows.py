@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,25 +141,19 @@ def prepare(root: str, python: str, postgres: str, database: str | None) -> Odoo
     tree.modules = "sale_management,web" if has_sale else "base,web"
     suffix = "_sale" if has_sale else ""
     tree.database = database or f"ormcache_bench_{tree.major}{suffix}"
-    if not database_exists(tree):
+    if not first_requests().database_exists(script_args(tree)):
         create_database(tree)
     return tree
 
 
-def database_exists(tree: OdooTree) -> bool:
-    import psycopg2
-
-    options = dict(zip(tree.db_options()[::2], tree.db_options()[1::2], strict=True))
-    connection = psycopg2.connect(
-        host=options["--db-host"], port=options["--db-port"], user=options["--db-user"],
-        password=options["--db-password"], dbname="postgres",
-    )  # fmt: skip
-    try:
-        with connection.cursor() as cr:
-            cr.execute("SELECT 1 FROM pg_database WHERE datname = %s", [tree.database])
-            return cr.fetchone() is not None
-    finally:
-        connection.close()
+def script_args(tree: OdooTree) -> argparse.Namespace:
+    """The tree's options as odoo_first_requests.py parses them."""
+    first = first_requests()
+    parser = argparse.ArgumentParser()
+    first.add_odoo_arguments(parser)
+    parser.add_argument("--addons-path")
+    parser.add_argument("--db")
+    return parser.parse_args(tree.script_options())
 
 
 def create_database(tree: OdooTree) -> None:
@@ -166,18 +161,20 @@ def create_database(tree: OdooTree) -> None:
         f"odoo: creating database {tree.database} ({tree.modules}, demo data; a few minutes)",
         flush=True,
     )
-    demo = ["--with-demo"] if tree.major >= 19 else []  # 17 and 18 load demo data by default
-    options = [o.replace("--db-", "--db_") for o in tree.db_options()]
-    command = [
-        tree.python, tree.odoo_bin, "-c", "/dev/null", *options,
-        "--addons-path", tree.addons_path, "-d", tree.database, "-i", tree.modules, *demo,
-        "--stop-after-init", "--log-level", "warn",
-    ]  # fmt: skip
-    result = subprocess.run(
-        command, env=odoo_environment(), capture_output=True, text=True, timeout=3600
-    )
-    if result.returncode != 0:
-        raise OdooBenchError(f"cannot create {tree.database}: {result.stderr[-2000:]}")
+    first = first_requests()
+    try:
+        first.create_database(script_args(tree), tree.major, tree.modules)
+    except first.Failure as error:
+        raise OdooBenchError(str(error)) from None
+
+
+def first_requests() -> types.ModuleType:
+    """bench/odoo_first_requests.py, whose database and Odoo helpers the
+    rows share."""
+    sys.path.insert(0, str(BENCH))
+    import odoo_first_requests
+
+    return odoo_first_requests
 
 
 def run_script(command: Sequence[str], *, stdin: str | None = None, **env: str) -> str:
@@ -199,11 +196,9 @@ def run_script(command: Sequence[str], *, stdin: str | None = None, **env: str) 
 def hit_rows(tree: OdooTree) -> list[OdooRow]:
     from ormcache_redis.testing import RedisServer
 
-    sys.path.insert(0, str(BENCH))
-    import odoo_first_requests as first
-
+    first = first_requests()
     print(f"odoo: the hit at the call sites (odoo-bin shell, {tree.database})", flush=True)
-    modules = first.base_modules(argparse.Namespace(addons_path=tree.addons_path))
+    modules = first.base_modules(script_args(tree))
     options = [o.replace("--db-", "--db_") for o in tree.db_options()]
     command = [
         tree.python, tree.odoo_bin, "shell", "-c", "/dev/null", *options,
