@@ -95,17 +95,32 @@ unsafe fn equal_pointers(
 ///
 /// # Safety
 /// `value` is a live object and the GIL is held.
+#[inline(always)]
 pub(super) unsafe fn sets_are_plain(value: *mut ffi::PyObject, depth: u32) -> bool {
-    if ffi::PyTuple_CheckExact(value) != 0 {
-        if depth >= MAX_DEPTH {
-            return false;
-        }
-        return (0..ffi::PyTuple_Size(value))
-            .all(|index| sets_are_plain(ffi::PyTuple_GetItem(value, index), depth + 1));
-    }
-    if ffi::PyFrozenSet_CheckExact(value) == 0 {
+    // Scalars, the items of almost every key, answer here, inlined.
+    let tuple = ffi::PyTuple_CheckExact(value) != 0;
+    if !tuple && ffi::PyFrozenSet_CheckExact(value) == 0 {
         return true;
     }
+    match tuple {
+        true => tuple_sets_are_plain(value, depth),
+        false => set_is_plain(value),
+    }
+}
+
+/// `sets_are_plain` of a tuple's items.
+#[inline(never)]
+unsafe fn tuple_sets_are_plain(tuple: *mut ffi::PyObject, depth: u32) -> bool {
+    if depth >= MAX_DEPTH {
+        return false;
+    }
+    (0..ffi::PyTuple_Size(tuple))
+        .all(|index| sets_are_plain(ffi::PyTuple_GetItem(tuple, index), depth + 1))
+}
+
+/// `sets_are_plain` of a frozenset: a walk of its elements.
+#[inline(never)]
+unsafe fn set_is_plain(value: *mut ffi::PyObject) -> bool {
     let iterator = ffi::PyObject_GetIter(value);
     if iterator.is_null() {
         ffi::PyErr_Clear();

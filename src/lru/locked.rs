@@ -198,12 +198,8 @@ impl Lru {
         hash: isize,
         epoch: u64,
     ) -> Option<ItemsHit> {
-        // Walking the sets may run Python code (see `sets_are_plain`); keys
-        // of scalars only, the common case, have none to walk.
-        let sets_plain = items.iter().all(|&item| {
-            (ffi::PyTuple_CheckExact(item) == 0 && ffi::PyFrozenSet_CheckExact(item) == 0)
-                || sets_are_plain(item, 1)
-        });
+        // Walking the sets may run Python code (see `sets_are_plain`).
+        let sets_plain = items.iter().all(|&item| sets_are_plain(item, 1));
         let mut core = self.core.lock();
         let Lookup::Known(Some(slot)) = core.find_items_without_python(hash, items, sets_plain)
         else {
