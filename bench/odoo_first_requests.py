@@ -449,20 +449,27 @@ def login(client: Client, odoo: Odoo, args: argparse.Namespace) -> None:
         raise Failure(f"login failed: {content[:300]!r}")
 
 
-def redis_figures(redis: RedisServer) -> dict[str, int]:
-    """Commands Redis ran so far (this INFO call included), its memory and keys."""
+def redis_info(redis: RedisServer, *sections: str) -> dict[str, str]:
+    """The ``field:value`` lines of Redis's ``INFO`` for these sections."""
     from ormcache_redis import RedisClient
 
     client = RedisClient(redis.url)
     text = "\n".join(
         reply.decode() if isinstance(reply, bytes) else str(reply)
-        for reply in (client.execute("INFO", "stats"), client.execute("INFO", "memory"))
+        for reply in (client.execute("INFO", section) for section in sections)
     )
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def redis_figures(redis: RedisServer) -> dict[str, int]:
+    """Commands Redis ran so far (this INFO call included), its memory and keys."""
+    from ormcache_redis import RedisClient
+
+    fields = redis_info(redis, "stats", "memory")
     return {
         "commands": int(fields["total_commands_processed"]),
         "used_memory": int(fields["used_memory"]),
-        "keys": int(client.execute("DBSIZE")),
+        "keys": int(RedisClient(redis.url).execute("DBSIZE")),
     }
 
 

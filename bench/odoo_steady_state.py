@@ -251,16 +251,13 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def redis_commands(redis: RedisServer) -> dict[str, int]:
     """Calls per command Redis ran so far (``INFO commandstats``)."""
-    from ormcache_redis import RedisClient
-
-    reply = RedisClient(redis.url).execute("INFO", "commandstats")
-    text = reply.decode() if isinstance(reply, bytes) else str(reply)
-    counts = {}
-    for line in text.splitlines():
-        if line.startswith("cmdstat_"):
-            name, _, fields = line[len("cmdstat_") :].partition(":")
-            counts[name] = int(dict(f.split("=", 1) for f in fields.split(","))["calls"])
-    return counts
+    return {
+        name.removeprefix("cmdstat_"): int(
+            dict(field.split("=", 1) for field in fields.split(","))["calls"]
+        )
+        for name, fields in first.redis_info(redis, "commandstats").items()
+        if name.startswith("cmdstat_")
+    }
 
 
 def resident_bytes(pid: int) -> int:
