@@ -160,8 +160,11 @@ def build(*, key_parts=((1, ()),), defaults=(None, None), method=None, odoo=19):
 
     wrapper.__cache__ = ormcache
 
-    key_parts = [(position, list(attributes), *rest) for position, attributes, *rest in key_parts]
-    key_parts = [(*part, None) if len(part) == 2 else part for part in key_parts]
+    # (position, attributes[, wrapper]): the wrapper defaults to none.
+    key_parts = [
+        (position, list(attributes), wrapper[0] if wrapper else None)
+        for position, attributes, *wrapper in key_parts
+    ]
     wrappers = {None: lambda value: value, "frozenset": frozenset, "tuple": tuple}
 
     def key_of(*args):
