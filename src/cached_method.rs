@@ -11,7 +11,7 @@
 //! attribute path, `frozenset(...)` or `tuple(...)` of one: the Python
 //! layer decides), a hit runs no Python code of the key function and builds
 //! no key tuple, as `OdooLookup` does: the items are hashed as a tuple
-//! would be and compared in L1 (`hit_by_items`). The class Python sees is
+//! would be and compared in L1 (`l1_hit`). The class Python sees is
 //! derived by `method_type`, so `record.method(x)` is a vectorcall with no
 //! bound method built.
 
@@ -28,7 +28,7 @@ use smallvec::SmallVec;
 use crate::clock::deadline_after;
 use crate::key_hash;
 use crate::key_parts::{KeyPartSpec, KeyPlan};
-use crate::lru::{ItemsHit, PyLru};
+use crate::lru::{ItemsHit, Probe, PyLru};
 use crate::method_type::{
     bind_like_a_function, derive_method_type, Arguments, CalledInPlace, Layout,
 };
@@ -96,23 +96,22 @@ pub(crate) fn find_in(
     }
 }
 
-/// A hit in `cache` for the key `tuple(items)` whose hash is `hash`, found
-/// without building the tuple (see `Lru::hit_by_items`). `None` is
-/// not a miss (see `Lru::hit_by_items`): ask `find_in` with the tuple.
+/// A hit in `cache` found without the key tuple (see `Lru::hit`): by the
+/// key's items and their tuple's hash, or where the same key was found
+/// before. `None` is not a miss: ask `find_in` with the tuple.
 ///
 /// # Safety
-/// Every item is a live object and the GIL is held.
-pub(crate) unsafe fn hit_by_items(
+/// The probe's items are live objects and the GIL is held.
+pub(crate) unsafe fn l1_hit(
     cache: &Bound<'_, PyAny>,
-    items: &[*mut ffi::PyObject],
-    hash: isize,
-    epoch: u64,
+    probe: Probe<'_>,
+    marks: Option<u64>,
 ) -> Option<ItemsHit> {
     if let Ok(two_tier) = cache.cast::<TwoTierCache>() {
-        return TwoTierCache::l1_hit_by_items(two_tier, items, hash, epoch);
+        return TwoTierCache::l1_hit(two_tier, probe, marks);
     }
     if let Ok(lru) = cache.cast::<PyLru>() {
-        return lru.get().lru.hit_by_items(cache.py(), items, hash, epoch);
+        return lru.get().lru.hit(cache.py(), probe, marks);
     }
     None
 }
@@ -171,7 +170,7 @@ impl CachedMethod {
         // GIL is held.
         let hit = unsafe {
             match key_hash::hash_of_items(py, &items) {
-                Some(hash) => hit_by_items(&cache, &items, hash, 0),
+                Some(hash) => l1_hit(&cache, Probe::Items(&items, hash), None),
                 None => None,
             }
         };

@@ -7,11 +7,12 @@
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple};
-use pyo3::{ffi, Borrowed};
+use pyo3::types::{PyString, PyTuple, PyType};
+use pyo3::{ffi, intern, Borrowed};
 use smallvec::SmallVec;
 
 use crate::method_type::Arguments;
+use crate::record_id::RecordIdReader;
 
 /// The builtin a key expression passes its value to.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,8 @@ pub(crate) struct KeyPlan {
     /// By argument index (None: required, or a default this path leaves
     /// to the compiled key function).
     defaults: Vec<Option<Py<PyAny>>>,
+    /// Reads `.id` as Odoo's `Id` field does (`KeyPlan::reading_ids_as`).
+    record_id: Option<RecordIdReader>,
 }
 
 /// What Python hands over: `(position, attributes, wrapper)` per
@@ -77,7 +80,18 @@ impl KeyPlan {
                 })
             })
             .collect::<PyResult<_>>()?;
-        Ok(KeyPlan { parts, defaults })
+        Ok(KeyPlan {
+            parts,
+            defaults,
+            record_id: None,
+        })
+    }
+
+    /// Reads an attribute `id` natively where the value's class has one of
+    /// `field_class` (Odoo's `Id` field; see `record_id`).
+    pub(crate) fn reading_ids_as(mut self, field_class: Py<PyType>) -> KeyPlan {
+        self.record_id = Some(RecordIdReader::new(field_class));
+        self
     }
 
     /// How many positional arguments the method takes, self included.
@@ -110,7 +124,7 @@ impl KeyPlan {
                 return Ok(None);
             };
             for attribute in &part.attributes {
-                value = value.getattr(attribute.bind(py))?;
+                value = self.attribute(value, attribute.bind(py))?;
             }
             let value = match part.wrapper {
                 None => value,
@@ -120,6 +134,25 @@ impl KeyPlan {
             values.push(value);
         }
         Ok(Some(values))
+    }
+}
+
+impl KeyPlan {
+    /// `value.<name>`; `id` by the record id reader when it knows how.
+    fn attribute<'py>(
+        &self,
+        value: Bound<'py, PyAny>,
+        name: &Bound<'py, PyString>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(reader) = &self.record_id {
+            // Both interned: the same object when the name is `id`.
+            if name.is(intern!(value.py(), "id")) {
+                if let Some(id) = reader.read(&value)? {
+                    return Ok(id);
+                }
+            }
+        }
+        value.getattr(name)
     }
 }
 

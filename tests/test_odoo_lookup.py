@@ -142,10 +142,22 @@ def odoo_18_lookup(ormcache, counters, args):
         return ormcache.method(*args)
 
 
-def build(*, key_parts=((1, ()),), defaults=(None, None), method=None, odoo=19):
+def build(
+    *,
+    key_parts=((1, ()),),
+    defaults=(None, None),
+    method=None,
+    odoo=19,
+    id_field=None,
+    counter_class=None,
+    cache=None,
+):
     """A model class with an ``OdooLookup`` as the addon installs it on
     Odoo 19 (or 18.0: counters keyed by model, no transaction statistics),
-    and Odoo's reference wrapper over the same counters and mappings."""
+    and Odoo's reference wrapper over the same counters and mappings.
+    ``id_field``: the class of the model's ``id`` descriptor, handed to the
+    lookup; ``counter_class``: the class of the counters it creates;
+    ``cache``: the registry's mapping (a ``TwoTierCache`` by default)."""
     computed: list[tuple] = []
 
     def compute(self, *args):
@@ -186,20 +198,26 @@ def build(*, key_parts=((1, ()),), defaults=(None, None), method=None, odoo=19):
         miss_19 if on_19 else miss_18,
         counters_by_model=not on_19,
         transaction_statistics=on_19,
+        id_field=id_field,
+        counter_class=counter_class,
     )
     registry = Registry()
+    if cache is not None:
+        registry._Registry__caches["default"] = cache
 
     class Model:
-        __slots__ = ("env",)
+        __slots__ = ("_ids", "env")
         _name = "test.model"
         pool = registry
         method = lookup
+        if id_field is not None:
+            id = id_field()
 
     reference = odoo_19_lookup if on_19 else odoo_18_lookup
     Model.reference = lambda self, *args: reference(ormcache, counters, (self, *args))
     record = Model()
     record.env = Env()
-    # Odoo's defaultdict entry
+    record._ids = (1,)
     counter_key = (
         (registry.db_name, ormcache.method)
         if on_19
@@ -209,7 +227,10 @@ def build(*, key_parts=((1, ()),), defaults=(None, None), method=None, odoo=19):
         Model=Model,
         record=record,
         lookup=lookup,
-        counter=counters[counter_key],
+        counters=counters,
+        counter_key=counter_key,
+        # Odoo's defaultdict entry (made here when the lookup made none)
+        counter=counters[counter_key] if counter_class is None else None,
         computed=computed,
         cache=registry._Registry__caches["default"],
         ormcache=ormcache,
@@ -414,3 +435,154 @@ def test_frozenset_and_tuple_expressions_key_as_odoo_builds_them(odoo):
     assert probe.counter.hit == 2
     with pytest.raises(TypeError):
         record.method(3, [1])  # frozenset(3), as Odoo's key lambda raises
+
+
+class IdField:
+    """Odoo's ``Id`` field (``odoo.fields.Id``, the same in 17.0, 18.0 and
+    19.0), counting the reads that run its ``__get__``."""
+
+    reads = 0
+
+    def __get__(self, record, owner=None):
+        if record is None:
+            return self
+        IdField.reads += 1
+        ids = record._ids
+        size = len(ids)
+        if size == 0:
+            return False
+        elif size == 1:
+            return ids[0]
+        raise ValueError(f"Expected singleton: {record}")
+
+    def __set__(self, record, value):
+        raise TypeError("field 'id' cannot be assigned")
+
+
+def test_record_ids_are_read_as_odoos_id_field_reads_them():
+    """``@ormcache('self.id')``: the native read gives what the field gives
+    (an id, False for no record, the field's own error for several) without
+    running its ``__get__``; other shapes are read by the field itself."""
+    probe = build(key_parts=((0, ("id",)),), defaults=(None,), id_field=IdField)
+    record = probe.record
+    answers = []
+    IdField.reads = 0
+    for ids in ((7,), (7,), (), (), (8,)):
+        record._ids = ids
+        answers.append(record.method())
+    assert IdField.reads == 0  # every key read natively
+    assert answers == [("value",)] * 5
+    assert [args for args in probe.computed] == [(), (), ()]  # keys 7, False, 8
+    keys = {key[2:] for key in probe.cache}
+    assert keys == {(7,), (False,), (8,)}
+    assert any(key[2] is False for key in probe.cache)  # False itself, as the field gives
+    record._ids = (1, 2)
+    with pytest.raises(ValueError, match="Expected singleton"):
+        record.method()
+    record._ids = [9]  # not a tuple: the field reads it
+    assert record.method() == ("value",)
+    assert IdField.reads == 2
+    del record._ids  # unset: the same error as the field's
+    with pytest.raises(AttributeError):
+        record.method()
+
+    class OtherId(IdField):
+        """A subclass may compute another id: its own ``__get__`` runs."""
+
+    other = build(key_parts=((0, ("id",)),), defaults=(None,), id_field=IdField)
+    other.Model.id = OtherId()
+    other.record._ids = (5,)
+    IdField.reads = 0
+    assert other.record.method() == other.record.method() == ("value",)
+    assert IdField.reads == 2
+
+
+def test_counters_made_by_the_lookup_count_hits_natively():
+    """With a ``counter_class`` (a ``HitCounter`` subclass, as the addon's
+    ``hit_counters.py`` makes from Odoo's class), the counters the lookup
+    creates are of it, count as Odoo's do, and read and write from Python;
+    a counter Odoo made first is kept."""
+
+    class NativeCounter(_native.HitCounter):
+        __slots__ = ("cache_name", "err", "gen_time", "miss", "tx_err", "tx_miss")
+        __init__ = Counter.__init__
+        figures = Counter.figures
+
+    native, odoo = build(counter_class=NativeCounter), build()
+    runtime = "".join(["run", "time"])
+    for probe, call in ((native, native.record.method), (odoo, odoo.record.reference)):
+        for argument in ("a", "a", "b", "a", runtime, "runtime", "runtime", "a"):
+            assert call(argument) == ("value", argument)
+        probe.record.env.cr.cache.clear()  # a new transaction: first lookups hit
+        for argument in ("a", "a", "runtime"):
+            assert call(argument) == ("value", argument)
+    counter = native.counters[native.counter_key]
+    assert type(counter) is NativeCounter
+    assert counter.figures() == odoo.counter.figures() == (8, 3, 0, 2, 3, 0)
+    counter.hit += 1
+    counter.tx_hit = 0
+    assert (counter.hit, counter.tx_hit) == (9, 0)
+    with pytest.raises(OverflowError):
+        counter.hit = -1
+    with pytest.raises(TypeError):
+        counter.hit = "many"
+
+    kept = build(counter_class=NativeCounter)
+    existing = kept.counters[kept.counter_key] = Counter()
+    for _ in range(3):
+        kept.record.method("k")
+    assert kept.counters[kept.counter_key] is existing
+    assert existing.figures()[:2] == (2, 1)
+
+
+@pytest.mark.parametrize("odoo", [18, 19])
+@pytest.mark.parametrize("mapping", ["two tier", "lru"])
+def test_the_last_hit_is_found_again_only_while_its_entry_stands(odoo, mapping):
+    """A call with the same objects as the last hit asks for the entry where
+    it was found: a value stored over it is read, and an entry removed,
+    evicted, cleared or expired (its slot maybe reused by another key) is
+    not. Counters and computations stay those of Odoo's code, call by
+    call."""
+    cache = _native.LRU(2, ttl=0.2) if mapping == "lru" else None
+    reference_cache = _native.LRU(2, ttl=0.2) if mapping == "lru" else None
+    native, odoo_code = build(odoo=odoo, cache=cache), build(odoo=odoo, cache=reference_cache)
+    a = "a"
+    steps = [
+        ("call", a),
+        ("call", a),
+        ("store", a, "stored over"),
+        ("call", a),
+        ("delete", a),
+        ("call", "b"),  # may take the freed slot
+        ("call", a),
+        ("call", a),
+        ("clear",),
+        ("call", a),
+        ("call", "c"),
+        ("call", "d"),  # evicts a where the mapping holds two entries
+        ("call", a),
+        ("call", a),
+    ]
+    if mapping == "lru":
+        steps += [("sleep", 0.3), ("call", a), ("call", a)]
+    answers = {}
+    for probe, call in ((native, native.record.method), (odoo_code, odoo_code.record.reference)):
+        answers[probe is native] = results = []
+        method = probe.ormcache.method
+        for step in steps:
+            match step:
+                case ("call", argument):
+                    results.append(call(argument))
+                case ("store", argument, value):
+                    probe.cache[("test.model", method, argument)] = value
+                case ("delete", argument):
+                    probe.cache.pop(("test.model", method, argument))
+                case ("clear",):
+                    probe.cache.clear()
+                case ("sleep", seconds):
+                    time.sleep(seconds)
+    assert answers[True] == answers[False]
+    assert answers[True][2] == "stored over"
+    assert native.counter.figures() == odoo_code.counter.figures()
+    assert native.computed == odoo_code.computed
+    assert native.computed.count((a,)) >= 3

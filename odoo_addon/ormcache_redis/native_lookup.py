@@ -31,10 +31,12 @@ import types
 import weakref
 from typing import Any
 
+from odoo import fields as odoo_fields
+
 from ormcache_redis.key_plan import KeyPart, KeyPlan, key_plan
 from ormcache_redis.odoo_support.odoo_lookup import OdooLookup
 
-from . import cached_methods
+from . import cached_methods, hit_counters
 from .odoo_version import ODOO, odoo_cache
 from .ormcache_with_ttl import ormcache as addon_ormcache
 
@@ -81,6 +83,10 @@ def native_lookup(function: Any, key_parts: list[KeyPart], defaults: list[Any]) 
         miss,
         counters_by_model=ODOO.counters_by_model,
         transaction_statistics=ODOO.transaction_statistics,
+        # ``Id.__get__`` is the same in 17.0, 18.0 and 19.0: ``_ids[0]`` for
+        # one record, False for none, an error for several.
+        id_field=odoo_fields.Id,
+        counter_class=hit_counters.counter_class(),
     )
     lookup.__dict__.update(function.__dict__)
     for name in _COPIED:

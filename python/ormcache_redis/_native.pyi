@@ -21,6 +21,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "FormatVersionError",
+    "HitCounter",
     "MetricsSettings",
     "OdooLookup",
     "OptionSpec",
@@ -512,6 +513,17 @@ class CachedMethod:
     def counters(self) -> dict[str, int]: ...
     clear_cache: Callable[[Any], int]
 
+@disjoint_base
+class HitCounter:
+    """The base of the addon's ``@ormcache`` statistics counters: ``hit``
+    and ``tx_hit`` held natively, so that ``OdooLookup`` adds a hit without
+    a Python int; the addon's subclass takes Odoo's other slots,
+    ``__init__`` and properties (``hit_counters.py``)."""
+
+    def __new__(cls) -> Self: ...
+    hit: int
+    tx_hit: int
+
 @final
 class OdooLookup:
     """Odoo's ``@ormcache`` wrapper in one native call: the same key,
@@ -521,9 +533,11 @@ class OdooLookup:
     keywords go through ``wrapper``. The version's rules come from the
     caller: the counters keyed ``(db_name, model_name, method)``
     (``counters_by_model``) or ``(db_name, method)``, and the transaction's
-    ``tx_*`` statistics (``transaction_statistics``). Installed by the addon
-    (``native_lookup.py``, with ``odoo_version.py``'s record); it keeps the
-    wrapper's attributes."""
+    ``tx_*`` statistics (``transaction_statistics``). ``id_field``: Odoo's
+    ``Id`` field class, whose ``record.id`` a key expression then reads
+    without its Python ``__get__`` (same result, same errors). Installed by
+    the addon (``native_lookup.py``, with ``odoo_version.py``'s record); it
+    keeps the wrapper's attributes."""
 
     def __new__(
         cls,
@@ -535,6 +549,8 @@ class OdooLookup:
         *,
         counters_by_model: bool,
         transaction_statistics: bool,
+        id_field: type | None = None,
+        counter_class: type[HitCounter] | None = None,
     ) -> Self: ...
     def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...

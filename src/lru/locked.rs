@@ -183,11 +183,12 @@ impl Lru {
     /// undecidable here, the caller asks `lookup` with the tuple, which
     /// counts and decides.
     ///
-    /// `epoch` (0: none) names a set of keys the caller records lookups in
-    /// (Odoo 19's `_ormcache_lookups`), unique to that set while it lives:
-    /// the hit says whether this entry was already found under the same
-    /// epoch, so its key is known to be in the set without asking it, and
-    /// marks it so.
+    /// `marks`: None when the caller keeps no set of the keys it looks up;
+    /// else the epoch (0: none) naming the set it records lookups in (Odoo
+    /// 19's `_ormcache_lookups`), unique to that set while it lives: the
+    /// hit says whether this entry was already found under the same epoch,
+    /// so its key is known to be in the set without asking it, and marks
+    /// it so. The stored key comes with the hit when the caller must ask.
     ///
     /// # Safety
     /// Every item is a live object and the GIL is held.
@@ -196,7 +197,7 @@ impl Lru {
         py: Python<'_>,
         items: &[*mut ffi::PyObject],
         hash: isize,
-        epoch: u64,
+        marks: Option<u64>,
     ) -> Option<ItemsHit> {
         // Walking the sets may run Python code (see `sets_are_plain`).
         let sets_plain = items.iter().all(|&item| sets_are_plain(item, 1));
@@ -205,6 +206,37 @@ impl Lru {
         else {
             return None;
         };
+        Self::hit_in(&mut core, py, slot, marks)
+    }
+
+    /// The hit `hit_by_items` found at `place` before, if that entry is
+    /// still there (a stamp is never reused: the same stamp is the same
+    /// key, its value whatever was stored last), counted and marked alike.
+    pub fn hit_at(&self, py: Python<'_>, place: Place, marks: Option<u64>) -> Option<ItemsHit> {
+        let mut core = self.core.lock();
+        if core.stamp_of(place.slot) != Some(place.stamp) {
+            return None;
+        }
+        Self::hit_in(&mut core, py, place.slot, marks)
+    }
+
+    /// `hit_by_items` or `hit_at`, as `probe` says.
+    ///
+    /// # Safety
+    /// As `hit_by_items`: the items are live objects and the GIL is held.
+    pub unsafe fn hit(
+        &self,
+        py: Python<'_>,
+        probe: Probe<'_>,
+        marks: Option<u64>,
+    ) -> Option<ItemsHit> {
+        match probe {
+            Probe::Items(items, hash) => self.hit_by_items(py, items, hash, marks),
+            Probe::At(place) => self.hit_at(py, place, marks),
+        }
+    }
+
+    fn hit_in(core: &mut Core, py: Python<'_>, slot: u32, marks: Option<u64>) -> Option<ItemsHit> {
         if core.is_expired(slot) {
             return None;
         }
@@ -215,14 +247,22 @@ impl Lru {
             // As in `lookup`: the GIL serialises these.
             counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         }
+        let epoch = marks.unwrap_or(0);
         let seen_in_epoch = epoch != 0 && entry.seen_in == epoch;
         if epoch != 0 {
             entry.seen_in = epoch;
         }
+        let key = match marks {
+            Some(_) if !seen_in_epoch => Some(entry.key.clone_ref(py)),
+            _ => None,
+        };
         Some(ItemsHit {
             value: entry.value.clone_ref(py),
-            key: entry.key.clone_ref(py),
-            seen_in_epoch,
+            key,
+            place: Place {
+                slot,
+                stamp: entry.stamp,
+            },
         })
     }
 
@@ -382,18 +422,35 @@ fn python_equal(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool> {
     }
 }
 
-/// What `Lru::hit_by_items` found: the value, the stored key (equal to the
-/// tuple of the items) and whether it was found under the same epoch before.
+/// What `Lru::hit_by_items` found: the value; the stored key (equal to the
+/// tuple of the items) when the caller must ask its set of lookups about
+/// it (not found under the same epoch before); and where it was found.
 pub struct ItemsHit {
     pub value: Py<PyAny>,
-    pub key: Py<PyAny>,
-    pub seen_in_epoch: bool,
+    pub key: Option<Py<PyAny>>,
+    pub place: Place,
+}
+
+/// How a hit is looked for without the key tuple.
+#[derive(Clone, Copy)]
+pub enum Probe<'a> {
+    /// By the key's items and the hash of their tuple (`Lru::hit_by_items`).
+    Items(&'a [*mut ffi::PyObject], isize),
+    /// Where an earlier hit of the same key was found (`Lru::hit_at`).
+    At(Place),
+}
+
+/// Where a hit was found: the entry's slot and stamp.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Place {
+    slot: u32,
+    stamp: u64,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pyo3::types::PyString;
+    use pyo3::types::{PyString, PyTuple};
 
     /// An LRU of its own budget (tests run in parallel, in one process).
     fn lru(max_entries: usize, max_bytes: usize) -> Lru {
@@ -435,6 +492,75 @@ mod tests {
             .into_iter()
             .map(|(k, _)| k.extract(py).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_place_finds_its_entry_only_while_it_stands() {
+        Python::attach(|py| {
+            let lru = lru(2, 0);
+            let item = |key: i64| PyTuple::new(py, [key]).unwrap().into_any();
+            let put_tuple = |key: i64, value: &str| {
+                let key = item(key);
+                let value = PyString::new(py, value).into_any();
+                lru.store(&key, key.hash().unwrap(), &value, Stored::default())
+                    .unwrap();
+            };
+            let at = |place| lru.hit_at(py, place, Some(7));
+            put_tuple(1, "one");
+            let hit = hit_of_tuple(&lru, py, 1).expect("stored");
+            assert!(
+                hit.key.is_some(),
+                "the caller's set is asked at the first hit"
+            );
+            let place = hit.place;
+            let again = at(place).expect("still there");
+            assert_eq!(again.value.extract::<String>(py).unwrap(), "one");
+            assert!(
+                again.key.is_none(),
+                "found under the same epoch: no key needed"
+            );
+            put_tuple(1, "stored over");
+            let again = at(place).expect("a value stored over it");
+            assert_eq!(again.value.extract::<String>(py).unwrap(), "stored over");
+            lru.remove(&item(1), item(1).hash().unwrap()).unwrap();
+            put_tuple(2, "two"); // takes the freed slot
+            assert!(at(place).is_none(), "another key in the slot");
+            put_tuple(1, "back");
+            let place = hit_of_tuple(&lru, py, 1).unwrap().place;
+            put_tuple(3, "three"); // evicts 2, then 1 is the oldest
+            put_tuple(4, "four");
+            assert!(at(hit_of_tuple(&lru, py, 4).unwrap().place).is_some());
+            assert!(at(place).is_none(), "evicted");
+            let place = hit_of_tuple(&lru, py, 4).unwrap().place;
+            lru.clear(py);
+            assert!(at(place).is_none());
+        });
+    }
+
+    /// The hit of the key `(key,)`, found by its items, and its place.
+    fn hit_of_tuple(lru: &Lru, py: Python<'_>, key: i64) -> Option<ItemsHit> {
+        let item = key.into_pyobject(py).unwrap().into_any();
+        let hash = PyTuple::new(py, [key]).unwrap().hash().unwrap();
+        // SAFETY: `item` is live; the GIL is held.
+        unsafe { lru.hit(py, Probe::Items(&[item.as_ptr()], hash), Some(7)) }
+    }
+
+    #[test]
+    fn an_expired_entry_is_not_found_at_its_place() {
+        Python::attach(|py| {
+            let lru = lru(4, 0);
+            let key = PyTuple::new(py, [5]).unwrap().into_any();
+            let value = PyString::new(py, "v").into_any();
+            let stored = Stored {
+                expires_at: now_ns() + 50_000_000,
+                ..Stored::default()
+            };
+            lru.store(&key, key.hash().unwrap(), &value, stored)
+                .unwrap();
+            let place = hit_of_tuple(&lru, py, 5).expect("live").place;
+            std::thread::sleep(std::time::Duration::from_millis(80));
+            assert!(lru.hit_at(py, place, None).is_none());
+        });
     }
 
     #[test]

@@ -21,5 +21,5 @@ mod python;
 
 pub use self::core::Stored;
 pub use budget::{process_budget, BudgetFigures, MemoryBudget};
-pub use locked::{Bounds, ItemsHit, Lru};
+pub use locked::{Bounds, ItemsHit, Lru, Place, Probe};
 pub use python::{lru_stats_dict, register, PyLru, L1_LOOKUP_LABELS};

@@ -1,12 +1,13 @@
-//! The counters Odoo reads on a hit (`hit`, `tx_hit`), added to the way
-//! the interpreter's own bytecode does it.
+//! The counters Odoo reads on a hit (`hit`, `tx_hit`): natively in a
+//! `HitCounter`, else the way the interpreter's own bytecode adds to them.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyString;
 use pyo3::{ffi, intern};
 
-use super::member_slot::MemberSlot;
+use super::hit_counter::HitCounter;
+use crate::member_slot::MemberSlot;
 
 /// The counters' attributes the hit path adds to.
 #[derive(Clone, Copy)]
@@ -25,6 +26,10 @@ impl CounterField {
 }
 
 pub(super) fn increment(counter: &Bound<'_, PyAny>, field: CounterField) -> PyResult<()> {
+    if let Ok(native) = counter.cast::<HitCounter>() {
+        native.get().add_one(field);
+        return Ok(());
+    }
     let py = counter.py();
     if let Some(slot) = counter_slot(counter, field)? {
         return slot.set(counter, &plus_one(slot.get(counter)?)?);

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PySet, PyWeakrefMethods, PyWeakrefReference};
 
-use super::member_slot::MemberSlot;
+use crate::lru::Place;
+
+use crate::member_slot::MemberSlot;
 
 /// Epochs are unique in the process: two memos never give one number to
 /// two sets, so an entry marked under one epoch is in exactly that set.
@@ -32,6 +34,66 @@ pub(super) struct Memo {
     /// shrink, an L1 entry marked with that epoch has its key in the set
     /// (Odoo only ever adds to it; whoever empties it makes it smaller).
     pub(super) lookups: Option<WatchedSet>,
+    /// The last hit found from a key's items, and where: a call with the
+    /// same model name, mapping and key values (the same objects) asks for
+    /// the same key, and finds it at that place while it is stored there.
+    pub(super) last_hit: Option<LastHit>,
+}
+
+/// Key values a `LastHit` can remember: a key with more is not remembered.
+const REMEMBERED_VALUES: usize = 4;
+
+pub(super) struct LastHit {
+    /// The model name, the mapping and the key's values, in that order
+    /// (a fixed array: this is written on every hit found by items).
+    objects: [Option<Py<PyAny>>; 2 + REMEMBERED_VALUES],
+    place: Place,
+}
+
+impl LastHit {
+    /// None when the key has more values than are remembered.
+    pub(super) fn new(
+        name: &Bound<'_, PyAny>,
+        cache: &Bound<'_, PyAny>,
+        values: &[Bound<'_, PyAny>],
+        place: Place,
+    ) -> Option<Self> {
+        if values.len() > REMEMBERED_VALUES {
+            return None;
+        }
+        let mut objects: [Option<Py<PyAny>>; 2 + REMEMBERED_VALUES] = Default::default();
+        for (object, held) in [name, cache].into_iter().chain(values).zip(&mut objects) {
+            *held = Some(object.clone().unbind());
+        }
+        Some(LastHit { objects, place })
+    }
+
+    /// Whether a call with these objects asks for the remembered key.
+    fn is_for(
+        &self,
+        name: &Bound<'_, PyAny>,
+        cache: &Bound<'_, PyAny>,
+        values: &[Bound<'_, PyAny>],
+    ) -> bool {
+        if values.len() > REMEMBERED_VALUES
+            || self.objects[2 + values.len()..].iter().any(Option::is_some)
+        {
+            return false;
+        }
+        [name, cache]
+            .into_iter()
+            .chain(values)
+            .zip(&self.objects)
+            .all(|(object, held)| held.as_ref().is_some_and(|held| held.is(object)))
+    }
+
+    /// Drops the references with the GIL in hand (a `Py` dropped alone
+    /// first asks whether the GIL is held).
+    pub(super) fn release(self, py: Python<'_>) {
+        for object in self.objects.into_iter().flatten() {
+            drop(object.into_bound(py));
+        }
+    }
 }
 
 pub(super) struct WatchedSet {
@@ -98,6 +160,17 @@ impl Memo {
             env,
             transaction,
         }
+    }
+
+    /// Where the last hit was, if this call asks for the same key.
+    pub(super) fn last_place(
+        &self,
+        name: &Bound<'_, PyAny>,
+        cache: &Bound<'_, PyAny>,
+        values: &[Bound<'_, PyAny>],
+    ) -> Option<Place> {
+        let last = self.last_hit.as_ref()?;
+        last.is_for(name, cache, values).then_some(last.place)
     }
 
     /// The epoch of `lookups`: the memo's while it is the same live set and

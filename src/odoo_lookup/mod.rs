@@ -31,40 +31,48 @@
 //! interpreter combines a tuple's (`crate::key_hash`) and L1 compares the stored
 //! keys' items with them; the tuple is built only on the way to a miss.
 //! What one call finds is kept for the next (`Memo`, checked by identity):
-//! the model class's facts (with its `env` slot, `member_slot`), the
-//! environment's transaction cache, and an epoch for the transaction's set
-//! of lookups, with which L1 marks the entries whose keys are in it, so
-//! that a key found again in the same transaction does not ask the set.
-//! `counters` adds to Odoo's counters as its bytecode does, `key_parts`
-//! evaluates the key expressions, and `method_type` makes the class
-//! callable the way a Python function is.
+//! the model class's facts (with its `env` slot, `crate::member_slot`), the
+//! environment's transaction cache, an epoch for the transaction's set of
+//! lookups, with which L1 marks the entries whose keys are in it, so that a
+//! key found again in the same transaction does not ask the set, and where
+//! the last hit was (`LastHit`), so that the same key asked again (the same
+//! objects: `has_group` asks `_get_group_definitions()` and
+//! `_get_group_ids()` at every call) is found there without hashing or
+//! comparing it. `counters` adds to Odoo's counters, natively in the
+//! counters this path creates (`hit_counter`); `key_parts` evaluates the
+//! key expressions (`record.id` without the field's Python code,
+//! `crate::record_id`), and `method_type` makes the class callable the way
+//! a Python function is.
 //! Odoo 19, `bench/odoo_hit_path.py`: a hit at a call site that changes
 //! its argument, `env["ir.model.data"]._xmlid_lookup(x)` over 256 xmlids,
-//! costs 0.41-0.43x vanilla's (the tuple built and looked up: 0.59x).
+//! costs 0.41x vanilla's; `env.user.has_group(g)` over 4 groups 0.48x.
 
 use std::ffi::CStr;
 use std::sync::OnceLock;
 
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PySet, PyString, PyTuple, PyWeakrefReference};
+use pyo3::types::{PyDict, PySet, PyString, PyTuple, PyType, PyWeakrefReference};
 use pyo3::{ffi, intern};
 use smallvec::SmallVec;
 
-use crate::cached_method::{find_in, hit_by_items};
+use crate::cached_method::{find_in, l1_hit};
 use crate::gil_cell::GilCell;
 use crate::key_hash;
 use crate::key_parts::{KeyPartSpec, KeyPlan};
+use crate::lru::Probe;
+use crate::member_slot::MemberSlot;
 use crate::method_type::{
     bind_like_a_function, derive_method_type, Arguments, CalledInPlace, Layout,
 };
 use counters::{increment, CounterField};
-use member_slot::MemberSlot;
-use memo::{Memo, ModelClass, ModelFacts};
+use memo::{LastHit, Memo, ModelClass, ModelFacts};
 
 mod counters;
-mod member_slot;
+mod hit_counter;
 mod memo;
+
+pub use hit_counter::HitCounter;
 
 const LOOKUPS: &str = "_ormcache_lookups";
 
@@ -92,6 +100,10 @@ pub struct OdooLookup {
     key_plan: KeyPlan,
     /// 19 `_COUNTERS` or 17.0/18.0 `STAT`.
     counters: Py<PyAny>,
+    /// The class of the counters this path creates when the mapping has
+    /// none yet for a method (a `HitCounter` subclass); None: the
+    /// mapping's own default.
+    counter_class: Option<Py<PyAny>>,
     /// The counters' key: `(db_name, model_name, method)` (17.0/18.0) or
     /// `(db_name, method)` (19).
     counters_by_model: bool,
@@ -114,11 +126,11 @@ impl OdooLookup {
         let db_name = pool.getattr(intern!(py, "db_name"))?;
         let caches = pool.getattr(intern!(py, "_Registry__caches"))?;
         let method = self.method.bind(py);
-        let counters = self.counters.bind(py);
-        let counter = match self.counters_by_model {
-            true => counters.get_item((db_name, &name, method))?,
-            false => counters.get_item((db_name, method))?,
+        let key = match self.counters_by_model {
+            true => PyTuple::new(py, [&db_name, &name, method])?,
+            false => PyTuple::new(py, [&db_name, method])?,
         };
+        let counter = self.counter(&key)?;
         let env = match self.transaction_statistics {
             true => MemberSlot::find(&model.get_type(), intern!(py, "env"))?,
             false => None,
@@ -136,6 +148,22 @@ impl OdooLookup {
             caches,
             counter,
         })
+    }
+
+    /// The counter of `key`: the one the mapping holds, else a new one of
+    /// `counter_class`, added as the mapping's default would be.
+    fn counter<'py>(&self, key: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
+        let py = key.py();
+        let counters = self.counters.bind(py);
+        let (Some(class), Ok(mapping)) = (&self.counter_class, counters.cast::<PyDict>()) else {
+            return counters.get_item(key);
+        };
+        // A dict's own lookup: a defaultdict's default is not made here.
+        if let Some(counter) = mapping.get_item(key)? {
+            return Ok(counter);
+        }
+        let fresh = class.bind(py).call0()?;
+        mapping.call_method1(intern!(py, "setdefault"), (key, fresh))
     }
 
     /// `env.cr.cache`, found in Python (the memo had another environment).
@@ -190,7 +218,8 @@ impl OdooLookup {
     }
 
     /// A hit found from the key's items, without building the key tuple:
-    /// the items' hashes combined as the interpreter combines a tuple's,
+    /// where the same key was found last (`Memo::last_hit`), else the
+    /// items' hashes combined as the interpreter combines a tuple's,
     /// compared in L1 with the stored keys' items. The transaction's set
     /// is asked about the stored key (equal to the tuple), and not at all
     /// when this entry was already found under the set's epoch. `None`: no
@@ -205,24 +234,43 @@ impl OdooLookup {
         lookups: Option<&(Bound<'_, PyAny>, u64)>,
     ) -> PyResult<Option<Py<PyAny>>> {
         let py = facts.name.py();
-        let mut items: SmallVec<[*mut ffi::PyObject; 6]> = SmallVec::new();
-        items.extend([facts.name.as_ptr(), self.method.as_ptr()]);
-        items.extend(values.iter().map(|value| value.as_ptr()));
-        let epoch = lookups.map_or(0, |(_, epoch)| *epoch);
-        // SAFETY: the items are held by `facts`, `self` and `values`; the
-        // GIL is held.
-        let found = unsafe {
-            match key_hash::hash_of_items(py, &items) {
-                Some(hash) => hit_by_items(cache, &items, hash, epoch),
-                None => None,
+        let marks = lookups.map(|(_, epoch)| *epoch);
+        let place = self
+            .memo
+            .with(py, |memo| memo.last_place(&facts.name, cache, values))
+            .flatten();
+        // SAFETY: a place holds no object; the GIL is held.
+        let again = place.and_then(|place| unsafe { l1_hit(cache, Probe::At(place), marks) });
+        let hit = match again {
+            Some(hit) => hit,
+            None => {
+                let mut items: SmallVec<[*mut ffi::PyObject; 6]> = SmallVec::new();
+                items.extend([facts.name.as_ptr(), self.method.as_ptr()]);
+                items.extend(values.iter().map(|value| value.as_ptr()));
+                // SAFETY: the items are held by `facts`, `self` and
+                // `values`; the GIL is held.
+                let found = unsafe {
+                    match key_hash::hash_of_items(py, &items) {
+                        Some(hash) => l1_hit(cache, Probe::Items(&items, hash), marks),
+                        None => None,
+                    }
+                };
+                let Some(hit) = found else {
+                    return Ok(None);
+                };
+                let last = LastHit::new(&facts.name, cache, values, hit.place);
+                let replaced = self
+                    .memo
+                    .with(py, |memo| std::mem::replace(&mut memo.last_hit, last));
+                if let Some(replaced) = replaced.flatten() {
+                    replaced.release(py);
+                }
+                hit
             }
         };
-        let Some(hit) = found else {
-            return Ok(None);
-        };
-        let first = match lookups {
-            Some((lookups, _)) if !hit.seen_in_epoch => {
-                self.first_in_transaction(lookups, hit.key.bind(py), &facts.counter)?
+        let first = match (lookups, hit.key) {
+            (Some((lookups, _)), Some(key)) => {
+                self.first_in_transaction(lookups, &key.into_bound(py), &facts.counter)?
             }
             _ => false,
         };
@@ -348,8 +396,11 @@ impl CalledInPlace for OdooLookup {
 impl OdooLookup {
     #[new]
     #[pyo3(signature = (
-        wrapper, key_parts, defaults, counters, miss, *, counters_by_model, transaction_statistics
+        wrapper, key_parts, defaults, counters, miss, *, counters_by_model, transaction_statistics,
+        id_field = None, counter_class = None
     ))]
+    // Python's constructor: the keywords are the version's rules.
+    #[allow(clippy::too_many_arguments)]
     fn py_new(
         wrapper: &Bound<'_, PyAny>,
         key_parts: Vec<KeyPartSpec>,
@@ -358,9 +409,15 @@ impl OdooLookup {
         miss: Py<PyAny>,
         counters_by_model: bool,
         transaction_statistics: bool,
+        id_field: Option<Py<PyType>>,
+        counter_class: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let py = wrapper.py();
         let key_plan = KeyPlan::new(py, key_parts, defaults)?;
+        let key_plan = match id_field {
+            Some(id_field) => key_plan.reading_ids_as(id_field),
+            None => key_plan,
+        };
         let ormcache = wrapper.getattr(intern!(py, "__cache__"))?;
         let cache_name: String = ormcache.getattr(intern!(py, "cache_name"))?.extract()?;
         Ok(OdooLookup {
@@ -370,6 +427,7 @@ impl OdooLookup {
             cache_name: PyString::intern(py, &cache_name).unbind(),
             key_plan,
             counters,
+            counter_class,
             counters_by_model,
             transaction_statistics,
             miss,
@@ -409,5 +467,6 @@ impl OdooLookup {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("OdooLookup", derive_method_type::<OdooLookup>(m.py())?)?;
+    m.add_class::<HitCounter>()?;
     Ok(())
 }

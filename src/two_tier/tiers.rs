@@ -18,7 +18,7 @@ use super::shared_entries::Tally;
 use super::TwoTierCache;
 use crate::clock::deadline_after;
 use crate::entry;
-use crate::lru::{ItemsHit, Lru, Stored};
+use crate::lru::{ItemsHit, Lru, Probe, Stored};
 use crate::naming::key_method;
 use crate::redis::budget::LookupBudget;
 
@@ -36,23 +36,19 @@ impl TwoTierCache {
         }
     }
 
-    /// An L1 hit for the key `tuple(items)` (see `Lru::hit_by_items`),
-    /// after following other processes' clears as every lookup does.
-    /// `None`: ask `lookup_hashed` with the tuple.
+    /// An L1 hit found without the key tuple (see `Lru::hit`), after
+    /// following other processes' clears as every lookup does. `None`: ask
+    /// `lookup_hashed` with the tuple.
     ///
     /// # Safety
-    /// Every item is a live object and the GIL is held.
-    pub unsafe fn l1_hit_by_items(
+    /// The probe's items are live objects and the GIL is held.
+    pub unsafe fn l1_hit(
         slf: &Bound<'_, Self>,
-        items: &[*mut pyo3::ffi::PyObject],
-        hash: isize,
-        epoch: u64,
+        probe: Probe<'_>,
+        marks: Option<u64>,
     ) -> Option<ItemsHit> {
         let _budget = slf.get().follow_clears(slf);
-        slf.as_super()
-            .get()
-            .lru
-            .hit_by_items(slf.py(), items, hash, epoch)
+        slf.as_super().get().lru.hit(slf.py(), probe, marks)
     }
 
     /// `lookup` of a key whose hash the caller already computed.

@@ -12,7 +12,7 @@ from odoo.tools.cache import get_cache_key_counter
 
 from ormcache_redis.odoo_support.odoo_lookup import OdooLookup
 
-from .. import native_lookup, runtime
+from .. import hit_counters, native_lookup, runtime
 from ..odoo_version import ODOO
 from .test_method_clear import PROBE, require_test_models
 
@@ -173,6 +173,84 @@ class TestNativeLookup(TransactionCase):
         self.assertIn(key, cache)
         self.probe._echo.clear_cache(self.probe)  # here now, elsewhere at commit
         self.assertNotIn(key, cache)
+
+    def test_record_ids_in_keys_are_read_as_odoos_id_field_reads_them(self):
+        """``@ormcache('self.id')`` (``res.users._get_company_ids``; on 18.0
+        and 19 ``_get_group_ids``, under every ``has_group``): the key holds
+        what ``record.id`` gives, read without the field's Python code (an
+        id, False for no record), and several records give the field's own
+        error, as through Odoo's wrapper."""
+        users = self.env["res.users"]
+        native = type(users)._get_company_ids
+        self.assertIsInstance(native, OdooLookup)
+        user = self.env.user
+        for records, expected_id in ((user, user.id), (users, False)):
+            cache, key, _counter = get_cache_key_counter(records._get_company_ids)
+            self.assertIs(key[2], expected_id)
+            self.assertEqual(records._get_company_ids(), native.wrapper(records))
+            self.assertIn(key, cache)
+        several = users.browse([user.id, self.env.ref("base.public_user").id])
+        errors = []
+        for call in (native.wrapper, lambda records: records._get_company_ids()):
+            with self.assertRaises(ValueError) as caught:
+                call(several)
+            errors.append(str(caught.exception))
+        self.assertEqual(errors[0], errors[1])
+        groups = ("base.group_user", "base.group_system", "base.group_no_one", "base.group_public")
+        answers = [[user.has_group(group) for group in groups]]
+        self.addCleanup(native_lookup.install, self.registry)
+        native_lookup.uninstall()
+        answers.append([user.has_group(group) for group in groups])
+        self.assertEqual(answers[0], answers[1])
+        self.assertIn(True, answers[0])
+
+    def test_counters_the_path_creates_count_hits_natively(self):
+        """A method's counter made by the native path is Odoo's class with
+        ``hit``/``tx_hit`` native: Odoo's code reads it (ratios, statistics,
+        ``get_cache_key_counter``) and counts as it would; one Odoo made
+        first is kept."""
+        counters = ODOO.counters
+        method = type(self.probe)._echo.__cache__.method
+        key = (
+            (self.env.cr.dbname, self.probe._name, method)
+            if ODOO.counters_by_model
+            else (self.env.cr.dbname, method)
+        )
+        kept = counters.pop(key, None)
+
+        def restore():
+            native_lookup.uninstall()
+            counters.pop(key, None)
+            if kept is not None:
+                counters[key] = kept
+            native_lookup.install(self.registry)
+
+        self.addCleanup(restore)
+        # Fresh wrappers: nothing remembers the counter taken out.
+        native_lookup.uninstall()
+        native_lookup.install(self.registry)
+        argument = uuid.uuid4().hex
+        for _ in range(3):
+            self.probe._echo(argument)
+        counter = counters[key]
+        self.assertIs(type(counter), hit_counters.counter_class())
+        self.assertIs(get_cache_key_counter(self.probe._echo, argument, "!")[2], counter)
+        self.assertEqual((counter.hit, counter.miss), (2, 1))
+        self.assertAlmostEqual(counter.ratio, 100 * 2 / 3)
+        if ON_19:
+            self.assertEqual((counter.tx_hit, counter.tx_miss, counter.tx_calls), (0, 1, 1))
+            self.assertEqual(counter.cache_name, "default")
+        type(self.probe)._echo.wrapper(self.probe, argument, "!")  # Odoo's own code
+        self.assertEqual(counter.hit, 3)
+        # A counter Odoo made first stays Odoo's, and counts.
+        native_lookup.uninstall()
+        counters.pop(key)
+        odoo_counter = get_cache_key_counter(self.probe._echo, argument, "!")[2]
+        native_lookup.install(self.registry)
+        self.probe._echo(argument)
+        self.assertIs(counters[key], odoo_counter)
+        self.assertIs(type(odoo_counter), ODOO.counters.default_factory)
+        self.assertEqual(odoo_counter.miss + odoo_counter.hit, 1)
 
     def test_uninstall_puts_odoos_wrappers_back(self):
         self.addCleanup(native_lookup.install, self.registry)

@@ -18,10 +18,10 @@ type DescrGet = unsafe extern "C" fn(
 type DescrSet =
     unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject, *mut ffi::PyObject) -> c_int;
 
-pub(super) struct MemberSlot {
+pub(crate) struct MemberSlot {
     /// The class the slot was found on: callers check an object is
     /// exactly of this class before using the slot on it.
-    pub(super) class: Py<PyType>,
+    pub(crate) class: Py<PyType>,
     descriptor: Py<PyAny>,
     get: DescrGet,
     set: DescrSet,
@@ -31,7 +31,7 @@ impl MemberSlot {
     /// `name` on `class` when it is a plain member descriptor, found as
     /// attribute lookup finds it (the MRO's first, a data descriptor that
     /// no instance dictionary can shadow).
-    pub(super) fn find(
+    pub(crate) fn find(
         class: &Bound<'_, PyType>,
         name: &Bound<'_, PyString>,
     ) -> PyResult<Option<Self>> {
@@ -67,7 +67,7 @@ impl MemberSlot {
     }
 
     /// `obj.<slot>`; `obj` must be an instance of exactly `class`.
-    pub(super) fn get<'py>(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    pub(crate) fn get<'py>(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         debug_assert!(obj.get_type().is(self.class.bind(obj.py())));
         // SAFETY: the descriptor's own tp_descr_get on an instance of the
         // class it was found on; the GIL is held.
@@ -80,7 +80,7 @@ impl MemberSlot {
     }
 
     /// `obj.<slot> = value`; `obj` must be an instance of exactly `class`.
-    pub(super) fn set(&self, obj: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn set(&self, obj: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         debug_assert!(obj.get_type().is(self.class.bind(obj.py())));
         // SAFETY: as in `get`, with the descriptor's tp_descr_set.
         match unsafe { (self.set)(self.descriptor.as_ptr(), obj.as_ptr(), value.as_ptr()) } {
