@@ -9,8 +9,10 @@ bench ODOO=...`` does, through bench/odoo_rows.py)::
 Vanilla = Odoo's own wrappers (``ormcache.lookup``) over Odoo's ``LRU``
 mappings; ours = what the addon installed: the native ``OdooLookup`` in
 place of Odoo's wrappers (``native_lookup.py``) over the engine's
-``TwoTierCache`` mappings. Both are swapped in and out of the same registry and classes
-between 15 interleaved rounds, and the best round of each is kept: the
+``TwoTierCache`` mappings, each side with its own statistics counters
+(Odoo's ``ormcache_counter``; the addon's, hit counts native). Both are
+swapped in and out of the same registry and classes between 15
+interleaved rounds, and the best round of each is kept: the
 ratio, not the time, is the result. Each call is the whole call site,
 ``env[model].method(args)``, as in Odoo's code.
 
@@ -68,7 +70,21 @@ if not native_lookup._replaced:
     native_lookup = None  # turned off (ormcache_redis_native_lookup = False)
 
 
+# Each side keeps its own statistics counters: Odoo's for vanilla, the
+# addon's (hit counts native, hit_counters.py) for ours. One mapping of
+# Odoo's, its contents swapped.
+counters = ODOO.counters
+side_counters: dict = {"ours": {}, "vanilla": {}}
+current_side = "ours"
+
+
 def use(caches) -> None:
+    global current_side
+    side = "vanilla" if caches is vanilla_caches else "ours"
+    side_counters[current_side] = dict(counters)
+    counters.clear()
+    counters.update(side_counters[side])
+    current_side = side
     registry._Registry__caches = caches
     if native_lookup is not None:
         if caches is vanilla_caches:
