@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use pyo3::{ffi, intern};
+use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 use smallvec::SmallVec;
 
 use crate::clock::deadline_after;
@@ -298,6 +298,19 @@ impl CachedMethod {
             misses: AtomicU64::new(0),
             errors: AtomicU64::new(0),
         })
+    }
+
+    /// The class it is installed on holds it, and its method and key
+    /// function may hold that class (a `super()` cell, their module): the
+    /// garbage collector must see these references to free such classes.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.method)?;
+        visit.call(&self.key)?;
+        visit.call(&self.cache_name)?;
+        visit.call(&self.on_unhashable)?;
+        self.key_plan
+            .as_ref()
+            .map_or(Ok(()), |plan| plan.traverse(&visit))
     }
 
     /// Binds like a plain function, with a `types.MethodType`: CPython then

@@ -68,6 +68,23 @@ impl<T> GilCell<T> {
         // reference to the value until `_release` clears it.
         Some(f(unsafe { &mut *self.value.get() }))
     }
+
+    /// The value, for the garbage collector's `tp_traverse` (which cannot
+    /// give a `Python` token); None while it is borrowed, and then the
+    /// references it holds are not reported, which only delays their
+    /// collection.
+    ///
+    /// # Safety
+    /// Only from `tp_traverse`: the GIL is held and no Python code runs
+    /// until `f` returns.
+    pub unsafe fn peek_during_gc<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        if self.busy.get() {
+            return None;
+        }
+        // SAFETY: the caller's contract; `busy` was clear, so no mutable
+        // borrow is alive.
+        Some(f(unsafe { &*self.value.get() }))
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple, PyType};
-use pyo3::{ffi, intern, Borrowed};
+use pyo3::{ffi, intern, Borrowed, PyTraverseError, PyVisit};
 use smallvec::SmallVec;
 
 use crate::method_type::Arguments;
@@ -92,6 +92,29 @@ impl KeyPlan {
     pub(crate) fn reading_ids_as(mut self, field_class: Py<PyType>) -> KeyPlan {
         self.record_id = Some(RecordIdReader::new(field_class));
         self
+    }
+
+    /// Reports the objects held to the garbage collector.
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        for part in &self.parts {
+            for attribute in &part.attributes {
+                visit.call(attribute)?;
+            }
+        }
+        for default in &self.defaults {
+            visit.call(default)?;
+        }
+        self.record_id
+            .as_ref()
+            .map_or(Ok(()), |reader| reader.traverse(visit))
+    }
+
+    /// Drops what evaluating the key remembers (the garbage collector's
+    /// clear).
+    pub(crate) fn forget(&self, py: Python<'_>) {
+        if let Some(reader) = &self.record_id {
+            reader.forget(py);
+        }
     }
 
     /// How many positional arguments the method takes, self included.

@@ -9,6 +9,7 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyType};
+use pyo3::{PyTraverseError, PyVisit};
 
 type DescrGet = unsafe extern "C" fn(
     *mut ffi::PyObject,
@@ -64,6 +65,12 @@ impl MemberSlot {
             get: unsafe { std::mem::transmute::<*mut c_void, DescrGet>(get) },
             set: unsafe { std::mem::transmute::<*mut c_void, DescrSet>(set) },
         }))
+    }
+
+    /// Reports the objects held to the garbage collector.
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.class)?;
+        visit.call(&self.descriptor)
     }
 
     /// `obj.<slot>`; `obj` must be an instance of exactly `class`.

@@ -15,6 +15,7 @@
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyTuple, PyType};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::gil_cell::GilCell;
 use crate::member_slot::MemberSlot;
@@ -79,6 +80,28 @@ impl RecordIdReader {
             1 => Ok(Some(ids.get_item(0)?)),
             _ => Ok(None),
         }
+    }
+
+    /// Reports the objects held to the garbage collector: the class last
+    /// seen holds, through its method, this reader.
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.field_class)?;
+        // SAFETY: called from `tp_traverse` only (the owners' `__traverse__`).
+        let known = unsafe {
+            self.known.peek_during_gc(|known| match known {
+                Some((class, slot)) => {
+                    visit.call(class)?;
+                    slot.as_ref().map_or(Ok(()), |slot| slot.traverse(visit))
+                }
+                None => Ok(()),
+            })
+        };
+        known.unwrap_or(Ok(()))
+    }
+
+    /// Drops what the reader remembers (the garbage collector's clear).
+    pub(crate) fn forget(&self, py: Python<'_>) {
+        let _forgotten = self.known.with(py, Option::take);
     }
 
     /// The `_ids` slot of `class` when its `id` is Odoo's `Id` field.

@@ -4,8 +4,10 @@ fails exactly as the compiled key function does."""
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -278,3 +280,36 @@ def test_keys_with_sets_answer_as_a_dict_does() -> None:
         assert planned(env).cached(list(groups)) == planned(env).cached(groups)
     counters = planned.cached.counters()
     assert counters["hits"] + counters["misses"] == 4000
+
+
+def test_a_class_and_its_cached_method_are_freed_together() -> None:
+    """A method using ``super()`` holds its class (the ``__class__`` cell),
+    and the class holds the ``CachedMethod``: the garbage collector sees the
+    method's references and frees the class once nothing else holds it."""
+
+    class Base:
+        def compute(self, groups):
+            return groups
+
+    class Model(Base):
+        _name = "res.users"
+        pool = Pool()
+
+        def compute(self, groups):
+            return super().compute(groups)
+
+        def __init__(self, env: Env) -> None:
+            self.env = env
+
+    parts, defaults = key_plan(Model.compute, ["frozenset(groups)"], {})
+    key = build_key_function(Model.compute, ["frozenset(groups)"])
+    Model.cached = CachedMethod(Model.compute, key, key_parts=parts, defaults=defaults)
+    record = Model(Env(1, ()))
+    assert record.cached([1, 2]) == record.cached([2, 1]) == [1, 2]
+    # The key holds the method too (an LRU reports nothing to the garbage
+    # collector): the cache is emptied, as a registry's are when it goes.
+    Model.pool._Registry__caches["default"].clear()
+    model = weakref.ref(Model)
+    del Model, record, key
+    gc.collect()
+    assert model() is None

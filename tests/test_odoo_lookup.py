@@ -11,8 +11,10 @@ check the same against Odoo's real wrapper on 17.0, 18.0 and 19.0."""
 from __future__ import annotations
 
 import functools
+import gc
 import time
 import types
+import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -586,3 +588,26 @@ def test_the_last_hit_is_found_again_only_while_its_entry_stands(odoo, mapping):
     assert native.counter.figures() == odoo_code.counter.figures()
     assert native.computed == odoo_code.computed
     assert native.computed.count((a,)) >= 3
+
+
+def test_a_model_class_and_its_lookup_are_freed_together():
+    """The class holds its ``OdooLookup``, whose memo, record id reader and
+    method hold the class back: the garbage collector sees those references
+    and frees the classes (and through them the registry) of a registry
+    that is gone, as it frees Odoo's own wrappers."""
+
+    class NativeCounter(_native.HitCounter):
+        __slots__ = ("cache_name", "err", "gen_time", "miss", "tx_err", "tx_miss")
+        __init__ = Counter.__init__
+
+    probe = build(
+        key_parts=((0, ("id",)),), defaults=(None,), id_field=IdField, counter_class=NativeCounter
+    )
+    for ids in ((1,), (1,), (2,)):
+        probe.record._ids = ids
+        probe.record.method()
+    model, registry = weakref.ref(probe.Model), weakref.ref(probe.Model.pool)
+    del probe
+    gc.collect()
+    assert model() is None
+    assert registry() is None

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PySet, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::lru::Place;
 
@@ -131,6 +132,34 @@ pub(super) struct Recalled<'py> {
 }
 
 impl Memo {
+    /// Reports the objects held to the garbage collector: the model class
+    /// (and its mapping, counter and last key) hold, through the class's
+    /// method, this memo.
+    pub(super) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(class) = &self.class {
+            visit.call(&class.class)?;
+            visit.call(&class.name)?;
+            visit.call(&class.caches)?;
+            visit.call(&class.counter)?;
+            if let Some(env) = &class.env {
+                env.traverse(visit)?;
+            }
+        }
+        if let Some((environment, cache)) = &self.transaction {
+            visit.call(environment)?;
+            visit.call(cache)?;
+        }
+        if let Some(lookups) = &self.lookups {
+            visit.call(&lookups.set)?;
+        }
+        if let Some(last) = &self.last_hit {
+            for object in &last.objects {
+                visit.call(object)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Everything that still holds for a call on `model`, read in one pass
     /// (no Python code runs: identity checks, a slot, a weak reference).
     /// `with_env`: the record's environment is wanted (Odoo 19).

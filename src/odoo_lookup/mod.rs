@@ -53,7 +53,7 @@ use std::sync::OnceLock;
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PySet, PyString, PyTuple, PyType, PyWeakrefReference};
-use pyo3::{ffi, intern};
+use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 use smallvec::SmallVec;
 
 use crate::cached_method::{find_in, l1_hit};
@@ -433,6 +433,36 @@ impl OdooLookup {
             miss,
             memo: GilCell::new(Memo::default()),
         })
+    }
+
+    /// The class it is installed on holds it, and it holds that class
+    /// (its memo, the record id reader, the method's closure): the
+    /// garbage collector must see these references to free the classes of
+    /// a registry that is gone.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        for object in [
+            &self.ormcache,
+            &self.wrapper,
+            &self.method,
+            &self.counters,
+            &self.miss,
+        ] {
+            visit.call(object)?;
+        }
+        visit.call(&self.counter_class)?;
+        self.key_plan.traverse(&visit)?;
+        // SAFETY: this is `tp_traverse`.
+        let memo = unsafe { self.memo.peek_during_gc(|memo| memo.traverse(&visit)) };
+        memo.unwrap_or(Ok(()))
+    }
+
+    /// Breaks the cycles: what the memo and the key plan remember.
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let forgotten = self.memo.with(py, std::mem::take);
+            drop(forgotten);
+            self.key_plan.forget(py);
+        });
     }
 
     /// Binds like a plain function, as Odoo's wrapper did.
