@@ -260,11 +260,17 @@ def redis_commands(redis: RedisServer) -> dict[str, int]:
     }
 
 
-def resident_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+def resident_bytes(pid: int) -> int | None:
+    """The process's resident set; None once it has exited (a worker Odoo
+    replaced, gone or not yet reaped: a zombie has no ``VmRSS``)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
-    raise Failure(f"no VmRSS for process {pid}")
+    return None
 
 
 def run_once(args: argparse.Namespace, config: str, major: int) -> dict[str, Any]:
@@ -301,7 +307,8 @@ def run_once(args: argparse.Namespace, config: str, major: int) -> dict[str, Any
             for name, count in (redis_commands(redis) if redis is not None else {}).items()
             if name != "info"
         }
-        rss = {pid: resident_bytes(pid) for pid in http_workers(odoo.process.pid)}
+        resident = {pid: resident_bytes(pid) for pid in http_workers(odoo.process.pid)}
+        rss = {pid: size for pid, size in resident.items() if size is not None}
         stop.set()
         for loop in loops:
             loop.join(120)
