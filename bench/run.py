@@ -4,6 +4,9 @@ Every figure is a ratio measured in this process, in one run, against a
 baseline written here (Odoo 19's LRU and ormcache lookup, redis-py with
 hiredis, pickle). Rounds of the candidate and its baseline are interleaved and
 the best round of each is kept, so a noisy, shared machine moves both alike.
+The round-trip rows (an L2 hit against redis-py and PING) are the median of
+each round's own ratio instead: a round trip's cost drifts with the CPU's
+wake-up latency, and two best rounds taken apart can differ in luck.
 Nothing here asserts a time: the table is for people.
 
     python bench/run.py            # all sections, own redis-server
@@ -21,6 +24,7 @@ import argparse
 import hmac
 import os
 import pickle
+import statistics
 import sys
 import threading
 import time
@@ -205,9 +209,19 @@ class Table:
         # microseconds added instead).
         self.ratios: list[Ratio] = []
 
-    def add(self, name: str, ours: float, baseline: str, theirs: float, target: str) -> None:
-        self.rows.append((name, ours, baseline, theirs, ours / theirs, target))
-        self.ratios.append(Ratio(name, baseline, ours / theirs, target))
+    def add(
+        self,
+        name: str,
+        ours: float,
+        baseline: str,
+        theirs: float,
+        target: str,
+        ratio: float | None = None,
+    ) -> None:
+        """``ratio``: when not ours / theirs (the median of paired rounds)."""
+        ratio = ours / theirs if ratio is None else ratio
+        self.rows.append((name, ours, baseline, theirs, ratio, target))
+        self.ratios.append(Ratio(name, baseline, ratio, target))
 
     def print(self) -> None:
         print()
@@ -232,13 +246,20 @@ def side_by_side(
     return best_ours, best_theirs
 
 
-def interleaved(fns: list[Callable[[], Any]], number: int, rounds: int) -> list[float]:
-    """Best ns per call of each function, their rounds taken in turn."""
-    best = [float("inf")] * len(fns)
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            best[i] = min(best[i], timeit.timeit(fn, number=number) / number * 1e9)
-    return best
+def paired_rounds(fns: list[Callable[[], Any]], number: int, rounds: int) -> list[list[float]]:
+    """ns per call of each function in each round, the functions taken in
+    turn within every round (so that each round's figures share its
+    conditions): ``[round][function]``."""
+    return [[timeit.timeit(fn, number=number) / number * 1e9 for fn in fns] for _ in range(rounds)]
+
+
+def median_ratio(rounds: list[list[float]], ours: int, theirs: int) -> float:
+    """The median over rounds of one function's time over another's in the
+    same round: a round-trip's cost drifts with the CPU's wake-up latency
+    (this VM's loopback PING reads 23 to 66 us from one second to the
+    next), and the best round of each side, taken apart, can come from
+    rounds of different luck."""
+    return statistics.median(figures[ours] / figures[theirs] for figures in rounds)
 
 
 # ---------------------------------------------------------------- sections
@@ -328,16 +349,23 @@ def bench_l2(table: Table, scale: int, client: RedisClient, url: str) -> None:
     assert synced_hit() == value and unsynced_hit() == value and redis_py_get() == value
     assert synced.stats()["l2_hits"] >= 1 and unsynced.stats()["l2_hits"] >= 1
     # Round trips on an idle VM are dominated by CPU wake-up latency, which
-    # drifts: every variant is measured in the same rounds.
-    o, u, t, ping, own_ping = interleaved(
-        [synced_hit, unsynced_hit, redis_py_get, pyredis.ping, client.ping], 2_000 * scale, 7
+    # drifts: every variant is measured in the same rounds, and each ratio
+    # is the median of the rounds' own ratios (times: each one's median).
+    rounds = paired_rounds(
+        [synced_hit, unsynced_hit, redis_py_get, pyredis.ping, client.ping], 1_000 * scale, 15
     )
+    o, u, t, ping, own_ping = (statistics.median(column) for column in zip(*rounds, strict=True))
     parser = type(pyredis.connection_pool.get_connection()._parser).__name__
     row = "L2 hit (L1 cold), tuple of 100 ints"
-    table.add(row, o, f"redis-py GET+pickle ({parser})", t, "<= 0.8")
-    table.add(row, o, "redis-py PING round trip", ping, "(info)")
-    table.add(row, o, "RedisClient.ping round trip", own_ping, "<= 1.3")
-    table.add(f"{row}, never synced", u, "RedisClient.ping round trip", own_ping, "(info)")
+    for ours, name, theirs, baseline, target in (
+        (0, row, 2, f"redis-py GET+pickle ({parser})", "<= 0.8"),
+        (0, row, 3, "redis-py PING round trip", "(info)"),
+        (0, row, 4, "RedisClient.ping round trip", "<= 1.3"),
+        (1, f"{row}, never synced", 4, "RedisClient.ping round trip", "(info)"),
+    ):
+        figures = (o, u, t, ping, own_ping)
+        ratio = median_ratio(rounds, ours, theirs)
+        table.add(name, figures[ours], baseline, figures[theirs], target, ratio)
 
 
 def bench_mac(table: Table, scale: int) -> None:
