@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, MutableMapping
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from ormcache_redis import LRU
+from ormcache_redis._native import Codec, TwoTierCache
 
 # Keys mixing the numeric types Python considers equal (1 == 1.0 == True).
 keys = st.one_of(
@@ -275,3 +277,28 @@ def test_threads_hammering_one_cache(
     run_threads(worker, 8)
     assert len(cache) <= 64
     assert len(list(cache)) == len(cache)
+
+
+def test_a_cache_in_a_cycle_is_freed_with_it():
+    """A value that holds the cache (through the object owning both), and a
+    TwoTierCache whose gate is a closure over its owner (as the addon's
+    shared tier sets it): the garbage collector sees the entries and the
+    gate, and frees the whole cycle."""
+
+    class Owner:
+        pass
+
+    def gate_over(owner: Owner) -> Callable[[], bool]:
+        return lambda: owner is None
+
+    owner = Owner()
+    owner.cache = LRU(8)
+    owner.cache["self"] = owner
+    gated = Owner()
+    gated.cache = TwoTierCache("default", 8, client=None, codec=Codec())
+    gated.cache.gate = gate_over(gated)
+    gated.cache[("res.users", "m", 1)] = "v"
+    owners = [weakref.ref(owner), weakref.ref(gated)]
+    del owner, gated
+    gc.collect()
+    assert [ref() for ref in owners] == [None, None]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 use smallvec::SmallVec;
 
 use super::budget::{clock_now, clock_tick, MemoryBudget};
@@ -426,6 +427,15 @@ impl Core {
         self.budget.sub(self.bytes);
         self.bytes = 0;
         std::mem::take(&mut self.nodes)
+    }
+
+    /// Reports every key and value to the garbage collector.
+    pub(super) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        for entry in self.nodes.iter().filter_map(|node| node.entry.as_ref()) {
+            visit.call(&entry.key)?;
+            visit.call(&entry.value)?;
+        }
+        Ok(())
     }
 
     /// Live slots from least to most recently used (Odoo 19's snapshot order).

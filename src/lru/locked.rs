@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 
 use super::budget::{process_budget, MemoryBudget};
 use super::core::{Core, Entry, Lookup, LruCounters, Stored, ENTRY_OVERHEAD};
@@ -372,6 +373,17 @@ impl Lru {
         let nodes = self.core.lock().take_all();
         drop(nodes);
         self.budget.return_freed_memory(py);
+    }
+
+    /// Reports the keys and values held to the garbage collector: a value
+    /// may hold the cache (through the object that owns it). Nothing while
+    /// another thread holds the lock: they are then not reported, which
+    /// only delays a collection.
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self.core.try_lock() {
+            Some(core) => core.traverse(visit),
+            None => Ok(()),
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -4,6 +4,7 @@
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
 use super::budget::process_budget;
 use super::core::Stored;
@@ -80,6 +81,15 @@ impl PyLru {
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         self.lru.contains(key, key.hash()?)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.lru.traverse(&visit)
+    }
+
+    /// Breaks the cycles through the entries (the collector's clear).
+    fn __clear__(&self) {
+        Python::attach(|py| self.lru.clear(py));
     }
 
     fn __len__(&self) -> usize {

@@ -26,6 +26,7 @@ use parking_lot::{Mutex, RwLock};
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::codec::Codec;
 use crate::lru::{lru_stats_dict, Bounds, Lru, PyLru, L1_LOOKUP_LABELS};
@@ -287,6 +288,23 @@ impl TwoTierCache {
     #[setter]
     fn set_gate(&self, gate: Option<Py<PyAny>>) {
         *self.gate.write() = gate;
+    }
+
+    /// The entries are the LRU's to report; the gate is usually a closure
+    /// over the object that holds this cache (the addon's shared tier).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.client)?;
+        visit.call(&self.codec)?;
+        match self.gate.try_read() {
+            Some(gate) => visit.call(gate.as_ref()),
+            None => Ok(()),
+        }
+    }
+
+    /// Breaks the cycles through the gate (the collector's clear).
+    fn __clear__(&self) {
+        let gate = self.gate.try_write().and_then(|mut gate| gate.take());
+        drop(gate);
     }
 
     /// The Redis client, None for an L1-only cache.
