@@ -2,6 +2,11 @@
 //! what the interpreter's specialised bytecode does for `obj.attr` and
 //! `obj.attr = v`, which a generic getattr/setattr from C costs several
 //! times over (a walk of the type's MRO, then the descriptor protocol).
+//!
+//! A slot holds no reference to the class it was found on (a registry's
+//! model class must be free to go): its owner keeps that class, strongly
+//! or weakly, and uses the slot only on instances of exactly that class
+//! while it is alive.
 
 use std::ffi::{c_int, c_void};
 
@@ -20,9 +25,11 @@ type DescrSet =
     unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject, *mut ffi::PyObject) -> c_int;
 
 pub(crate) struct MemberSlot {
-    /// The class the slot was found on: callers check an object is
-    /// exactly of this class before using the slot on it.
-    pub(crate) class: Py<PyType>,
+    /// The address of the class the slot was found on, for debug checks
+    /// only (the owner holds the class).
+    class_address: usize,
+    /// The member descriptor (it holds the class that declares the slot,
+    /// Odoo's `BaseModel` or `ormcache_counter`, not a registry's class).
     descriptor: Py<PyAny>,
     get: DescrGet,
     set: DescrSet,
@@ -59,7 +66,7 @@ impl MemberSlot {
             return Ok(None);
         }
         Ok(Some(MemberSlot {
-            class: class.clone().unbind(),
+            class_address: class.as_ptr() as usize,
             descriptor: descriptor.unbind(),
             // SAFETY: non-null tp_descr_get / tp_descr_set slots.
             get: unsafe { std::mem::transmute::<*mut c_void, DescrGet>(get) },
@@ -69,13 +76,13 @@ impl MemberSlot {
 
     /// Reports the objects held to the garbage collector.
     pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.class)?;
         visit.call(&self.descriptor)
     }
 
-    /// `obj.<slot>`; `obj` must be an instance of exactly `class`.
+    /// `obj.<slot>`; `obj` must be an instance of exactly the class the
+    /// slot was found on, which must be alive.
     pub(crate) fn get<'py>(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        debug_assert!(obj.get_type().is(self.class.bind(obj.py())));
+        debug_assert_eq!(obj.get_type().as_ptr() as usize, self.class_address);
         // SAFETY: the descriptor's own tp_descr_get on an instance of the
         // class it was found on; the GIL is held.
         unsafe {
@@ -86,9 +93,9 @@ impl MemberSlot {
         }
     }
 
-    /// `obj.<slot> = value`; `obj` must be an instance of exactly `class`.
+    /// `obj.<slot> = value`; as `get`.
     pub(crate) fn set(&self, obj: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        debug_assert!(obj.get_type().is(self.class.bind(obj.py())));
+        debug_assert_eq!(obj.get_type().as_ptr() as usize, self.class_address);
         // SAFETY: as in `get`, with the descriptor's tp_descr_set.
         match unsafe { (self.set)(self.descriptor.as_ptr(), obj.as_ptr(), value.as_ptr()) } {
             0 => Ok(()),

@@ -14,7 +14,7 @@
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyTuple, PyType};
+use pyo3::types::{PyBool, PyTuple, PyType, PyWeakrefMethods, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::gil_cell::GilCell;
@@ -23,8 +23,9 @@ use crate::member_slot::MemberSlot;
 pub(crate) struct RecordIdReader {
     /// Odoo's `Id` field class.
     field_class: Py<PyType>,
-    /// The class last seen, and its `_ids` slot when its `id` is an `Id`.
-    known: GilCell<Option<(Py<PyType>, Option<MemberSlot>)>>,
+    /// The class last seen, held weakly (a registry's class must be free
+    /// to go), and its `_ids` slot when its `id` is an `Id`.
+    known: GilCell<Option<(Py<PyWeakrefReference>, Option<MemberSlot>)>>,
 }
 
 impl RecordIdReader {
@@ -47,7 +48,12 @@ impl RecordIdReader {
         let recalled = self
             .known
             .with(py, |known| match known {
-                Some((known, slot)) if known.is(&class) => {
+                Some((known, slot))
+                    if known
+                        .bind(py)
+                        .upgrade()
+                        .is_some_and(|known| known.is(&class)) =>
+                {
                     Some(slot.as_ref().map(|slot| slot.get(record)))
                 }
                 _ => None,
@@ -58,10 +64,9 @@ impl RecordIdReader {
             None => {
                 let slot = self.ids_slot(&class)?;
                 let ids = slot.as_ref().map(|slot| slot.get(record));
+                let watched = PyWeakrefReference::new(&class)?.unbind();
                 // What a replaced entry held is dropped after the cell is released.
-                let _replaced = self
-                    .known
-                    .with(py, |known| known.replace((class.unbind(), slot)));
+                let _replaced = self.known.with(py, |known| known.replace((watched, slot)));
                 ids
             }
         };

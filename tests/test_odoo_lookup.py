@@ -611,3 +611,28 @@ def test_a_model_class_and_its_lookup_are_freed_together():
     gc.collect()
     assert model() is None
     assert registry() is None
+
+
+def test_a_registry_class_is_not_kept_by_the_lookup_on_its_base():
+    """Odoo installs the lookup on the class that defines the method, which
+    outlives every registry; a registry's class (a subclass, with its own
+    ``pool``) called last must still be freed once the registry is gone:
+    the memo and the record id reader hold it weakly."""
+    probe = build(key_parts=((0, ("id",)),), defaults=(None,), id_field=IdField)
+    registry = Registry()
+
+    class RegistryModel(probe.Model):
+        __slots__ = ()
+        pool = registry
+
+    record = RegistryModel()
+    record.env = Env()
+    record._ids = (3,)
+    assert record.method() == record.method() == ("value",)
+    assert probe.cache.stats()["hits"] == 0  # the registry's own mapping answered
+    model, pool = weakref.ref(RegistryModel), weakref.ref(registry)
+    del RegistryModel, record, registry
+    gc.collect()
+    assert model() is None
+    assert pool() is None
+    assert probe.record.method() == probe.record.method() == ("value",)

@@ -28,6 +28,7 @@ import functools
 import importlib
 import inspect
 import logging
+import weakref
 from contextlib import closing
 from typing import Any
 
@@ -202,12 +203,20 @@ def _attach(registry: Any, caches_by_key: dict) -> None:
         caches=caches,
         caches_by_key=caches_by_key,
         shared_caches=options.shared_caches if redis_client is not None else (),
-        invalidated_names=lambda: registry.cache_invalidated,
+        # Weakly: the caches' gates hold the tier, and a registry that is
+        # gone must not be kept by them.
+        invalidated_names=functools.partial(_invalidated_names, weakref.ref(registry)),
         client=redis_client,
         prefix=options.prefix,
         testing=_odoo_test_running,
     )
     registry.__dict__[runtime.TIER_ATTRIBUTE] = tier
+
+
+def _invalidated_names(registry_ref: weakref.ref) -> set:
+    """The registry's caches invalidated in this thread (none once it is gone)."""
+    registry = registry_ref()
+    return set() if registry is None else registry.cache_invalidated
 
 
 def _key_shared_caches(registry: Any, tier: shared_tier.SharedTier) -> bool:

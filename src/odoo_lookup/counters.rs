@@ -3,7 +3,7 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyString;
+use pyo3::types::{PyString, PyType};
 use pyo3::{ffi, intern};
 
 use super::hit_counter::HitCounter;
@@ -53,19 +53,23 @@ fn plus_one(value: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
 }
 
 /// The slot of `field` in `counter`'s type when it is a plain member
-/// descriptor (as in Odoo's `ormcache_counter`), found once per field.
+/// descriptor (as in Odoo's `ormcache_counter`), found once per field for
+/// the first counter class seen (held here: Odoo's, for the process's life).
 fn counter_slot(
     counter: &Bound<'_, PyAny>,
     field: CounterField,
 ) -> PyResult<Option<&'static MemberSlot>> {
-    static HIT: PyOnceLock<Option<MemberSlot>> = PyOnceLock::new();
-    static TX_HIT: PyOnceLock<Option<MemberSlot>> = PyOnceLock::new();
+    type Found = (Py<PyType>, Option<MemberSlot>);
+    static HIT: PyOnceLock<Found> = PyOnceLock::new();
+    static TX_HIT: PyOnceLock<Found> = PyOnceLock::new();
     let py = counter.py();
     let cell = match field {
         CounterField::Hit => &HIT,
         CounterField::TransactionHit => &TX_HIT,
     };
     let class = counter.get_type();
-    let slot = cell.get_or_try_init(py, || MemberSlot::find(&class, field.name(py)))?;
-    Ok(slot.as_ref().filter(|slot| slot.class.is(&class)))
+    let (known, slot) = cell.get_or_try_init(py, || {
+        MemberSlot::find(&class, field.name(py)).map(|slot| (class.clone().unbind(), slot))
+    })?;
+    Ok(slot.as_ref().filter(|_| known.is(&class)))
 }

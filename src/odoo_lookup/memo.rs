@@ -23,7 +23,9 @@ pub(super) struct Memo {
     /// The model class last seen, with what Odoo reads from it on every
     /// call: found once per class (a registry's classes live as long as
     /// the registry, and Odoo only ever adds entries to the counters). The
-    /// class is held, so its address cannot be reused meanwhile.
+    /// class is held weakly: this lookup is installed on the classes that
+    /// define the method, which outlive a registry, and must not keep the
+    /// registry's classes (and through them the registry) alive.
     pub(super) class: Option<ModelClass>,
     /// Odoo 19: the environment last seen, held weakly, and its cursor's
     /// cache (an environment's cursor, and a cursor's cache dictionary,
@@ -104,7 +106,7 @@ pub(super) struct WatchedSet {
 }
 
 pub(super) struct ModelClass {
-    pub(super) class: Py<PyAny>,
+    pub(super) class: Py<PyWeakrefReference>,
     pub(super) name: Py<PyAny>,
     pub(super) caches: Py<PyAny>,
     pub(super) counter: Py<PyAny>,
@@ -166,7 +168,13 @@ impl Memo {
     pub(super) fn recall<'py>(&self, model: &Bound<'py, PyAny>, with_env: bool) -> Recalled<'py> {
         let py = model.py();
         let class = model.get_type();
-        let Some(known) = self.class.as_ref().filter(|known| known.class.is(&class)) else {
+        let Some(known) = self.class.as_ref().filter(|known| {
+            known
+                .class
+                .bind(py)
+                .upgrade()
+                .is_some_and(|known| known.is(&class))
+        }) else {
             return Recalled::default();
         };
         let facts = ModelFacts {

@@ -136,7 +136,7 @@ impl OdooLookup {
             false => None,
         };
         let class = ModelClass {
-            class: model.get_type().into_any().unbind(),
+            class: PyWeakrefReference::new(&model.get_type())?.unbind(),
             name: name.clone().unbind(),
             caches: caches.clone().unbind(),
             counter: counter.clone().unbind(),
