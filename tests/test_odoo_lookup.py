@@ -617,7 +617,8 @@ def test_a_registry_class_is_not_kept_by_the_lookup_on_its_base():
     """Odoo installs the lookup on the class that defines the method, which
     outlives every registry; a registry's class (a subclass, with its own
     ``pool``) called last must still be freed once the registry is gone:
-    the memo and the record id reader hold it weakly."""
+    the memo and the record id reader hold it weakly, and the memo lets go
+    of the registry's mappings (and their entries) when the class goes."""
     probe = build(key_parts=((0, ("id",)),), defaults=(None,), id_field=IdField)
     registry = Registry()
 
@@ -625,14 +626,21 @@ def test_a_registry_class_is_not_kept_by_the_lookup_on_its_base():
         __slots__ = ()
         pool = registry
 
+    class Held:
+        """A value of the registry's cache, to see the cache go."""
+
+    held = Held()
+    registry._Registry__caches["default"][("other", "key")] = held
     record = RegistryModel()
     record.env = Env()
     record._ids = (3,)
     assert record.method() == record.method() == ("value",)
     assert probe.cache.stats()["hits"] == 0  # the registry's own mapping answered
-    model, pool = weakref.ref(RegistryModel), weakref.ref(registry)
-    del RegistryModel, record, registry
+    model, pool, value = weakref.ref(RegistryModel), weakref.ref(registry), weakref.ref(held)
+    del RegistryModel, record, registry, held
     gc.collect()
     assert model() is None
     assert pool() is None
+    # The memo let go of the registry's mappings when the class went.
+    assert value() is None
     assert probe.record.method() == probe.record.method() == ("value",)

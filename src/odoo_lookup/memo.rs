@@ -199,6 +199,21 @@ impl Memo {
         }
     }
 
+    /// Lets go of the model class's facts and the last hit when the class
+    /// is gone; hands them back, to be dropped once the memo is free.
+    pub(super) fn forget_gone_class(
+        &mut self,
+        py: Python<'_>,
+    ) -> (Option<ModelClass>, Option<LastHit>) {
+        let Some(known) = &self.class else {
+            return (None, None);
+        };
+        match known.class.bind(py).upgrade().is_none() {
+            true => (self.class.take(), self.last_hit.take()),
+            false => (None, None),
+        }
+    }
+
     /// Where the last hit was, if this call asks for the same key.
     pub(super) fn last_place(
         &self,

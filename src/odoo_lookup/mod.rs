@@ -48,11 +48,11 @@
 //! costs 0.41x vanilla's; `env.user.has_group(g)` over 4 groups 0.48x.
 
 use std::ffi::CStr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PySet, PyString, PyTuple, PyType, PyWeakrefReference};
+use pyo3::types::{PyCFunction, PyDict, PySet, PyString, PyTuple, PyType, PyWeakrefReference};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 use smallvec::SmallVec;
 
@@ -114,7 +114,9 @@ pub struct OdooLookup {
     /// Odoo's miss and error paths, in Python.
     miss: Py<PyAny>,
     /// What earlier calls found.
-    memo: GilCell<Memo>,
+    /// Shared with the weak references to the model classes it holds,
+    /// whose callbacks clear it when a class goes (`forget_when_gone`).
+    memo: Arc<GilCell<Memo>>,
 }
 
 impl OdooLookup {
@@ -136,13 +138,18 @@ impl OdooLookup {
             false => None,
         };
         let class = ModelClass {
-            class: PyWeakrefReference::new(&model.get_type())?.unbind(),
+            class: PyWeakrefReference::new_with(&model.get_type(), self.forget_when_gone(py)?)?
+                .unbind(),
             name: name.clone().unbind(),
             caches: caches.clone().unbind(),
             counter: counter.clone().unbind(),
             env,
         };
-        self.memo.with(py, |memo| memo.class.replace(class));
+        // The last hit was another class's (maybe another registry's).
+        let replaced = self
+            .memo
+            .with(py, |memo| (memo.class.replace(class), memo.last_hit.take()));
+        drop(replaced);
         Ok(ModelFacts {
             name,
             caches,
@@ -164,6 +171,26 @@ impl OdooLookup {
         }
         let fresh = class.bind(py).call0()?;
         mapping.call_method1(intern!(py, "setdefault"), (key, fresh))
+    }
+
+    /// The callback of the weak reference to a model class: once the class
+    /// is gone (its registry with it), the memo lets go of what it found
+    /// from it (the registry's mappings, the last hit's), so that they go
+    /// too instead of waiting for this method's next call.
+    fn forget_when_gone<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCFunction>> {
+        let memo = Arc::downgrade(&self.memo);
+        PyCFunction::new_closure(
+            py,
+            Some(c"forget_model_class"),
+            None,
+            move |args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| {
+                let py = args.py();
+                if let Some(memo) = memo.upgrade() {
+                    let forgotten = memo.with(py, |memo| memo.forget_gone_class(py));
+                    drop(forgotten);
+                }
+            },
+        )
     }
 
     /// `env.cr.cache`, found in Python (the memo had another environment).
@@ -431,7 +458,7 @@ impl OdooLookup {
             counters_by_model,
             transaction_statistics,
             miss,
-            memo: GilCell::new(Memo::default()),
+            memo: Arc::new(GilCell::new(Memo::default())),
         })
     }
 
