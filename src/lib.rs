@@ -27,6 +27,7 @@ pub mod redis;
 pub mod settings;
 pub mod stats;
 pub mod two_tier;
+pub mod weak_ref;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -14,11 +14,12 @@
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyTuple, PyType, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::types::{PyBool, PyTuple, PyType, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::gil_cell::GilCell;
 use crate::member_slot::MemberSlot;
+use crate::weak_ref::refers_to;
 
 pub(crate) struct RecordIdReader {
     /// Odoo's `Id` field class.
@@ -48,12 +49,7 @@ impl RecordIdReader {
         let recalled = self
             .known
             .with(py, |known| match known {
-                Some((known, slot))
-                    if known
-                        .bind(py)
-                        .upgrade()
-                        .is_some_and(|known| known.is(&class)) =>
-                {
+                Some((known, slot)) if refers_to(known, &class) => {
                     Some(slot.as_ref().map(|slot| slot.get(record)))
                 }
                 _ => None,

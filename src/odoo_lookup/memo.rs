@@ -9,8 +9,8 @@ use pyo3::types::{PyDict, PySet, PyWeakrefMethods, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::lru::Place;
-
 use crate::member_slot::MemberSlot;
+use crate::weak_ref::refers_to;
 
 /// Epochs are unique in the process: two memos never give one number to
 /// two sets, so an entry marked under one epoch is in exactly that set.
@@ -168,13 +168,11 @@ impl Memo {
     pub(super) fn recall<'py>(&self, model: &Bound<'py, PyAny>, with_env: bool) -> Recalled<'py> {
         let py = model.py();
         let class = model.get_type();
-        let Some(known) = self.class.as_ref().filter(|known| {
-            known
-                .class
-                .bind(py)
-                .upgrade()
-                .is_some_and(|known| known.is(&class))
-        }) else {
+        let Some(known) = self
+            .class
+            .as_ref()
+            .filter(|known| refers_to(&known.class, &class))
+        else {
             return Recalled::default();
         };
         let facts = ModelFacts {
@@ -189,7 +187,7 @@ impl Memo {
         let transaction = env.as_ref().and_then(|env| {
             self.transaction
                 .as_ref()
-                .filter(|(known, _)| known.bind(py).upgrade().is_some_and(|known| known.is(env)))
+                .filter(|(known, _)| refers_to(known, env))
                 .map(|(_, cache)| cache.bind(py).clone())
         });
         Recalled {
@@ -229,18 +227,12 @@ impl Memo {
     /// no smaller, a new one otherwise (0 when the set cannot be watched:
     /// no marks).
     pub(super) fn epoch_of(&mut self, lookups: &Bound<'_, PyAny>) -> u64 {
-        let py = lookups.py();
         let Ok(size) = lookups.cast::<PySet>().map(|set| set.len()) else {
             self.lookups = None;
             return 0;
         };
         if let Some(known) = &mut self.lookups {
-            let same = known
-                .set
-                .bind(py)
-                .upgrade()
-                .is_some_and(|set| set.is(lookups));
-            if same && size >= known.size {
+            if refers_to(&known.set, lookups) && size >= known.size {
                 known.size = size;
                 return known.epoch;
             }
