@@ -354,7 +354,7 @@ def bench_l2(table: Table, scale: int, client: RedisClient, url: str) -> None:
     rounds = paired_rounds(
         [synced_hit, unsynced_hit, redis_py_get, pyredis.ping, client.ping], 1_000 * scale, 15
     )
-    o, u, t, ping, own_ping = (statistics.median(column) for column in zip(*rounds, strict=True))
+    medians = [statistics.median(column) for column in zip(*rounds, strict=True)]
     parser = type(pyredis.connection_pool.get_connection()._parser).__name__
     row = "L2 hit (L1 cold), tuple of 100 ints"
     for ours, name, theirs, baseline, target in (
@@ -363,9 +363,8 @@ def bench_l2(table: Table, scale: int, client: RedisClient, url: str) -> None:
         (0, row, 4, "RedisClient.ping round trip", "<= 1.3"),
         (1, f"{row}, never synced", 4, "RedisClient.ping round trip", "(info)"),
     ):
-        figures = (o, u, t, ping, own_ping)
         ratio = median_ratio(rounds, ours, theirs)
-        table.add(name, figures[ours], baseline, figures[theirs], target, ratio)
+        table.add(name, medians[ours], baseline, medians[theirs], target, ratio)
 
 
 def bench_mac(table: Table, scale: int) -> None:
